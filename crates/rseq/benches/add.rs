@@ -1,0 +1,77 @@
+//! Per-CPU add via rseq against `AtomicI64::fetch_add` and `sched_getcpu` + atomic, on 1 and 2
+//! threads. Each sample times `iters` adds per thread with all threads started together, and
+//! reports the time per add per thread.
+//!
+//! Run: `cargo bench -p pcpu-rseq --bench add`
+
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+#[repr(align(64))]
+struct Padded(AtomicI64);
+
+/// Runs `op` `iters` times on each of `threads` threads; returns the mean wall time per thread.
+fn run(threads: usize, iters: u64, op: &(dyn Fn() + Sync)) -> Duration {
+    let barrier = Barrier::new(threads);
+    let total: Duration = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        op();
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    total / threads as u32
+}
+
+fn bench_add(c: &mut Criterion) {
+    let ncpu = pcpu_rseq::possible_cpus();
+    let cells: Vec<Padded> = (0..ncpu).map(|_| Padded(AtomicI64::new(0))).collect();
+    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let shared = Padded(AtomicI64::new(0));
+    let rseq_add = || {
+        // SAFETY: `slot` addresses `ncpu` live cells, 64 bytes apart, that outlive the bench.
+        let _ = unsafe { pcpu_rseq::add(black_box(&slot), 64, ncpu, 1) };
+    };
+    let atomic_add = || {
+        black_box(&shared).0.fetch_add(1, Ordering::Relaxed);
+    };
+    let getcpu_add = || {
+        // SAFETY: sched_getcpu has no preconditions.
+        let cpu = unsafe { libc::sched_getcpu() }.max(0) as usize % ncpu;
+        black_box(&cells)[cpu].0.fetch_add(1, Ordering::Relaxed);
+    };
+    eprintln!("pcpu-rseq mode: {:?}", pcpu_rseq::mode());
+    for threads in [1, 2] {
+        let mut group = c.benchmark_group(format!("add/{threads}-thread"));
+        group.throughput(criterion::Throughput::Elements(1));
+        let ops: [(&str, &(dyn Fn() + Sync)); 3] = [
+            ("rseq", &rseq_add),
+            ("atomic_fetch_add", &atomic_add),
+            ("sched_getcpu_atomic", &getcpu_add),
+        ];
+        for (name, op) in ops {
+            group.bench_function(name, |b| b.iter_custom(|iters| run(threads, iters, op)));
+        }
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    targets = bench_add
+}
+criterion_main!(benches);

@@ -1,0 +1,71 @@
+//! # pcpu-rseq
+//!
+//! Per-CPU operations for Linux user space through restartable sequences (rseq), with a
+//! portable atomic backend chosen at run time when rseq is missing.
+//!
+//! A restartable sequence is a short block of code that the kernel restarts (jumps to an abort
+//! handler) if the thread is preempted, migrated or signalled while inside it. A block that
+//! reads the current CPU id and then commits with one store therefore runs *as if* it owned
+//! that CPU: an add to a per-CPU counter needs no `lock` prefix and no shared cache line.
+//!
+//! What this crate gives the layers above it:
+//! - the ABI ([`abi`]): glibc's registration found at run time (`__rseq_offset`,
+//!   `__rseq_size` through `dlsym`), or a per-thread registration of our own;
+//! - critical sections: per-CPU [`add`], [`exchange`], and per-CPU stacks
+//!   ([`PercpuStacks`] pop/push, stop/fence/restart);
+//! - grace periods: [`synchronize`] and [`fence_cpu`] (membarrier rseq fences, or
+//!   crossbeam-epoch on the portable backend);
+//! - [`possible_cpus`] and [`current_cpu`];
+//! - the portable backend ([`Mode::Portable`]): the same operations on atomics, forced with
+//!   `PCPU_RSEQ=off` or [`force_portable`], and the backend loom and proptest drive
+//!   ([`simulate_cpu`]).
+//!
+//! ```
+//! use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
+//!
+//! let ncpu = pcpu_rseq::possible_cpus();
+//! let cells: Vec<AtomicI64> = (0..ncpu).map(|_| AtomicI64::new(0)).collect();
+//! let slot = AtomicUsize::new(cells.as_ptr() as usize);
+//! std::thread::scope(|s| {
+//!     for _ in 0..4 {
+//!         s.spawn(|| {
+//!             for _ in 0..1000 {
+//!                 // SAFETY: `slot` addresses `ncpu` live i64 cells, 8 bytes apart, that
+//!                 // outlive every adder.
+//!                 unsafe { pcpu_rseq::add(&slot, 8, ncpu, 1) }.unwrap();
+//!             }
+//!         });
+//!     }
+//! });
+//! let total: i64 = cells.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+//! assert_eq!(total, 4000);
+//! ```
+//!
+//! Only x86_64 Linux has rseq sections for now; every other target (and `--cfg loom`) runs
+//! the portable backend. The area layout and the section structure are written so an aarch64
+//! port only adds an `aarch64.rs` beside [`x86_64`](self#).
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod abi;
+mod cpus;
+mod fence;
+pub mod membarrier;
+mod mode;
+mod native;
+mod ops;
+mod stack;
+pub mod sync;
+mod thread;
+#[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
+mod x86_64;
+
+pub use cpus::{parse_cpu_list, possible_cpus, POSSIBLE_PATH};
+pub use fence::{epoch_grace_period, fence_cpu, synchronize};
+pub use mode::{env_forces_portable, force_portable, mode, Mode, ModeAlreadyChosen, ENV_VAR};
+pub use native::kernel_feature_size;
+pub use ops::{add, current_cpu, exchange, portable_add, portable_exchange, SlowPath, DISABLED};
+pub use stack::{
+    PercpuStacks, StackConfigError, StackMiss, StopError, StoppedStack, LOCKED, STOPPED,
+};
+pub use thread::{aborts_on_this_thread, registration, simulate_cpu, Registration};

@@ -1,0 +1,102 @@
+//! The process-wide choice between the rseq backend and the portable backend.
+//!
+//! The choice is made once, on the first per-CPU operation of the process, and never changes:
+//! the two backends must not update the same cells at the same time (an rseq add is a plain
+//! read-modify-write that a concurrent atomic add on another CPU could lose). Within rseq mode a
+//! thread whose own registration fails gets [`SlowPath`](crate::SlowPath) from every operation,
+//! so it falls back to the caller's shared slow path instead of touching per-CPU cells.
+
+use crate::sync::{AtomicU8, Ordering};
+
+/// Which backend per-CPU operations use in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Restartable sequences: a plain add to this CPU's cell, no lock prefix.
+    Rseq,
+    /// Atomics on the cell of the CPU the thread last ran on, and epoch-based grace periods.
+    Portable,
+}
+
+/// Why the portable backend could not be forced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModeAlreadyChosen(pub Mode);
+
+impl core::fmt::Display for ModeAlreadyChosen {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "the per-CPU backend was already chosen as {:?}", self.0)
+    }
+}
+
+impl std::error::Error for ModeAlreadyChosen {}
+
+/// Name of the environment variable that forces the portable backend when set to `off`
+/// (also accepted: `0`, `false`, `no`, `portable`).
+pub const ENV_VAR: &str = "PCPU_RSEQ";
+
+const UNDECIDED: u8 = 0;
+const RSEQ: u8 = 1;
+const PORTABLE: u8 = 2;
+
+static MODE: AtomicU8 = AtomicU8::new(UNDECIDED);
+
+fn decode(raw: u8) -> Option<Mode> {
+    match raw {
+        RSEQ => Some(Mode::Rseq),
+        PORTABLE => Some(Mode::Portable),
+        _ => None,
+    }
+}
+
+/// True when `PCPU_RSEQ` asks for the portable backend.
+pub fn env_forces_portable() -> bool {
+    std::env::var(ENV_VAR).is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "off" | "0" | "false" | "no" | "portable"
+        )
+    })
+}
+
+/// The backend in use, choosing it now if no per-CPU operation has run yet.
+///
+/// ```
+/// let mode = pcpu_rseq::mode();
+/// // The choice is stable for the life of the process.
+/// assert_eq!(mode, pcpu_rseq::mode());
+/// ```
+pub fn mode() -> Mode {
+    match decode(MODE.load(Ordering::Acquire)) {
+        Some(m) => m,
+        None => decide(),
+    }
+}
+
+/// Forces the portable backend for the whole process.
+///
+/// Succeeds if no per-CPU operation has chosen the rseq backend yet (calling it twice is fine).
+/// Call it at the start of `main` or of a test binary; `PCPU_RSEQ=off` does the same from the
+/// environment.
+///
+/// # Errors
+/// [`ModeAlreadyChosen`] if the process already runs in rseq mode.
+pub fn force_portable() -> Result<(), ModeAlreadyChosen> {
+    match MODE.compare_exchange(UNDECIDED, PORTABLE, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Ok(()),
+        Err(PORTABLE) => Ok(()),
+        Err(other) => Err(ModeAlreadyChosen(decode(other).unwrap_or(Mode::Rseq))),
+    }
+}
+
+#[cold]
+fn decide() -> Mode {
+    let wanted = if env_forces_portable() || !crate::native::usable_here() {
+        PORTABLE
+    } else {
+        RSEQ
+    };
+    match MODE.compare_exchange(UNDECIDED, wanted, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => decode(wanted),
+        Err(chosen) => decode(chosen),
+    }
+    .unwrap_or(Mode::Portable)
+}

@@ -1,0 +1,137 @@
+//! Finding or making this thread's rseq registration (Linux only).
+//!
+//! Order of preference:
+//! 1. glibc's registration. glibc 2.35+ registers a `struct rseq` inside its thread control
+//!    block for every thread and exports `__rseq_offset` (from the thread pointer) and
+//!    `__rseq_size`. Both are looked up with `dlsym` at run time rather than linked, so the
+//!    crate still links on musl and older glibc. A size of 0 means glibc did not register (it
+//!    was told not to by `GLIBC_TUNABLES=glibc.pthread.rseq=0`, or the syscall failed, as under
+//!    valgrind). glibc 2.36 reports 20 although it registers 32 bytes; only `cpu_id` and
+//!    `rseq_cs` are used here, and both lie within the first 16 bytes.
+//! 2. Our own registration: a 32-byte-aligned area in a thread-local with no destructor, so it
+//!    stays valid until the thread is gone, registered lazily on the thread's first operation.
+//! 3. Neither: the thread has no rseq, and the operations report
+//!    [`SlowPath`](crate::SlowPath) (rseq mode) or run on atomics (portable mode).
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
+mod imp {
+    use crate::abi::{self, RseqArea};
+    use std::cell::UnsafeCell;
+    use std::sync::OnceLock;
+
+    /// What glibc exported about its rseq registration.
+    #[derive(Debug, Clone, Copy)]
+    pub struct GlibcRseq {
+        /// `__rseq_offset`: the area's offset from the thread pointer.
+        pub offset: isize,
+        /// `__rseq_size`: the registered size glibc reports, 0 if it did not register.
+        pub size: u32,
+    }
+
+    /// glibc's exported rseq symbols, if this libc has them.
+    pub fn glibc_rseq() -> Option<GlibcRseq> {
+        static GLIBC: OnceLock<Option<GlibcRseq>> = OnceLock::new();
+        *GLIBC.get_or_init(|| {
+            // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no preconditions;
+            // it returns null when the symbol does not exist.
+            let offset = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr()) };
+            // SAFETY: as above.
+            let size = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr()) };
+            if offset.is_null() || size.is_null() {
+                return None;
+            }
+            // SAFETY: glibc defines `__rseq_offset` as `const ptrdiff_t` and `__rseq_size` as
+            // `const unsigned int`; both are initialised before any user code runs.
+            let (offset, size) = unsafe { (*(offset as *const isize), *(size as *const u32)) };
+            Some(GlibcRseq { offset, size })
+        })
+    }
+
+    /// `getauxval(AT_RSEQ_FEATURE_SIZE)`: how much of `struct rseq` this kernel fills in (0 on
+    /// kernels that predate the auxv entry).
+    pub fn kernel_feature_size() -> usize {
+        // SAFETY: getauxval has no preconditions and returns 0 for unknown keys.
+        unsafe { libc::getauxval(abi::AT_RSEQ_FEATURE_SIZE) as usize }
+    }
+
+    /// The x86_64 thread pointer (`%fs:0` holds the TCB's own address).
+    #[inline(always)]
+    fn thread_pointer() -> usize {
+        let tp: usize;
+        // SAFETY: on x86_64 Linux the TCB's first word is its own address (the TLS ABI), and
+        // reading it has no side effects.
+        unsafe {
+            core::arch::asm!("mov {}, qword ptr fs:0", out(reg) tp,
+                options(nostack, readonly, preserves_flags, pure));
+        }
+        tp
+    }
+
+    std::thread_local! {
+        // No destructor, const-initialised: a plain static-TLS object that lives as long as the
+        // thread, so the kernel never writes into freed memory.
+        static OWN_AREA: UnsafeCell<RseqArea> = const { UnsafeCell::new(RseqArea::new()) };
+    }
+
+    /// How this thread got its rseq area.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Found {
+        /// glibc's area.
+        Glibc(*mut RseqArea),
+        /// Our own area, registered now.
+        Own(*mut RseqArea),
+        /// No usable area.
+        None,
+    }
+
+    /// Finds glibc's area for this thread, or registers our own.
+    pub fn find_or_register() -> Found {
+        if let Some(g) = glibc_rseq().filter(|g| g.size > 0) {
+            let area = thread_pointer().wrapping_add_signed(g.offset) as *mut RseqArea;
+            // SAFETY: glibc reports a non-zero size, so `area` is this thread's registered
+            // `struct rseq` inside its TCB, live for the life of the thread.
+            if unsafe { abi::read_cpu_id(area) } >= 0 {
+                return Found::Glibc(area);
+            }
+        }
+        let area = OWN_AREA.with(|a| a.get());
+        // SAFETY: `area` is this thread's live thread-local.
+        if unsafe { abi::read_cpu_id(area) } >= 0 {
+            // Registered by an earlier call on this thread.
+            return Found::Own(area);
+        }
+        // SAFETY: `area` is a 32-byte-aligned, 32-byte `struct rseq` in this thread's static
+        // TLS, valid until the thread exits; the kernel only writes its own fields. A failure
+        // (ENOSYS, EINVAL because another area is registered, EPERM from seccomp) only returns
+        // an error.
+        let rc =
+            unsafe { libc::syscall(libc::SYS_rseq, area, abi::RSEQ_AREA_LEN, 0, abi::RSEQ_SIG) };
+        // SAFETY: `area` is the live thread-local above.
+        if rc == 0 && unsafe { abi::read_cpu_id(area) } >= 0 {
+            Found::Own(area)
+        } else {
+            Found::None
+        }
+    }
+
+    /// Whether the process can run in rseq mode: this thread has an area and membarrier's
+    /// rseq fence can be registered.
+    pub fn usable_here() -> bool {
+        !matches!(find_or_register(), Found::None) && crate::membarrier::register().is_ok()
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64", not(loom))))]
+mod imp {
+    /// rseq is not implemented for this target (or we run under loom).
+    pub fn usable_here() -> bool {
+        false
+    }
+
+    /// No kernel rseq information on this target.
+    pub fn kernel_feature_size() -> usize {
+        0
+    }
+}
+
+pub use imp::*;

@@ -1,0 +1,210 @@
+//! Per-CPU cell operations: add and exchange, dispatched to the rseq or the portable backend.
+//!
+//! Both take the cells through a *slot word*: an `AtomicUsize` holding the address of CPU 0's
+//! cell (CPU `c`'s cell is `c * stride` bytes further), or that address with
+//! [`DISABLED`] set. The slot word is loaded *inside* the critical section, so a relocator that
+//! changes it and then waits for a grace period ([`crate::synchronize`]) knows that no adder
+//! still writes the old cells.
+
+use crate::sync::{AtomicI64, AtomicUsize, Ordering};
+use crate::thread;
+
+/// Mark bit of a slot word: per-CPU operation is off; operations report [`SlowPath`].
+///
+/// Cells are 8-aligned, so bit 0 of a real address is always clear.
+pub const DISABLED: usize = 1;
+
+/// The operation did not run on per-CPU memory: the slot word carried [`DISABLED`], a stack
+/// was stopped or busy, the CPU was out of range, or this thread has no rseq in rseq mode.
+/// The caller takes its own slow path (a shared atomic, a locked pool).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlowPath;
+
+impl core::fmt::Display for SlowPath {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("per-CPU operation unavailable; take the slow path")
+    }
+}
+
+impl std::error::Error for SlowPath {}
+
+/// Adds `delta` to the current CPU's cell.
+///
+/// On the rseq backend this is one plain `add` to memory inside a restartable sequence; on the
+/// portable backend a relaxed `fetch_add` under an epoch guard.
+///
+/// ```
+/// use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
+/// let ncpu = pcpu_rseq::possible_cpus();
+/// let cells: Vec<AtomicI64> = (0..ncpu).map(|_| AtomicI64::new(0)).collect();
+/// let slot = AtomicUsize::new(cells.as_ptr() as usize);
+/// for _ in 0..10 {
+///     // SAFETY: `slot` points at `ncpu` live i64 cells, 8 bytes apart.
+///     unsafe { pcpu_rseq::add(&slot, 8, ncpu, 3) }.expect("slot is not disabled");
+/// }
+/// let total: i64 = cells.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+/// assert_eq!(total, 30);
+/// ```
+///
+/// # Errors
+/// [`SlowPath`] when the slot word is disabled or the thread cannot run per-CPU operations;
+/// nothing was added then.
+///
+/// # Safety
+/// Whenever the slot word does not carry [`DISABLED`], its value plus `c * stride` for every
+/// `c < ncpu` must be an 8-aligned `i64` cell that stays allocated until a grace period
+/// ([`crate::synchronize`]) has passed after the slot word last held that value. The cells may
+/// be read concurrently only through atomic loads.
+#[inline]
+pub unsafe fn add(
+    slot: &AtomicUsize,
+    stride: usize,
+    ncpu: usize,
+    delta: i64,
+) -> Result<(), SlowPath> {
+    let state = thread::state();
+    #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
+    if state > thread::NO_RSEQ {
+        // SAFETY: `state` is this thread's registered area; the cells are as the caller
+        // guarantees.
+        let out =
+            unsafe { crate::x86_64::add(state as *mut _, slot.as_ptr(), stride, ncpu, delta) };
+        if out.aborts != 0 {
+            thread::record_aborts(out.aborts);
+        }
+        return if out.status == 0 {
+            Ok(())
+        } else {
+            Err(SlowPath)
+        };
+    }
+    if state == thread::NO_RSEQ {
+        return Err(SlowPath);
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { portable_add(slot, stride, ncpu, delta) }
+}
+
+/// Stores `new` into the current CPU's cell and returns what it held: the batch-fold primitive
+/// (take this CPU's part, move it to a central count).
+///
+/// # Errors
+/// [`SlowPath`] as for [`add`]; nothing was changed then.
+///
+/// # Safety
+/// As for [`add`].
+#[inline]
+pub unsafe fn exchange(
+    slot: &AtomicUsize,
+    stride: usize,
+    ncpu: usize,
+    new: i64,
+) -> Result<i64, SlowPath> {
+    let state = thread::state();
+    #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
+    if state > thread::NO_RSEQ {
+        // SAFETY: as in `add`.
+        let out =
+            unsafe { crate::x86_64::exchange(state as *mut _, slot.as_ptr(), stride, ncpu, new) };
+        if out.aborts != 0 {
+            thread::record_aborts(out.aborts);
+        }
+        return if out.status == 0 {
+            Ok(out.value)
+        } else {
+            Err(SlowPath)
+        };
+    }
+    if state == thread::NO_RSEQ {
+        return Err(SlowPath);
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { portable_exchange(slot, stride, ncpu, new) }
+}
+
+/// Runs `op` on the current CPU's cell under an epoch guard, unless the slot is disabled.
+///
+/// # Safety
+/// As for [`add`].
+#[inline]
+unsafe fn with_portable_cell<R>(
+    slot: &AtomicUsize,
+    stride: usize,
+    ncpu: usize,
+    op: impl FnOnce(&AtomicI64) -> R,
+) -> Result<R, SlowPath> {
+    if ncpu == 0 {
+        return Err(SlowPath);
+    }
+    // The guard is the portable grace period's read side: a relocator that disabled or
+    // replaced the slot word waits (crate::synchronize) until every guard pinned before it has
+    // been dropped, so the old cells see no write after that.
+    let _guard = crossbeam_epoch::pin();
+    let base = slot.load(Ordering::Acquire);
+    if base & DISABLED != 0 {
+        return Err(SlowPath);
+    }
+    let cpu = thread::portable_cpu() % ncpu;
+    // SAFETY: the slot is not disabled, so `base + cpu * stride` is a live, aligned i64 cell
+    // (caller's guarantee), kept alive by the pinned guard; AtomicI64 has i64's layout.
+    let cell = unsafe { &*((base + cpu * stride) as *const AtomicI64) };
+    Ok(op(cell))
+}
+
+/// The portable [`add`]: a relaxed `fetch_add` on the cell of the CPU this thread last ran on.
+///
+/// # Safety
+/// As for [`add`].
+#[inline]
+pub unsafe fn portable_add(
+    slot: &AtomicUsize,
+    stride: usize,
+    ncpu: usize,
+    delta: i64,
+) -> Result<(), SlowPath> {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_portable_cell(slot, stride, ncpu, |cell| {
+            cell.fetch_add(delta, Ordering::Relaxed);
+        })
+    }
+}
+
+/// The portable [`exchange`]: an atomic swap.
+///
+/// # Safety
+/// As for [`add`].
+#[inline]
+pub unsafe fn portable_exchange(
+    slot: &AtomicUsize,
+    stride: usize,
+    ncpu: usize,
+    new: i64,
+) -> Result<i64, SlowPath> {
+    // SAFETY: forwarded from the caller.
+    unsafe { with_portable_cell(slot, stride, ncpu, |cell| cell.swap(new, Ordering::Relaxed)) }
+}
+
+/// The CPU this thread runs on, from the cheapest source: the rseq area's `cpu_id`, the
+/// simulated CPU ([`crate::simulate_cpu`]), or `sched_getcpu`.
+///
+/// The answer may be stale by the time it is used (the thread can migrate); use it for
+/// statistics and placement hints, never to pick a cell to write without atomics.
+///
+/// ```
+/// let cpu = pcpu_rseq::current_cpu();
+/// assert!(cpu < pcpu_rseq::possible_cpus() || pcpu_rseq::mode() == pcpu_rseq::Mode::Portable);
+/// ```
+pub fn current_cpu() -> usize {
+    let state = thread::state();
+    #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
+    if state > thread::NO_RSEQ {
+        // SAFETY: `state` is this thread's live, registered area.
+        let cpu = unsafe { crate::abi::read_cpu_id(state as *const _) };
+        if let Ok(cpu) = usize::try_from(cpu) {
+            return cpu;
+        }
+    }
+    let _ = state;
+    thread::portable_cpu()
+}

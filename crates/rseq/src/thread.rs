@@ -1,0 +1,177 @@
+//! Per-thread backend state: which area this thread's critical sections use.
+//!
+//! The fast path reads one thread-local word, [`state`]. Values above [`NO_RSEQ`] are the
+//! address of this thread's `struct rseq`; the small values are markers. Resolving the state
+//! (choosing the process mode, finding or registering the area) happens once per thread, on
+//! its first per-CPU operation.
+
+use crate::sync::{AtomicBool, Ordering};
+use core::cell::Cell;
+
+/// Not resolved yet: the next operation resolves it.
+pub(crate) const UNRESOLVED: usize = 0;
+/// This thread uses the portable backend.
+pub(crate) const PORTABLE: usize = 1;
+/// rseq mode, but this thread has no area: every operation reports the slow path.
+pub(crate) const NO_RSEQ: usize = 2;
+
+/// Set once any thread has used the portable backend, so grace periods also wait for epochs.
+pub(crate) static PORTABLE_USED: AtomicBool = AtomicBool::new(false);
+
+/// How the current thread runs per-CPU operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Registration {
+    /// rseq through the area glibc registered for this thread.
+    Glibc,
+    /// rseq through an area this crate registered for this thread.
+    Own,
+    /// rseq mode, but this thread could not register: operations report
+    /// [`SlowPath`](crate::SlowPath).
+    Unavailable,
+    /// The portable atomic backend (process mode, or a simulated CPU on this thread).
+    Portable,
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    static STATE: Cell<usize> = const { Cell::new(UNRESOLVED) };
+    static KIND: Cell<Option<Registration>> = const { Cell::new(None) };
+    static ABORTS: Cell<u64> = const { Cell::new(0) };
+    static SIM_CPU: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+#[cfg(loom)]
+loom::thread_local! {
+    static SIM_CPU: Cell<usize> = Cell::new(usize::MAX);
+}
+
+/// This thread's state word, resolving it on first use.
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) fn state() -> usize {
+    let s = STATE.with(Cell::get);
+    if s == UNRESOLVED {
+        resolve()
+    } else {
+        s
+    }
+}
+
+/// Under loom every thread is portable: asm cannot run inside a model.
+#[cfg(loom)]
+#[inline(always)]
+pub(crate) fn state() -> usize {
+    PORTABLE_USED.store(true, Ordering::Relaxed);
+    PORTABLE
+}
+
+#[cfg(not(loom))]
+#[cold]
+#[inline(never)]
+fn resolve() -> usize {
+    let (state, kind) = match crate::mode() {
+        crate::Mode::Portable => (PORTABLE, Registration::Portable),
+        crate::Mode::Rseq => resolve_rseq(),
+    };
+    if state == PORTABLE {
+        PORTABLE_USED.store(true, Ordering::SeqCst);
+    }
+    STATE.with(|c| c.set(state));
+    KIND.with(|c| c.set(Some(kind)));
+    state
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
+fn resolve_rseq() -> (usize, Registration) {
+    match crate::native::find_or_register() {
+        crate::native::Found::Glibc(area) => (area as usize, Registration::Glibc),
+        crate::native::Found::Own(area) => (area as usize, Registration::Own),
+        crate::native::Found::None => (NO_RSEQ, Registration::Unavailable),
+    }
+}
+
+#[cfg(all(not(all(target_os = "linux", target_arch = "x86_64")), not(loom)))]
+fn resolve_rseq() -> (usize, Registration) {
+    (NO_RSEQ, Registration::Unavailable)
+}
+
+/// How the current thread runs per-CPU operations (resolving it now if needed).
+///
+/// ```
+/// use pcpu_rseq::Registration;
+/// let r = pcpu_rseq::registration();
+/// if pcpu_rseq::mode() == pcpu_rseq::Mode::Portable {
+///     assert_eq!(r, Registration::Portable);
+/// }
+/// ```
+pub fn registration() -> Registration {
+    #[cfg(not(loom))]
+    {
+        state();
+        KIND.with(Cell::get).unwrap_or(Registration::Portable)
+    }
+    #[cfg(loom)]
+    {
+        Registration::Portable
+    }
+}
+
+/// Makes the current thread act as if it ran on `cpu`, on the portable backend; `None` undoes
+/// it. For tests and models that simulate more CPUs than the machine has.
+///
+/// Simulated threads use atomics. They must not share per-CPU memory with threads that use the
+/// rseq backend at the same time (an rseq add is not atomic against another CPU).
+pub fn simulate_cpu(cpu: Option<usize>) {
+    PORTABLE_USED.store(true, Ordering::SeqCst);
+    SIM_CPU.with(|c| c.set(cpu.unwrap_or(usize::MAX)));
+    #[cfg(not(loom))]
+    {
+        let (state, kind) = if cpu.is_some() {
+            (PORTABLE, Some(Registration::Portable))
+        } else {
+            (UNRESOLVED, None)
+        };
+        STATE.with(|c| c.set(state));
+        KIND.with(|c| c.set(kind));
+    }
+}
+
+/// The CPU index the portable backend uses for this thread: the simulated CPU if set, else the
+/// CPU the thread last ran on (any index is correct there, since every update is atomic; the
+/// CPU only spreads contention).
+pub(crate) fn portable_cpu() -> usize {
+    let sim = SIM_CPU.with(Cell::get);
+    if sim != usize::MAX {
+        return sim;
+    }
+    #[cfg(all(target_os = "linux", not(loom)))]
+    {
+        // SAFETY: sched_getcpu has no preconditions; it returns -1 on failure.
+        let cpu = unsafe { libc::sched_getcpu() };
+        usize::try_from(cpu).unwrap_or(0)
+    }
+    #[cfg(not(all(target_os = "linux", not(loom))))]
+    {
+        0
+    }
+}
+
+/// Adds to this thread's count of aborted critical sections (cold: aborts are rare).
+#[cfg(not(loom))]
+#[cold]
+pub(crate) fn record_aborts(n: usize) {
+    ABORTS.with(|c| c.set(c.get() + n as u64));
+}
+
+/// How many rseq critical sections of this thread were aborted (by preemption, migration or a
+/// signal) and retried. Always 0 on the portable backend.
+pub fn aborts_on_this_thread() -> u64 {
+    #[cfg(not(loom))]
+    {
+        ABORTS.with(Cell::get)
+    }
+    #[cfg(loom)]
+    {
+        0
+    }
+}

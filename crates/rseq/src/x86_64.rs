@@ -1,0 +1,327 @@
+//! The x86_64 critical sections.
+//!
+//! Each function is one `asm!` block laid out the same way:
+//!
+//! ```text
+//!   .pushsection __rseq_cs, "aw"     descriptor: version 0, flags 0,
+//!   9: .long 0, 0                    start_ip = 4f, post_commit_offset = 5f - 4f,
+//!      .quad 4f, (5f - 4f), 6f       abort_ip = 6f
+//!   .popsection
+//!   2: lea tmp, [rip + 9b]           (re)arm: point the area's rseq_cs at the descriptor
+//!      mov [area + 8], tmp
+//!   4: ... read cpu_id, bounds-check it, load what relocation may change ...
+//!      <one committing store or add>
+//!   5:                               post-commit: the section is over
+//!   .pushsection __rseq_failure, "ax"
+//!      .byte 0x0f, 0xb9, 0x3d        `ud1` opcode bytes, then the signature as its operand,
+//!      .long 0x53053053              which the kernel checks at abort_ip - 4
+//!   6: inc aborts; jmp 2b            abort: count it and retry from the top
+//!   .popsection
+//! ```
+//!
+//! The kernel clears `rseq_cs` when it aborts a section, so the retry re-arms it. Everything
+//! inside [4, 5) is register work or loads until the single committing instruction, so an abort
+//! anywhere before the commit leaves memory untouched (push's item store goes above `top`, to a
+//! cell nobody reads until the commit publishes it). Labels start at 2: `0` and `1` combinations
+//! read as binary literals (rustc's `binary_asm_labels` lint).
+//!
+//! Status register: 0 = done, 1 = slow path (CPU out of range, or disabled / stopped),
+//! 2 = stack empty (pop) or full (push).
+
+use crate::abi::RseqArea;
+
+/// Result of one section: status and the number of aborts it took.
+pub(crate) struct Outcome<T> {
+    pub status: u32,
+    pub value: T,
+    pub aborts: usize,
+}
+
+/// Adds `delta` to the cell `*slot + cpu * stride` unless `*slot` carries the disabled mark.
+///
+/// # Safety
+/// `area` is this thread's registered rseq area. `slot` is readable; when its value is not
+/// marked, every cell `value + c * stride` for `c < ncpu` is a writable, 8-aligned `i64` that
+/// only rseq sections (or a fenced owner) write.
+#[inline(always)]
+pub(crate) unsafe fn add(
+    area: *mut RseqArea,
+    slot: *const usize,
+    stride: usize,
+    ncpu: usize,
+    delta: i64,
+) -> Outcome<()> {
+    let status: u32;
+    let aborts: usize;
+    // SAFETY: the caller guarantees `area`, `slot` and the cells as documented; the section
+    // writes only `area.rseq_cs` (user-owned) and the one cell of the current CPU; the abort
+    // handler is preceded by the registered signature.
+    unsafe {
+        core::arch::asm!(
+            ".pushsection __rseq_cs, \"aw\"",
+            ".balign 32",
+            "9:",
+            ".long 0, 0",
+            ".quad 4f, (5f - 4f), 6f",
+            ".popsection",
+            "2:",
+            "lea {tmp}, [rip + 9b]",
+            "mov qword ptr [{area} + 8], {tmp}",
+            "4:",
+            "mov {st:e}, 1",
+            "mov {cpu:e}, dword ptr [{area} + 4]",
+            "cmp {cpu}, {ncpu}",
+            "jae 5f",
+            "mov {tmp}, qword ptr [{slot}]",
+            "test {tmp}, 1",
+            "jnz 5f",
+            "imul {cpu}, {stride}",
+            "xor {st:e}, {st:e}",
+            "add qword ptr [{tmp} + {cpu}], {delta}",
+            "5:",
+            ".pushsection __rseq_failure, \"ax\"",
+            ".byte 0x0f, 0xb9, 0x3d",
+            ".long 0x53053053",
+            "6:",
+            "inc {aborts}",
+            "jmp 2b",
+            ".popsection",
+            area = in(reg) area,
+            slot = in(reg) slot,
+            stride = in(reg) stride,
+            ncpu = in(reg) ncpu,
+            delta = in(reg) delta,
+            tmp = out(reg) _,
+            cpu = out(reg) _,
+            st = out(reg) status,
+            aborts = inout(reg) 0usize => aborts,
+            options(nostack),
+        );
+    }
+    Outcome {
+        status,
+        value: (),
+        aborts,
+    }
+}
+
+/// Stores `new` into the cell `*slot + cpu * stride` and returns the old value, unless `*slot`
+/// carries the disabled mark.
+///
+/// # Safety
+/// As for [`add`].
+#[inline(always)]
+pub(crate) unsafe fn exchange(
+    area: *mut RseqArea,
+    slot: *const usize,
+    stride: usize,
+    ncpu: usize,
+    new: i64,
+) -> Outcome<i64> {
+    let status: u32;
+    let aborts: usize;
+    let old: i64;
+    // SAFETY: as in `add`; the section's only memory write outside `rseq_cs` is the committing
+    // store to the current CPU's cell.
+    unsafe {
+        core::arch::asm!(
+            ".pushsection __rseq_cs, \"aw\"",
+            ".balign 32",
+            "9:",
+            ".long 0, 0",
+            ".quad 4f, (5f - 4f), 6f",
+            ".popsection",
+            "2:",
+            "lea {tmp}, [rip + 9b]",
+            "mov qword ptr [{area} + 8], {tmp}",
+            "4:",
+            "mov {st:e}, 1",
+            "xor {old:e}, {old:e}",
+            "mov {cpu:e}, dword ptr [{area} + 4]",
+            "cmp {cpu}, {ncpu}",
+            "jae 5f",
+            "mov {tmp}, qword ptr [{slot}]",
+            "test {tmp}, 1",
+            "jnz 5f",
+            "imul {cpu}, {stride}",
+            "add {tmp}, {cpu}",
+            "mov {old}, qword ptr [{tmp}]",
+            "xor {st:e}, {st:e}",
+            "mov qword ptr [{tmp}], {new}",
+            "5:",
+            ".pushsection __rseq_failure, \"ax\"",
+            ".byte 0x0f, 0xb9, 0x3d",
+            ".long 0x53053053",
+            "6:",
+            "inc {aborts}",
+            "jmp 2b",
+            ".popsection",
+            area = in(reg) area,
+            slot = in(reg) slot,
+            stride = in(reg) stride,
+            ncpu = in(reg) ncpu,
+            new = in(reg) new,
+            tmp = out(reg) _,
+            cpu = out(reg) _,
+            old = out(reg) old,
+            st = out(reg) status,
+            aborts = inout(reg) 0usize => aborts,
+            options(nostack),
+        );
+    }
+    Outcome {
+        status,
+        value: old,
+        aborts,
+    }
+}
+
+/// Pops the top item of the current CPU's stack at `stacks + cpu * stride`.
+///
+/// Stack layout per CPU: word 0 `top` (item count), word 1 `flags` (non-zero = stopped or
+/// locked: take the slow path), words 2.. the items. Commits by storing `top - 1`.
+///
+/// # Safety
+/// `area` is this thread's registered area; for every `c < ncpu`, `stacks + c * stride` is an
+/// 8-aligned stack as laid out above whose `top` never exceeds its capacity, written only by
+/// rseq sections or by a stopper after a fence.
+#[inline(always)]
+pub(crate) unsafe fn pop(
+    area: *mut RseqArea,
+    stacks: *mut u8,
+    stride: usize,
+    ncpu: usize,
+) -> Outcome<usize> {
+    let status: u32;
+    let aborts: usize;
+    let item: usize;
+    // SAFETY: as documented; the only write besides `rseq_cs` is the committing store of top.
+    unsafe {
+        core::arch::asm!(
+            ".pushsection __rseq_cs, \"aw\"",
+            ".balign 32",
+            "9:",
+            ".long 0, 0",
+            ".quad 4f, (5f - 4f), 6f",
+            ".popsection",
+            "2:",
+            "lea {tmp}, [rip + 9b]",
+            "mov qword ptr [{area} + 8], {tmp}",
+            "4:",
+            "mov {st:e}, 1",
+            "xor {item:e}, {item:e}",
+            "mov {cpu:e}, dword ptr [{area} + 4]",
+            "cmp {cpu}, {ncpu}",
+            "jae 5f",
+            "imul {cpu}, {stride}",
+            "add {cpu}, {stacks}",
+            "cmp qword ptr [{cpu} + 8], 0",
+            "jne 5f",
+            "mov {tmp}, qword ptr [{cpu}]",
+            "mov {st:e}, 2",
+            "test {tmp}, {tmp}",
+            "jz 5f",
+            "mov {item}, qword ptr [{cpu} + {tmp} * 8 + 8]",
+            "dec {tmp}",
+            "xor {st:e}, {st:e}",
+            "mov qword ptr [{cpu}], {tmp}",
+            "5:",
+            ".pushsection __rseq_failure, \"ax\"",
+            ".byte 0x0f, 0xb9, 0x3d",
+            ".long 0x53053053",
+            "6:",
+            "inc {aborts}",
+            "jmp 2b",
+            ".popsection",
+            area = in(reg) area,
+            stacks = in(reg) stacks,
+            stride = in(reg) stride,
+            ncpu = in(reg) ncpu,
+            tmp = out(reg) _,
+            cpu = out(reg) _,
+            item = out(reg) item,
+            st = out(reg) status,
+            aborts = inout(reg) 0usize => aborts,
+            options(nostack),
+        );
+    }
+    Outcome {
+        status,
+        value: item,
+        aborts,
+    }
+}
+
+/// Pushes `item` onto the current CPU's stack (layout as in [`pop`]) if it holds fewer than
+/// `cap` items. Writes the item above `top`, then commits by storing `top + 1`.
+///
+/// # Safety
+/// As for [`pop`], and every stack has room for `cap` items.
+#[inline(always)]
+pub(crate) unsafe fn push(
+    area: *mut RseqArea,
+    stacks: *mut u8,
+    stride: usize,
+    ncpu: usize,
+    cap: usize,
+    item: usize,
+) -> Outcome<()> {
+    let status: u32;
+    let aborts: usize;
+    // SAFETY: as documented; the item store lands above `top` (unpublished until the commit),
+    // and the commit is the store of `top + 1`.
+    unsafe {
+        core::arch::asm!(
+            ".pushsection __rseq_cs, \"aw\"",
+            ".balign 32",
+            "9:",
+            ".long 0, 0",
+            ".quad 4f, (5f - 4f), 6f",
+            ".popsection",
+            "2:",
+            "lea {tmp}, [rip + 9b]",
+            "mov qword ptr [{area} + 8], {tmp}",
+            "4:",
+            "mov {st:e}, 1",
+            "mov {cpu:e}, dword ptr [{area} + 4]",
+            "cmp {cpu}, {ncpu}",
+            "jae 5f",
+            "imul {cpu}, {stride}",
+            "add {cpu}, {stacks}",
+            "cmp qword ptr [{cpu} + 8], 0",
+            "jne 5f",
+            "mov {tmp}, qword ptr [{cpu}]",
+            "mov {st:e}, 2",
+            "cmp {tmp}, {cap}",
+            "jae 5f",
+            "mov qword ptr [{cpu} + {tmp} * 8 + 16], {item}",
+            "inc {tmp}",
+            "xor {st:e}, {st:e}",
+            "mov qword ptr [{cpu}], {tmp}",
+            "5:",
+            ".pushsection __rseq_failure, \"ax\"",
+            ".byte 0x0f, 0xb9, 0x3d",
+            ".long 0x53053053",
+            "6:",
+            "inc {aborts}",
+            "jmp 2b",
+            ".popsection",
+            area = in(reg) area,
+            stacks = in(reg) stacks,
+            stride = in(reg) stride,
+            ncpu = in(reg) ncpu,
+            cap = in(reg) cap,
+            item = in(reg) item,
+            tmp = out(reg) _,
+            cpu = out(reg) _,
+            st = out(reg) status,
+            aborts = inout(reg) 0usize => aborts,
+            options(nostack),
+        );
+    }
+    Outcome {
+        status,
+        value: (),
+        aborts,
+    }
+}

@@ -1,0 +1,144 @@
+//! Single-threaded behaviour of every operation, in whatever mode the environment selects.
+
+use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
+use pcpu_rseq::{Mode, PercpuStacks, Registration, StackMiss, DISABLED};
+
+fn cells(n: usize) -> Vec<AtomicI64> {
+    (0..n).map(|_| AtomicI64::new(0)).collect()
+}
+
+fn total(cells: &[AtomicI64]) -> i64 {
+    cells.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+}
+
+#[test]
+fn mode_matches_environment() {
+    let mode = pcpu_rseq::mode();
+    let reg = pcpu_rseq::registration();
+    eprintln!(
+        "mode {mode:?}, registration {reg:?}, feature size {}",
+        pcpu_rseq::kernel_feature_size()
+    );
+    if pcpu_rseq::env_forces_portable() {
+        assert_eq!(mode, Mode::Portable);
+        assert_eq!(reg, Registration::Portable);
+    }
+    if mode == Mode::Rseq {
+        assert!(matches!(reg, Registration::Glibc | Registration::Own));
+    }
+    // Self-registration must be what runs when glibc is told not to register.
+    if std::env::var("GLIBC_TUNABLES").is_ok_and(|v| v.contains("glibc.pthread.rseq=0"))
+        && !pcpu_rseq::env_forces_portable()
+        && mode == Mode::Rseq
+    {
+        assert_eq!(reg, Registration::Own);
+    }
+    if std::env::var("PCPU_EXPECT_MODE").is_ok_and(|v| v == "rseq") {
+        assert_eq!(mode, Mode::Rseq, "this environment must run rseq");
+    }
+}
+
+#[test]
+fn add_and_exchange_are_exact() {
+    let ncpu = pcpu_rseq::possible_cpus();
+    let cells = cells(ncpu);
+    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    for i in 0..1000 {
+        // SAFETY: `slot` addresses `ncpu` live cells 8 bytes apart.
+        unsafe { pcpu_rseq::add(&slot, 8, ncpu, i) }.unwrap();
+    }
+    assert_eq!(total(&cells), 999 * 1000 / 2);
+    // Exchange takes this CPU's part; what remains plus what was taken is the total.
+    // SAFETY: as above.
+    let taken = unsafe { pcpu_rseq::exchange(&slot, 8, ncpu, 0) }.unwrap();
+    assert_eq!(total(&cells) + taken, 999 * 1000 / 2);
+}
+
+#[test]
+fn disabled_slot_takes_slow_path_and_writes_nothing() {
+    let ncpu = pcpu_rseq::possible_cpus();
+    let cells = cells(ncpu);
+    let slot = AtomicUsize::new(cells.as_ptr() as usize | DISABLED);
+    // SAFETY: the slot is disabled; the cells are live anyway.
+    assert!(unsafe { pcpu_rseq::add(&slot, 8, ncpu, 5) }.is_err());
+    // SAFETY: as above.
+    assert!(unsafe { pcpu_rseq::exchange(&slot, 8, ncpu, 5) }.is_err());
+    assert_eq!(total(&cells), 0);
+}
+
+#[test]
+fn stack_push_pop_roundtrip() {
+    let stacks = PercpuStacks::new(pcpu_rseq::possible_cpus(), 8).unwrap();
+    let mut pushed = Vec::new();
+    for item in 100..108 {
+        match stacks.push(item) {
+            Ok(()) => pushed.push(item),
+            Err(StackMiss::Full) => break,
+            Err(e) => panic!("push missed: {e:?}"),
+        }
+    }
+    // Pin-free test: a migration between pushes can spread items over CPUs, so stop every CPU
+    // and collect what is there.
+    let mut found = Vec::new();
+    for cpu in 0..stacks.ncpu() {
+        let mut s = stacks.try_stop(cpu).unwrap();
+        while let Some(item) = s.pop() {
+            found.push(item);
+        }
+    }
+    found.sort_unstable();
+    assert_eq!(found, pushed);
+}
+
+#[test]
+fn full_stack_reports_full() {
+    let stacks = PercpuStacks::new(pcpu_rseq::possible_cpus(), 2).unwrap();
+    let cpu = pcpu_rseq::current_cpu() % stacks.ncpu();
+    {
+        let mut s = stacks.try_stop(cpu).unwrap();
+        s.push(1).unwrap();
+        s.push(2).unwrap();
+        assert_eq!(s.push(3), Err(StackMiss::Full));
+    }
+    let mut s = stacks.try_stop(cpu).unwrap();
+    assert_eq!(s.len(), 2);
+    s.retain(|i| i == 2, |removed| assert_eq!(removed, 1));
+    assert_eq!(s.len(), 1);
+    assert_eq!(s.get(0), Some(2));
+}
+
+#[test]
+fn stopped_stack_sends_its_cpu_to_slow_path() {
+    pcpu_rseq::simulate_cpu(None);
+    let stacks = PercpuStacks::new(pcpu_rseq::possible_cpus(), 4).unwrap();
+    // Stop every CPU so that wherever this thread runs, its stack is stopped.
+    let guards: Vec<_> = (0..stacks.ncpu())
+        .map(|c| stacks.try_stop(c).unwrap())
+        .collect();
+    assert_eq!(stacks.push(1), Err(StackMiss::Slow));
+    assert_eq!(stacks.pop(), Err(StackMiss::Slow));
+    assert!(matches!(
+        stacks.try_stop(0),
+        Err(pcpu_rseq::StopError::AlreadyStopped)
+    ));
+    drop(guards);
+    assert!(matches!(
+        stacks.try_stop(stacks.ncpu()),
+        Err(pcpu_rseq::StopError::OutOfRange)
+    ));
+}
+
+#[test]
+fn bad_stack_dimensions_are_errors() {
+    assert!(PercpuStacks::new(0, 4).is_err());
+    assert!(PercpuStacks::new(4, 0).is_err());
+    assert!(PercpuStacks::new(usize::MAX / 2, usize::MAX / 2).is_err());
+}
+
+#[test]
+fn fences_succeed() {
+    pcpu_rseq::synchronize().unwrap();
+    for cpu in 0..pcpu_rseq::possible_cpus() + 2 {
+        pcpu_rseq::fence_cpu(cpu).unwrap();
+    }
+}
