@@ -6,7 +6,9 @@
 //! thread whose own registration fails gets [`SlowPath`](crate::SlowPath) from every operation,
 //! so it falls back to the caller's shared slow path instead of touching per-CPU cells.
 
-use crate::sync::{AtomicU8, Ordering};
+// Process-wide configuration, not part of any modelled protocol: plain std atomics even under
+// loom (loom atomics cannot live in statics).
+use core::sync::atomic::{AtomicU8, Ordering};
 
 /// Which backend per-CPU operations use in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

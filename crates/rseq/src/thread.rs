@@ -5,10 +5,13 @@
 //! (choosing the process mode, finding or registering the area) happens once per thread, on
 //! its first per-CPU operation.
 
-use crate::sync::{AtomicBool, Ordering};
+// A process-wide flag, not part of a modelled protocol: std atomics even under loom (loom
+// atomics cannot live in statics). It is set before any portable operation runs.
 use core::cell::Cell;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Not resolved yet: the next operation resolves it.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) const UNRESOLVED: usize = 0;
 /// This thread uses the portable backend.
 pub(crate) const PORTABLE: usize = 1;

@@ -1,0 +1,89 @@
+//! Test support: worker threads that stay alive while a storm of signals hits them.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// `PCPU_STRESS_SCALE` (default 1.0) scales iteration counts, so CI can run briefly under
+/// valgrind.
+pub fn scaled(n: u64) -> u64 {
+    let scale: f64 = std::env::var("PCPU_STRESS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64 * scale) as u64).max(1)
+}
+
+extern "C" fn on_signal(_: libc::c_int) {}
+
+/// Installs a no-op SIGUSR1 handler (SA_RESTART) once.
+pub fn install_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; we then set a
+        // handler that does nothing and is async-signal-safe.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+        }
+    });
+}
+
+/// Runs `threads` workers (each gets its index) while another thread sends SIGUSR1 to random
+/// workers as fast as it can. Workers stay alive until the storm has stopped, so a signal never
+/// targets an exited thread. Returns the workers' results and the number of signals sent.
+pub fn with_signal_storm<R: Send>(
+    threads: usize,
+    work: impl Fn(usize) -> R + Sync,
+) -> (Vec<R>, u64) {
+    install_handler();
+    let ids = Arc::new(Mutex::new(Vec::with_capacity(threads)));
+    let finished = AtomicUsize::new(0);
+    let storm_over = AtomicBool::new(false);
+    let mut sent = 0u64;
+    let results = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let ids = Arc::clone(&ids);
+                let (work, finished, storm_over) = (&work, &finished, &storm_over);
+                s.spawn(move || {
+                    // SAFETY: pthread_self has no preconditions.
+                    ids.lock().unwrap().push(unsafe { libc::pthread_self() });
+                    let r = work(i);
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    while !storm_over.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    r
+                })
+            })
+            .collect();
+        let mut rng = fastrand::Rng::with_seed(7);
+        while finished.load(Ordering::SeqCst) < threads {
+            let target = {
+                let ids = ids.lock().unwrap();
+                if ids.is_empty() {
+                    None
+                } else {
+                    Some(ids[rng.usize(..ids.len())])
+                }
+            };
+            if let Some(t) = target {
+                // SAFETY: `t` is a live worker: workers do not exit before `storm_over`.
+                unsafe { libc::pthread_kill(t, libc::SIGUSR1) };
+                sent += 1;
+            }
+            if sent % 64 == 0 {
+                std::thread::yield_now();
+            }
+        }
+        storm_over.store(true, Ordering::SeqCst);
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    (results, sent)
+}

@@ -1,0 +1,113 @@
+//! loom models of the protocols where threads meet, on the portable backend (the only backend
+//! under `--cfg loom`: asm cannot run inside a model).
+//!
+//! Run: `RUSTFLAGS="--cfg loom --cfg crossbeam_loom" LOOM_MAX_PREEMPTIONS=2 \
+//!       cargo test -p pcpu-rseq --release --test loom`
+#![cfg(loom)]
+
+use loom::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use loom::sync::Arc;
+use pcpu_rseq::{PercpuStacks, StackMiss, DISABLED};
+
+/// A push racing with a stopper that drains the stack: the item ends up exactly once, either
+/// drained or still on the stack, or is reported back to the pusher as not pushed.
+#[test]
+fn push_against_stop_and_drain() {
+    loom::model(|| {
+        let stacks = Arc::new(PercpuStacks::new(1, 2).unwrap());
+        let s2 = Arc::clone(&stacks);
+        let pusher = loom::thread::spawn(move || {
+            pcpu_rseq::simulate_cpu(Some(0));
+            s2.push(7).is_ok()
+        });
+        let drained = match stacks.try_stop(0) {
+            Ok(mut st) => {
+                let mut d = Vec::new();
+                while let Some(x) = st.pop() {
+                    d.push(x);
+                }
+                d
+            }
+            Err(_) => Vec::new(),
+        };
+        let pushed = pusher.join().unwrap();
+        let mut st = stacks.try_stop(0).unwrap();
+        let mut remaining = Vec::new();
+        while let Some(x) = st.pop() {
+            remaining.push(x);
+        }
+        let copies = drained
+            .iter()
+            .chain(&remaining)
+            .filter(|&&x| x == 7)
+            .count();
+        assert_eq!(
+            copies,
+            usize::from(pushed),
+            "pushed items appear exactly once"
+        );
+    });
+}
+
+/// A pop racing with a stop: while stopped, the owner's pop reports Slow and takes nothing.
+#[test]
+fn pop_against_stop() {
+    loom::model(|| {
+        let stacks = Arc::new(PercpuStacks::new(1, 2).unwrap());
+        stacks.try_stop(0).unwrap().push(5).unwrap();
+        let s2 = Arc::clone(&stacks);
+        let popper = loom::thread::spawn(move || {
+            pcpu_rseq::simulate_cpu(Some(0));
+            s2.pop()
+        });
+        let seen_by_stopper = stacks.try_stop(0).ok().map(|st| st.len());
+        let popped = popper.join().unwrap();
+        let left = stacks.try_stop(0).unwrap().len();
+        match popped {
+            Ok(5) => assert_eq!(left, 0),
+            Err(StackMiss::Slow) => assert_eq!(left, 1),
+            other => panic!("unexpected pop result {other:?}"),
+        }
+        if let Some(len) = seen_by_stopper {
+            assert!(len <= 1);
+        }
+    });
+}
+
+/// Disable + grace period + fold against a concurrent add: the add lands either in the cells
+/// before the fold reads them or in the central count, never both, never neither, and no
+/// write reaches the cells after the fold.
+#[test]
+fn add_against_disable_and_fold() {
+    loom::model(|| {
+        let cells: Arc<[AtomicI64; 2]> = Arc::new([AtomicI64::new(0), AtomicI64::new(0)]);
+        let central = Arc::new(AtomicI64::new(0));
+        let slot = Arc::new(AtomicUsize::new(cells.as_ptr() as usize));
+        let stride = std::mem::size_of::<AtomicI64>();
+        let adder = {
+            let (cells, central, slot) =
+                (Arc::clone(&cells), Arc::clone(&central), Arc::clone(&slot));
+            loom::thread::spawn(move || {
+                pcpu_rseq::simulate_cpu(Some(1));
+                // SAFETY: `slot` addresses the two cells of `cells`, alive in this closure.
+                if unsafe { pcpu_rseq::portable_add(&slot, stride, 2, 1) }.is_err() {
+                    central.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(cells);
+            })
+        };
+        let base = slot.fetch_or(DISABLED, Ordering::AcqRel);
+        assert_eq!(base & DISABLED, 0);
+        pcpu_rseq::epoch_grace_period();
+        let folded: i64 = cells.iter().map(|c| c.swap(0, Ordering::Relaxed)).sum();
+        central.fetch_add(folded, Ordering::Relaxed);
+        adder.join().unwrap();
+        let late: i64 = cells.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        assert_eq!(late, 0, "no add may reach the cells after the grace period");
+        assert_eq!(
+            central.load(Ordering::Relaxed),
+            1,
+            "the add counts exactly once"
+        );
+    });
+}

@@ -1,0 +1,100 @@
+//! proptest: the portable backend on simulated CPUs against a model of per-CPU cells and
+//! stacks. Each operation names the CPU it runs on, so the model knows which cell or stack it
+//! must touch.
+
+use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
+use pcpu_rseq::{PercpuStacks, StackMiss, DISABLED};
+use proptest::prelude::*;
+
+const NCPU: usize = 5;
+const CAP: usize = 3;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add(usize, i64),
+    Exchange(usize, i64),
+    Disable,
+    Enable,
+    Push(usize, usize),
+    Pop(usize),
+    StopRetainEven(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..NCPU, -1000i64..1000).prop_map(|(c, d)| Op::Add(c, d)),
+        (0..NCPU, -5i64..5).prop_map(|(c, v)| Op::Exchange(c, v)),
+        Just(Op::Disable),
+        Just(Op::Enable),
+        (0..NCPU, 0usize..100).prop_map(|(c, i)| Op::Push(c, i)),
+        (0..NCPU).prop_map(Op::Pop),
+        (0..NCPU).prop_map(Op::StopRetainEven),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn portable_backend_matches_model(ops in proptest::collection::vec(op(), 1..200)) {
+        let cells: Vec<AtomicI64> = (0..NCPU).map(|_| AtomicI64::new(0)).collect();
+        let base = cells.as_ptr() as usize;
+        let slot = AtomicUsize::new(base);
+        let stacks = PercpuStacks::new(NCPU, CAP).unwrap();
+        let mut model_cells = [0i64; NCPU];
+        let mut model_stacks: Vec<Vec<usize>> = vec![Vec::new(); NCPU];
+        let mut disabled = false;
+        for op in ops {
+            match op {
+                Op::Add(cpu, d) => {
+                    pcpu_rseq::simulate_cpu(Some(cpu));
+                    // SAFETY: `slot` addresses NCPU live cells, 8 bytes apart.
+                    let r = unsafe { pcpu_rseq::add(&slot, 8, NCPU, d) };
+                    prop_assert_eq!(r.is_err(), disabled);
+                    if !disabled { model_cells[cpu] += d; }
+                }
+                Op::Exchange(cpu, v) => {
+                    pcpu_rseq::simulate_cpu(Some(cpu));
+                    // SAFETY: as above.
+                    let r = unsafe { pcpu_rseq::exchange(&slot, 8, NCPU, v) };
+                    if disabled {
+                        prop_assert!(r.is_err());
+                    } else {
+                        prop_assert_eq!(r, Ok(model_cells[cpu]));
+                        model_cells[cpu] = v;
+                    }
+                }
+                Op::Disable => { slot.store(base | DISABLED, Ordering::Release); disabled = true; }
+                Op::Enable => { slot.store(base, Ordering::Release); disabled = false; }
+                Op::Push(cpu, item) => {
+                    pcpu_rseq::simulate_cpu(Some(cpu));
+                    let r = stacks.push(item);
+                    if model_stacks[cpu].len() < CAP {
+                        prop_assert_eq!(r, Ok(()));
+                        model_stacks[cpu].push(item);
+                    } else {
+                        prop_assert_eq!(r, Err(StackMiss::Full));
+                    }
+                }
+                Op::Pop(cpu) => {
+                    pcpu_rseq::simulate_cpu(Some(cpu));
+                    let r = stacks.pop();
+                    prop_assert_eq!(r, model_stacks[cpu].pop().ok_or(StackMiss::Empty));
+                }
+                Op::StopRetainEven(cpu) => {
+                    let mut st = stacks.try_stop(cpu).unwrap();
+                    let mut removed = Vec::new();
+                    st.retain(|i| i % 2 == 0, |i| removed.push(i));
+                    let want_removed: Vec<usize> = model_stacks[cpu].iter().copied().filter(|i| i % 2 == 1).collect();
+                    model_stacks[cpu].retain(|i| i % 2 == 0);
+                    prop_assert_eq!(removed, want_removed);
+                    prop_assert_eq!(st.len(), model_stacks[cpu].len());
+                    drop(st);
+                }
+            }
+            for cpu in 0..NCPU {
+                prop_assert_eq!(cells[cpu].load(Ordering::Relaxed), model_cells[cpu]);
+                prop_assert_eq!(stacks.len_hint(cpu), model_stacks[cpu].len());
+            }
+        }
+        pcpu_rseq::simulate_cpu(None);
+    }
+}

@@ -1,0 +1,196 @@
+//! `param_test`-style stress of every critical section: 64 threads on this 2-core machine,
+//! random yields, and a signal storm, with exact accounting at the end.
+//!
+//! Sizes scale with `PCPU_STRESS_SCALE` (CI runs a short version under valgrind, where the
+//! portable backend runs instead).
+
+mod common;
+
+use common::{scaled, with_signal_storm};
+use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
+use pcpu_rseq::{Mode, PercpuStacks, StackMiss};
+
+const THREADS: usize = 64;
+
+#[repr(align(64))]
+struct Cell(AtomicI64);
+
+fn cells(ncpu: usize) -> Vec<Cell> {
+    (0..ncpu).map(|_| Cell(AtomicI64::new(0))).collect()
+}
+
+fn total(cells: &[Cell]) -> i64 {
+    cells.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+}
+
+#[test]
+fn add_under_signal_storm_is_exact() {
+    let ncpu = pcpu_rseq::possible_cpus();
+    let cells = cells(ncpu);
+    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let per_thread = scaled(1_000_000);
+    let slow = AtomicI64::new(0);
+    let (aborts, signals) = with_signal_storm(THREADS, |i| {
+        let mut rng = fastrand::Rng::with_seed(i as u64);
+        for _ in 0..per_thread {
+            // SAFETY: `slot` addresses `ncpu` live cells, 64 bytes apart, outliving the workers.
+            if unsafe { pcpu_rseq::add(&slot, 64, ncpu, 1) }.is_err() {
+                slow.fetch_add(1, Ordering::Relaxed);
+            }
+            if rng.u32(..1000) == 0 {
+                std::thread::yield_now();
+            }
+        }
+        pcpu_rseq::aborts_on_this_thread()
+    });
+    let aborts: u64 = aborts.iter().sum();
+    eprintln!(
+        "mode {:?}: {signals} signals, {aborts} aborts",
+        pcpu_rseq::mode()
+    );
+    assert_eq!(
+        slow.load(Ordering::Relaxed),
+        0,
+        "no slot is disabled: nothing may take the slow path"
+    );
+    assert_eq!(total(&cells), THREADS as i64 * per_thread as i64);
+}
+
+#[test]
+fn exchange_folds_lose_nothing() {
+    let ncpu = pcpu_rseq::possible_cpus();
+    let cells = cells(ncpu);
+    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let per_thread = scaled(1_000_000);
+    let (taken, _) = with_signal_storm(THREADS, |i| {
+        let mut rng = fastrand::Rng::with_seed(100 + i as u64);
+        let mut taken = 0i64;
+        for n in 0..per_thread {
+            // SAFETY: as above.
+            unsafe { pcpu_rseq::add(&slot, 64, ncpu, 1) }.unwrap();
+            if n % 97 == 0 {
+                // SAFETY: as above.
+                taken += unsafe { pcpu_rseq::exchange(&slot, 64, ncpu, 0) }.unwrap();
+            }
+            if rng.u32(..1000) == 0 {
+                std::thread::yield_now();
+            }
+        }
+        taken
+    });
+    let taken: i64 = taken.iter().sum();
+    assert!(taken > 0);
+    assert_eq!(taken + total(&cells), THREADS as i64 * per_thread as i64);
+}
+
+#[test]
+fn stack_pop_push_lose_and_duplicate_nothing() {
+    let ncpu = pcpu_rseq::possible_cpus();
+    let items = 4096usize;
+    let stacks = PercpuStacks::new(ncpu, items).unwrap();
+    // Seed every item onto CPU 0's stack (pushes from this thread may land anywhere; stop
+    // CPU 0 and push there directly).
+    {
+        let mut s = stacks.try_stop(0).unwrap();
+        for item in 1..=items {
+            s.push(item).unwrap();
+        }
+    }
+    let rounds = scaled(200_000);
+    let stopper_done = std::sync::atomic::AtomicBool::new(false);
+    let (held, _) = std::thread::scope(|s| {
+        // A thread that keeps stopping, inspecting and restarting CPUs, as a drainer would.
+        let stopper = s.spawn(|| {
+            let mut stops = 0u64;
+            while !stopper_done.load(Ordering::Relaxed) {
+                for cpu in 0..ncpu {
+                    if let Ok(mut st) = stacks.try_stop(cpu) {
+                        // Move the top item around inside the stopped stack: exclusive access.
+                        if let Some(x) = st.pop() {
+                            st.push(x).unwrap();
+                        }
+                        stops += 1;
+                    }
+                }
+                std::thread::yield_now();
+            }
+            stops
+        });
+        let out = with_signal_storm(THREADS, |i| {
+            let mut rng = fastrand::Rng::with_seed(200 + i as u64);
+            let mut mine: Vec<usize> = Vec::new();
+            for _ in 0..rounds {
+                if rng.bool() || mine.is_empty() {
+                    if let Ok(item) = stacks.pop() {
+                        mine.push(item);
+                    }
+                } else {
+                    let item = mine.pop().unwrap();
+                    match stacks.push(item) {
+                        Ok(()) => {}
+                        Err(StackMiss::Full) | Err(StackMiss::Slow) => mine.push(item),
+                        Err(StackMiss::Empty) => unreachable!(),
+                    }
+                }
+                if rng.u32(..500) == 0 {
+                    std::thread::yield_now();
+                }
+            }
+            mine
+        });
+        stopper_done.store(true, Ordering::Relaxed);
+        let stops = stopper.join().unwrap();
+        assert!(stops > 0);
+        out
+    });
+    let mut seen = vec![0u8; items + 1];
+    for item in held.into_iter().flatten() {
+        seen[item] += 1;
+    }
+    for cpu in 0..ncpu {
+        let s = stacks.try_stop(cpu).unwrap();
+        for i in 0..s.len() {
+            seen[s.get(i).unwrap()] += 1;
+        }
+    }
+    assert_eq!(seen[0], 0, "item 0 was never pushed");
+    assert!(seen[1..].iter().all(|&n| n == 1), "every item exactly once");
+}
+
+/// A section interrupted by a signal or preemption must be restarted and counted once.
+#[test]
+fn aborts_happen_and_are_retried_exactly_once() {
+    if pcpu_rseq::mode() != Mode::Rseq {
+        eprintln!("portable backend: no critical sections to abort");
+        return;
+    }
+    let ncpu = pcpu_rseq::possible_cpus();
+    let cells = cells(ncpu);
+    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    // Keep adding under a signal storm until aborts were observed (bounded by a round cap, not
+    // by time); every add must still count exactly once.
+    let mut added = 0i64;
+    let mut aborts = 0u64;
+    for _round in 0..50 {
+        let (per_thread, _) = with_signal_storm(4, |_| {
+            let before = pcpu_rseq::aborts_on_this_thread();
+            let n = 200_000;
+            for _ in 0..n {
+                // SAFETY: as above.
+                unsafe { pcpu_rseq::add(&slot, 64, ncpu, 1) }.unwrap();
+            }
+            (n, pcpu_rseq::aborts_on_this_thread() - before)
+        });
+        added += per_thread.iter().map(|p| p.0).sum::<i64>();
+        aborts += per_thread.iter().map(|p| p.1).sum::<u64>();
+        if aborts > 0 {
+            break;
+        }
+    }
+    eprintln!("{aborts} aborts observed over {added} adds");
+    assert!(
+        aborts > 0,
+        "a signal storm must abort some critical sections"
+    );
+    assert_eq!(total(&cells), added);
+}
