@@ -85,6 +85,74 @@ pub unsafe fn add(
     unsafe { portable_add(slot, stride, ncpu, delta) }
 }
 
+/// Adds `delta` to the current CPU's cell, and if the cell then holds `batch` or more in
+/// absolute value, empties it and returns what it held, for the caller to add to a central
+/// count (Linux's `percpu_counter_add_batch`, as one critical section). Returns `Ok(0)` when
+/// nothing was folded. After every call each cell holds less than `batch` in absolute value,
+/// except on the portable backend while another thread is between its add and its fold.
+///
+/// ```
+/// use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
+/// let ncpu = pcpu_rseq::possible_cpus();
+/// let cells: Vec<AtomicI64> = (0..ncpu).map(|_| AtomicI64::new(0)).collect();
+/// let slot = AtomicUsize::new(cells.as_ptr() as usize);
+/// let mut central = 0;
+/// for _ in 0..100 {
+///     // SAFETY: `slot` addresses `ncpu` live cells, 8 bytes apart.
+///     central += unsafe { pcpu_rseq::add_fold(&slot, 8, ncpu, 1, 32) }.unwrap();
+/// }
+/// let cells_total: i64 = cells.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+/// assert_eq!(central + cells_total, 100);
+/// assert!(cells.iter().all(|c| c.load(Ordering::Relaxed).abs() < 32));
+/// ```
+///
+/// # Errors
+/// [`SlowPath`] as for [`add`]; nothing was changed then.
+///
+/// # Safety
+/// As for [`add`].
+#[inline]
+pub unsafe fn add_fold(
+    slot: &AtomicUsize,
+    stride: usize,
+    ncpu: usize,
+    delta: i64,
+    batch: i64,
+) -> Result<i64, SlowPath> {
+    let batch = batch.max(1);
+    let state = thread::state();
+    #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
+    if state > thread::NO_RSEQ {
+        // SAFETY: as in `add`.
+        let out = unsafe {
+            crate::x86_64::add_fold(state as *mut _, slot.as_ptr(), stride, ncpu, delta, batch)
+        };
+        if out.aborts != 0 {
+            thread::record_aborts(out.aborts);
+        }
+        return if out.status == 0 {
+            Ok(out.value)
+        } else {
+            Err(SlowPath)
+        };
+    }
+    if state == thread::NO_RSEQ {
+        return Err(SlowPath);
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_portable_cell(slot, stride, ncpu, |cell| {
+            let now = cell.fetch_add(delta, Ordering::Relaxed).wrapping_add(delta);
+            if now.unsigned_abs() >= batch.unsigned_abs() {
+                // Take everything the cell holds (other portable adders may have added since).
+                cell.swap(0, Ordering::Relaxed)
+            } else {
+                0
+            }
+        })
+    }
+}
+
 /// Stores `new` into the current CPU's cell and returns what it held: the batch-fold primitive
 /// (take this CPU's part, move it to a central count).
 ///

@@ -105,6 +105,89 @@ pub(crate) unsafe fn add(
     }
 }
 
+/// Adds `delta` to the current CPU's cell; if the result reaches `batch` in absolute value,
+/// stores 0 instead and returns the result (the caller moves it to a central count), else
+/// returns 0. Branch-free after the checks, so the single committing store comes last.
+///
+/// # Safety
+/// As for [`add`]; `batch > 0`.
+#[inline(always)]
+pub(crate) unsafe fn add_fold(
+    area: *mut RseqArea,
+    slot: *const usize,
+    stride: usize,
+    ncpu: usize,
+    delta: i64,
+    batch: i64,
+) -> Outcome<i64> {
+    let status: u32;
+    let aborts: usize;
+    let out: i64;
+    // SAFETY: as in `add`; the only write besides `rseq_cs` is the committing store to the
+    // current CPU's cell.
+    unsafe {
+        core::arch::asm!(
+            ".pushsection __rseq_cs, \"aw\"",
+            ".balign 32",
+            "9:",
+            ".long 0, 0",
+            ".quad 4f, (5f - 4f), 6f",
+            ".popsection",
+            "2:",
+            "lea {tmp}, [rip + 9b]",
+            "mov qword ptr [{area} + 8], {tmp}",
+            "4:",
+            "mov {st:e}, 1",
+            "xor {out:e}, {out:e}",
+            "mov {cpu:e}, dword ptr [{area} + 4]",
+            "cmp {cpu}, {ncpu}",
+            "jae 5f",
+            "mov {tmp}, qword ptr [{slot}]",
+            "test {tmp}, 1",
+            "jnz 5f",
+            "imul {cpu}, {stride}",
+            "add {tmp}, {cpu}",
+            "mov {cur}, qword ptr [{tmp}]",
+            "add {cur}, {delta}",
+            "mov {abs}, {cur}",
+            "neg {abs}",
+            "cmovl {abs}, {cur}",
+            "cmp {abs}, {batch}",
+            "cmovge {out}, {cur}",
+            "sub {cur}, {out}",
+            "xor {st:e}, {st:e}",
+            "mov qword ptr [{tmp}], {cur}",
+            "5:",
+            ".pushsection __rseq_failure, \"ax\"",
+            ".byte 0x0f, 0xb9, 0x3d",
+            ".long 0x53053053",
+            "6:",
+            "inc {aborts}",
+            "jmp 2b",
+            ".popsection",
+            area = in(reg) area,
+            slot = in(reg) slot,
+            stride = in(reg) stride,
+            ncpu = in(reg) ncpu,
+            delta = in(reg) delta,
+            batch = in(reg) batch,
+            tmp = out(reg) _,
+            cpu = out(reg) _,
+            cur = out(reg) _,
+            abs = out(reg) _,
+            out = out(reg) out,
+            st = out(reg) status,
+            aborts = inout(reg) 0usize => aborts,
+            options(nostack),
+        );
+    }
+    Outcome {
+        status,
+        value: out,
+        aborts,
+    }
+}
+
 /// Stores `new` into the cell `*slot + cpu * stride` and returns the old value, unless `*slot`
 /// carries the disabled mark.
 ///

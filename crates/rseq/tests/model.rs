@@ -13,6 +13,7 @@ const CAP: usize = 3;
 enum Op {
     Add(usize, i64),
     Exchange(usize, i64),
+    AddFold(usize, i64),
     Disable,
     Enable,
     Push(usize, usize),
@@ -24,6 +25,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..NCPU, -1000i64..1000).prop_map(|(c, d)| Op::Add(c, d)),
         (0..NCPU, -5i64..5).prop_map(|(c, v)| Op::Exchange(c, v)),
+        (0..NCPU, -20i64..20).prop_map(|(c, d)| Op::AddFold(c, d)),
         Just(Op::Disable),
         Just(Op::Enable),
         (0..NCPU, 0usize..100).prop_map(|(c, i)| Op::Push(c, i)),
@@ -60,6 +62,19 @@ proptest! {
                     } else {
                         prop_assert_eq!(r, Ok(model_cells[cpu]));
                         model_cells[cpu] = v;
+                    }
+                }
+                Op::AddFold(cpu, d) => {
+                    pcpu_rseq::simulate_cpu(Some(cpu));
+                    // SAFETY: as above.
+                    let r = unsafe { pcpu_rseq::add_fold(&slot, 8, NCPU, d, 16) };
+                    if disabled {
+                        prop_assert!(r.is_err());
+                    } else {
+                        let now = model_cells[cpu] + d;
+                        let moved = if now.abs() >= 16 { now } else { 0 };
+                        prop_assert_eq!(r, Ok(moved));
+                        model_cells[cpu] = now - moved;
                     }
                 }
                 Op::Disable => { slot.store(base | DISABLED, Ordering::Release); disabled = true; }

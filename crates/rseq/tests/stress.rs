@@ -194,3 +194,36 @@ fn aborts_happen_and_are_retried_exactly_once() {
     );
     assert_eq!(total(&cells), added);
 }
+
+#[test]
+fn add_fold_moves_every_unit_exactly_once() {
+    let ncpu = pcpu_rseq::possible_cpus();
+    let cells = cells(ncpu);
+    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let per_thread = scaled(500_000);
+    let batch = 16;
+    let (results, _) = with_signal_storm(THREADS, |i| {
+        let mut rng = fastrand::Rng::with_seed(300 + i as u64);
+        let (mut added, mut folded) = (0i64, 0i64);
+        for _ in 0..per_thread {
+            let delta = rng.i64(-5..=6);
+            // SAFETY: as above.
+            folded += unsafe { pcpu_rseq::add_fold(&slot, 64, ncpu, delta, batch) }.unwrap();
+            added += delta;
+            if rng.u32(..1000) == 0 {
+                std::thread::yield_now();
+            }
+        }
+        (added, folded)
+    });
+    let added: i64 = results.iter().map(|r| r.0).sum();
+    let folded: i64 = results.iter().map(|r| r.1).sum();
+    assert_ne!(folded, 0);
+    assert_eq!(folded + total(&cells), added);
+    for c in &cells {
+        assert!(
+            c.0.load(Ordering::Relaxed).abs() < batch,
+            "every cell stays below the batch"
+        );
+    }
+}
