@@ -1,60 +1,95 @@
-//! The pcpu benchmark binary. For now it measures the layer that exists: the per-CPU add of
-//! pcpu-rseq against a shared atomic and `sched_getcpu` + atomic, on 1 and 2 threads.
+//! The pcpu benchmark: the seed's workload (per-CPU counters created and destroyed at exec
+//! rate) and the costs around it, for pcpu and its peers, in one run, printed as one table.
+//!
+//! `cargo run --release -p pcpu-bench -- --help` lists the options and scenarios; see
+//! benches/README.md for the method and a recorded run.
+#![deny(unsafe_op_in_unsafe_fn)]
 
-use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
+mod args;
+mod json;
+mod mem;
+mod peers;
+mod scenarios;
+mod table;
+
+use scenarios::{Ctx, SCENARIOS};
 use std::time::Instant;
+use table::Report;
 
-const ITERS: u64 = 20_000_000;
-
-#[repr(align(64))]
-struct Padded(AtomicI64);
-
-fn time_threads(threads: usize, f: &(dyn Fn() + Sync)) -> f64 {
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(f);
-        }
-    });
-    start.elapsed().as_nanos() as f64 / ITERS as f64
+/// A few facts about the machine, for the table's header and the JSON.
+fn machine() -> Vec<(&'static str, String)> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown".to_string());
+    vec![
+        ("cpu", model),
+        ("possible_cpus", peers::ncpu().to_string()),
+        ("rseq_mode", format!("{:?}", pcpu_rseq::mode())),
+        ("page_size", mem::page_size().to_string()),
+        ("loadavg_at_start", scenarios::loadavg()),
+        (
+            "pcpu_counter",
+            if cfg!(feature = "pcpu") {
+                "on".to_string()
+            } else {
+                "off (feature `pcpu`)".to_string()
+            },
+        ),
+    ]
 }
 
 fn main() {
-    let ncpu = pcpu_rseq::possible_cpus();
-    let cells: Vec<Padded> = (0..ncpu).map(|_| Padded(AtomicI64::new(0))).collect();
-    let slot = AtomicUsize::new(cells.as_ptr() as usize);
-    let shared = Padded(AtomicI64::new(0));
-    let rseq_add = || {
-        for _ in 0..ITERS {
-            // SAFETY: `slot` addresses `ncpu` live cells, 64 bytes apart.
-            let _ = unsafe { pcpu_rseq::add(&slot, 64, ncpu, 1) };
+    let args = match args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{}", args::usage());
+            std::process::exit(2);
         }
     };
-    let atomic_add = || {
-        for _ in 0..ITERS {
-            shared.0.fetch_add(1, Ordering::Relaxed);
+    if args.help {
+        print!("{}", args::usage());
+        return;
+    }
+    let ctx = Ctx { quick: args.quick };
+    let machine = machine();
+    let started = Instant::now();
+    let mut report = Report::default();
+    for sc in SCENARIOS {
+        if args.scenarios.is_empty() || args.scenarios.iter().any(|n| n == sc.name) {
+            let t = Instant::now();
+            eprintln!("== {}: {}", sc.name, sc.about);
+            (sc.run)(&ctx, &mut report);
+            eprintln!("== {} done in {:.1} s", sc.name, scenarios::secs(t));
         }
-    };
-    let getcpu_add = || {
-        for _ in 0..ITERS {
-            // SAFETY: sched_getcpu has no preconditions.
-            let cpu = unsafe { libc::sched_getcpu() }.max(0) as usize % ncpu;
-            cells[cpu].0.fetch_add(1, Ordering::Relaxed);
-        }
-    };
-    println!("mode: {:?}, possible CPUs: {ncpu}", pcpu_rseq::mode());
-    println!(
-        "{:<28} {:>14} {:>14}",
-        "add (ns/op per thread)", "1 thread", "2 threads"
+    }
+    if !cfg!(feature = "pcpu") {
+        report.note(format!(
+            "{}: {} (build with --features pcpu once crates/counter exists)",
+            peers::PCPU_NAME,
+            peers::PCPU_MISSING
+        ));
+    }
+    report.note(
+        "pcpu-rseq raw cells = the rseq add on a malloc'd padded array: the bottom layer only, \
+         not the pcpu counter",
     );
-    let rows: [(&str, &(dyn Fn() + Sync)); 3] = [
-        ("pcpu-rseq add", &rseq_add),
-        ("shared AtomicI64::fetch_add", &atomic_add),
-        ("sched_getcpu + fetch_add", &getcpu_add),
-    ];
-    for (name, f) in rows {
-        let one = time_threads(1, f);
-        let two = time_threads(2, f);
-        println!("{name:<28} {one:>14.2} {two:>14.2}");
+    report.note(format!(
+        "run took {:.1} s{}",
+        scenarios::secs(started),
+        if ctx.quick { " (--quick)" } else { "" }
+    ));
+    let header: Vec<String> = machine.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    println!("pcpu-bench | {}\n", header.join(" | "));
+    print!("{}", report.render());
+    if let Some(path) = &args.json {
+        let text = json::render(&report, &machine);
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("error: cannot write {path}: {e}");
+            std::process::exit(1);
+        }
+        eprintln!("wrote {path}");
     }
 }

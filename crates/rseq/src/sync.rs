@@ -5,11 +5,15 @@
 //! model. This follows crossbeam-epoch's `src/lib.rs` and sharded-slab's `src/sync.rs`.
 
 #[cfg(loom)]
-pub use loom::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU8, AtomicUsize, Ordering};
+pub use loom::sync::atomic::{
+    fence, AtomicBool, AtomicI64, AtomicU32, AtomicU8, AtomicUsize, Ordering,
+};
 #[cfg(loom)]
 pub use loom::thread::yield_now;
 
 #[cfg(not(loom))]
-pub use core::sync::atomic::{fence, AtomicBool, AtomicI64, AtomicU8, AtomicUsize, Ordering};
+pub use core::sync::atomic::{
+    fence, AtomicBool, AtomicI64, AtomicU32, AtomicU8, AtomicUsize, Ordering,
+};
 #[cfg(not(loom))]
 pub use std::thread::yield_now;

@@ -1,0 +1,109 @@
+//! The counters under test. Each implements [`BenchCounter`]; [`for_each`] visits them all in a
+//! fixed order, so every scenario measures every peer in the same run.
+//!
+//! The pcpu counter plugs in at exactly one place: [`pcpu`] (behind the cargo feature `pcpu`).
+
+pub mod atomic;
+pub mod contatori_signed;
+pub mod fastcounter;
+pub mod getcpu_array;
+pub mod linux;
+#[cfg(feature = "pcpu")]
+pub mod pcpu;
+pub mod rseq_raw;
+pub mod tls;
+
+use std::cmp::Ordering;
+
+/// The name of the (default, lazy) pcpu row, also used for its `n/a` row while the feature is
+/// off.
+pub const PCPU_NAME: &str = "pcpu PercpuCounter";
+
+/// What the pcpu row shows while `pcpu-counter` does not exist.
+pub const PCPU_MISSING: &str = "n/a (needs pcpu-counter)";
+
+/// A counter as the benchmark uses it.
+pub trait BenchCounter: Send + Sync + Sized + 'static {
+    /// The row label.
+    fn name() -> &'static str;
+
+    /// A counter holding `initial`, sized for this machine.
+    fn new(initial: i64) -> Self;
+
+    /// A counter holding `initial` as it would be built on a machine with `ncpu` CPUs
+    /// (scenario `large-machine`). Peers whose size does not depend on the CPU count keep the
+    /// default.
+    fn new_for_cpus(ncpu: usize, initial: i64) -> Self {
+        let _ = ncpu;
+        Self::new(initial)
+    }
+
+    /// Adds `delta`.
+    fn add(&self, delta: i64);
+
+    /// The value, maybe approximate, at the peer's cheapest.
+    fn read(&self) -> i64;
+
+    /// The exact value when no add runs concurrently.
+    fn sum(&self) -> i64;
+
+    /// Compares the value with `rhs`, as cheaply as the peer can do it exactly.
+    fn compare(&self, rhs: i64) -> Ordering {
+        self.sum().cmp(&rhs)
+    }
+
+    /// Gives unused memory of freed counters back to the OS; `false` if the peer has no such
+    /// operation (scenario `waste`).
+    fn compact() -> bool {
+        false
+    }
+
+    /// A rough upper bound of the bytes one counter takes with `ncpu` CPUs. Only used to cap
+    /// how many counters a memory scenario creates (so that a 16 KiB-per-counter peer does not
+    /// need 16 GB); the reported figures are always measured.
+    fn size_hint(ncpu: usize) -> usize;
+}
+
+/// Something run once per peer type.
+pub trait Visitor {
+    /// Runs for one peer.
+    fn visit<C: BenchCounter>(&mut self);
+
+    /// Called for a peer that could not be built into this binary, with the reason.
+    #[cfg_attr(feature = "pcpu", allow(dead_code))] // nothing is missing then
+    fn missing(&mut self, name: &'static str, why: &'static str);
+}
+
+/// Visits every peer, in table order.
+pub fn for_each(v: &mut impl Visitor) {
+    #[cfg(feature = "pcpu")]
+    v.visit::<pcpu::Pcpu>();
+    #[cfg(feature = "pcpu")]
+    v.visit::<pcpu::PcpuPerCpu>();
+    #[cfg(not(feature = "pcpu"))]
+    v.missing(PCPU_NAME, PCPU_MISSING);
+    v.visit::<rseq_raw::RseqRaw>();
+    v.visit::<atomic::SharedAtomic>();
+    v.visit::<tls::Tls>();
+    v.visit::<fastcounter::FastCounter>();
+    v.visit::<contatori_signed::Contatori>();
+    v.visit::<getcpu_array::GetcpuArray>();
+    v.visit::<linux::LinuxModel>();
+}
+
+/// The CPU this thread runs on, from `sched_getcpu` (0 if that fails).
+#[inline]
+pub fn getcpu() -> usize {
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    if cpu < 0 {
+        0
+    } else {
+        cpu as usize
+    }
+}
+
+/// The number of possible CPUs of this machine.
+pub fn ncpu() -> usize {
+    pcpu_rseq::possible_cpus().max(1)
+}

@@ -1,0 +1,82 @@
+//! THE PLACE WHERE `pcpu_counter::PercpuCounter` PLUGS IN (cargo feature `pcpu`; run with
+//! `--features pcpu`). Nothing else in the benchmark names pcpu.
+//!
+//! Two rows: the default (the global domain, whose counters start *lazy*: one atomic in the
+//! header until several CPUs update them at a meaningful rate) and a domain built with
+//! `CounterMode::PerCpu` (a per-CPU slot from creation: the mode the memory and compaction
+//! scenarios are about). The `large-machine` scenario builds each in a 256-CPU domain.
+//!
+//! Written against crates/counter while it was being written (`PercpuCounter<'d>`, `new`,
+//! `new_in(&'d Domain, i64) -> Result`, `Domain::builder().ncpu(n).mode(m).build() -> Result`,
+//! `Domain::compact() -> Result`); adjust the few calls here if the final signatures differ.
+
+use super::BenchCounter;
+use pcpu_counter::{CounterMode, Domain, PercpuCounter};
+use std::cmp::Ordering;
+use std::sync::OnceLock;
+
+/// A domain with `mode`, for `ncpu` CPUs (`None`: this machine), built once.
+fn domain(mode: CounterMode, ncpu: Option<usize>) -> &'static Domain {
+    static DOMAINS: [OnceLock<Domain>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let (i, n) = match (mode, ncpu) {
+        (CounterMode::PerCpu, None) => (0, None),
+        (CounterMode::PerCpu, Some(n)) => (1, Some(n)),
+        (_, n) => (2, n),
+    };
+    DOMAINS[i].get_or_init(|| {
+        let mut b = Domain::builder().mode(mode);
+        if let Some(n) = n {
+            b = b.ncpu(n);
+        }
+        b.build().expect("pcpu: cannot build the domain")
+    })
+}
+
+macro_rules! pcpu_peer {
+    ($ty:ident, $name:expr, $mode:expr, $home:expr) => {
+        /// A `PercpuCounter` (see the module docs for the mode).
+        pub struct $ty(PercpuCounter<'static>);
+
+        impl BenchCounter for $ty {
+            fn name() -> &'static str {
+                $name
+            }
+            fn new(initial: i64) -> Self {
+                let home: &'static Domain = $home;
+                Self(PercpuCounter::new_in(home, initial).expect("pcpu: out of memory"))
+            }
+            fn new_for_cpus(ncpu: usize, initial: i64) -> Self {
+                let d = domain($mode, Some(ncpu));
+                Self(PercpuCounter::new_in(d, initial).expect("pcpu: out of memory"))
+            }
+            #[inline]
+            fn add(&self, delta: i64) {
+                self.0.add(delta);
+            }
+            fn read(&self) -> i64 {
+                self.0.read()
+            }
+            fn sum(&self) -> i64 {
+                self.0.sum()
+            }
+            fn compare(&self, rhs: i64) -> Ordering {
+                self.0.compare(rhs)
+            }
+            fn compact() -> bool {
+                let home: &'static Domain = $home;
+                home.compact().is_ok()
+            }
+            fn size_hint(ncpu: usize) -> usize {
+                ncpu * 8 + 128
+            }
+        }
+    };
+}
+
+pcpu_peer!(Pcpu, super::PCPU_NAME, CounterMode::Lazy, Domain::global());
+pcpu_peer!(
+    PcpuPerCpu,
+    "pcpu PercpuCounter PerCpu",
+    CounterMode::PerCpu,
+    domain(CounterMode::PerCpu, None)
+);

@@ -1,0 +1,98 @@
+//! Scenario `hot-add`: one counter, added to by 1 and by 2 threads; ns per add per thread.
+
+use super::{mark_missing, progress, run_threads, thread_cpu_ns, Ctx};
+use crate::peers::{for_each, BenchCounter, Visitor};
+use crate::table::{Column, Report};
+use std::hint::black_box;
+use std::time::Instant;
+
+/// The scenario's name.
+pub const NAME: &str = "hot-add";
+
+const COLS: [Column; 3] = [
+    Column {
+        scenario: NAME,
+        key: "hot_add_1t_ns",
+        header: "add 1t ns",
+        legend: "ns of thread CPU time per add, 1 thread on one counter (best repetition)",
+        decimals: 2,
+    },
+    Column {
+        scenario: NAME,
+        key: "hot_add_2t_ns",
+        header: "add 2t ns",
+        legend: "ns of thread CPU time per add per thread, 2 threads on the same counter",
+        decimals: 2,
+    },
+    Column {
+        scenario: NAME,
+        key: "hot_add_2t_overlap",
+        header: "ovl",
+        legend: "cores the 2 threads got (their CPU time / wall time): 2.0 = one each all \
+                 along; below 1 = other load time-sliced them (little contention then)",
+        decimals: 2,
+    },
+];
+
+struct V<'a> {
+    ctx: &'a Ctx,
+    report: &'a mut Report,
+}
+
+impl Visitor for V<'_> {
+    fn visit<C: BenchCounter>(&mut self) {
+        let iters: u64 = self.ctx.pick(5_000_000, 500_000);
+        let reps = self.ctx.pick(3, 1);
+        progress(
+            NAME,
+            C::name(),
+            &format!("{iters} adds per thread, best of {reps}"),
+        );
+        let c = C::new(0);
+        let mut expected = 0i64;
+        for (col, threads) in COLS[..2].iter().zip([1usize, 2]) {
+            let (mut best, mut best_wall, mut overlap) = (f64::INFINITY, f64::INFINITY, 0.0);
+            for _ in 0..reps {
+                let wall = Instant::now();
+                let cpu = run_threads(threads, |_| {
+                    let start = thread_cpu_ns();
+                    for _ in 0..iters {
+                        c.add(black_box(1));
+                    }
+                    thread_cpu_ns() - start
+                });
+                let wall = wall.elapsed().as_nanos() as f64;
+                expected += (threads as u64 * iters) as i64;
+                let ns = cpu.iter().sum::<f64>() / threads as f64 / iters as f64;
+                if ns < best {
+                    best = ns;
+                    // How much the threads really ran at the same time (2.0 = all along).
+                    overlap = cpu.iter().sum::<f64>() / wall;
+                }
+                best_wall = best_wall.min(wall / iters as f64);
+            }
+            self.report.num(C::name(), col.key, best);
+            let wall_key = ["hot_add_1t_wall_ns", "hot_add_2t_wall_ns"][threads - 1];
+            self.report.num(C::name(), wall_key, best_wall);
+            if threads == 2 {
+                self.report.num(C::name(), COLS[2].key, overlap);
+            }
+        }
+        assert_eq!(c.sum(), expected, "{}: adds were lost", C::name());
+    }
+
+    fn missing(&mut self, name: &'static str, why: &'static str) {
+        mark_missing(self.report, &COLS, name, why);
+    }
+}
+
+/// Runs the scenario for every peer.
+pub fn run(ctx: &Ctx, report: &mut Report) {
+    report.add_columns(&COLS);
+    report.note(format!(
+        "{NAME}: thread CPU time, not wall time, because the 2 cores are shared (load average \
+         {} at the start); JSON has wall time and the 2-thread overlap",
+        super::loadavg()
+    ));
+    for_each(&mut V { ctx, report });
+}

@@ -1,0 +1,175 @@
+//! The scenarios. Each one runs every peer (see [`crate::peers::for_each`]) and fills its
+//! columns of the [`Report`].
+
+pub mod churn;
+pub mod hot_add;
+pub mod large;
+pub mod memory;
+pub mod read;
+pub mod waste;
+
+use crate::peers::BenchCounter;
+use crate::table::{Column, Report, Value};
+use std::sync::Barrier;
+use std::time::Instant;
+
+/// Settings shared by all scenarios.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    /// `--quick`: smaller sizes, one repetition.
+    pub quick: bool,
+}
+
+impl Ctx {
+    /// `full` normally, `quick` under `--quick`.
+    pub fn pick<T>(&self, full: T, quick: T) -> T {
+        if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+
+    /// How many counters a memory scenario creates for a peer whose counters take about
+    /// `hint` bytes: `wanted`, capped so that they fit in a fixed budget.
+    pub fn counters(&self, wanted: usize, hint: usize) -> usize {
+        let budget = self.pick(768usize << 20, 64 << 20);
+        wanted.min(budget / hint.max(1)).max(1000)
+    }
+}
+
+/// A scenario: its name on the command line, what it measures, and how to run it.
+pub struct Scenario {
+    /// `--scenario NAME`.
+    pub name: &'static str,
+    /// One line for `--help`.
+    pub about: &'static str,
+    /// Runs it for every peer.
+    pub run: fn(&Ctx, &mut Report),
+}
+
+/// All scenarios, in run order.
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: hot_add::NAME,
+        about: "adds to one counter from 1 and 2 threads (ns/op per thread)",
+        run: hot_add::run,
+    },
+    Scenario {
+        name: churn::NAME,
+        about: "exec churn: create 4 counters, add, sum, destroy; 1 and 2 threads",
+        run: churn::run,
+    },
+    Scenario {
+        name: memory::NAME,
+        about: "resident bytes per live counter, measured over up to 1,000,000 counters",
+        run: memory::run,
+    },
+    Scenario {
+        name: waste::NAME,
+        about: "create 1,000,000 counters, free 90% at random, compact; resident vs ideal",
+        run: waste::run,
+    },
+    Scenario {
+        name: large::NAME,
+        about: "a simulated 256-CPU machine: resident bytes per counter",
+        run: large::run,
+    },
+    Scenario {
+        name: read::NAME,
+        about: "cost of read, sum and compare on a quiescent counter",
+        run: read::run,
+    },
+];
+
+/// Fills `cols` of the row `name` with the missing peer's reason.
+#[cfg_attr(feature = "pcpu", allow(dead_code))] // nothing is missing then
+pub fn mark_missing(report: &mut Report, cols: &[Column], name: &'static str, why: &'static str) {
+    for c in cols {
+        report.set(name, c.key, Value::Text(why.to_string()));
+    }
+}
+
+/// A progress line on stderr.
+pub fn progress(scenario: &str, peer: &str, what: &str) {
+    eprintln!("[{scenario}] {peer}: {what}");
+}
+
+/// Runs `f(i)` for `i in 0..threads` on that many threads, started together; returns the
+/// results in thread order.
+pub fn run_threads<R: Send>(threads: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let (f, barrier) = (&f, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    f(i)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("benchmark thread panicked"))
+            .collect()
+    })
+}
+
+/// A vector with room for `n` elements whose pages are already resident, so that filling it
+/// does not count as the elements' memory.
+pub fn prefaulted_vec<T>(n: usize) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    // SAFETY: `as_mut_ptr` is valid for writes of `capacity() >= n` elements; zero bytes are
+    // written to spare capacity, which is never read as `T` (the length stays 0).
+    unsafe {
+        v.as_mut_ptr()
+            .cast::<u8>()
+            .write_bytes(0, n * std::mem::size_of::<T>())
+    };
+    v
+}
+
+/// Creates `n` counters with `make` into a prefaulted vector, adds 1 to each from 2 threads
+/// (so that lazily allocated per-thread or per-CPU parts exist), and returns them with the
+/// resident bytes they added, measured.
+pub fn populate<C: BenchCounter>(n: usize, make: impl Fn() -> C) -> (Vec<C>, f64) {
+    let mut v = prefaulted_vec::<C>(n);
+    let before = crate::mem::baseline();
+    for _ in 0..n {
+        v.push(make());
+    }
+    run_threads(2, |_| {
+        for c in &v {
+            c.add(1);
+        }
+    });
+    let after = crate::mem::resident_bytes();
+    assert_eq!(v[0].sum(), 2, "{}: wrong sum after populate", C::name());
+    (v, crate::mem::delta(before, after))
+}
+
+/// Seconds since `start`.
+pub fn secs(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64()
+}
+
+/// CPU time this thread has used, in ns (`CLOCK_THREAD_CPUTIME_ID`): unlike wall time it does
+/// not grow while the thread waits for a core that other processes hold.
+pub fn thread_cpu_ns() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
+}
+
+/// The load average over the last minute (`/proc/loadavg`), to tell how busy the machine was.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default()
+}

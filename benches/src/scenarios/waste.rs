@@ -1,0 +1,85 @@
+//! Scenario `waste`: create up to 1,000,000 counters, free 90 % of them at random, then
+//! compact. Only pcpu can compact (relocate live counters out of sparse pages); peers get
+//! glibc's `malloc_trim(0)` instead, the best a malloc'd counter can do. Resident memory is
+//! compared with the ideal: the live counters at full density.
+
+use super::{mark_missing, populate, progress, Ctx};
+use crate::peers::{for_each, ncpu, BenchCounter, Visitor};
+use crate::table::{Column, Report};
+
+/// The scenario's name.
+pub const NAME: &str = "waste";
+
+const COLS: [Column; 2] = [
+    Column {
+        scenario: NAME,
+        key: "waste_after_free_x_ideal",
+        header: "freed/ideal",
+        legend: "resident after freeing 90% / ideal (live x full-density bytes per counter)",
+        decimals: 2,
+    },
+    Column {
+        scenario: NAME,
+        key: "waste_after_compact_x_ideal",
+        header: "cmpct/ideal",
+        legend: "resident after compact (pcpu) or malloc_trim(0) (peers) / ideal",
+        decimals: 2,
+    },
+];
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+struct V<'a> {
+    ctx: &'a Ctx,
+    report: &'a mut Report,
+}
+
+impl Visitor for V<'_> {
+    fn visit<C: BenchCounter>(&mut self) {
+        let n = self
+            .ctx
+            .counters(self.ctx.pick(1_000_000, 100_000), C::size_hint(ncpu()));
+        progress(NAME, C::name(), &format!("{n} counters, free 90%"));
+        let (v, full) = populate(n, || C::new(0));
+        // `populate` measured against a trimmed baseline; measure the rest against the same.
+        let base = crate::mem::resident_bytes() as f64 - full;
+        let mut slots: Vec<Option<C>> = v.into_iter().map(Some).collect();
+        let mut order: Vec<usize> = (0..n).collect();
+        fastrand::Rng::with_seed(0x5eed).shuffle(&mut order);
+        let freed = n * 9 / 10;
+        for &i in &order[..freed] {
+            slots[i] = None;
+        }
+        drop(order);
+        let live = n - freed;
+        let after_free = crate::mem::resident_bytes() as f64 - base;
+        let compacted = C::compact();
+        if !compacted {
+            crate::mem::trim();
+        }
+        let after_compact = crate::mem::resident_bytes() as f64 - base;
+        let ideal = full / n as f64 * live as f64;
+        let name = C::name();
+        self.report.num(name, COLS[0].key, after_free / ideal);
+        self.report.num(name, COLS[1].key, after_compact / ideal);
+        self.report.num(name, "waste_counters", n as f64);
+        self.report.num(name, "waste_live", live as f64);
+        self.report.num(name, "waste_full_mib", full / MIB);
+        self.report
+            .num(name, "waste_after_free_mib", after_free / MIB);
+        self.report
+            .num(name, "waste_after_compact_mib", after_compact / MIB);
+        self.report.num(name, "waste_ideal_mib", ideal / MIB);
+        drop(slots);
+    }
+
+    fn missing(&mut self, name: &'static str, why: &'static str) {
+        mark_missing(self.report, &COLS, name, why);
+    }
+}
+
+/// Runs the scenario for every peer.
+pub fn run(ctx: &Ctx, report: &mut Report) {
+    report.add_columns(&COLS);
+    for_each(&mut V { ctx, report });
+}

@@ -1,0 +1,326 @@
+//! [`PercpuCounter`].
+
+use crate::domain::{CounterMode, Domain};
+use crate::lazy::LazyTracker;
+use crate::CounterError;
+use pcpu_migrate::Header;
+use pcpu_rseq::sync::{AtomicBool, AtomicI64, Ordering};
+use std::cmp::Ordering as Cmp;
+use std::ptr::NonNull;
+
+/// What a counter's header points at; freed one epoch grace period after the counter drops.
+pub(crate) struct Inner {
+    header: Header,
+    central: AtomicI64,
+    lazy: LazyTracker,
+    limit_lock: AtomicBool,
+    /// Largest batch ever passed to `add_batch` above the domain's (0 if none): it widens
+    /// the error bound.
+    max_batch: AtomicI64,
+}
+
+/// A per-CPU counter: `add` is one non-atomic add to this CPU's cell inside a restartable
+/// sequence; `read` is O(1) and approximate; `sum` is exact when no add runs concurrently.
+///
+/// ```
+/// use pcpu_counter::PercpuCounter;
+/// let c = PercpuCounter::new(10);
+/// c.add(5);
+/// c.inc();
+/// c.dec();
+/// assert_eq!(c.sum(), 15);
+/// assert!((c.read() - c.sum()).abs() <= c.error_bound());
+/// ```
+pub struct PercpuCounter<'d> {
+    inner: NonNull<Inner>,
+    domain: &'d Domain,
+}
+
+// SAFETY: `Inner` is only atomics and the header (atomics), shared by design; the domain is
+// Sync. Nothing is tied to the creating thread.
+unsafe impl Send for PercpuCounter<'_> {}
+// SAFETY: as above: every method takes `&self` and uses atomics or per-CPU sections.
+unsafe impl Sync for PercpuCounter<'_> {}
+
+impl core::fmt::Debug for PercpuCounter<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PercpuCounter")
+            .field("read", &self.read())
+            .field("per_cpu", &self.is_per_cpu())
+            .finish()
+    }
+}
+
+impl PercpuCounter<'static> {
+    /// Creates a counter in the global domain.
+    ///
+    /// # Panics
+    /// If memory is exhausted; use [`try_new`](Self::try_new) to get an error instead.
+    pub fn new(initial: i64) -> Self {
+        Self::try_new(initial).expect("pcpu: out of memory creating a counter")
+    }
+
+    /// Creates a counter in the global domain, or says why it could not.
+    ///
+    /// # Errors
+    /// [`CounterError::OutOfMemory`] or a per-CPU allocation failure.
+    pub fn try_new(initial: i64) -> Result<Self, CounterError> {
+        Self::new_in(Domain::global(), initial)
+    }
+
+    /// Creates `n` counters in the global domain, like Linux's `percpu_counter_init_many`.
+    ///
+    /// # Errors
+    /// As for [`try_new`](Self::try_new); counters made before the failure are dropped.
+    pub fn new_many(n: usize, initial: i64) -> Result<Vec<Self>, CounterError> {
+        Self::new_many_in(Domain::global(), n, initial)
+    }
+}
+
+impl<'d> PercpuCounter<'d> {
+    /// Creates a counter in `domain`, in the domain's mode.
+    ///
+    /// # Errors
+    /// As for [`try_new`](PercpuCounter::try_new).
+    pub fn new_in(domain: &'d Domain, initial: i64) -> Result<Self, CounterError> {
+        Self::with_mode(domain, initial, domain.mode)
+    }
+
+    /// Creates a counter in `domain` with an explicit mode.
+    ///
+    /// # Errors
+    /// As for [`try_new`](PercpuCounter::try_new).
+    pub fn with_mode(
+        domain: &'d Domain,
+        initial: i64,
+        mode: CounterMode,
+    ) -> Result<Self, CounterError> {
+        let layout = std::alloc::Layout::new::<Inner>();
+        // SAFETY: `Inner` has a non-zero size.
+        let raw = unsafe { std::alloc::alloc(layout) } as *mut Inner;
+        let inner = NonNull::new(raw).ok_or(CounterError::OutOfMemory)?;
+        // SAFETY: `raw` is freshly allocated for an `Inner`, properly aligned.
+        unsafe {
+            raw.write(Inner {
+                header: Header::new(),
+                central: AtomicI64::new(initial),
+                lazy: LazyTracker::new(mode == CounterMode::Lazy),
+                limit_lock: AtomicBool::new(false),
+                max_batch: AtomicI64::new(0),
+            })
+        };
+        let counter = PercpuCounter { inner, domain };
+        if mode == CounterMode::PerCpu {
+            domain
+                .space
+                .attach(&counter.inner().header)
+                .map_err(CounterError::Space)?;
+        }
+        Ok(counter)
+    }
+
+    /// Creates `n` counters in `domain`.
+    ///
+    /// # Errors
+    /// As for [`try_new`](PercpuCounter::try_new).
+    pub fn new_many_in(
+        domain: &'d Domain,
+        n: usize,
+        initial: i64,
+    ) -> Result<Vec<Self>, CounterError> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(n)
+            .map_err(|_| CounterError::OutOfMemory)?;
+        for _ in 0..n {
+            v.push(Self::new_in(domain, initial)?);
+        }
+        Ok(v)
+    }
+
+    #[inline(always)]
+    fn inner(&self) -> &Inner {
+        // SAFETY: `inner` is live until this counter is dropped (freed after a grace period).
+        unsafe { self.inner.as_ref() }
+    }
+
+    /// True once the counter has a per-CPU slot.
+    pub fn is_per_cpu(&self) -> bool {
+        self.inner().header.is_attached()
+    }
+
+    /// The domain this counter lives in.
+    pub fn domain(&self) -> &'d Domain {
+        self.domain
+    }
+
+    /// Adds `delta`, folding this CPU's part into the central count once it reaches the
+    /// domain's batch.
+    #[inline]
+    pub fn add(&self, delta: i64) {
+        self.add_batch(delta, self.domain.batch);
+    }
+
+    /// Adds 1.
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Subtracts 1.
+    #[inline]
+    pub fn dec(&self) {
+        self.add(-1);
+    }
+
+    /// Adds `delta`; once this CPU's part reaches `±batch` it is folded into the central count
+    /// (Linux's `percpu_counter_add_batch`). A smaller batch makes `read` more precise.
+    #[inline]
+    pub fn add_batch(&self, delta: i64, batch: i64) {
+        let inner = self.inner();
+        let d = self.domain;
+        if batch > d.batch {
+            inner.max_batch.fetch_max(batch, Ordering::Relaxed);
+        }
+        // SAFETY: the slot word is either disabled or addresses a slot of `d.space` with
+        // `d.ncpu` cells `d.stride` apart, kept alive until a grace period after it changes.
+        match unsafe {
+            pcpu_rseq::add_fold(inner.header.slot_word(), d.stride, d.ncpu, delta, batch)
+        } {
+            Ok(0) => {}
+            Ok(moved) => {
+                inner.central.fetch_add(moved, Ordering::Relaxed);
+            }
+            Err(_) => self.add_slow(delta),
+        }
+    }
+
+    #[cold]
+    fn add_slow(&self, delta: i64) {
+        let inner = self.inner();
+        inner.central.fetch_add(delta, Ordering::Relaxed);
+        if inner.lazy.note_slow_add() {
+            // Contended from several CPUs: go per-CPU. Failure (no memory) leaves it atomic.
+            let _ = self.domain.space.attach(&inner.header);
+        }
+    }
+
+    /// The central count: O(1), off from [`sum`](Self::sum) by at most
+    /// [`error_bound`](Self::error_bound) (plus updates in flight).
+    #[inline]
+    pub fn read(&self) -> i64 {
+        self.inner().central.load(Ordering::Relaxed)
+    }
+
+    /// [`read`](Self::read), never below zero.
+    pub fn read_positive(&self) -> i64 {
+        self.read().max(0)
+    }
+
+    /// The exact value when no add runs concurrently; with concurrent adds, off by no more
+    /// than the adds in flight plus one batch per CPU that folds meanwhile.
+    pub fn sum(&self) -> i64 {
+        let inner = self.inner();
+        // Central first, then the cells: a concurrent fold can then be missed (it is in
+        // flight) but never counted twice.
+        let central = inner.central.load(Ordering::Acquire);
+        let mut cells = [0i64];
+        if inner.header.is_attached() {
+            self.domain.space.sum_words(&inner.header, &mut cells);
+        }
+        central.wrapping_add(cells[0])
+    }
+
+    /// [`sum`](Self::sum), never below zero.
+    pub fn sum_positive(&self) -> i64 {
+        self.sum().max(0)
+    }
+
+    /// Sets the value (Linux's `percpu_counter_set`): empties every CPU's cell and stores
+    /// `value` centrally. Adds that run concurrently may be lost, as in Linux.
+    ///
+    /// # Errors
+    /// A grace period failed; the value is unchanged then.
+    pub fn set(&self, value: i64) -> Result<(), CounterError> {
+        let inner = self.inner();
+        let mut taken = [0i64];
+        self.domain
+            .space
+            .take_cells(&inner.header, &mut taken)
+            .map_err(CounterError::Space)?;
+        inner.central.store(value, Ordering::Release);
+        Ok(())
+    }
+
+    /// Most `|read() − sum()|` can be, adds in flight aside: every CPU's cell stays below the
+    /// batch in absolute value (the largest batch given to [`add_batch`](Self::add_batch), if
+    /// above the domain's).
+    pub fn error_bound(&self) -> i64 {
+        let batch = self
+            .domain
+            .batch
+            .max(self.inner().max_batch.load(Ordering::Relaxed));
+        (batch - 1).saturating_mul(self.domain.ncpu as i64)
+    }
+
+    /// Compares the value with `rhs` (Linux's `percpu_counter_compare`): from `read` when it is
+    /// farther from `rhs` than the error bound, else from an exact `sum`.
+    pub fn compare(&self, rhs: i64) -> Cmp {
+        let approx = self.read();
+        if approx.abs_diff(rhs) > self.error_bound() as u64 {
+            return approx.cmp(&rhs);
+        }
+        self.sum().cmp(&rhs)
+    }
+
+    /// Adds `delta` only if the value stays at or below `limit` (Linux's
+    /// `percpu_counter_limited_add`); returns whether it added. A `delta ≤ 0` is always added.
+    /// Concurrent `limited_add`s of one counter are serialised near the limit, so together
+    /// they never exceed it; plain `add`s are not limited.
+    pub fn limited_add(&self, limit: i64, delta: i64) -> bool {
+        if delta <= 0 {
+            self.add(delta);
+            return true;
+        }
+        if self
+            .read()
+            .saturating_add(self.error_bound())
+            .saturating_add(delta)
+            <= limit
+        {
+            self.add(delta);
+            return true;
+        }
+        let inner = self.inner();
+        while inner
+            .limit_lock
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::thread::yield_now();
+        }
+        let ok = self.sum().saturating_add(delta) <= limit;
+        if ok {
+            inner.central.fetch_add(delta, Ordering::Relaxed);
+        }
+        inner.limit_lock.store(false, Ordering::Release);
+        ok
+    }
+}
+
+impl Drop for PercpuCounter<'_> {
+    fn drop(&mut self) {
+        // SAFETY: we own the counter: no add or read can run through it any more.
+        let _ = unsafe { self.domain.space.detach(&self.inner().header) };
+        let addr = self.inner.as_ptr() as usize;
+        let guard = crossbeam_epoch::pin();
+        // SAFETY: `addr` is our `Inner`, allocated with `Layout::new::<Inner>()`; after the
+        // grace period no compactor can still look at its header.
+        unsafe {
+            guard.defer_unchecked(move || {
+                let raw = addr as *mut Inner;
+                raw.drop_in_place();
+                std::alloc::dealloc(raw as *mut u8, std::alloc::Layout::new::<Inner>());
+            });
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! [`Domain`]: the allocator instance behind counters — pagesets, per-CPU caches and the
+//! compactor — with its configuration.
+
+use crate::CounterError;
+use pcpu_migrate::{CompactPolicy, CompactReport, Space, SpaceConfig, Waste};
+use pcpu_pageset::SizeClass;
+use std::sync::OnceLock;
+
+/// How a counter uses per-CPU memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CounterMode {
+    /// Starts as one atomic in its header; takes a per-CPU slot once it is updated from more
+    /// than one CPU at a meaningful rate (16 CPU changes within 256 slow-path updates). A
+    /// single-threaded program never allocates per-CPU memory for it.
+    #[default]
+    Lazy,
+    /// Takes a per-CPU slot at creation.
+    PerCpu,
+    /// Never per-CPU: every update is one atomic add.
+    Atomic,
+}
+
+/// Builds a [`Domain`].
+#[derive(Debug, Clone)]
+pub struct DomainBuilder {
+    ncpu: usize,
+    batch: Option<i64>,
+    mode: CounterMode,
+    policy: CompactPolicy,
+    compact_when_waste_above: Option<f64>,
+    unit_bytes: Option<usize>,
+}
+
+impl DomainBuilder {
+    /// CPUs the counters cover (default: the possible CPUs). More than exist simulates a large
+    /// machine: memory follows the CPUs that write.
+    pub fn ncpu(mut self, ncpu: usize) -> Self {
+        self.ncpu = ncpu;
+        self
+    }
+
+    /// Fold threshold per CPU (default Linux's `max(32, 2 × ncpu)`).
+    pub fn batch(mut self, batch: i64) -> Self {
+        self.batch = Some(batch);
+        self
+    }
+
+    /// Mode of counters created with [`PercpuCounter::new_in`](crate::PercpuCounter::new_in).
+    pub fn mode(mut self, mode: CounterMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Which pagesets [`Domain::compact`] empties.
+    pub fn compact_policy(mut self, policy: CompactPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Runs a compaction from [`Domain::maybe_compact`] when resident per-CPU memory exceeds
+    /// `ratio` × what live counters need.
+    pub fn compact_when_waste_above(mut self, ratio: f64) -> Self {
+        self.compact_when_waste_above = Some(ratio);
+        self
+    }
+
+    /// Bytes per CPU unit of a pageset (a multiple of the page size).
+    pub fn unit_bytes(mut self, bytes: usize) -> Self {
+        self.unit_bytes = Some(bytes);
+        self
+    }
+
+    /// Builds the domain (maps nothing yet).
+    ///
+    /// # Errors
+    /// [`CounterError::Config`] for a zero CPU count or batch, or an invalid unit size.
+    pub fn build(self) -> Result<Domain, CounterError> {
+        if self.ncpu == 0 {
+            return Err(CounterError::Config("ncpu must be at least 1"));
+        }
+        let batch = self.batch.unwrap_or_else(|| 32.max(2 * self.ncpu as i64));
+        if batch <= 0 {
+            return Err(CounterError::Config("batch must be positive"));
+        }
+        let mut config = SpaceConfig::new(SizeClass::B8);
+        config.ncpu = self.ncpu;
+        config.unit_bytes = self.unit_bytes;
+        let space = Space::new(config).map_err(CounterError::Space)?;
+        Ok(Domain {
+            stride: space.stride(),
+            ncpu: self.ncpu,
+            space,
+            batch,
+            mode: self.mode,
+            policy: self.policy,
+            compact_when_waste_above: self.compact_when_waste_above,
+        })
+    }
+}
+
+/// The allocator instance: pagesets, caches and the compactor. Counters borrow their domain.
+#[derive(Debug)]
+pub struct Domain {
+    pub(crate) space: Space,
+    pub(crate) stride: usize,
+    pub(crate) ncpu: usize,
+    pub(crate) batch: i64,
+    pub(crate) mode: CounterMode,
+    policy: CompactPolicy,
+    compact_when_waste_above: Option<f64>,
+}
+
+/// What a [`Domain`] holds, measured.
+#[derive(Debug, Clone)]
+pub struct DomainStats {
+    /// Live against resident per-CPU memory.
+    pub waste: Waste,
+    /// The slot caches.
+    pub cache: pcpu_cache::CacheStats,
+}
+
+impl Domain {
+    /// The default domain: possible CPUs, Linux's batch, lazy counters.
+    pub fn global() -> &'static Domain {
+        static GLOBAL: OnceLock<Domain> = OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            Domain::builder()
+                .build()
+                .expect("the default configuration is valid")
+        })
+    }
+
+    /// A builder with the defaults of [`Domain::global`].
+    pub fn builder() -> DomainBuilder {
+        DomainBuilder {
+            ncpu: pcpu_rseq::possible_cpus(),
+            batch: None,
+            mode: CounterMode::Lazy,
+            policy: CompactPolicy::default(),
+            compact_when_waste_above: None,
+            unit_bytes: None,
+        }
+    }
+
+    /// CPUs covered.
+    pub fn ncpu(&self) -> usize {
+        self.ncpu
+    }
+
+    /// Fold threshold per CPU.
+    pub fn batch(&self) -> i64 {
+        self.batch
+    }
+
+    /// Default mode of new counters.
+    pub fn mode(&self) -> CounterMode {
+        self.mode
+    }
+
+    /// Moves live counters out of sparse pagesets and gives the emptied memory back.
+    ///
+    /// # Errors
+    /// A grace period or the pool failed; no update is lost either way.
+    pub fn compact(&self) -> Result<CompactReport, CounterError> {
+        self.space
+            .compact(&self.policy)
+            .map_err(CounterError::Space)
+    }
+
+    /// Compacts if resident per-CPU memory exceeds the configured ratio × what live counters
+    /// need ([`Waste::ratio`]; a slow path: it reads `mincore`). Returns the report if it ran.
+    ///
+    /// # Errors
+    /// As for [`compact`](Self::compact).
+    pub fn maybe_compact(&self) -> Result<Option<CompactReport>, CounterError> {
+        let Some(limit) = self.compact_when_waste_above else {
+            return Ok(None);
+        };
+        let w = self.space.waste();
+        if w.live_bytes > 0 && w.ratio() > limit {
+            return self.compact().map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Measures the domain.
+    pub fn stats(&self) -> DomainStats {
+        DomainStats {
+            waste: self.space.waste(),
+            cache: self.space.cache().stats(),
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Errors of the counter API.
+
+/// Why a counter could not be created or changed.
+#[derive(Debug)]
+pub enum CounterError {
+    /// The heap could not hold the counter's header.
+    OutOfMemory,
+    /// The per-CPU layer failed (no memory for a slot, a failed grace period).
+    Space(pcpu_migrate::MigrateError),
+    /// An invalid domain configuration; the text says why.
+    Config(&'static str),
+}
+
+impl core::fmt::Display for CounterError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            CounterError::OutOfMemory => f.write_str("out of memory for a counter header"),
+            CounterError::Space(e) => write!(f, "per-CPU memory: {e}"),
+            CounterError::Config(why) => write!(f, "invalid domain configuration: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for CounterError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CounterError::Space(e) => Some(e),
+            _ => None,
+        }
+    }
+}

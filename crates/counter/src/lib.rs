@@ -1,0 +1,58 @@
+//! # pcpu-counter
+//!
+//! Per-CPU counters for Linux user space, with Linux `percpu_counter` semantics:
+//!
+//! - `add` is one non-atomic add to this CPU's cell inside a restartable sequence (no `lock`
+//!   prefix, no shared cache line); the CPU's part folds into a central count at ±batch;
+//! - creating and destroying counters goes through per-CPU caches of free slots (no global
+//!   lock on the common path), and in the default lazy mode a counter only takes per-CPU
+//!   memory once several CPUs really update it;
+//! - [`Domain::compact`] moves live counters out of sparse pagesets and gives the memory back.
+//!
+//! ```
+//! use pcpu_counter::{Domain, PercpuCounter};
+//! use std::cmp::Ordering;
+//!
+//! let rss = PercpuCounter::new(0);
+//! std::thread::scope(|s| {
+//!     for _ in 0..2 {
+//!         s.spawn(|| (0..10_000).for_each(|_| rss.inc()));
+//!     }
+//! });
+//! assert_eq!(rss.sum(), 20_000);
+//! assert_eq!(rss.compare(19_000), Ordering::Greater);
+//! assert!(rss.limited_add(20_010, 10));
+//! assert!(!rss.limited_add(20_010, 1));
+//! rss.set(5).unwrap();
+//! assert_eq!(rss.sum(), 5);
+//! Domain::global().compact().unwrap();
+//! ```
+//!
+//! ## Compared with Linux's `percpu_counter`
+//!
+//! | Linux | here | difference |
+//! |---|---|---|
+//! | `percpu_counter_init` | [`PercpuCounter::new`] / [`try_new`](PercpuCounter::try_new) | no global lock or list: slots come from per-CPU caches; lazy by default |
+//! | `percpu_counter_init_many` | [`PercpuCounter::new_many`] | |
+//! | `percpu_counter_add`, `_add_batch` | [`add`](PercpuCounter::add), [`add_batch`](PercpuCounter::add_batch) | the fold is part of the same rseq critical section; no spinlock |
+//! | `percpu_counter_read`, `_read_positive` | [`read`](PercpuCounter::read), [`read_positive`](PercpuCounter::read_positive) | |
+//! | `percpu_counter_sum`, `_sum_positive` | [`sum`](PercpuCounter::sum), [`sum_positive`](PercpuCounter::sum_positive) | no lock; exact when quiescent, else off by adds and folds in flight |
+//! | `percpu_counter_set` | [`set`](PercpuCounter::set) | one grace period |
+//! | `percpu_counter_compare` | [`compare`](PercpuCounter::compare) | |
+//! | `percpu_counter_limited_add` | [`limited_add`](PercpuCounter::limited_add) | upper limit only; negative deltas always added |
+//! | CPU hotplug fold | — | cells of every possible CPU are summed; nothing to fold |
+//! | — | [`Domain::compact`] | relocates live counters and releases memory |
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod counter;
+mod domain;
+mod error;
+mod lazy;
+#[cfg(feature = "metrics")]
+mod metrics_impl;
+
+pub use counter::PercpuCounter;
+pub use domain::{CounterMode, Domain, DomainBuilder, DomainStats};
+pub use error::CounterError;
+pub use pcpu_migrate::{CompactPolicy, CompactReport, Waste};

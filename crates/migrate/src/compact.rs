@@ -1,0 +1,275 @@
+//! The compactor: empty sparse pagesets by moving their live objects into dense ones, then
+//! give the emptied memory back.
+//!
+//! One round (`Space::compact`), under the space's compaction mutex (compactors never run
+//! concurrently; adders, creators and destroyers never take it):
+//! 1. choose: sort pagesets by occupancy, keep the fullest ones whose free room can absorb
+//!    the live objects of the others, and evacuate every other pageset below the threshold;
+//!    mark those draining (the pool stops assigning from them);
+//! 2. pull their free slots out of every CPU's cache (`SlotCache::remove_pageset`);
+//! 3. claim the live objects: read each live slot's owner lane, CAS its header
+//!    ATTACHED → RELOCATING (skipping headers being attached or dropped);
+//! 4. for each batch: assign new slots from the pool (densest non-draining first), disable
+//!    per-CPU operation on every header of the batch, run **one** grace period
+//!    (`pcpu_rseq::synchronize`), copy the non-zero cells to the new slot inside the header's
+//!    `seq` write section, publish the new slot, wait one epoch grace period for readers,
+//!    and unassign the old slots;
+//! 5. un-drain what could not be emptied, and release: empty pagesets are unmapped, empty
+//!    pages given back.
+
+use crate::header::{Header, ATTACHED, RELOCATING};
+use crate::space::Space;
+use crate::MigrateError;
+use pcpu_cache::SlotSource;
+use pcpu_pageset::{PagesetId, Pool};
+use pcpu_rseq::sync::Ordering;
+use pcpu_rseq::DISABLED;
+use std::time::{Duration, Instant};
+
+/// Objects moved per grace period.
+const BATCH: usize = 4096;
+
+/// When a pageset is worth emptying.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactPolicy {
+    /// Evacuate pagesets whose occupancy is below this fraction (default 0.5).
+    pub occupancy_below: f64,
+}
+
+impl Default for CompactPolicy {
+    fn default() -> Self {
+        CompactPolicy {
+            occupancy_below: 0.5,
+        }
+    }
+}
+
+/// What one compaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CompactReport {
+    /// Pagesets chosen for evacuation.
+    pub pagesets_evacuated: usize,
+    /// Live objects moved.
+    pub slots_moved: usize,
+    /// Live objects skipped (being created or dropped at that moment).
+    pub slots_skipped: usize,
+    /// Free cached slots pulled out of the caches.
+    pub cached_removed: usize,
+    /// Pagesets unmapped.
+    pub pagesets_unmapped: usize,
+    /// Bytes resident before and after (mincore).
+    pub bytes_resident_before: usize,
+    /// See `bytes_resident_before`.
+    pub bytes_resident_after: usize,
+    /// Grace periods run.
+    pub grace_periods: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Running totals over all compactions of a space.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompactTotals {
+    /// Compactions run.
+    pub runs: u64,
+    /// Objects moved.
+    pub moved: u64,
+}
+
+struct Move<'h> {
+    header: &'h Header,
+    old: usize,
+}
+
+impl Space {
+    /// Runs one compaction round (see the module docs).
+    ///
+    /// # Errors
+    /// A grace period or the pool failed. Objects already claimed are put back as they were
+    /// (attached to their old slot), so nothing is lost.
+    pub fn compact(&self, policy: &CompactPolicy) -> Result<CompactReport, MigrateError> {
+        let started = Instant::now();
+        let mut totals = self.compact_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut report = CompactReport::default();
+        let chosen = self.cache.with_pool(|pool| choose(pool, policy));
+        report.bytes_resident_before = self.cache.with_pool(|p| p.stats().bytes_resident);
+        report.pagesets_evacuated = chosen.len();
+        for &id in &chosen {
+            report.cached_removed += self.cache.remove_pageset(id)?;
+        }
+        let live: Vec<usize> = self.cache.with_pool(|pool| {
+            chosen
+                .iter()
+                .flat_map(|&id| pool.live_slots(id).map(|(s, _)| s.addr()))
+                .collect()
+        });
+        let mut result = Ok(());
+        for chunk in live.chunks(BATCH) {
+            // Claim under a pinned guard: a header is freed only after a grace period, so an
+            // owner read from the lane stays valid until we have claimed or skipped it.
+            let moves: Vec<Move<'_>> = {
+                let _guard = crossbeam_epoch::pin();
+                chunk
+                    .iter()
+                    .filter_map(|&old| {
+                        // SAFETY: `old` is assigned (listed live under the pool lock, and only
+                        // this compactor unassigns live slots); its owner lane is mapped.
+                        let owner = unsafe { self.owner_word(old) }.load(Ordering::Acquire);
+                        if owner == 0 {
+                            return None;
+                        }
+                        // SAFETY: a non-zero owner lane holds the address of a header that is
+                        // freed only after an epoch grace period, and we are pinned.
+                        let header: &Header = unsafe { &*(owner as *const Header) };
+                        let claimed = header
+                            .state
+                            .compare_exchange(
+                                ATTACHED,
+                                RELOCATING,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            )
+                            .is_ok();
+                        if !claimed {
+                            return None;
+                        }
+                        if header.cells.load(Ordering::Acquire) != old {
+                            header.state.store(ATTACHED, Ordering::Release);
+                            return None;
+                        }
+                        // SAFETY: RELOCATING is held by us, so detach waits for us: the header
+                        // stays alive beyond the guard.
+                        let header = unsafe { &*(header as *const Header) };
+                        Some(Move { header, old })
+                    })
+                    .collect()
+            };
+            report.slots_skipped += chunk.len() - moves.len();
+            match self.relocate_batch(&moves) {
+                Ok(n) => {
+                    report.slots_moved += n;
+                    report.grace_periods += 2;
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let released = self.cache.with_pool(|pool| {
+            for &id in &chosen {
+                let _ = pool.set_draining(id, false);
+            }
+            pool.release()
+        });
+        report.pagesets_unmapped = released.pagesets_unmapped;
+        report.bytes_resident_after = self.cache.with_pool(|p| p.stats().bytes_resident);
+        report.elapsed = started.elapsed();
+        totals.runs += 1;
+        totals.moved += report.slots_moved as u64;
+        tracing::info!(
+            pagesets_evacuated = report.pagesets_evacuated,
+            slots_moved = report.slots_moved,
+            pagesets_unmapped = report.pagesets_unmapped,
+            bytes_released = report
+                .bytes_resident_before
+                .saturating_sub(report.bytes_resident_after),
+            elapsed_us = report.elapsed.as_micros() as u64,
+            "pcpu compaction"
+        );
+        result.map(|()| report)
+    }
+
+    /// Moves every claimed header of `moves` to a fresh slot with one grace period for adders
+    /// and one for readers. On error, every header is restored to its old slot.
+    fn relocate_batch(&self, moves: &[Move<'_>]) -> Result<usize, MigrateError> {
+        if moves.is_empty() {
+            return Ok(0);
+        }
+        let restore = || {
+            for m in moves {
+                m.header.slot.store(m.old, Ordering::Release);
+                m.header.state.store(ATTACHED, Ordering::Release);
+            }
+        };
+        let mut fresh = Vec::with_capacity(moves.len());
+        if let Err(e) = self
+            .cache
+            .with_pool(|pool| pool.assign_batch(moves.len(), 0, &mut fresh))
+        {
+            restore();
+            return Err(e.into());
+        }
+        for m in moves {
+            m.header.slot.store(m.old | DISABLED, Ordering::Release);
+        }
+        // Grace period 1: no adder still writes an old slot after this.
+        if let Err(e) = pcpu_rseq::synchronize() {
+            restore();
+            self.cache
+                .with_pool(|pool| fresh.iter().for_each(|&s| drop(pool.unassign(s))));
+            return Err(MigrateError::Fence(e));
+        }
+        for (m, new) in moves.iter().zip(&fresh) {
+            let new = new.addr();
+            m.header.write_begin();
+            for cpu in 0..self.ncpu {
+                for w in 0..self.words {
+                    // SAFETY: both slots are assigned to us: `old` through the claimed header,
+                    // `new` fresh from the pool; cpu/w in range.
+                    let v = unsafe { self.cell(m.old, cpu, w) }.load(Ordering::Relaxed);
+                    if v != 0 {
+                        // SAFETY: as above.
+                        unsafe { self.cell(new, cpu, w) }.store(v, Ordering::Relaxed);
+                    }
+                }
+            }
+            // SAFETY: as above.
+            unsafe { self.owner_word(new) }
+                .store(m.header as *const Header as usize, Ordering::Release);
+            m.header.cells.store(new, Ordering::Release);
+            m.header.write_end();
+            m.header.slot.store(new, Ordering::Release);
+        }
+        // Grace period 2: no reader (pinned in `sum_words`) still reads an old slot.
+        pcpu_rseq::epoch_grace_period();
+        self.cache.with_pool(|pool| {
+            for m in moves {
+                // SAFETY: `old` is still assigned and now unused.
+                unsafe { self.owner_word(m.old) }.store(0, Ordering::Relaxed);
+                // SAFETY: `old` came from this pool.
+                let slot = unsafe { <Pool as SlotSource>::slot_from_addr(m.old) };
+                let _ = pool.unassign(slot);
+            }
+        });
+        for m in moves {
+            m.header.state.store(ATTACHED, Ordering::Release);
+        }
+        Ok(moves.len())
+    }
+}
+
+/// Picks the pagesets to evacuate: keep the fullest whose free room holds the live objects of
+/// the rest; evacuate the rest that are below the threshold. Marks them draining.
+fn choose(pool: &mut Pool, policy: &CompactPolicy) -> Vec<PagesetId> {
+    let mut sets = pool.pagesets();
+    sets.sort_by_key(|s| std::cmp::Reverse(s.assigned));
+    let total_live: usize = sets.iter().map(|s| s.assigned).sum();
+    let mut kept_free = 0;
+    let mut kept_live = 0;
+    let mut keep = 0;
+    while keep < sets.len() && kept_free < total_live - kept_live {
+        kept_free += sets[keep].free;
+        kept_live += sets[keep].assigned;
+        keep += 1;
+    }
+    let chosen: Vec<PagesetId> = sets[keep..]
+        .iter()
+        .filter(|s| s.occupancy() < policy.occupancy_below)
+        .map(|s| s.id)
+        .collect();
+    for &id in &chosen {
+        let _ = pool.set_draining(id, true);
+    }
+    chosen
+}

@@ -1,0 +1,47 @@
+//! Errors of the relocation layer.
+
+use pcpu_cache::CacheError;
+use pcpu_pageset::PagesetError;
+
+/// Why a relocation-layer operation failed.
+#[derive(Debug)]
+pub enum MigrateError {
+    /// The slot cache or its pool failed (no memory, bad configuration).
+    Cache(CacheError<PagesetError>),
+    /// The pool failed.
+    Pool(PagesetError),
+    /// A grace period (membarrier fence) failed.
+    Fence(std::io::Error),
+}
+
+impl core::fmt::Display for MigrateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MigrateError::Cache(e) => write!(f, "slot cache: {e}"),
+            MigrateError::Pool(e) => write!(f, "pageset pool: {e}"),
+            MigrateError::Fence(e) => write!(f, "grace period: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for MigrateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MigrateError::Cache(e) => Some(e),
+            MigrateError::Pool(e) => Some(e),
+            MigrateError::Fence(e) => Some(e),
+        }
+    }
+}
+
+impl From<CacheError<PagesetError>> for MigrateError {
+    fn from(e: CacheError<PagesetError>) -> Self {
+        MigrateError::Cache(e)
+    }
+}
+
+impl From<PagesetError> for MigrateError {
+    fn from(e: PagesetError) -> Self {
+        MigrateError::Pool(e)
+    }
+}

@@ -1,0 +1,82 @@
+//! The header: the stable address through which a relocatable per-CPU object is reached.
+//!
+//! | field | who writes it | who reads it |
+//! |---|---|---|
+//! | `slot` | attach, relocate, detach (state-exclusive) | adders, inside their critical section |
+//! | `cells` | the same, inside a `seq` write section | readers, inside a `seq` read section |
+//! | `seq` | the same (odd while cells move) | readers |
+//! | `state` | CAS by attach / relocate / detach | the compactor, detach |
+//!
+//! `slot` is the adders' view: the address of CPU 0's cell, or [`DISABLED`] set (no slot
+//! yet, or being relocated): then per-CPU operations report the slow path and the owner's
+//! central fallback takes the update. `cells` is the readers' view: the slot whose cells hold
+//! the per-CPU part of the value (0 if none). The two differ only while a relocation runs.
+
+use pcpu_rseq::sync::{AtomicU8, AtomicUsize, Ordering};
+use pcpu_rseq::DISABLED;
+
+/// No per-CPU slot; updates take the owner's slow path.
+pub const UNATTACHED: u8 = 0;
+/// Being given its first slot.
+pub const ATTACHING: u8 = 1;
+/// Has a slot; per-CPU operation on.
+pub const ATTACHED: u8 = 2;
+/// A compactor is moving its slot.
+pub const RELOCATING: u8 = 3;
+/// Detached for good (its owner is being dropped).
+pub const DEAD: u8 = 4;
+
+/// Header of one relocatable per-CPU object. Put it at a stable address (a `Box`) and free it
+/// only after a crossbeam-epoch grace period (a compactor may still look at it): see
+/// [`Space::detach`](crate::Space::detach).
+#[derive(Debug)]
+pub struct Header {
+    pub(crate) slot: AtomicUsize,
+    pub(crate) cells: AtomicUsize,
+    pub(crate) seq: AtomicUsize,
+    pub(crate) state: AtomicU8,
+}
+
+impl Default for Header {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Header {
+    /// A header with no slot: every per-CPU operation through it takes the slow path.
+    pub fn new() -> Self {
+        Header {
+            slot: AtomicUsize::new(DISABLED),
+            cells: AtomicUsize::new(0),
+            seq: AtomicUsize::new(0),
+            state: AtomicU8::new(UNATTACHED),
+        }
+    }
+
+    /// The slot word to hand to `pcpu_rseq::add` / `add_fold` / `exchange`.
+    #[inline(always)]
+    pub fn slot_word(&self) -> &AtomicUsize {
+        &self.slot
+    }
+
+    /// True once the object has a per-CPU slot (it may be mid-relocation).
+    pub fn is_attached(&self) -> bool {
+        matches!(self.state.load(Ordering::Acquire), ATTACHED | RELOCATING)
+    }
+
+    /// Current state (one of the constants of this module).
+    pub fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// Begins a `seq` write section (cells are about to move).
+    pub(crate) fn write_begin(&self) {
+        self.seq.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Ends a `seq` write section.
+    pub(crate) fn write_end(&self) {
+        self.seq.fetch_add(1, Ordering::Release);
+    }
+}

@@ -1,0 +1,135 @@
+//! # pcpu-pageset
+//!
+//! A per-CPU slot allocator for Linux user space: every slot is one small cell (8, 16, 32 or
+//! 64 bytes) *per CPU*, all cells of a slot at the same offset in each CPU's part of one
+//! mapping. It is the backing store of the pcpu counters, and usable on its own.
+//!
+//! ```
+//! use pcpu_pageset::{Pool, PoolConfig, SizeClass};
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//!
+//! let mut pool = Pool::new(PoolConfig::new(SizeClass::B8).with_ncpu(4))?;
+//! let slot = pool.assign(0xfeed)?; // owner back-pointer 0xfeed
+//! for cpu in 0..pool.ncpu() {
+//!     let cell = (slot.addr() + cpu * pool.stride()) as *mut u64;
+//!     // SAFETY: `slot` is assigned and `pool` is alive, so the cell is mapped, 8-aligned
+//!     // and ours; nothing else accesses it.
+//!     let cell = unsafe { AtomicU64::from_ptr(cell) };
+//!     assert_eq!(cell.load(Ordering::Relaxed), 0); // handed out zeroed
+//!     cell.fetch_add(cpu as u64 + 1, Ordering::Relaxed);
+//! }
+//! assert_eq!(pool.owner(slot), Some(0xfeed));
+//! pool.unassign(slot)?; // zeroes the cells
+//! assert!(pool.unassign(slot).is_err()); // double unassign is caught
+//! pool.release(); // the pageset is empty: unmapped
+//! assert_eq!(pool.stats().pagesets_mapped, 0);
+//! # Ok::<(), pcpu_pageset::PagesetError>(())
+//! ```
+//!
+//! ## Layout
+//!
+//! A **pageset** is one anonymous private mapping of `ncpu × unit` bytes, `unit` a multiple of
+//! the page size ([`PoolConfig::DEFAULT_UNIT_BYTES`] = 16 KiB by default, justified there).
+//! Slot `s` of CPU `c` is at `base + c × unit + s × size`: a [`Slot`] is the address of CPU
+//! 0's cell, and CPU `c`'s cell is `slot.addr() + c × stride`, [`Pool::stride`] = `unit`. A
+//! CPU writes only inside its own unit, so pages are populated only for the CPUs that write:
+//! a pool configured for 256 CPUs on a 2-CPU machine costs address space for 256 but memory
+//! for 2. Pagesets are mapped with `MADV_NOHUGEPAGE` so a huge page never populates several
+//! CPUs' units at once.
+//!
+//! A **[`Pool`]** serves one [`SizeClass`] from any number of pagesets, and keeps for each
+//! assigned slot an *owner* back-pointer (a `usize` set by the layer above), so that a
+//! relocator emptying a pageset can find who holds each live slot
+//! ([`Pool::live_slots`]).
+//!
+//! ## Densest first
+//!
+//! [`Pool::assign`] takes the lowest free slot of the *fullest* pageset that has room and is
+//! not draining. Pagesets are bucketed by exact occupancy (an intrusive list per occupancy
+//! and a bitmap of non-empty buckets), so finding the fullest costs at most
+//! `capacity / 64` word tests (32 for the default geometry) whatever the number of
+//! pagesets, and moving a pageset between buckets allocates nothing. Filling the densest
+//! pageset keeps sparse pagesets sparse, so they empty out and can be unmapped; taking the
+//! lowest slot keeps the tail pages of a pageset free, so they can be released before the
+//! whole pageset is empty. A compactor marks a pageset *draining*
+//! ([`Pool::set_draining`]) to stop assignments from it while it moves its slots away.
+//!
+//! ## Zeroing
+//!
+//! A slot is handed out zeroed on every CPU. The invariant kept is *every free slot reads
+//! zero*: fresh mappings and pages released with `MADV_DONTNEED` read zero, and
+//! [`Pool::unassign`] zeroes the slot's cells. Zeroing on unassign (rather than on assign)
+//! keeps [`Pool::assign`] free of memory accesses, and it never populates a page that was
+//! not written:
+//!
+//! - with `/proc/self/pagemap` readable (the default), one `pread` tells which CPUs' pages
+//!   are present or swapped; pages that are neither read zero by definition and are not
+//!   touched at all;
+//! - the cells of the remaining CPUs (or of all CPUs without pagemap) are *read first* and
+//!   written only if non-zero: reading an untouched page maps the shared zero page and
+//!   allocates nothing.
+//!
+//! `mincore` is *not* used for this decision: it reports a swapped-out page as absent,
+//! and skipping it would leave stale data in a slot.
+//!
+//! ## Giving memory back
+//!
+//! [`Pool::release`] unmaps every empty pageset and, in the others, releases with
+//! `MADV_DONTNEED` (on every CPU's unit) each page whose slots are all free and that may
+//! hold memory. [`Pool::unassign`] does *not* release eagerly: a slot freed and assigned
+//! again at a page boundary would then cost `ncpu` madvise calls plus `ncpu` page faults
+//! each time. The layer above calls `release` periodically or after draining.
+//!
+//! ## Memory accounting
+//!
+//! [`Pool::stats`] and [`Pool::pagesets`] report assigned/free slots, pagesets and bytes
+//! mapped, and bytes resident read from `mincore(2)` for each mapping (not estimated).
+//! `mincore` counts a page that was only read (mapped to the shared zero page) as
+//! resident, so after a reader summed all CPUs of a slot the figure is an upper bound until
+//! the next release.
+//!
+//! ## Errors
+//!
+//! A failed mapping (`ENOMEM`, `RLIMIT_AS`) or a failed allocation of the pool's own
+//! bookkeeping returns [`PagesetError`]; nothing panics or aborts, and the pool stays
+//! usable. A double unassign or a foreign slot is an error that changes nothing.
+//!
+//! ## Unsafe code
+//!
+//! The mapping is never viewed as a Rust slice (other threads write cells through raw
+//! addresses), so there is no aliasing to reason about: the `unsafe` blocks are the FFI
+//! calls (`madvise`, `mincore`, `sysconf`), each on a range inside a mapping the pool
+//! owns, and the atomic accesses of [`Pool::unassign`]'s zeroing, each in bounds and
+//! 8-aligned by the layout above. Each block names its invariant in a `// SAFETY:` comment.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+/// A `tracing::debug!` event on a slow path when the `tracing` feature is on; nothing
+/// otherwise (the arguments are not evaluated then).
+macro_rules! slow_path_event {
+    ($($arg:tt)*) => {{
+        #[cfg(feature = "tracing")]
+        tracing::debug!($($arg)*);
+    }};
+}
+pub(crate) use slow_path_event;
+
+mod buckets;
+mod class;
+mod config;
+mod error;
+mod pageset;
+mod pool;
+mod resident;
+mod slot;
+mod stats;
+
+pub use class::SizeClass;
+pub use config::{page_size, PoolConfig};
+pub use error::PagesetError;
+pub use pool::{LiveSlots, Pool};
+pub use slot::{PagesetId, Slot};
+pub use stats::{PagesetStats, PoolStats, ReleaseStats};
+
+#[cfg(test)]
+mod tests;

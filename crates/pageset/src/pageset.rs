@@ -1,0 +1,231 @@
+//! One pageset: a mapping of `ncpu` units and the bookkeeping of its slots.
+//!
+//! Layout: the mapping is `ncpu × unit` bytes; CPU `c`'s unit starts at `base + c × unit`,
+//! and slot `s` occupies bytes `[s × size, (s + 1) × size)` of every unit. So the cells of
+//! one slot are `unit` bytes apart, and the cells of one CPU are packed together (a CPU only
+//! touches its own unit: no false sharing between CPUs, and memory is populated only for the
+//! CPUs that write).
+//!
+//! The mapping is never dereferenced as a Rust slice: other threads write cells through raw
+//! addresses at any time, so a `&[u8]`/`&mut [u8]` over it would be unsound. Everything here
+//! goes through raw pointers, atomics and syscalls.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use memmap2::{MmapMut, MmapOptions};
+
+use crate::{config::Geometry, resident, resident::PageProbe, PagesetError};
+
+fn try_vec<T: Clone>(n: usize, value: T) -> Result<Vec<T>, PagesetError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| PagesetError::OutOfMemory {
+            bytes: n.saturating_mul(size_of::<T>()),
+        })?;
+    v.resize(n, value);
+    Ok(v)
+}
+
+#[derive(Debug)]
+pub(crate) struct Pageset {
+    /// Owns the mapping; unmapped on drop. Only its raw pointer is used.
+    map: MmapMut,
+    /// Assigned slots.
+    pub assigned: usize,
+    pub draining: bool,
+    /// Bit `s` set = slot `s` is assigned.
+    live: Vec<u64>,
+    /// Owner back-pointer of each assigned slot.
+    owners: Vec<usize>,
+    /// Assigned slots on each page (of the unit; the same on every CPU).
+    page_assigned: Vec<u32>,
+    /// Page known to read zero and hold no memory on every CPU (never assigned since the
+    /// mapping or the last `MADV_DONTNEED`): `release` skips it.
+    page_clean: Vec<bool>,
+}
+
+impl Pageset {
+    /// Maps a new pageset. Bookkeeping is allocated first, fallibly, so a failure of either
+    /// leaves nothing behind.
+    pub fn map(geom: &Geometry) -> Result<Pageset, PagesetError> {
+        let live = try_vec(geom.capacity.div_ceil(64), 0u64)?;
+        let owners = try_vec(geom.capacity, 0usize)?;
+        let page_assigned = try_vec(geom.pages_per_unit, 0u32)?;
+        let page_clean = try_vec(geom.pages_per_unit, true)?;
+        let map = MmapOptions::new()
+            .len(geom.map_len)
+            .map_anon()
+            .map_err(|source| PagesetError::Map {
+                bytes: geom.map_len,
+                source,
+            })?;
+        // SAFETY: the range is exactly our fresh private anonymous mapping. MADV_NOHUGEPAGE
+        // only changes how future faults are served (no huge pages: a 2 MiB page would
+        // populate many CPUs' units at once and defeat "memory follows the writing CPUs");
+        // it never changes contents. Failure (THP not built in) is harmless and ignored.
+        unsafe {
+            libc::madvise(
+                map.as_ptr() as *mut libc::c_void,
+                geom.map_len,
+                libc::MADV_NOHUGEPAGE,
+            )
+        };
+        Ok(Pageset {
+            map,
+            assigned: 0,
+            draining: false,
+            live,
+            owners,
+            page_assigned,
+            page_clean,
+        })
+    }
+
+    pub fn base(&self) -> usize {
+        self.map.as_ptr() as usize
+    }
+
+    pub fn is_live(&self, s: usize) -> bool {
+        self.live[s / 64] & (1 << (s % 64)) != 0
+    }
+
+    pub fn owner(&self, s: usize) -> usize {
+        self.owners[s]
+    }
+
+    pub fn set_owner(&mut self, s: usize, owner: usize) {
+        self.owners[s] = owner;
+    }
+
+    /// Assigns the lowest free slot (lowest-first packs live slots into the first pages, so
+    /// the tail pages of a sparse pageset can be released). The pageset must not be full.
+    pub fn take_lowest(&mut self, geom: &Geometry, owner: usize) -> usize {
+        let (w, word) = self
+            .live
+            .iter()
+            .enumerate()
+            .find(|(_, &w)| w != u64::MAX)
+            .map(|(i, &w)| (i, w))
+            .expect("take_lowest on a full pageset");
+        let s = w * 64 + (!word).trailing_zeros() as usize;
+        debug_assert!(s < geom.capacity, "bitmap tail bits are never free");
+        self.live[w] |= 1 << (s % 64);
+        self.owners[s] = owner;
+        let page = s / geom.slots_per_page;
+        self.page_assigned[page] += 1;
+        self.page_clean[page] = false;
+        self.assigned += 1;
+        s
+    }
+
+    /// Marks slot `s` free. It must be live and already zeroed.
+    pub fn put(&mut self, geom: &Geometry, s: usize) {
+        debug_assert!(self.is_live(s));
+        self.live[s / 64] &= !(1 << (s % 64));
+        self.owners[s] = 0;
+        self.page_assigned[s / geom.slots_per_page] -= 1;
+        self.assigned -= 1;
+    }
+
+    /// Zeroes slot `s` on every CPU without touching pages that surely read zero.
+    ///
+    /// Each cell is read first and written only if non-zero (read-before-write), so a CPU
+    /// that never wrote the slot costs at most a read; with pagemap available, pages that
+    /// were never touched (or were released) are skipped without any access, so they stay
+    /// unpopulated and not even the zero page gets mapped.
+    pub fn zero_slot(&mut self, geom: &Geometry, s: usize, probe: &mut PageProbe) {
+        let first_cell = self.base() + s * geom.size;
+        let first_page = first_cell & !(geom.page - 1);
+        let base = self.map.as_mut_ptr();
+        let zero_cpu = |cpu: usize| {
+            for w in 0..geom.size / 8 {
+                let offset = cpu * geom.unit + s * geom.size + w * 8;
+                // SAFETY: `offset` < ncpu × unit = the mapping's length (cpu < ncpu, s <
+                // capacity, w < size / 8), and the mapping stays alive while we hold
+                // `&mut self`. The address is 8-aligned: the base is page-aligned and unit,
+                // size and 8·w are multiples of 8. No Rust reference to the mapping exists
+                // (it is never viewed as a slice); the cell belongs to a slot being freed,
+                // whose owner has given it up, so only atomic or no accesses race with this.
+                let cell = unsafe { AtomicU64::from_ptr(base.add(offset).cast::<u64>()) };
+                if cell.load(Ordering::Relaxed) != 0 {
+                    cell.store(0, Ordering::Relaxed);
+                }
+            }
+        };
+        let probed = probe.probe(first_page, geom.unit, geom.ncpu, geom.page, |cpu, data| {
+            if data {
+                zero_cpu(cpu);
+            }
+        });
+        if !probed {
+            (0..geom.ncpu).for_each(zero_cpu);
+        }
+    }
+
+    /// Gives back (`MADV_DONTNEED`, on every CPU) each page with no assigned slot that may
+    /// hold memory. Returns the number of CPU pages released.
+    pub fn release_pages(&mut self, geom: &Geometry) -> usize {
+        let mut released = 0;
+        let mut p = 0;
+        while p < geom.pages_per_unit {
+            if self.page_assigned[p] != 0 || self.page_clean[p] {
+                p += 1;
+                continue;
+            }
+            let start = p;
+            while p < geom.pages_per_unit && self.page_assigned[p] == 0 && !self.page_clean[p] {
+                p += 1;
+            }
+            let len = (p - start) * geom.page;
+            let base = self.map.as_mut_ptr();
+            let mut ok = true;
+            for cpu in 0..geom.ncpu {
+                // SAFETY: pages [start, p) of CPU `cpu`'s unit lie inside the live mapping
+                // (cpu < ncpu, p ≤ pages_per_unit) and the offset is page-aligned. No slot
+                // on them is assigned, so no owner may access them, and free slots read zero;
+                // MADV_DONTNEED on private anonymous memory makes them read zero again, so
+                // nothing observable changes. No Rust reference into the mapping exists.
+                let rc = unsafe {
+                    libc::madvise(
+                        base.add(cpu * geom.unit + start * geom.page)
+                            .cast::<libc::c_void>(),
+                        len,
+                        libc::MADV_DONTNEED,
+                    )
+                };
+                if rc == 0 {
+                    released += p - start;
+                } else {
+                    ok = false;
+                }
+            }
+            if ok {
+                self.page_clean[start..p].iter_mut().for_each(|c| *c = true);
+            } else {
+                crate::slow_path_event!(pageset = self.base(), "madvise(MADV_DONTNEED) failed");
+            }
+        }
+        released
+    }
+
+    /// Bytes resident (mincore) in this pageset; the mapped size if mincore fails.
+    pub fn resident_bytes(&self, geom: &Geometry) -> usize {
+        resident::mincore_bytes(self.map.as_ptr(), geom.map_len, geom.page).unwrap_or(geom.map_len)
+    }
+
+    /// The next live slot at index ≥ `from`, if any.
+    pub fn next_live(&self, from: usize) -> Option<usize> {
+        let mut w = from / 64;
+        if w >= self.live.len() {
+            return None;
+        }
+        let mut word = self.live[w] & (u64::MAX << (from % 64));
+        loop {
+            if word != 0 {
+                return Some(w * 64 + word.trailing_zeros() as usize);
+            }
+            w += 1;
+            word = *self.live.get(w)?;
+        }
+    }
+}

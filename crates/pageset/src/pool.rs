@@ -1,0 +1,500 @@
+//! The pool of one size class: pagesets, densest-first assignment, release.
+
+use std::num::NonZeroUsize;
+
+use crate::{
+    buckets::Buckets,
+    config::Geometry,
+    pageset::Pageset,
+    resident::PageProbe,
+    stats::{PagesetStats, PoolStats, ReleaseStats},
+    PagesetError, PagesetId, PoolConfig, SizeClass, Slot,
+};
+
+const NONE: u32 = u32::MAX;
+
+#[derive(Debug)]
+struct Entry {
+    gen: u32,
+    pageset: Option<Pageset>,
+    /// Next vacant entry when `pageset` is `None`.
+    next_vacant: u32,
+}
+
+/// Per-CPU slots of one [`SizeClass`], carved out of pagesets.
+///
+/// See the [crate documentation](crate) for the layout and the policies. A `Pool` is `Send`
+/// and `Sync`, but every mutating call takes `&mut self`: share it behind a `Mutex`.
+///
+/// Dropping the pool unmaps every pageset, live slots included: whoever writes cells must
+/// keep the pool alive for as long as they do.
+#[derive(Debug)]
+pub struct Pool {
+    geom: Geometry,
+    entries: Vec<Entry>,
+    vacant: u32,
+    /// `(base, entry index)` of every mapped pageset, sorted by base.
+    by_addr: Vec<(usize, u32)>,
+    buckets: Buckets,
+    assigned: usize,
+    /// Free slots in pagesets that are not draining.
+    assignable: usize,
+    mapped: usize,
+    draining: usize,
+    pagesets_created: u64,
+    pages_released: u64,
+    pagesets_unmapped: u64,
+    probe: PageProbe,
+}
+
+impl Pool {
+    /// A pool for `config`. Maps nothing until the first assignment.
+    pub fn new(config: PoolConfig) -> Result<Pool, PagesetError> {
+        let geom = Geometry::new(&config)?;
+        Ok(Pool {
+            geom,
+            entries: Vec::new(),
+            vacant: NONE,
+            by_addr: Vec::new(),
+            buckets: Buckets::new(geom.capacity),
+            assigned: 0,
+            assignable: 0,
+            mapped: 0,
+            draining: 0,
+            pagesets_created: 0,
+            pages_released: 0,
+            pagesets_unmapped: 0,
+            probe: PageProbe::new(true),
+        })
+    }
+
+    /// CPUs covered: each slot has this many cells.
+    pub fn ncpu(&self) -> usize {
+        self.geom.ncpu
+    }
+
+    /// Bytes between two CPUs' cells of a slot (the unit size): CPU `c`'s cell of `s` is at
+    /// `s.addr() + c * stride()`.
+    pub fn stride(&self) -> usize {
+        self.geom.unit
+    }
+
+    /// The size class.
+    pub fn class(&self) -> SizeClass {
+        self.geom.class
+    }
+
+    /// Slots in one pageset (`unit / class size`).
+    pub fn slots_per_pageset(&self) -> usize {
+        self.geom.capacity
+    }
+
+    /// Bytes of one pageset mapping (`ncpu × unit`).
+    pub fn pageset_bytes(&self) -> usize {
+        self.geom.map_len
+    }
+
+    /// Whether unassign may consult `/proc/self/pagemap` to skip pages that read zero
+    /// (default on). Off, it reads every CPU's cell instead; both are correct, this only
+    /// changes which pages get touched. Exposed for tests and for sandboxes where reading
+    /// pagemap is undesirable.
+    pub fn set_pagemap_probe(&mut self, enabled: bool) {
+        self.probe.set_enabled(enabled);
+    }
+
+    /// Whether the pagemap probe is (still) in use; it turns itself off if pagemap cannot
+    /// be opened.
+    pub fn pagemap_probe(&self) -> bool {
+        self.probe.enabled()
+    }
+
+    /// Assigns one slot, zeroed on every CPU, recording `owner` as its back-pointer.
+    ///
+    /// Densest first: the slot comes from the fullest non-draining pageset with room, and
+    /// within it the lowest free slot; a pageset is mapped only when none has room.
+    pub fn assign(&mut self, owner: usize) -> Result<Slot, PagesetError> {
+        let index = match self.buckets.densest() {
+            Some(index) => index,
+            None => self.map_pageset()?,
+        };
+        Ok(self.take(index, owner))
+    }
+
+    /// Assigns `n` slots with the same `owner`, appending them to `out`.
+    ///
+    /// All or nothing: on error nothing is assigned and `out` is unchanged (pagesets mapped
+    /// for the batch are unmapped again).
+    pub fn assign_batch(
+        &mut self,
+        n: usize,
+        owner: usize,
+        out: &mut Vec<Slot>,
+    ) -> Result<(), PagesetError> {
+        out.try_reserve(n).map_err(|_| PagesetError::OutOfMemory {
+            bytes: n.saturating_mul(8),
+        })?;
+        let missing = n.saturating_sub(self.assignable);
+        let new = missing.div_ceil(self.geom.capacity);
+        let mut mapped: Vec<u32> = Vec::new();
+        mapped
+            .try_reserve_exact(new)
+            .map_err(|_| PagesetError::OutOfMemory { bytes: new * 4 })?;
+        for _ in 0..new {
+            match self.map_pageset() {
+                Ok(index) => mapped.push(index),
+                Err(e) => {
+                    for index in mapped {
+                        self.unmap(index);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        for _ in 0..n {
+            let index = self.buckets.densest().expect("room was mapped above");
+            out.push(self.take(index, owner));
+        }
+        Ok(())
+    }
+
+    /// Gives a slot back. Its cells are zeroed on every CPU (see the crate docs); its pages
+    /// are not released until [`release`](Pool::release).
+    ///
+    /// Errors with [`PagesetError::NotAssigned`] on a double unassign and
+    /// [`PagesetError::ForeignSlot`] for a slot of another pool; the pool is unchanged then.
+    pub fn unassign(&mut self, slot: Slot) -> Result<(), PagesetError> {
+        let (index, s) = self.locate(slot)?;
+        let geom = self.geom;
+        let ps = self.entries[index as usize]
+            .pageset
+            .as_mut()
+            .expect("located");
+        if !ps.is_live(s) {
+            return Err(PagesetError::NotAssigned(slot));
+        }
+        ps.zero_slot(&geom, s, &mut self.probe);
+        ps.put(&geom, s);
+        let (assigned, draining) = (ps.assigned, ps.draining);
+        self.assigned -= 1;
+        if !draining {
+            self.buckets.remove(index);
+            self.buckets.insert(index, assigned);
+            self.assignable += 1;
+        }
+        Ok(())
+    }
+
+    /// Changes the owner back-pointer of a live slot.
+    pub fn set_owner(&mut self, slot: Slot, owner: usize) -> Result<(), PagesetError> {
+        let (index, s) = self.locate(slot)?;
+        let ps = self.entries[index as usize]
+            .pageset
+            .as_mut()
+            .expect("located");
+        if !ps.is_live(s) {
+            return Err(PagesetError::NotAssigned(slot));
+        }
+        ps.set_owner(s, owner);
+        Ok(())
+    }
+
+    /// The owner back-pointer of `slot`; `None` if the slot is not assigned by this pool.
+    pub fn owner(&self, slot: Slot) -> Option<usize> {
+        let (index, s) = self.locate(slot).ok()?;
+        let ps = self.entries[index as usize].pageset.as_ref()?;
+        ps.is_live(s).then(|| ps.owner(s))
+    }
+
+    /// The pageset `slot` lies in (assigned or not); `None` for an address outside every
+    /// pageset of this pool or off a slot boundary.
+    pub fn pageset_of(&self, slot: Slot) -> Option<PagesetId> {
+        let (index, _) = self.locate(slot).ok()?;
+        Some(PagesetId {
+            index,
+            gen: self.entries[index as usize].gen,
+        })
+    }
+
+    /// Every mapped pageset, with occupancy and residency (one `mincore` call each), in
+    /// address order.
+    pub fn pagesets(&self) -> Vec<PagesetStats> {
+        self.by_addr
+            .iter()
+            .map(|&(_, index)| {
+                let entry = &self.entries[index as usize];
+                let ps = entry.pageset.as_ref().expect("indexed pagesets are mapped");
+                PagesetStats {
+                    id: PagesetId {
+                        index,
+                        gen: entry.gen,
+                    },
+                    base: ps.base(),
+                    capacity: self.geom.capacity,
+                    assigned: ps.assigned,
+                    free: self.geom.capacity - ps.assigned,
+                    draining: ps.draining,
+                    bytes_mapped: self.geom.map_len,
+                    bytes_resident: ps.resident_bytes(&self.geom),
+                }
+            })
+            .collect()
+    }
+
+    /// Statistics of one pageset; `None` if `id` is not mapped.
+    pub fn pageset_stats(&self, id: PagesetId) -> Option<PagesetStats> {
+        let ps = self.get(id)?;
+        Some(PagesetStats {
+            id,
+            base: ps.base(),
+            capacity: self.geom.capacity,
+            assigned: ps.assigned,
+            free: self.geom.capacity - ps.assigned,
+            draining: ps.draining,
+            bytes_mapped: self.geom.map_len,
+            bytes_resident: ps.resident_bytes(&self.geom),
+        })
+    }
+
+    /// The live slots of pageset `id` and their owners, in address order (empty if `id` is
+    /// not mapped).
+    pub fn live_slots(&self, id: PagesetId) -> LiveSlots<'_> {
+        LiveSlots {
+            pageset: self.get(id),
+            size: self.geom.size,
+            next: 0,
+        }
+    }
+
+    /// Marks pageset `id` draining (no slot is assigned from it; for a compactor that is
+    /// emptying it) or assignable again.
+    pub fn set_draining(&mut self, id: PagesetId, draining: bool) -> Result<(), PagesetError> {
+        let capacity = self.geom.capacity;
+        let ps = self.get_mut(id).ok_or(PagesetError::UnknownPageset(id))?;
+        if ps.draining == draining {
+            return Ok(());
+        }
+        ps.draining = draining;
+        let (assigned, free) = (ps.assigned, capacity - ps.assigned);
+        if draining {
+            self.buckets.remove(id.index);
+            self.assignable -= free;
+            self.draining += 1;
+        } else {
+            if free > 0 {
+                self.buckets.insert(id.index, assigned);
+            }
+            self.assignable += free;
+            self.draining -= 1;
+        }
+        Ok(())
+    }
+
+    /// Gives memory back: unmaps every empty pageset (draining or not) and, in the others,
+    /// releases with `MADV_DONTNEED` on every CPU each page whose slots are all free.
+    ///
+    /// Unassign never releases by itself: one unassign/assign pair at a page boundary would
+    /// otherwise cost `ncpu` madvise calls and `ncpu` page faults. Call this periodically or
+    /// after a burst of unassigns (a compactor calls it after emptying pagesets).
+    pub fn release(&mut self) -> ReleaseStats {
+        let mut stats = ReleaseStats::default();
+        let geom = self.geom;
+        let mut i = 0;
+        while i < self.by_addr.len() {
+            let index = self.by_addr[i].1;
+            let ps = self.entries[index as usize]
+                .pageset
+                .as_mut()
+                .expect("indexed");
+            if ps.assigned == 0 {
+                self.unmap(index);
+                stats.pagesets_unmapped += 1;
+                stats.bytes_unmapped += geom.map_len;
+                continue; // by_addr shifted down
+            }
+            stats.pages_released += ps.release_pages(&geom);
+            i += 1;
+        }
+        self.pages_released += stats.pages_released as u64;
+        if stats != ReleaseStats::default() {
+            crate::slow_path_event!(
+                class = %geom.class,
+                pages = stats.pages_released,
+                unmapped = stats.pagesets_unmapped,
+                "released memory"
+            );
+        }
+        stats
+    }
+
+    /// Statistics of the whole pool; `bytes_resident` costs one `mincore` per pageset.
+    pub fn stats(&self) -> PoolStats {
+        let bytes_resident = self
+            .by_addr
+            .iter()
+            .map(|&(_, index)| {
+                let ps = self.entries[index as usize]
+                    .pageset
+                    .as_ref()
+                    .expect("indexed");
+                ps.resident_bytes(&self.geom)
+            })
+            .sum();
+        PoolStats {
+            class: self.geom.class,
+            assigned: self.assigned,
+            free: self.mapped * self.geom.capacity - self.assigned,
+            pagesets_mapped: self.mapped,
+            pagesets_draining: self.draining,
+            bytes_mapped: self.mapped * self.geom.map_len,
+            bytes_resident,
+            pagesets_created: self.pagesets_created,
+            pages_released: self.pages_released,
+            pagesets_unmapped: self.pagesets_unmapped,
+        }
+    }
+
+    fn get(&self, id: PagesetId) -> Option<&Pageset> {
+        let entry = self.entries.get(id.index as usize)?;
+        if entry.gen != id.gen {
+            return None;
+        }
+        entry.pageset.as_ref()
+    }
+
+    fn get_mut(&mut self, id: PagesetId) -> Option<&mut Pageset> {
+        let entry = self.entries.get_mut(id.index as usize)?;
+        if entry.gen != id.gen {
+            return None;
+        }
+        entry.pageset.as_mut()
+    }
+
+    /// The pageset index and slot index of `slot`.
+    fn locate(&self, slot: Slot) -> Result<(u32, usize), PagesetError> {
+        let addr = slot.addr();
+        let at = self.by_addr.partition_point(|&(base, _)| base <= addr);
+        let &(base, index) = at
+            .checked_sub(1)
+            .and_then(|i| self.by_addr.get(i))
+            .ok_or(PagesetError::ForeignSlot(slot))?;
+        let offset = addr - base;
+        if offset >= self.geom.unit || offset % self.geom.size != 0 {
+            return Err(PagesetError::ForeignSlot(slot));
+        }
+        Ok((index, offset / self.geom.size))
+    }
+
+    /// Assigns the lowest free slot of assignable pageset `index`.
+    fn take(&mut self, index: u32, owner: usize) -> Slot {
+        let geom = self.geom;
+        let ps = self.entries[index as usize]
+            .pageset
+            .as_mut()
+            .expect("bucketed");
+        debug_assert!(!ps.draining && ps.assigned < geom.capacity);
+        let s = ps.take_lowest(&geom, owner);
+        let (assigned, base) = (ps.assigned, ps.base());
+        self.buckets.remove(index);
+        if assigned < geom.capacity {
+            self.buckets.insert(index, assigned);
+        }
+        self.assigned += 1;
+        self.assignable -= 1;
+        let addr = NonZeroUsize::new(base + s * geom.size).expect("mappings are not at 0");
+        Slot::from_nonzero(addr)
+    }
+
+    /// Maps a new, empty, assignable pageset and returns its entry index.
+    fn map_pageset(&mut self) -> Result<u32, PagesetError> {
+        let oom = |bytes| PagesetError::OutOfMemory { bytes };
+        // Reserve all bookkeeping first so nothing below can fail after the mapping exists.
+        self.by_addr.try_reserve(1).map_err(|_| oom(16))?;
+        let index = if self.vacant != NONE {
+            self.vacant
+        } else {
+            if self.entries.len() >= NONE as usize {
+                return Err(PagesetError::OutOfMemory {
+                    bytes: self.geom.map_len,
+                });
+            }
+            self.entries
+                .try_reserve(1)
+                .map_err(|_| oom(size_of::<Entry>()))?;
+            self.entries.len() as u32
+        };
+        self.buckets.reserve_index(index)?;
+        let gen = match self.entries.get(index as usize) {
+            Some(entry) => entry.gen.wrapping_add(1),
+            None => 0,
+        };
+        let ps = Pageset::map(&self.geom).inspect_err(|_e| {
+            crate::slow_path_event!(class = %self.geom.class, error = %_e, "mapping a pageset failed");
+        })?;
+        let base = ps.base();
+        if index == self.vacant {
+            let entry = &mut self.entries[index as usize];
+            self.vacant = entry.next_vacant;
+            *entry = Entry {
+                gen,
+                pageset: Some(ps),
+                next_vacant: NONE,
+            };
+        } else {
+            self.entries.push(Entry {
+                gen,
+                pageset: Some(ps),
+                next_vacant: NONE,
+            });
+        }
+        let at = self.by_addr.partition_point(|&(b, _)| b < base);
+        self.by_addr.insert(at, (base, index));
+        self.buckets.insert(index, 0);
+        self.mapped += 1;
+        self.assignable += self.geom.capacity;
+        self.pagesets_created += 1;
+        crate::slow_path_event!(class = %self.geom.class, base, bytes = self.geom.map_len, "mapped a pageset");
+        Ok(index)
+    }
+
+    /// Unmaps empty pageset `index`.
+    fn unmap(&mut self, index: u32) {
+        let entry = &mut self.entries[index as usize];
+        let ps = entry.pageset.take().expect("mapped");
+        debug_assert_eq!(ps.assigned, 0);
+        entry.next_vacant = self.vacant;
+        self.vacant = index;
+        self.buckets.remove(index);
+        if ps.draining {
+            self.draining -= 1;
+        } else {
+            self.assignable -= self.geom.capacity;
+        }
+        let base = ps.base();
+        let at = self.by_addr.partition_point(|&(b, _)| b < base);
+        debug_assert_eq!(self.by_addr[at], (base, index));
+        self.by_addr.remove(at);
+        self.mapped -= 1;
+        self.pagesets_unmapped += 1;
+        drop(ps); // munmap
+    }
+}
+
+/// Iterator over the live `(slot, owner)` pairs of one pageset; see [`Pool::live_slots`].
+#[derive(Debug)]
+pub struct LiveSlots<'a> {
+    pageset: Option<&'a Pageset>,
+    size: usize,
+    next: usize,
+}
+
+impl Iterator for LiveSlots<'_> {
+    type Item = (Slot, usize);
+
+    fn next(&mut self) -> Option<(Slot, usize)> {
+        let ps = self.pageset?;
+        let s = ps.next_live(self.next)?;
+        self.next = s + 1;
+        let addr = NonZeroUsize::new(ps.base() + s * self.size).expect("mappings are not at 0");
+        Some((Slot::from_nonzero(addr), ps.owner(s)))
+    }
+}

@@ -1,0 +1,69 @@
+//! Accounting reported by a [`Pool`](crate::Pool).
+
+use crate::{PagesetId, SizeClass};
+
+/// One pageset, as reported by [`Pool::pagesets`](crate::Pool::pagesets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PagesetStats {
+    /// Its id.
+    pub id: PagesetId,
+    /// Address of the mapping (CPU 0's unit).
+    pub base: usize,
+    /// Slots it holds (`unit / class size`).
+    pub capacity: usize,
+    /// Slots assigned.
+    pub assigned: usize,
+    /// Slots free (`capacity - assigned`).
+    pub free: usize,
+    /// Excluded from assignment (being emptied by a compactor).
+    pub draining: bool,
+    /// Bytes mapped (`ncpu × unit`).
+    pub bytes_mapped: usize,
+    /// Bytes resident, read from `mincore(2)`.
+    pub bytes_resident: usize,
+}
+
+impl PagesetStats {
+    /// Fraction of the slots assigned, in `[0, 1]`.
+    pub fn occupancy(&self) -> f64 {
+        self.assigned as f64 / self.capacity as f64
+    }
+}
+
+/// The whole pool, as reported by [`Pool::stats`](crate::Pool::stats).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Size class of the pool.
+    pub class: SizeClass,
+    /// Slots assigned.
+    pub assigned: usize,
+    /// Free slots in mapped pagesets (including draining ones).
+    pub free: usize,
+    /// Pagesets mapped now.
+    pub pagesets_mapped: usize,
+    /// Of those, marked draining.
+    pub pagesets_draining: usize,
+    /// Bytes mapped now.
+    pub bytes_mapped: usize,
+    /// Bytes resident now, read from `mincore(2)` over every mapping (see
+    /// [`resident`](crate#memory-accounting) for what that counts).
+    pub bytes_resident: usize,
+    /// Pagesets mapped since the pool was created.
+    pub pagesets_created: u64,
+    /// CPU pages given back with `MADV_DONTNEED` since the pool was created (a page released
+    /// on all 64 CPUs counts 64).
+    pub pages_released: u64,
+    /// Pagesets unmapped since the pool was created.
+    pub pagesets_unmapped: u64,
+}
+
+/// What one [`Pool::release`](crate::Pool::release) gave back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReleaseStats {
+    /// CPU pages released with `MADV_DONTNEED`.
+    pub pages_released: usize,
+    /// Pagesets unmapped (they were empty).
+    pub pagesets_unmapped: usize,
+    /// Address space given back by the unmapped pagesets.
+    pub bytes_unmapped: usize,
+}

@@ -1,0 +1,217 @@
+//! Unit tests of the pool's policies (the model-based tests live in `tests/`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::*;
+
+fn pool(class: SizeClass, ncpu: usize, pages: usize) -> Pool {
+    Pool::new(
+        PoolConfig::new(class)
+            .with_ncpu(ncpu)
+            .with_unit_bytes(pages * page_size()),
+    )
+    .unwrap()
+}
+
+fn cell(pool: &Pool, slot: Slot, cpu: usize, word: usize) -> &'static AtomicU64 {
+    assert!(cpu < pool.ncpu() && word < pool.class().bytes() / 8);
+    // SAFETY: the tests only call this for assigned slots of a live pool; the cell is in
+    // bounds (checked above) and 8-aligned. The 'static is a test shortcut: every use ends
+    // before the slot is unassigned.
+    unsafe { AtomicU64::from_ptr((slot.addr() + cpu * pool.stride() + word * 8) as *mut u64) }
+}
+
+#[test]
+fn pool_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Pool>();
+}
+
+#[test]
+fn invalid_configs_are_errors() {
+    let c = PoolConfig::new(SizeClass::B8);
+    assert!(matches!(
+        Pool::new(c.with_ncpu(0)),
+        Err(PagesetError::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        Pool::new(c.with_unit_bytes(0)),
+        Err(PagesetError::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        Pool::new(c.with_unit_bytes(1000)),
+        Err(PagesetError::InvalidConfig(_))
+    ));
+    assert!(matches!(
+        Pool::new(c.with_ncpu(usize::MAX / 2)),
+        Err(PagesetError::InvalidConfig(_))
+    ));
+}
+
+#[test]
+fn nothing_mapped_until_first_assign() {
+    let mut p = pool(SizeClass::B8, 4, 1);
+    assert_eq!(p.stats().pagesets_mapped, 0);
+    let s = p.assign(1).unwrap();
+    assert_eq!(p.stats().pagesets_mapped, 1);
+    assert_eq!(p.stats().bytes_mapped, 4 * page_size());
+    assert_eq!(p.stride(), page_size());
+    assert_eq!(s.addr() % 8, 0);
+}
+
+#[test]
+fn densest_first_and_lowest_slot() {
+    let mut p = pool(SizeClass::B64, 2, 1);
+    let cap = p.slots_per_pageset();
+    let mut a = Vec::new();
+    p.assign_batch(2 * cap, 7, &mut a).unwrap();
+    assert_eq!(p.stats().pagesets_mapped, 2);
+    let first = p.pageset_of(a[0]).unwrap();
+    let second = p.pageset_of(a[cap]).unwrap();
+    assert_ne!(first, second);
+    // Free 3 slots in the first pageset and 1 in the second: the second is denser.
+    for &s in &a[1..4] {
+        p.unassign(s).unwrap();
+    }
+    p.unassign(a[cap + 5]).unwrap();
+    let s = p.assign(9).unwrap();
+    assert_eq!(s, a[cap + 5], "densest pageset, lowest free slot");
+    let s = p.assign(9).unwrap();
+    assert_eq!(s, a[1], "then the lowest free slot of the next densest");
+    // Draining the first pageset excludes it: a new pageset is mapped instead.
+    p.set_draining(first, true).unwrap();
+    let s = p.assign(9).unwrap();
+    let third = p.pageset_of(s).unwrap();
+    assert!(third != first && third != second);
+    assert_eq!(p.stats().pagesets_draining, 1);
+    p.set_draining(first, false).unwrap();
+    let s = p.assign(9).unwrap();
+    assert_eq!(s, a[2]);
+}
+
+#[test]
+fn double_unassign_and_foreign_slots_are_errors() {
+    let mut p = pool(SizeClass::B16, 2, 1);
+    let mut q = pool(SizeClass::B16, 2, 1);
+    let s = p.assign(1).unwrap();
+    let t = q.assign(2).unwrap();
+    assert!(matches!(q.unassign(s), Err(PagesetError::ForeignSlot(_))));
+    assert!(matches!(p.unassign(t), Err(PagesetError::ForeignSlot(_))));
+    // SAFETY: a misaligned address is rejected by the pool, never written through.
+    let odd = unsafe { Slot::from_addr(s.addr() + 8) }.unwrap();
+    assert!(matches!(p.unassign(odd), Err(PagesetError::ForeignSlot(_))));
+    // SAFETY: as above; 0 is not a slot.
+    assert!(unsafe { Slot::from_addr(0) }.is_none());
+    p.unassign(s).unwrap();
+    assert!(matches!(p.unassign(s), Err(PagesetError::NotAssigned(_))));
+    assert!(matches!(
+        p.set_owner(s, 3),
+        Err(PagesetError::NotAssigned(_))
+    ));
+    assert_eq!(p.owner(s), None);
+    assert_eq!(p.stats().assigned, 0);
+    assert_eq!(q.stats().assigned, 1);
+}
+
+#[test]
+fn owners_and_live_slots() {
+    let mut p = pool(SizeClass::B32, 3, 1);
+    let slots: Vec<Slot> = (0..10).map(|i| p.assign(100 + i).unwrap()).collect();
+    p.set_owner(slots[4], 999).unwrap();
+    p.unassign(slots[7]).unwrap();
+    let id = p.pageset_of(slots[0]).unwrap();
+    let live: Vec<(Slot, usize)> = p.live_slots(id).collect();
+    assert_eq!(live.len(), 9);
+    for (slot, owner) in live {
+        assert_eq!(p.owner(slot), Some(owner));
+    }
+    assert_eq!(p.owner(slots[4]), Some(999));
+    let stats = p.pagesets();
+    assert_eq!(stats.len(), 1);
+    assert_eq!(
+        (stats[0].assigned, stats[0].free),
+        (9, p.slots_per_pageset() - 9)
+    );
+}
+
+#[test]
+fn reassigned_slot_reads_zero_with_and_without_pagemap() {
+    for probe in [true, false] {
+        let mut p = pool(SizeClass::B32, 8, 1);
+        p.set_pagemap_probe(probe);
+        let s = p.assign(0).unwrap();
+        for cpu in [0, 3, 7] {
+            for w in 0..4 {
+                cell(&p, s, cpu, w).store(0xdead_beef + w as u64, Ordering::Relaxed);
+            }
+        }
+        p.unassign(s).unwrap();
+        let t = p.assign(0).unwrap();
+        assert_eq!(s, t);
+        for cpu in 0..8 {
+            for w in 0..4 {
+                assert_eq!(
+                    cell(&p, t, cpu, w).load(Ordering::Relaxed),
+                    0,
+                    "probe {probe}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn release_gives_back_free_pages_and_empty_pagesets() {
+    let mut p = pool(SizeClass::B64, 4, 4);
+    let per_page = page_size() / 64;
+    let mut slots = Vec::new();
+    p.assign_batch(3 * per_page, 0, &mut slots).unwrap(); // pages 0..3 of the unit
+    for &s in &slots {
+        for cpu in 0..4 {
+            cell(&p, s, cpu, 0).store(1, Ordering::Relaxed);
+        }
+    }
+    assert_eq!(p.stats().bytes_resident, 3 * 4 * page_size());
+    // Free pages 1 and 2 entirely.
+    for &s in &slots[per_page..] {
+        p.unassign(s).unwrap();
+    }
+    let r = p.release();
+    assert_eq!(r.pages_released, 2 * 4);
+    assert_eq!(r.pagesets_unmapped, 0);
+    assert_eq!(p.stats().bytes_resident, 4 * page_size());
+    // Nothing more to release.
+    assert_eq!(p.release(), ReleaseStats::default());
+    for &s in &slots[..per_page] {
+        p.unassign(s).unwrap();
+    }
+    let r = p.release();
+    assert_eq!(r.pagesets_unmapped, 1);
+    let st = p.stats();
+    assert_eq!(
+        (st.pagesets_mapped, st.bytes_mapped, st.bytes_resident),
+        (0, 0, 0)
+    );
+    assert_eq!((st.pages_released, st.pagesets_unmapped), (8, 1));
+    // The pool keeps working after unmapping everything.
+    let s = p.assign(5).unwrap();
+    assert_eq!(p.owner(s), Some(5));
+}
+
+#[test]
+fn stale_pageset_ids_are_rejected() {
+    let mut p = pool(SizeClass::B8, 1, 1);
+    let s = p.assign(0).unwrap();
+    let id = p.pageset_of(s).unwrap();
+    p.unassign(s).unwrap();
+    p.release();
+    let s = p.assign(0).unwrap();
+    let id2 = p.pageset_of(s).unwrap();
+    assert_ne!(id, id2);
+    assert!(matches!(
+        p.set_draining(id, true),
+        Err(PagesetError::UnknownPageset(_))
+    ));
+    assert_eq!(p.live_slots(id).count(), 0);
+    assert_eq!(p.live_slots(id2).count(), 1);
+}

@@ -1,0 +1,115 @@
+//! Mapping failure under `RLIMIT_AS` is an error, and the pool stays usable.
+//!
+//! The parent test re-runs this test binary with `PCPU_PAGESET_RLIMIT_CHILD=1`, running only
+//! `rlimit_child`, which lowers its own address-space limit and grows a pool until assign
+//! fails. Its exit code (0, or 101 for a failed assertion) carries the verdict; a crash
+//! (abort on allocation failure, SIGSEGV) fails the parent too.
+
+use std::process::Command;
+
+use pcpu_pageset::{PagesetError, Pool, PoolConfig, SizeClass};
+
+const CHILD_ENV: &str = "PCPU_PAGESET_RLIMIT_CHILD";
+
+#[test]
+fn rlimit_as_parent() {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args(["rlimit_child", "--exact", "--test-threads=1", "--nocapture"])
+        .env(CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "child failed ({:?}):\n{text}",
+        out.status
+    );
+    assert!(
+        text.contains("1 passed"),
+        "child did not run the test:\n{text}"
+    );
+}
+
+/// Current address-space size of this process, from /proc/self/statm (pages).
+fn vm_size() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = statm.split_whitespace().next().unwrap().parse().unwrap();
+    pages * pcpu_pageset::page_size()
+}
+
+#[test]
+fn rlimit_child() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return; // only meaningful in the re-executed child
+    }
+    // 64 simulated CPUs x 16 KiB = 1 MiB per pageset, 2048 slots each.
+    let config = PoolConfig::new(SizeClass::B8)
+        .with_ncpu(64)
+        .with_unit_bytes(16 * 1024);
+    let mut pool = Pool::new(config).unwrap();
+    let cap = pool.slots_per_pageset();
+    let mut slots = Vec::with_capacity(1 << 20);
+    let mut batch = Vec::with_capacity(4 * cap);
+
+    let limit = (vm_size() + (48 << 20)) as libc::rlim_t;
+    let rl = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads a valid rlimit struct; lowering the soft limit of our own
+    // process is always permitted.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &rl) }, 0);
+
+    let err = loop {
+        match pool.assign(slots.len()) {
+            Ok(slot) => slots.push(slot),
+            Err(e) => break e,
+        }
+        assert!(slots.len() < (1 << 20), "RLIMIT_AS never hit");
+    };
+    assert!(
+        matches!(
+            err,
+            PagesetError::Map { .. } | PagesetError::OutOfMemory { .. }
+        ),
+        "unexpected error {err}"
+    );
+    let mapped = pool.stats().pagesets_mapped;
+    assert!(mapped >= 2, "limit hit after {mapped} pagesets");
+    assert_eq!(pool.stats().assigned, slots.len());
+    assert_eq!(
+        slots.len(),
+        mapped * cap,
+        "the pool was full when mapping failed"
+    );
+
+    // A batch that needs new pagesets fails as a whole, handing out nothing.
+    assert!(pool.assign_batch(3 * cap, 7, &mut batch).is_err());
+    assert!(batch.is_empty());
+    assert_eq!(pool.stats().assigned, slots.len());
+    assert_eq!(pool.stats().pagesets_mapped, mapped);
+
+    // Still usable: free a few slots, assign again (no new mapping needed).
+    for slot in slots.drain(10..20) {
+        pool.unassign(slot).unwrap();
+    }
+    for i in 0..10 {
+        let slot = pool.assign(1000 + i).unwrap();
+        assert_eq!(pool.owner(slot), Some(1000 + i));
+        slots.push(slot);
+    }
+    assert!(pool.assign(0).is_err(), "still full");
+    pool.assign_batch(0, 0, &mut batch).unwrap();
+
+    // Free a whole pageset's worth, release it, and mapping works again.
+    for slot in slots.drain(..) {
+        pool.unassign(slot).unwrap();
+    }
+    let r = pool.release();
+    assert_eq!(r.pagesets_unmapped, mapped);
+    let slot = pool.assign(5).unwrap();
+    assert_eq!(pool.owner(slot), Some(5));
+    assert_eq!(pool.stats().pagesets_mapped, 1);
+}

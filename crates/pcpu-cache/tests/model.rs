@@ -1,0 +1,323 @@
+//! Property test against a model: any sequence of alloc, alloc_batch, free, drain, trim,
+//! remove_pageset (and allocs/frees while a magazine is stopped) from several simulated CPUs
+//! keeps every slot in exactly one place, never hands out a cached or live slot, hands out
+//! only zeroed slots, and keeps the books: pool assigned == live + cached.
+#![cfg(not(loom))]
+
+use pcpu_cache::{simulate_cpu, CacheConfig, HeapSource, SlotCache, SlotSource};
+use proptest::prelude::*;
+use std::collections::HashSet;
+
+const NCPU: usize = 4;
+const CELL: usize = 16;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Alloc(usize),
+    AllocBatch(usize, usize),
+    Free(usize, usize),
+    Drain(usize),
+    DrainAll,
+    Trim(usize),
+    RemovePageset(usize, usize),
+    AllocStopped(usize),
+    FreeStopped(usize, usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let cpu = 0..NCPU;
+    prop_oneof![
+        6 => cpu.clone().prop_map(Op::Alloc),
+        2 => (cpu.clone(), 0..12usize).prop_map(|(c, n)| Op::AllocBatch(c, n)),
+        6 => (cpu.clone(), any::<usize>()).prop_map(|(c, i)| Op::Free(c, i)),
+        1 => cpu.clone().prop_map(Op::Drain),
+        1 => Just(Op::DrainAll),
+        1 => (0..4usize).prop_map(Op::Trim),
+        1 => (cpu.clone(), 0..6usize).prop_map(|(c, p)| Op::RemovePageset(c, p)),
+        1 => cpu.clone().prop_map(Op::AllocStopped),
+        1 => (cpu, any::<usize>()).prop_map(|(c, i)| Op::FreeStopped(c, i)),
+    ]
+}
+
+struct Model {
+    cache: SlotCache<HeapSource>,
+    live: Vec<(std::num::NonZeroUsize, u64)>,
+    next_tag: u64,
+    stride: usize,
+}
+
+impl Model {
+    fn cached(&self) -> Vec<std::num::NonZeroUsize> {
+        let mut all = Vec::new();
+        for cpu in 0..NCPU {
+            all.extend(self.cache.with_stopped(cpu, |m| m.slots()).unwrap());
+        }
+        all
+    }
+
+    /// A slot just handed out: zero everywhere, not live, not cached; then tag it.
+    fn take(&mut self, slot: std::num::NonZeroUsize, cpu: usize) {
+        for c in 0..NCPU {
+            for w in 0..CELL / 8 {
+                let v = self.cache.with_pool(|p| p.read(slot, c, w));
+                assert_eq!(v, 0, "slot {slot:#x} handed out dirty on CPU {c}");
+            }
+        }
+        assert!(
+            self.live.iter().all(|(s, _)| *s != slot),
+            "slot {slot:#x} handed out twice"
+        );
+        assert!(
+            !self.cached().contains(&slot),
+            "slot {slot:#x} handed out while cached"
+        );
+        self.next_tag += 1;
+        let tag = self.next_tag;
+        // SAFETY: the slot is ours; CPU `cpu`'s cell is `slot + cpu * stride`, 8-aligned.
+        unsafe { *((slot.get() + cpu * self.stride) as *mut u64) = tag };
+        self.live.push((slot, tag));
+    }
+
+    fn give_back(&mut self, i: usize) -> std::num::NonZeroUsize {
+        let (slot, tag) = self.live.swap_remove(i % self.live.len());
+        let cpu_cell = (0..NCPU)
+            .find(|&c| self.cache.with_pool(|p| p.read(slot, c, 0)) != 0)
+            .expect("tag lost");
+        assert_eq!(self.cache.with_pool(|p| p.read(slot, cpu_cell, 0)), tag);
+        slot
+    }
+
+    fn check(&self) {
+        let cached = self.cached();
+        let mut seen = HashSet::new();
+        for s in self.live.iter().map(|(s, _)| s).chain(&cached) {
+            assert!(seen.insert(*s), "slot {s:#x} in two places");
+        }
+        let stats = self.cache.stats();
+        assert_eq!(stats.cached, cached.len());
+        assert_eq!(stats.cached, stats.cached_per_cpu.iter().sum::<usize>());
+        assert!(stats
+            .cached_per_cpu
+            .iter()
+            .all(|&n| n <= stats.capacity_per_cpu));
+        assert_eq!(
+            self.cache.with_pool(|p| p.assigned()),
+            self.live.len() + cached.len(),
+            "pool assigned != live + cached"
+        );
+    }
+}
+
+fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
+    let config = CacheConfig::new()
+        .with_capacity(capacity)
+        .with_batch(batch)
+        .with_max_cached(max_cached);
+    let cache = SlotCache::new(HeapSource::new(NCPU, CELL, 6, 8), config).unwrap();
+    let stride = cache.with_pool(|p| p.stride());
+    let mut m = Model {
+        cache,
+        live: Vec::new(),
+        next_tag: 0,
+        stride,
+    };
+    let mut last = m.cache.stats();
+    for op in ops {
+        match op {
+            Op::Alloc(cpu) => {
+                simulate_cpu(Some(cpu));
+                if let Ok(s) = m.cache.alloc() {
+                    m.take(s, cpu);
+                }
+            }
+            Op::AllocBatch(cpu, n) => {
+                simulate_cpu(Some(cpu));
+                let mut out = Vec::new();
+                match m.cache.alloc_batch(n, &mut out) {
+                    Ok(()) => {
+                        assert_eq!(out.len(), n);
+                        for s in out {
+                            m.take(s, cpu);
+                        }
+                    }
+                    Err(_) => assert!(out.is_empty()),
+                }
+            }
+            Op::Free(cpu, i) if !m.live.is_empty() => {
+                simulate_cpu(Some(cpu));
+                let s = m.give_back(i);
+                // SAFETY: `s` came from the cache and is no longer used.
+                unsafe { m.cache.free(s).unwrap() };
+            }
+            Op::Free(..) => {}
+            Op::Drain(cpu) => {
+                let before = m.cache.stats().cached_per_cpu[cpu];
+                assert_eq!(m.cache.drain_cpu(cpu).unwrap(), before);
+                assert_eq!(m.cache.stats().cached_per_cpu[cpu], 0);
+            }
+            Op::DrainAll => {
+                m.cache.drain_all().unwrap();
+                assert_eq!(m.cache.stats().cached, 0);
+            }
+            Op::Trim(keep) => {
+                m.cache.trim(keep).unwrap();
+                assert!(m.cache.stats().cached_per_cpu.iter().all(|&n| n <= keep));
+            }
+            Op::RemovePageset(cpu, ps) => {
+                simulate_cpu(Some(cpu));
+                m.cache.with_pool(|p| p.set_draining(ps, true));
+                m.cache.remove_pageset(ps).unwrap();
+                let live_in_ps = m
+                    .live
+                    .iter()
+                    .filter(|(s, _)| m.cache.with_pool(|p| p.pageset_of(*s)) == Some(ps))
+                    .count();
+                assert_eq!(m.cache.with_pool(|p| p.assigned_in(ps)), live_in_ps);
+                m.cache.with_pool(|p| p.set_draining(ps, false));
+            }
+            Op::AllocStopped(cpu) => {
+                simulate_cpu(Some(cpu));
+                let r = m.cache.with_stopped(cpu, |_| m.cache.alloc()).unwrap();
+                if let Ok(s) = r {
+                    m.take(s, cpu);
+                }
+                assert!(m.cache.stats().slow_allocs > last.slow_allocs || r.is_err());
+            }
+            Op::FreeStopped(..) if m.live.is_empty() => {}
+            Op::FreeStopped(cpu, i) => {
+                simulate_cpu(Some(cpu));
+                let s = m.give_back(i);
+                m.cache
+                    .with_stopped(cpu, |mag| {
+                        let before = mag.slots();
+                        // SAFETY: `s` came from the cache and is no longer used.
+                        unsafe { m.cache.free(s).unwrap() };
+                        assert_eq!(mag.slots(), before, "stopped magazine modified");
+                    })
+                    .unwrap();
+                assert_eq!(m.cache.stats().slow_frees, last.slow_frees + 1);
+            }
+        }
+        simulate_cpu(None);
+        m.check();
+        let now = m.cache.stats();
+        assert!(now.refills >= last.refills && now.spills >= last.spills);
+        last = now;
+    }
+    // Everything back: free all, drain, and the pool is empty.
+    simulate_cpu(Some(0));
+    while !m.live.is_empty() {
+        let s = m.give_back(0);
+        // SAFETY: as above.
+        unsafe { m.cache.free(s).unwrap() };
+    }
+    simulate_cpu(None);
+    m.cache.drain_all().unwrap();
+    assert_eq!(m.cache.with_pool(|p| p.assigned()), 0);
+    let (pool, drained) = m.cache.into_pool();
+    assert_eq!(drained.unwrap(), 0);
+    assert_eq!(pool.assigned(), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn model(
+        ops in proptest::collection::vec(op(), 1..120),
+        capacity in 1..6usize,
+        batch in 1..5usize,
+        max_cached in 4..24usize,
+    ) {
+        run(ops, capacity, batch, max_cached);
+    }
+}
+
+#[test]
+fn exhausted_pool_is_an_error_not_a_panic() {
+    let mut src = HeapSource::new(2, 8, 1, 4);
+    src.set_limit(3);
+    let cache = SlotCache::new(src, CacheConfig::new().with_batch(2)).unwrap();
+    simulate_cpu(Some(0));
+    let mut held = Vec::new();
+    while let Ok(s) = cache.alloc() {
+        held.push(s);
+        assert!(held.len() <= 3);
+    }
+    assert!(matches!(
+        cache.alloc(),
+        Err(pcpu_cache::CacheError::Pool(
+            pcpu_cache::HeapSourceError::Exhausted
+        ))
+    ));
+    let mut out = Vec::new();
+    assert!(cache.alloc_batch(5, &mut out).is_err());
+    assert!(out.is_empty());
+    simulate_cpu(None);
+}
+
+#[test]
+fn bad_configs_are_errors() {
+    use pcpu_cache::{CacheError, ConfigError};
+    let new = |c: CacheConfig| SlotCache::new(HeapSource::new(4, 8, 1, 4), c).map(|_| ());
+    assert!(matches!(
+        new(CacheConfig::new().with_capacity(0)),
+        Err(CacheError::Config(ConfigError::ZeroCapacity))
+    ));
+    assert!(matches!(
+        new(CacheConfig::new().with_batch(0)),
+        Err(CacheError::Config(ConfigError::ZeroBatch))
+    ));
+    assert!(matches!(
+        new(CacheConfig::new().with_max_cached(3)),
+        Err(CacheError::Config(ConfigError::CapBelowNcpu { .. }))
+    ));
+    let cache = SlotCache::new(HeapSource::new(4, 8, 1, 4), CacheConfig::new()).unwrap();
+    assert!(matches!(
+        cache.drain_cpu(4),
+        Err(CacheError::CpuOutOfRange { cpu: 4, ncpu: 4 })
+    ));
+}
+
+/// The same books with the real pageset pool (4 configured CPUs, 8-byte cells).
+#[test]
+fn pageset_pool_round_trip() {
+    use pcpu_pageset::{Pool, PoolConfig, SizeClass};
+    let pool = Pool::new(PoolConfig::new(SizeClass::B8).with_ncpu(NCPU)).unwrap();
+    let cache = SlotCache::new(pool, CacheConfig::new().with_capacity(16).with_batch(8)).unwrap();
+    let stride = cache.with_pool(|p| p.stride());
+    let mut held = Vec::new();
+    for round in 0..3u64 {
+        for cpu in 0..NCPU {
+            simulate_cpu(Some(cpu));
+            for _ in 0..20 {
+                let s = cache.alloc().unwrap();
+                for c in 0..NCPU {
+                    // SAFETY: `s` is ours; its cells are `s.addr() + c * stride`.
+                    let v = unsafe { *((s.addr() + c * stride) as *const u64) };
+                    assert_eq!(v, 0, "dirty slot");
+                }
+                // SAFETY: as above.
+                unsafe { *((s.addr() + cpu * stride) as *mut u64) = round + 1 };
+                held.push(s);
+            }
+        }
+        let distinct: HashSet<_> = held.iter().collect();
+        assert_eq!(distinct.len(), held.len());
+        for (i, s) in held.drain(..).enumerate() {
+            simulate_cpu(Some(i % NCPU));
+            // SAFETY: `s` came from `cache` and is no longer used.
+            unsafe { cache.free(s).unwrap() };
+        }
+        let stats = cache.stats();
+        assert_eq!(cache.with_pool(|p| p.stats().assigned), stats.cached);
+    }
+    simulate_cpu(None);
+    let ids: Vec<_> = cache.with_pool(|p| p.pagesets().iter().map(|ps| ps.id).collect());
+    for id in ids {
+        cache.with_pool(|p| p.set_draining(id, true)).unwrap();
+        cache.remove_pageset(id).unwrap();
+    }
+    assert_eq!(cache.stats().cached, 0);
+    assert_eq!(cache.with_pool(|p| p.stats().assigned), 0);
+}

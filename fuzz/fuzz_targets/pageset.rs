@@ -1,0 +1,38 @@
+//! Random operation sequences on a `pcpu_pageset::Pool`, checked against the reference
+//! model shared with the proptest (`crates/pageset/tests/support/model.rs`).
+#![no_main]
+
+use arbitrary::{Arbitrary, Unstructured};
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../../crates/pageset/tests/support/model.rs"]
+mod model;
+
+use model::{Harness, Op};
+
+#[derive(Arbitrary, Debug)]
+struct RawOp {
+    kind: u8,
+    a: u64,
+    b: u64,
+    c: u64,
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut u = Unstructured::new(data);
+    let Ok((class, ncpu, pages, probe)) = <(u8, u8, u8, bool)>::arbitrary(&mut u) else {
+        return;
+    };
+    let mut h = Harness::decode(class, ncpu, pages, probe);
+    let mut steps = 0;
+    while let Ok(raw) = RawOp::arbitrary(&mut u) {
+        h.apply(&Op::decode(raw.kind, raw.a, raw.b, raw.c));
+        steps += 1;
+        if steps >= 2000 {
+            break;
+        }
+    }
+    h.check();
+    h.apply(&Op::Release);
+    h.check();
+});
