@@ -67,7 +67,7 @@ fn main() {
     }
     if !cfg!(feature = "pcpu") {
         report.note(format!(
-            "{}: {} (build with --features pcpu once crates/counter exists)",
+            "{}: {} (run with `--features pcpu` to measure it)",
             peers::PCPU_NAME,
             peers::PCPU_MISSING
         ));

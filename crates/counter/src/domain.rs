@@ -82,12 +82,21 @@ impl DomainBuilder {
         if batch <= 0 {
             return Err(CounterError::Config("batch must be positive"));
         }
-        let mut config = SpaceConfig::new(SizeClass::B8);
-        config.ncpu = self.ncpu;
-        config.unit_bytes = self.unit_bytes;
-        let space = Space::new(config).map_err(CounterError::Space)?;
+        let space_for = |class| {
+            let mut config = SpaceConfig::new(class);
+            config.ncpu = self.ncpu;
+            config.unit_bytes = self.unit_bytes;
+            Space::new(config).map_err(CounterError::Space)
+        };
+        let space = space_for(SizeClass::B8)?;
+        let group_spaces = [
+            space_for(SizeClass::B16)?,
+            space_for(SizeClass::B32)?,
+            space_for(SizeClass::B64)?,
+        ];
         Ok(Domain {
             stride: space.stride(),
+            group_spaces,
             ncpu: self.ncpu,
             space,
             batch,
@@ -101,7 +110,10 @@ impl DomainBuilder {
 /// The allocator instance: pagesets, caches and the compactor. Counters borrow their domain.
 #[derive(Debug)]
 pub struct Domain {
+    /// Single counters (8 bytes per CPU).
     pub(crate) space: Space,
+    /// Counter groups of 2, 3–4 and 5–8 counters (16, 32, 64 bytes per CPU).
+    pub(crate) group_spaces: [Space; 3],
     pub(crate) stride: usize,
     pub(crate) ncpu: usize,
     pub(crate) batch: i64,
@@ -162,9 +174,37 @@ impl Domain {
     /// # Errors
     /// A grace period or the pool failed; no update is lost either way.
     pub fn compact(&self) -> Result<CompactReport, CounterError> {
-        self.space
+        let mut total = self
+            .space
             .compact(&self.policy)
-            .map_err(CounterError::Space)
+            .map_err(CounterError::Space)?;
+        for space in &self.group_spaces {
+            if space.cache().with_pool(|p| p.stats().pagesets_mapped) == 0 {
+                continue;
+            }
+            let r = space.compact(&self.policy).map_err(CounterError::Space)?;
+            total.pagesets_evacuated += r.pagesets_evacuated;
+            total.slots_moved += r.slots_moved;
+            total.slots_skipped += r.slots_skipped;
+            total.cached_removed += r.cached_removed;
+            total.pagesets_unmapped += r.pagesets_unmapped;
+            total.bytes_resident_before += r.bytes_resident_before;
+            total.bytes_resident_after += r.bytes_resident_after;
+            total.grace_periods += r.grace_periods;
+            total.elapsed += r.elapsed;
+        }
+        Ok(total)
+    }
+
+    /// The space for groups of `n` counters (1..=8).
+    pub(crate) fn group_space(&self, n: usize) -> Option<&Space> {
+        match n {
+            1 => Some(&self.space),
+            2 => Some(&self.group_spaces[0]),
+            3..=4 => Some(&self.group_spaces[1]),
+            5..=8 => Some(&self.group_spaces[2]),
+            _ => None,
+        }
     }
 
     /// Compacts if resident per-CPU memory exceeds the configured ratio × what live counters

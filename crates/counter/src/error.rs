@@ -9,6 +9,15 @@ pub enum CounterError {
     Space(pcpu_migrate::MigrateError),
     /// An invalid domain configuration; the text says why.
     Config(&'static str),
+    /// A counter group of this size is not supported (1..=8).
+    GroupSize(usize),
+    /// No counter with this index in the group.
+    Index {
+        /// The index given.
+        index: usize,
+        /// The group's size.
+        len: usize,
+    },
 }
 
 impl core::fmt::Display for CounterError {
@@ -17,6 +26,12 @@ impl core::fmt::Display for CounterError {
             CounterError::OutOfMemory => f.write_str("out of memory for a counter header"),
             CounterError::Space(e) => write!(f, "per-CPU memory: {e}"),
             CounterError::Config(why) => write!(f, "invalid domain configuration: {why}"),
+            CounterError::GroupSize(n) => {
+                write!(f, "a counter group holds 1 to 8 counters, not {n}")
+            }
+            CounterError::Index { index, len } => {
+                write!(f, "counter {index} does not exist in a group of {len}")
+            }
         }
     }
 }

@@ -48,6 +48,7 @@
 mod counter;
 mod domain;
 mod error;
+mod group;
 mod lazy;
 #[cfg(feature = "metrics")]
 mod metrics_impl;
@@ -55,4 +56,5 @@ mod metrics_impl;
 pub use counter::PercpuCounter;
 pub use domain::{CounterMode, Domain, DomainBuilder, DomainStats};
 pub use error::CounterError;
+pub use group::{PercpuCounterGroup, MAX_GROUP};
 pub use pcpu_migrate::{CompactPolicy, CompactReport, Waste};

@@ -62,9 +62,9 @@
 //! keeps [`Pool::assign`] free of memory accesses, and it never populates a page that was
 //! not written:
 //!
-//! - with `/proc/self/pagemap` readable (the default), one `pread` tells which CPUs' pages
-//!   are present or swapped; pages that are neither read zero by definition and are not
-//!   touched at all;
+//! - with many CPUs ([`Pool::PROBE_MIN_NCPU`] = 16 and up) and `/proc/self/pagemap`
+//!   readable, one `pread` tells which CPUs' pages are present or swapped; pages that are
+//!   neither read zero by definition and are not touched at all;
 //! - the cells of the remaining CPUs (or of all CPUs without pagemap) are *read first* and
 //!   written only if non-zero: reading an untouched page maps the shared zero page and
 //!   allocates nothing.

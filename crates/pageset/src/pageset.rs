@@ -132,8 +132,9 @@ impl Pageset {
     /// Each cell is read first and written only if non-zero (read-before-write), so a CPU
     /// that never wrote the slot costs at most a read; with pagemap available, pages that
     /// were never touched (or were released) are skipped without any access, so they stay
-    /// unpopulated and not even the zero page gets mapped.
-    pub fn zero_slot(&mut self, geom: &Geometry, s: usize, probe: &mut PageProbe) {
+    /// unpopulated and not even the zero page gets mapped. `probe` is `None` when the pool
+    /// decided the probe costs more than it saves (few CPUs).
+    pub fn zero_slot(&mut self, geom: &Geometry, s: usize, probe: Option<&mut PageProbe>) {
         let first_cell = self.base() + s * geom.size;
         let first_page = first_cell & !(geom.page - 1);
         let base = self.map.as_mut_ptr();
@@ -152,10 +153,12 @@ impl Pageset {
                 }
             }
         };
-        let probed = probe.probe(first_page, geom.unit, geom.ncpu, geom.page, |cpu, data| {
-            if data {
-                zero_cpu(cpu);
-            }
+        let probed = probe.is_some_and(|probe| {
+            probe.probe(first_page, geom.unit, geom.ncpu, geom.page, |cpu, data| {
+                if data {
+                    zero_cpu(cpu);
+                }
+            })
         });
         if !probed {
             (0..geom.ncpu).for_each(zero_cpu);

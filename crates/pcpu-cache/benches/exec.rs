@@ -1,7 +1,8 @@
 #![allow(missing_docs)]
 //! The seed's workload at slot level: each "exec" creates 4 per-CPU counters (4 slot allocs)
 //! and destroys them (4 frees). Measured on 1 and 2 threads through the per-CPU cache, and
-//! through one `Mutex<Pool>` (the Linux-style design: a global lock per alloc and free).
+//! through one `Mutex<Pool>` (the Linux-style design: a global lock per alloc and free), with
+//! the pool's pagemap probe on (its default: a syscall per unassign) and off.
 //!
 //! Besides criterion's report, prints execs/s per design and the 2-thread / 1-thread ratio.
 
@@ -51,36 +52,57 @@ fn pool() -> Pool {
     Pool::new(PoolConfig::new(SizeClass::B8)).expect("pool")
 }
 
+/// This thread's CPU time.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_THREAD_CPUTIME_ID always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// Runs `iters` execs on each of `threads` threads started together; returns the longest
-/// thread's time.
-fn run(design: &dyn Design, threads: usize, iters: u64) -> Duration {
+/// thread's wall time and the CPU time of all threads together.
+fn run_detail(design: &dyn Design, threads: usize, iters: u64) -> (Duration, Duration) {
     let start = Barrier::new(threads);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
                     start.wait();
-                    let t = Instant::now();
+                    let (t, c) = (Instant::now(), thread_cpu_time());
                     for _ in 0..iters {
                         design.exec();
                     }
-                    t.elapsed()
+                    (t.elapsed(), thread_cpu_time() - c)
                 })
             })
             .collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap())
-            .max()
-            .unwrap_or_default()
+            .fold((Duration::ZERO, Duration::ZERO), |(w, c), (tw, tc)| {
+                (w.max(tw), c + tc)
+            })
     })
+}
+
+fn run(design: &dyn Design, threads: usize, iters: u64) -> Duration {
+    run_detail(design, threads, iters).0
 }
 
 fn designs() -> Vec<(&'static str, Box<dyn Design>)> {
     let cache: PagesetCache = SlotCache::new(pool(), CacheConfig::new()).unwrap();
+    // The pool reads /proc/self/pagemap on each unassign by default (one syscall); without
+    // it the locked baseline shows the lock and the bookkeeping alone.
+    let mut no_probe = pool();
+    no_probe.set_pagemap_probe(false);
     vec![
         ("pcpu-cache", Box::new(cache)),
         ("mutex-pool", Box::new(Locked(Mutex::new(pool())))),
+        ("mutex-pool-noprobe", Box::new(Locked(Mutex::new(no_probe)))),
     ]
 }
 
@@ -97,16 +119,20 @@ fn bench(c: &mut Criterion, designs: &[(&'static str, Box<dyn Design>)]) {
     group.finish();
 }
 
-/// execs per second over all threads, best of 5 runs of about `secs` each.
-fn rate(design: &dyn Design, threads: usize, secs: f64) -> f64 {
+/// (execs per wall second over all threads, execs per CPU second), best of 5 runs of about
+/// `secs` each.
+fn rate(design: &dyn Design, threads: usize, secs: f64) -> (f64, f64) {
     let probe = run(design, 1, 1000).as_secs_f64().max(1e-9);
     let iters = ((secs / probe * 1000.0) as u64).max(1000);
     (0..5)
         .map(|_| {
-            let d = run(design, threads, iters);
-            (threads as u64 * iters) as f64 / d.as_secs_f64()
+            let (wall, cpu) = run_detail(design, threads, iters);
+            let n = (threads as u64 * iters) as f64;
+            (n / wall.as_secs_f64(), n / cpu.as_secs_f64().max(1e-9))
         })
-        .fold(0.0, f64::max)
+        .fold((0.0, 0.0), |(a, b), (x, y)| {
+            (f64::max(a, x), f64::max(b, y))
+        })
 }
 
 fn main() {
@@ -125,14 +151,25 @@ fn main() {
         pcpu_rseq::possible_cpus()
     );
     for (name, design) in &designs {
-        let one = rate(design.as_ref(), 1, secs);
-        let two = rate(design.as_ref(), 2, secs);
+        let (one, one_cpu) = rate(design.as_ref(), 1, secs);
+        let (two, two_cpu) = rate(design.as_ref(), 2, secs);
         println!(
-            "  {name:<11} 1 thread {:>8.3} M execs/s ({:>7.1} ns/exec), 2 threads {:>8.3} M execs/s, ratio 2/1 = {:.2}",
+            "  {name:<18} 1 thread {:>8.3} M execs/s ({:>7.1} ns/exec), 2 threads {:>8.3} M execs/s: \
+             wall ratio 2/1 = {:.2}; CPU-time cost per exec 1 thread {:.1} ns, 2 threads {:.1} ns \
+             (ratio with 2 free cores = {:.2})",
             one / 1e6,
             1e9 / one,
             two / 1e6,
-            two / one
+            two / one,
+            1e9 / one_cpu,
+            1e9 / two_cpu,
+            2.0 * two_cpu / one_cpu
         );
     }
+    println!(
+        "  (load average now: {})",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
 }

@@ -220,7 +220,10 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(128)
+    })]
 
     #[test]
     fn model(

@@ -119,13 +119,42 @@ pub unsafe fn add_fold(
     delta: i64,
     batch: i64,
 ) -> Result<i64, SlowPath> {
+    // SAFETY: forwarded from the caller; offset 0 is CPU 0's cell itself.
+    unsafe { add_fold_at(slot, 0, stride, ncpu, delta, batch) }
+}
+
+/// [`add_fold`] on the word `offset` bytes into each CPU's cell: for objects of several
+/// counters sharing one slot (counter groups).
+///
+/// # Errors
+/// As for [`add_fold`].
+///
+/// # Safety
+/// As for [`add`], with every `value + offset + c * stride` an 8-aligned `i64` cell.
+#[inline]
+pub unsafe fn add_fold_at(
+    slot: &AtomicUsize,
+    offset: usize,
+    stride: usize,
+    ncpu: usize,
+    delta: i64,
+    batch: i64,
+) -> Result<i64, SlowPath> {
     let batch = batch.max(1);
     let state = thread::state();
     #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
     if state > thread::NO_RSEQ {
         // SAFETY: as in `add`.
         let out = unsafe {
-            crate::x86_64::add_fold(state as *mut _, slot.as_ptr(), stride, ncpu, delta, batch)
+            crate::x86_64::add_fold(
+                state as *mut _,
+                slot.as_ptr(),
+                offset,
+                stride,
+                ncpu,
+                delta,
+                batch,
+            )
         };
         if out.aborts != 0 {
             thread::record_aborts(out.aborts);
@@ -141,7 +170,7 @@ pub unsafe fn add_fold(
     }
     // SAFETY: forwarded from the caller.
     unsafe {
-        with_portable_cell(slot, stride, ncpu, |cell| {
+        with_portable_cell(slot, offset, stride, ncpu, |cell| {
             let now = cell.fetch_add(delta, Ordering::Relaxed).wrapping_add(delta);
             if now.unsigned_abs() >= batch.unsigned_abs() {
                 // Take everything the cell holds (other portable adders may have added since).
@@ -197,6 +226,7 @@ pub unsafe fn exchange(
 #[inline]
 unsafe fn with_portable_cell<R>(
     slot: &AtomicUsize,
+    offset: usize,
     stride: usize,
     ncpu: usize,
     op: impl FnOnce(&AtomicI64) -> R,
@@ -213,9 +243,9 @@ unsafe fn with_portable_cell<R>(
         return Err(SlowPath);
     }
     let cpu = thread::portable_cpu() % ncpu;
-    // SAFETY: the slot is not disabled, so `base + cpu * stride` is a live, aligned i64 cell
+    // SAFETY: the slot is not disabled, so `base + offset + cpu * stride` is a live, aligned i64 cell
     // (caller's guarantee), kept alive by the pinned guard; AtomicI64 has i64's layout.
-    let cell = unsafe { &*((base + cpu * stride) as *const AtomicI64) };
+    let cell = unsafe { &*((base + offset + cpu * stride) as *const AtomicI64) };
     Ok(op(cell))
 }
 
@@ -232,7 +262,7 @@ pub unsafe fn portable_add(
 ) -> Result<(), SlowPath> {
     // SAFETY: forwarded from the caller.
     unsafe {
-        with_portable_cell(slot, stride, ncpu, |cell| {
+        with_portable_cell(slot, 0, stride, ncpu, |cell| {
             cell.fetch_add(delta, Ordering::Relaxed);
         })
     }
@@ -250,7 +280,11 @@ pub unsafe fn portable_exchange(
     new: i64,
 ) -> Result<i64, SlowPath> {
     // SAFETY: forwarded from the caller.
-    unsafe { with_portable_cell(slot, stride, ncpu, |cell| cell.swap(new, Ordering::Relaxed)) }
+    unsafe {
+        with_portable_cell(slot, 0, stride, ncpu, |cell| {
+            cell.swap(new, Ordering::Relaxed)
+        })
+    }
 }
 
 /// The CPU this thread runs on, from the cheapest source: the rseq area's `cpu_id`, the

@@ -105,7 +105,8 @@ pub(crate) unsafe fn add(
     }
 }
 
-/// Adds `delta` to the current CPU's cell; if the result reaches `batch` in absolute value,
+/// Adds `delta` to the current CPU's cell (`*slot + offset + cpu * stride`); if the result
+/// reaches `batch` in absolute value,
 /// stores 0 instead and returns the result (the caller moves it to a central count), else
 /// returns 0. Branch-free after the checks, so the single committing store comes last.
 ///
@@ -115,6 +116,7 @@ pub(crate) unsafe fn add(
 pub(crate) unsafe fn add_fold(
     area: *mut RseqArea,
     slot: *const usize,
+    offset: usize,
     stride: usize,
     ncpu: usize,
     delta: i64,
@@ -147,6 +149,7 @@ pub(crate) unsafe fn add_fold(
             "jnz 5f",
             "imul {cpu}, {stride}",
             "add {tmp}, {cpu}",
+            "add {tmp}, {offset}",
             "mov {cur}, qword ptr [{tmp}]",
             "add {cur}, {delta}",
             "mov {abs}, {cur}",
@@ -169,6 +172,7 @@ pub(crate) unsafe fn add_fold(
             slot = in(reg) slot,
             stride = in(reg) stride,
             ncpu = in(reg) ncpu,
+            offset = in(reg) offset,
             delta = in(reg) delta,
             batch = in(reg) batch,
             tmp = out(reg) _,

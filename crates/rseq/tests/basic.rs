@@ -142,3 +142,29 @@ fn fences_succeed() {
         pcpu_rseq::fence_cpu(cpu).unwrap();
     }
 }
+
+#[test]
+fn add_fold_at_touches_only_its_word() {
+    let ncpu = pcpu_rseq::possible_cpus();
+    // Two words per CPU: stride 16, the second word at offset 8.
+    let words = cells(2 * ncpu);
+    let slot = AtomicUsize::new(words.as_ptr() as usize);
+    let mut central = 0;
+    for _ in 0..100 {
+        // SAFETY: `slot` addresses `ncpu` live cells of two words, 16 bytes apart.
+        central += unsafe { pcpu_rseq::add_fold_at(&slot, 8, 16, ncpu, 1, 16) }.unwrap();
+    }
+    let first: i64 = words
+        .iter()
+        .step_by(2)
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum();
+    let second: i64 = words
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum();
+    assert_eq!(first, 0, "word 0 untouched");
+    assert_eq!(central + second, 100);
+}

@@ -1,0 +1,206 @@
+//! [`PercpuCounterGroup`]: N counters sharing one header and one slot of N × 8 bytes per CPU,
+//! like the four memory counters of a process.
+
+use crate::domain::{CounterMode, Domain};
+use crate::CounterError;
+use pcpu_migrate::{Header, Space};
+use pcpu_rseq::sync::{AtomicI64, Ordering};
+use std::ptr::NonNull;
+
+/// Most counters in one group (the 64-byte size class).
+pub const MAX_GROUP: usize = 8;
+
+struct GroupInner {
+    header: Header,
+    central: [AtomicI64; MAX_GROUP],
+}
+
+/// A group of `len()` counters that share one header and one per-CPU slot: creating,
+/// destroying and relocating the group costs what one counter costs.
+///
+/// ```
+/// use pcpu_counter::PercpuCounterGroup;
+/// // A process's RSS counters: file, anon, swap, shmem.
+/// let rss = PercpuCounterGroup::new(4).unwrap();
+/// rss.add(1, 4096).unwrap();
+/// rss.add(1, 4096).unwrap();
+/// rss.add(3, 1).unwrap();
+/// assert_eq!(rss.sum(1).unwrap(), 8192);
+/// assert_eq!(rss.sum_all(), vec![0, 8192, 0, 1]);
+/// assert!(rss.add(4, 1).is_err()); // no fifth counter
+/// ```
+pub struct PercpuCounterGroup<'d> {
+    inner: NonNull<GroupInner>,
+    len: usize,
+    domain: &'d Domain,
+    space: &'d Space,
+}
+
+// SAFETY: the inner state is atomics only, shared by design.
+unsafe impl Send for PercpuCounterGroup<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for PercpuCounterGroup<'_> {}
+
+impl core::fmt::Debug for PercpuCounterGroup<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PercpuCounterGroup")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PercpuCounterGroup<'static> {
+    /// A group of `n` counters (1..=8) at 0, in the global domain.
+    ///
+    /// # Errors
+    /// [`CounterError::GroupSize`] for `n` outside 1..=8; memory errors as for
+    /// [`PercpuCounter::try_new`](crate::PercpuCounter::try_new).
+    pub fn new(n: usize) -> Result<Self, CounterError> {
+        Self::new_in(Domain::global(), n)
+    }
+}
+
+impl<'d> PercpuCounterGroup<'d> {
+    /// A group of `n` counters (1..=8) at 0 in `domain`. Groups take their per-CPU slot at
+    /// creation, unless the domain's mode is [`CounterMode::Atomic`].
+    ///
+    /// # Errors
+    /// As for [`new`](PercpuCounterGroup::new).
+    pub fn new_in(domain: &'d Domain, n: usize) -> Result<Self, CounterError> {
+        let space = domain.group_space(n).ok_or(CounterError::GroupSize(n))?;
+        let layout = std::alloc::Layout::new::<GroupInner>();
+        // SAFETY: `GroupInner` has a non-zero size.
+        let raw = unsafe { std::alloc::alloc(layout) } as *mut GroupInner;
+        let inner = NonNull::new(raw).ok_or(CounterError::OutOfMemory)?;
+        // SAFETY: fresh, aligned allocation for a `GroupInner`.
+        unsafe {
+            raw.write(GroupInner {
+                header: Header::new(),
+                central: core::array::from_fn(|_| AtomicI64::new(0)),
+            })
+        };
+        let group = PercpuCounterGroup {
+            inner,
+            len: n,
+            domain,
+            space,
+        };
+        if domain.mode != CounterMode::Atomic {
+            space
+                .attach(&group.inner().header)
+                .map_err(CounterError::Space)?;
+        }
+        Ok(group)
+    }
+
+    fn inner(&self) -> &GroupInner {
+        // SAFETY: live until drop (freed after a grace period).
+        unsafe { self.inner.as_ref() }
+    }
+
+    /// Number of counters.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a group has at least one counter.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    fn check(&self, i: usize) -> Result<(), CounterError> {
+        if i < self.len {
+            Ok(())
+        } else {
+            Err(CounterError::Index {
+                index: i,
+                len: self.len,
+            })
+        }
+    }
+
+    /// Adds `delta` to counter `i`: one rseq critical section on this CPU's word `i`.
+    ///
+    /// # Errors
+    /// [`CounterError::Index`] if `i >= len()`; nothing is added then.
+    #[inline]
+    pub fn add(&self, i: usize, delta: i64) -> Result<(), CounterError> {
+        self.check(i)?;
+        let inner = self.inner();
+        let d = self.domain;
+        // SAFETY: the slot word is disabled or addresses a slot of `self.space` whose cells
+        // hold `len` words at offsets 0, 8, ..; `i < len`.
+        match unsafe {
+            pcpu_rseq::add_fold_at(
+                inner.header.slot_word(),
+                i * 8,
+                d.stride,
+                d.ncpu,
+                delta,
+                d.batch,
+            )
+        } {
+            Ok(0) => {}
+            Ok(moved) => {
+                inner.central[i].fetch_add(moved, Ordering::Relaxed);
+            }
+            Err(_) => {
+                inner.central[i].fetch_add(delta, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counter `i`'s central count: O(1), approximate.
+    ///
+    /// # Errors
+    /// [`CounterError::Index`] if `i >= len()`.
+    pub fn read(&self, i: usize) -> Result<i64, CounterError> {
+        self.check(i)?;
+        Ok(self.inner().central[i].load(Ordering::Relaxed))
+    }
+
+    /// Counter `i`'s exact value when no add runs concurrently.
+    ///
+    /// # Errors
+    /// [`CounterError::Index`] if `i >= len()`.
+    pub fn sum(&self, i: usize) -> Result<i64, CounterError> {
+        self.check(i)?;
+        Ok(self.sum_all()[i])
+    }
+
+    /// Every counter's exact value when no add runs concurrently, read in one pass.
+    pub fn sum_all(&self) -> Vec<i64> {
+        let inner = self.inner();
+        let mut out: Vec<i64> = inner.central[..self.len]
+            .iter()
+            .map(|c| c.load(Ordering::Acquire))
+            .collect();
+        if inner.header.is_attached() {
+            let mut cells = [0i64; MAX_GROUP];
+            self.space.sum_words(&inner.header, &mut cells);
+            for (o, c) in out.iter_mut().zip(cells) {
+                *o = o.wrapping_add(c);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for PercpuCounterGroup<'_> {
+    fn drop(&mut self) {
+        // SAFETY: we own the group: nobody adds or reads through it any more.
+        let _ = unsafe { self.space.detach(&self.inner().header) };
+        let addr = self.inner.as_ptr() as usize;
+        let guard = crossbeam_epoch::pin();
+        // SAFETY: `addr` is our `GroupInner`, allocated with its layout; after the grace period
+        // no compactor can still look at its header.
+        unsafe {
+            guard.defer_unchecked(move || {
+                let raw = addr as *mut GroupInner;
+                raw.drop_in_place();
+                std::alloc::dealloc(raw as *mut u8, std::alloc::Layout::new::<GroupInner>());
+            });
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! proptest: random sequences of add (on simulated CPUs), relocation by compaction, free and
+//! re-create; every object's total must stay exact, and memory accounting must add up.
+
+use pcpu_migrate::{CompactPolicy, Header, Space, SpaceConfig};
+use pcpu_pageset::SizeClass;
+use proptest::prelude::*;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+const NCPU: usize = 3;
+const OBJS: usize = 150;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add(usize, usize, i64),
+    Free(usize),
+    Create(usize),
+    Compact(u8),
+    Drain,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..OBJS, 0..NCPU, -50i64..50).prop_map(|(o, c, d)| Op::Add(o, c, d)),
+        3 => (0..OBJS).prop_map(Op::Free),
+        2 => (0..OBJS).prop_map(Op::Create),
+        1 => (0u8..=10).prop_map(Op::Compact),
+        1 => Just(Op::Drain),
+    ]
+}
+
+struct Obj {
+    header: Box<Header>,
+    central: AtomicI64,
+}
+
+fn add(space: &Space, o: &Obj, d: i64) {
+    // SAFETY: the slot word is disabled or addresses a slot of `space`.
+    match unsafe { pcpu_rseq::add_fold(o.header.slot_word(), space.stride(), space.ncpu(), d, 8) } {
+        Ok(moved) => o.central.fetch_add(moved, Ordering::Relaxed),
+        Err(_) => o.central.fetch_add(d, Ordering::Relaxed),
+    };
+}
+
+fn total(space: &Space, o: &Obj) -> i64 {
+    let mut cells = [0i64];
+    space.sum_words(&o.header, &mut cells);
+    o.central.load(Ordering::Relaxed) + cells[0]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn totals_survive_any_interleaving(ops in proptest::collection::vec(op(), 1..300)) {
+        let mut config = SpaceConfig::new(SizeClass::B64);
+        config.ncpu = NCPU;
+        config.unit_bytes = Some(4096);
+        config.cache.capacity = 4;
+        config.cache.batch = 2;
+        let space = Space::new(config).unwrap();
+        let new_obj = || {
+            let o = Obj { header: Box::new(Header::new()), central: AtomicI64::new(0) };
+            space.attach(&o.header).unwrap();
+            o
+        };
+        let mut objs: Vec<Option<Obj>> = (0..OBJS).map(|_| Some(new_obj())).collect();
+        let mut model = [0i64; OBJS];
+        for op in ops {
+            match op {
+                Op::Add(i, cpu, d) => {
+                    if let Some(o) = &objs[i] {
+                        pcpu_rseq::simulate_cpu(Some(cpu));
+                        add(&space, o, d);
+                        model[i] += d;
+                    }
+                }
+                Op::Free(i) => {
+                    if let Some(o) = objs[i].take() {
+                        // SAFETY: single-threaded: nobody uses it any more.
+                        unsafe { space.detach(&o.header) }.unwrap();
+                        model[i] = 0;
+                    }
+                }
+                Op::Create(i) => {
+                    if objs[i].is_none() {
+                        objs[i] = Some(new_obj());
+                        model[i] = 0;
+                    }
+                }
+                Op::Compact(t) => {
+                    let r = space.compact(&CompactPolicy { occupancy_below: f64::from(t) / 10.0 + 0.01 }).unwrap();
+                    prop_assert!(r.slots_moved <= OBJS);
+                }
+                Op::Drain => { space.cache().drain_all().unwrap(); }
+            }
+            for (o, &want) in objs.iter().zip(&model) {
+                if let Some(o) = o {
+                    prop_assert_eq!(total(&space, o), want);
+                }
+            }
+            let live = objs.iter().flatten().count();
+            let w = space.waste();
+            prop_assert_eq!(w.live_objects, live, "live = assigned - cached");
+        }
+        for o in objs.iter().flatten() {
+            // SAFETY: as above.
+            unsafe { space.detach(&o.header) }.unwrap();
+        }
+        pcpu_rseq::simulate_cpu(None);
+    }
+}
