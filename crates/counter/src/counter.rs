@@ -310,11 +310,21 @@ impl<'d> PercpuCounter<'d> {
 impl Drop for PercpuCounter<'_> {
     fn drop(&mut self) {
         // SAFETY: we own the counter: no add or read can run through it any more.
-        let _ = unsafe { self.domain.space.detach(&self.inner().header) };
-        let addr = self.inner.as_ptr() as usize;
+        let release = unsafe { self.domain.space.detach(&self.inner().header) };
+        let raw = self.inner.as_ptr();
+        if matches!(release, Ok(pcpu_migrate::Release::Now)) {
+            // SAFETY: `raw` is our `Inner`, allocated with its layout, and no compactor holds
+            // its address (detach checked); nothing else refers to it.
+            unsafe {
+                raw.drop_in_place();
+                std::alloc::dealloc(raw as *mut u8, std::alloc::Layout::new::<Inner>());
+            }
+            return;
+        }
+        let addr = raw as usize;
         let guard = crossbeam_epoch::pin();
-        // SAFETY: `addr` is our `Inner`, allocated with `Layout::new::<Inner>()`; after the
-        // grace period no compactor can still look at its header.
+        // SAFETY: `addr` is our `Inner`, allocated with its layout; after the grace period no
+        // compactor can still look at its header.
         unsafe {
             guard.defer_unchecked(move || {
                 let raw = addr as *mut Inner;

@@ -10,7 +10,8 @@ use std::sync::OnceLock;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CounterMode {
     /// Starts as one atomic in its header; takes a per-CPU slot once it is updated from more
-    /// than one CPU at a meaningful rate (16 CPU changes within 256 slow-path updates). A
+    /// than one CPU at a meaningful rate (4 CPU changes among 32 sampled updates, one
+    /// sampled in 16 per thread). A
     /// single-threaded program never allocates per-CPU memory for it.
     #[default]
     Lazy,

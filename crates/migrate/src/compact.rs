@@ -22,7 +22,7 @@ use crate::space::Space;
 use crate::MigrateError;
 use pcpu_cache::SlotSource;
 use pcpu_pageset::{PagesetId, Pool};
-use pcpu_rseq::sync::Ordering;
+use pcpu_rseq::sync::{fence, AtomicUsize, Ordering};
 use pcpu_rseq::DISABLED;
 use std::time::{Duration, Instant};
 
@@ -76,6 +76,23 @@ pub struct CompactTotals {
     pub moved: u64,
 }
 
+/// Marks a compaction as running for its lifetime.
+struct Announced<'a>(&'a AtomicUsize);
+
+impl<'a> Announced<'a> {
+    fn new(flag: &'a AtomicUsize) -> Self {
+        flag.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        Announced(flag)
+    }
+}
+
+impl Drop for Announced<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 struct Move<'h> {
     header: &'h Header,
     old: usize,
@@ -90,6 +107,8 @@ impl Space {
     pub fn compact(&self, policy: &CompactPolicy) -> Result<CompactReport, MigrateError> {
         let started = Instant::now();
         let mut totals = self.compact_lock.lock().unwrap_or_else(|p| p.into_inner());
+        // Announce ourselves before reading any owner lane (pairs with the fence in detach).
+        let _announced = Announced::new(&self.compacting);
         let mut report = CompactReport::default();
         let chosen = self.cache.with_pool(|pool| choose(pool, policy));
         report.bytes_resident_before = self.cache.with_pool(|p| p.stats().bytes_resident);

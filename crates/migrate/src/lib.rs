@@ -33,7 +33,7 @@
 //! space.sum_words(&header, &mut cells);
 //! assert_eq!(central + cells[0], 10);
 //! // SAFETY: no one uses the header any more.
-//! unsafe { space.detach(&header) }.unwrap();
+//! let _release = unsafe { space.detach(&header) }.unwrap();
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -47,5 +47,5 @@ mod waste;
 pub use compact::{CompactPolicy, CompactReport, CompactTotals};
 pub use error::MigrateError;
 pub use header::Header;
-pub use space::{Space, SpaceConfig};
+pub use space::{Release, Space, SpaceConfig};
 pub use waste::Waste;

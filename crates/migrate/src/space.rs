@@ -46,6 +46,19 @@ pub struct Space {
     pub(crate) stride: usize,
     pub(crate) words: usize,
     pub(crate) compact_lock: std::sync::Mutex<crate::compact::CompactTotals>,
+    /// Non-zero while a compactor may hold header addresses read from owner lanes.
+    pub(crate) compacting: AtomicUsize,
+}
+
+/// When a detached header's memory may be freed (see [`Space::detach`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Release {
+    /// No compactor can hold its address: free it now.
+    Now,
+    /// A compactor may have read its address: free it after a crossbeam-epoch grace period
+    /// (e.g. `crossbeam_epoch::pin().defer_unchecked`).
+    AfterEpoch,
 }
 
 impl core::fmt::Debug for Space {
@@ -77,6 +90,7 @@ impl Space {
             stride,
             words: config.class.bytes() / 8,
             compact_lock: std::sync::Mutex::new(Default::default()),
+            compacting: AtomicUsize::new(0),
         })
     }
 
@@ -157,19 +171,22 @@ impl Space {
     /// Takes `header`'s slot away for good and gives it back to the cache, first waiting out a
     /// compactor that is moving it. Afterwards the header is dead: attach refuses it.
     ///
-    /// The header itself must then be freed only after a crossbeam-epoch grace period (for
-    /// example with `crossbeam_epoch::pin().defer_unchecked`): a compactor may have read its
-    /// address from the owner lane just before.
+    /// Returns when the header's memory may be freed. A compactor reads header addresses from
+    /// owner lanes; detach clears the lane and then checks, behind a full fence, whether a
+    /// compaction is running (the compactor announces itself, behind a full fence, before it
+    /// reads any lane). Either the compactor sees the cleared lane, or detach sees the
+    /// compactor and answers [`Release::AfterEpoch`]. With no compaction running, the answer is
+    /// [`Release::Now`] and no epoch garbage piles up.
     ///
     /// # Errors
     /// The cache refused the slot (a bug elsewhere); the header is dead anyway.
     ///
     /// # Safety
     /// Nobody adds through or reads `header` any more, or will.
-    pub unsafe fn detach(&self, header: &Header) -> Result<(), MigrateError> {
+    pub unsafe fn detach(&self, header: &Header) -> Result<Release, MigrateError> {
         loop {
             match header.state.load(Ordering::Acquire) {
-                DEAD => return Ok(()),
+                DEAD => return Ok(Release::AfterEpoch),
                 s @ (UNATTACHED | ATTACHED) => {
                     if header
                         .state
@@ -177,7 +194,8 @@ impl Space {
                         .is_ok()
                     {
                         if s == UNATTACHED {
-                            return Ok(());
+                            // Never in an owner lane: no compactor knows this header.
+                            return Ok(Release::Now);
                         }
                         break;
                     }
@@ -190,11 +208,18 @@ impl Space {
         header.cells.store(0, Ordering::Release);
         // SAFETY: the slot is still assigned to this header (state was ATTACHED).
         unsafe { self.owner_word(addr) }.store(0, Ordering::Release);
+        fence(Ordering::SeqCst);
+        let release = if self.compacting.load(Ordering::Relaxed) == 0 {
+            Release::Now
+        } else {
+            Release::AfterEpoch
+        };
         // SAFETY: `addr` came from this cache; the caller guarantees nobody uses the header,
         // so nobody reaches the cells any more.
         let slot = unsafe { <Pool as SlotSource>::slot_from_addr(addr) };
         // SAFETY: as above.
-        unsafe { self.cache.free(slot) }.map_err(MigrateError::from)
+        unsafe { self.cache.free(slot) }.map_err(MigrateError::from)?;
+        Ok(release)
     }
 
     /// Adds up word `w` of every CPU's cell of `header` into `out[w]`, consistently with

@@ -76,7 +76,7 @@ proptest! {
                 Op::Free(i) => {
                     if let Some(o) = objs[i].take() {
                         // SAFETY: single-threaded: nobody uses it any more.
-                        unsafe { space.detach(&o.header) }.unwrap();
+                        let _ = unsafe { space.detach(&o.header) }.unwrap();
                         model[i] = 0;
                     }
                 }
@@ -103,7 +103,7 @@ proptest! {
         }
         for o in objs.iter().flatten() {
             // SAFETY: as above.
-            unsafe { space.detach(&o.header) }.unwrap();
+            let _ = unsafe { space.detach(&o.header) }.unwrap();
         }
         pcpu_rseq::simulate_cpu(None);
     }

@@ -72,7 +72,7 @@ fn adders_and_compactor_lose_nothing() {
             objs.push(o);
         } else {
             // SAFETY: nobody uses it.
-            unsafe { space.detach(&o.header) }.unwrap();
+            let _ = unsafe { space.detach(&o.header) }.unwrap();
         }
     }
     space.cache().drain_all().unwrap();
@@ -117,12 +117,12 @@ fn adders_and_compactor_lose_nothing() {
             }
             for o in temps.iter().filter(|_| rng.bool()) {
                 // SAFETY: temps are never added to.
-                unsafe { space.detach(&o.header) }.unwrap();
+                let _ = unsafe { space.detach(&o.header) }.unwrap();
             }
             space.cache().drain_all().unwrap();
             for o in &temps {
                 // SAFETY: as above; detaching a dead header is a no-op.
-                unsafe { space.detach(&o.header) }.unwrap();
+                let _ = unsafe { space.detach(&o.header) }.unwrap();
             }
             // Headers may be looked at by a compactor until a grace period passes; the next
             // compaction runs on this thread, so none is in flight now.
@@ -142,7 +142,7 @@ fn adders_and_compactor_lose_nothing() {
     assert_eq!(sum, added.load(Ordering::Relaxed), "no add lost or doubled");
     for o in &objs {
         // SAFETY: the adders are gone.
-        unsafe { space.detach(&o.header) }.unwrap();
+        let _ = unsafe { space.detach(&o.header) }.unwrap();
     }
     pcpu_rseq::epoch_grace_period();
 }
@@ -170,7 +170,7 @@ fn waste_scenario_compaction_gives_memory_back() {
             live.push(o);
         } else {
             // SAFETY: single-threaded; the object is not used again.
-            unsafe { space.detach(&o.header) }.unwrap();
+            let _ = unsafe { space.detach(&o.header) }.unwrap();
         }
     }
     let want: Vec<i64> = live.iter().map(|o| total(&space, o)).collect();

@@ -180,3 +180,33 @@ fn remove_pageset_vs_frees() {
             .all(|s| cache.with_pool(|p| p.pageset_of(*s)) != Some(0)));
     });
 }
+
+/// Two threads on the same CPU (one magazine: the try-lock makes one of them take the slow
+/// path) and a slot that migrates from CPU 0 to CPU 1 between alloc and free, against a
+/// concurrent `drain_all`.
+#[test]
+fn shared_cpu_and_migration_vs_drain_all() {
+    loom::model(|| {
+        let cache = cache(8, 2, 2);
+        let holders = Arc::new(loom::sync::Mutex::new(HashSet::new()));
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let (cache, holders) = (Arc::clone(&cache), Arc::clone(&holders));
+                thread::spawn(move || {
+                    simulate_cpu(Some(0));
+                    let s = cache.alloc().unwrap();
+                    assert!(holders.lock().unwrap().insert(s), "slot handed out twice");
+                    simulate_cpu(Some(1)); // "migrated"
+                    holders.lock().unwrap().remove(&s);
+                    // SAFETY: `s` came from `cache` and is not used any more.
+                    unsafe { cache.free(s).unwrap() };
+                })
+            })
+            .collect();
+        cache.drain_all().unwrap();
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_accounted(&cache, &[]);
+    });
+}

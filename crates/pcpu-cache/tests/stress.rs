@@ -1,7 +1,7 @@
 //! Stress on the real backend (rseq where available): 64 threads on whatever cores there are
 //! allocate and free slots of a real pageset pool (random batch sizes, random yields) while one
 //! thread sends them SIGUSR1 at a high rate (aborting rseq critical sections) and another
-//! drains and trims the caches in a loop. At the end every slot is accounted for.
+//! drains, trims and removes pagesets from the caches in a loop. At the end every slot is accounted for.
 //!
 //! `PCPU_STRESS_SCALE` (a float, default 1.0) scales the work per thread, e.g. `0.01` under
 //! valgrind.
@@ -130,10 +130,21 @@ fn alloc_free_under_signals_and_drains() {
         s.spawn(|| {
             let mut rng = fastrand::Rng::with_seed(7);
             while !stop.load(Ordering::Acquire) {
-                match rng.u8(..3) {
+                match rng.u8(..4) {
                     0 => cache.drain_cpu(rng.usize(..ncpu)).map(drop).unwrap(),
                     1 => cache.trim(rng.usize(..4)).map(drop).unwrap(),
-                    _ => cache.drain_all().map(drop).unwrap(),
+                    2 => cache.drain_all().map(drop).unwrap(),
+                    _ => {
+                        // What the compactor does: pull one pageset's free slots out.
+                        let ids: Vec<_> =
+                            cache.with_pool(|p| p.pagesets().iter().map(|ps| ps.id).collect());
+                        if !ids.is_empty() {
+                            let id = ids[rng.usize(..ids.len())];
+                            cache.with_pool(|p| p.set_draining(id, true)).unwrap();
+                            cache.remove_pageset(id).unwrap();
+                            cache.with_pool(|p| p.set_draining(id, false)).unwrap();
+                        }
+                    }
                 }
                 drains.fetch_add(1, Ordering::Relaxed);
                 std::thread::yield_now();
