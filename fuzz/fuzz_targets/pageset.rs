@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut h = Harness::decode(class, ncpu, pages, probe);
     let mut steps = 0;
-    while let Ok(raw) = RawOp::arbitrary(&mut u) {
+    // `arbitrary` pads exhausted input with zeros instead of failing: stop at the end.
+    while !u.is_empty() {
+        let Ok(raw) = RawOp::arbitrary(&mut u) else {
+            break;
+        };
         h.apply(&Op::decode(raw.kind, raw.a, raw.b, raw.c));
         steps += 1;
         if steps >= 2000 {

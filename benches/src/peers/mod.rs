@@ -58,6 +58,12 @@ pub trait BenchCounter: Send + Sync + Sized + 'static {
         false
     }
 
+    /// For peers that keep per-CPU memory in their own mappings (pcpu): resident per-CPU bytes
+    /// over what the live counters need, measured by the peer (mincore); `None` otherwise.
+    fn percpu_resident_ratio() -> Option<f64> {
+        None
+    }
+
     /// A rough upper bound of the bytes one counter takes with `ncpu` CPUs. Only used to cap
     /// how many counters a memory scenario creates (so that a 16 KiB-per-counter peer does not
     /// need 16 GB); the reported figures are always measured.

@@ -1,14 +1,11 @@
-//! THE PLACE WHERE `pcpu_counter::PercpuCounter` PLUGS IN (cargo feature `pcpu`; run with
-//! `--features pcpu`). Nothing else in the benchmark names pcpu.
+//! The place where `pcpu_counter::PercpuCounter` plugs in (cargo feature `pcpu`, on by
+//! default). Nothing else in the benchmark names pcpu.
 //!
 //! Two rows: the default (the global domain, whose counters start *lazy*: one atomic in the
 //! header until several CPUs update them at a meaningful rate) and a domain built with
 //! `CounterMode::PerCpu` (a per-CPU slot from creation: the mode the memory and compaction
 //! scenarios are about). The `large-machine` scenario builds each in a 256-CPU domain.
 //!
-//! Written against crates/counter while it was being written (`PercpuCounter<'d>`, `new`,
-//! `new_in(&'d Domain, i64) -> Result`, `Domain::builder().ncpu(n).mode(m).build() -> Result`,
-//! `Domain::compact() -> Result`); adjust the few calls here if the final signatures differ.
 
 use super::BenchCounter;
 use pcpu_counter::{CounterMode, Domain, PercpuCounter};
@@ -65,6 +62,10 @@ macro_rules! pcpu_peer {
             fn compact() -> bool {
                 let home: &'static Domain = $home;
                 home.compact().is_ok()
+            }
+            fn percpu_resident_ratio() -> Option<f64> {
+                let home: &'static Domain = $home;
+                Some(home.stats().waste.ratio())
             }
             fn size_hint(ncpu: usize) -> usize {
                 ncpu * 8 + 128

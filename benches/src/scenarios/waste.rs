@@ -10,7 +10,7 @@ use crate::table::{Column, Report};
 /// The scenario's name.
 pub const NAME: &str = "waste";
 
-const COLS: [Column; 2] = [
+const COLS: [Column; 4] = [
     Column {
         scenario: NAME,
         key: "waste_after_free_x_ideal",
@@ -22,7 +22,21 @@ const COLS: [Column; 2] = [
         scenario: NAME,
         key: "waste_after_compact_x_ideal",
         header: "cmpct/ideal",
-        legend: "resident after compact (pcpu) or malloc_trim(0) (peers) / ideal",
+        legend: "resident after compact (pcpu) and malloc_trim(0) (all) / ideal",
+        decimals: 2,
+    },
+    Column {
+        scenario: NAME,
+        key: "waste_percpu_after_free_x_ideal",
+        header: "pcpu mem/ideal",
+        legend: "pcpu only: resident per-CPU memory (mincore over its pagesets) / live counters x 8 B x ncpu, after freeing 90%",
+        decimals: 2,
+    },
+    Column {
+        scenario: NAME,
+        key: "waste_percpu_after_compact_x_ideal",
+        header: "after cmpct",
+        legend: "pcpu only: the same after compact",
         decimals: 2,
     },
 ];
@@ -53,15 +67,19 @@ impl Visitor for V<'_> {
         drop(order);
         let live = n - freed;
         let after_free = crate::mem::resident_bytes() as f64 - base;
-        let compacted = C::compact();
-        if !compacted {
-            crate::mem::trim();
-        }
+        let percpu_free = C::percpu_resident_ratio();
+        C::compact();
+        crate::mem::trim();
         let after_compact = crate::mem::resident_bytes() as f64 - base;
+        let percpu_compact = C::percpu_resident_ratio();
         let ideal = full / n as f64 * live as f64;
         let name = C::name();
         self.report.num(name, COLS[0].key, after_free / ideal);
         self.report.num(name, COLS[1].key, after_compact / ideal);
+        if let (Some(free), Some(compact)) = (percpu_free, percpu_compact) {
+            self.report.num(name, COLS[2].key, free);
+            self.report.num(name, COLS[3].key, compact);
+        }
         self.report.num(name, "waste_counters", n as f64);
         self.report.num(name, "waste_live", live as f64);
         self.report.num(name, "waste_full_mib", full / MIB);

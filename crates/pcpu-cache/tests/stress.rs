@@ -1,7 +1,8 @@
 //! Stress on the real backend (rseq where available): 64 threads on whatever cores there are
 //! allocate and free slots of a real pageset pool (random batch sizes, random yields) while one
 //! thread sends them SIGUSR1 at a high rate (aborting rseq critical sections) and another
-//! drains, trims and removes pagesets from the caches in a loop. At the end every slot is accounted for.
+//! drains, trims and removes pagesets from the caches in a loop. At the end every slot is
+//! accounted for.
 //!
 //! `PCPU_STRESS_SCALE` (a float, default 1.0) scales the work per thread, e.g. `0.01` under
 //! valgrind.
