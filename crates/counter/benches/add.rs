@@ -1,0 +1,76 @@
+//! `PercpuCounter::add` against the raw rseq add of pcpu-rseq (same run), on 1 thread, and the
+//! add rate of 2 threads on one counter against 1 thread.
+//!
+//! Run: `cargo bench -p pcpu-counter --bench add`. Each sample times `iters` adds per thread,
+//! threads started together; the reported time is per add per thread, so "2 threads reach
+//! k× the single-thread rate" reads as `2 × t(1 thread) / t(2 threads)`.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use pcpu_counter::{CounterMode, Domain, PercpuCounter};
+use pcpu_rseq::sync::{AtomicI64, AtomicUsize};
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+fn run(threads: usize, iters: u64, op: &(dyn Fn() + Sync)) -> Duration {
+    let barrier = Barrier::new(threads);
+    let total: Duration = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        op();
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    total / threads as u32
+}
+
+fn bench(c: &mut Criterion) {
+    let domain = Domain::builder().mode(CounterMode::PerCpu).build().unwrap();
+    let counter = PercpuCounter::new_in(&domain, 0).unwrap();
+    let ncpu = pcpu_rseq::possible_cpus();
+    // Eight words per CPU (64 bytes): one cache line each; word 0 is the cell.
+    let cells: Vec<AtomicI64> = (0..ncpu * 8).map(|_| AtomicI64::new(0)).collect();
+    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let raw = || {
+        // SAFETY: `slot` addresses `ncpu` live cells 64 bytes apart, outliving the bench.
+        let _ = unsafe { pcpu_rseq::add(black_box(&slot), 64, ncpu, 1) };
+    };
+    let api = || black_box(&counter).add(1);
+    eprintln!("pcpu-rseq mode: {:?}", pcpu_rseq::mode());
+    let mut g = c.benchmark_group("counter_add");
+    g.bench_function("raw_rseq_add/1-thread", |b| {
+        b.iter_custom(|n| run(1, n, &raw))
+    });
+    g.bench_function("percpu_counter_add/1-thread", |b| {
+        b.iter_custom(|n| run(1, n, &api))
+    });
+    g.bench_function("percpu_counter_add/2-thread", |b| {
+        b.iter_custom(|n| run(2, n, &api))
+    });
+    g.finish();
+    assert!(counter.sum() > 0);
+    assert!(
+        cells
+            .iter()
+            .step_by(8)
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .sum::<i64>()
+            > 0
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    targets = bench
+}
+criterion_main!(benches);
