@@ -17,13 +17,12 @@
 //! 5. un-drain what could not be emptied, and release: empty pagesets are unmapped, empty
 //!    pages given back.
 
-use crate::header::{Header, ATTACHED, RELOCATING};
+use crate::header::Header;
 use crate::space::Space;
 use crate::MigrateError;
 use pcpu_cache::SlotSource;
 use pcpu_pageset::{PagesetId, Pool};
 use pcpu_rseq::sync::{fence, AtomicUsize, Ordering};
-use pcpu_rseq::DISABLED;
 use std::time::{Duration, Instant};
 
 /// Objects moved per grace period.
@@ -140,20 +139,7 @@ impl Space {
                         // SAFETY: a non-zero owner lane holds the address of a header that is
                         // freed only after an epoch grace period, and we are pinned.
                         let header: &Header = unsafe { &*(owner as *const Header) };
-                        let claimed = header
-                            .state
-                            .compare_exchange(
-                                ATTACHED,
-                                RELOCATING,
-                                Ordering::AcqRel,
-                                Ordering::Acquire,
-                            )
-                            .is_ok();
-                        if !claimed {
-                            return None;
-                        }
-                        if header.cells.load(Ordering::Acquire) != old {
-                            header.state.store(ATTACHED, Ordering::Release);
+                        if !header.try_claim(old) {
                             return None;
                         }
                         // SAFETY: RELOCATING is held by us, so detach waits for us: the header
@@ -205,12 +191,7 @@ impl Space {
         if moves.is_empty() {
             return Ok(0);
         }
-        let restore = || {
-            for m in moves {
-                m.header.slot.store(m.old, Ordering::Release);
-                m.header.state.store(ATTACHED, Ordering::Release);
-            }
-        };
+        let restore = || moves.iter().for_each(|m| m.header.abort());
         let mut fresh = Vec::with_capacity(moves.len());
         if let Err(e) = self
             .cache
@@ -220,7 +201,7 @@ impl Space {
             return Err(e.into());
         }
         for m in moves {
-            m.header.slot.store(m.old | DISABLED, Ordering::Release);
+            m.header.disable();
         }
         // Grace period 1: no adder still writes an old slot after this.
         if let Err(e) = pcpu_rseq::synchronize() {
@@ -231,24 +212,22 @@ impl Space {
         }
         for (m, new) in moves.iter().zip(&fresh) {
             let new = new.addr();
-            m.header.write_begin();
-            for cpu in 0..self.ncpu {
-                for w in 0..self.words {
-                    // SAFETY: both slots are assigned to us: `old` through the claimed header,
-                    // `new` fresh from the pool; cpu/w in range.
-                    let v = unsafe { self.cell(m.old, cpu, w) }.load(Ordering::Relaxed);
-                    if v != 0 {
-                        // SAFETY: as above.
-                        unsafe { self.cell(new, cpu, w) }.store(v, Ordering::Relaxed);
-                    }
-                }
-            }
-            // SAFETY: as above.
+            // SAFETY: `new` is fresh from the pool and assigned to us.
             unsafe { self.owner_word(new) }
                 .store(m.header as *const Header as usize, Ordering::Release);
-            m.header.cells.store(new, Ordering::Release);
-            m.header.write_end();
-            m.header.slot.store(new, Ordering::Release);
+            m.header.move_to(new, |old, new| {
+                for cpu in 0..self.ncpu {
+                    for w in 0..self.words {
+                        // SAFETY: both slots are assigned to us: `old` through the claimed
+                        // header, `new` fresh from the pool; cpu/w in range.
+                        let v = unsafe { self.cell(old, cpu, w) }.load(Ordering::Relaxed);
+                        if v != 0 {
+                            // SAFETY: as above.
+                            unsafe { self.cell(new, cpu, w) }.store(v, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
         }
         // Grace period 2: no reader (pinned in `sum_words`) still reads an old slot.
         pcpu_rseq::epoch_grace_period();
@@ -261,9 +240,7 @@ impl Space {
                 let _ = pool.unassign(slot);
             }
         });
-        for m in moves {
-            m.header.state.store(ATTACHED, Ordering::Release);
-        }
+        moves.iter().for_each(|m| m.header.finish());
         Ok(moves.len())
     }
 }

@@ -80,3 +80,84 @@ impl Header {
         self.seq.fetch_add(1, Ordering::Release);
     }
 }
+
+/// The relocation protocol's steps on one header. [`Space`](crate::Space) drives them over
+/// pageset slots; they take plain cell addresses so that a loom model can drive the very same
+/// code over loom atomics. `docs/PROTOCOLS.md` gives the argument for each step.
+impl Header {
+    /// Attach step: makes `addr` the header's slot (readers' and adders' view) and turns
+    /// per-CPU operation on. The caller holds the `ATTACHING` state.
+    pub fn publish_first(&self, addr: usize) {
+        self.write_begin();
+        self.cells.store(addr, Ordering::Release);
+        self.write_end();
+        self.slot.store(addr, Ordering::Release);
+        self.state.store(ATTACHED, Ordering::Release);
+    }
+
+    /// Relocation step 0: claims an attached header whose slot is `expected` (ATTACHED →
+    /// RELOCATING). False if it is being attached, dropped or moved, or lives elsewhere.
+    pub fn try_claim(&self, expected: usize) -> bool {
+        if self
+            .state
+            .compare_exchange(ATTACHED, RELOCATING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        if self.cells.load(Ordering::Acquire) != expected {
+            self.state.store(ATTACHED, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    /// Relocation step 1 (claimed header): per-CPU operation off; adders take the slow path
+    /// from their next critical section on. Returns the old slot.
+    pub fn disable(&self) -> usize {
+        let old = self.cells.load(Ordering::Acquire);
+        self.slot.store(old | DISABLED, Ordering::Release);
+        old
+    }
+
+    /// Relocation step 3, after the grace period that follows [`disable`](Self::disable):
+    /// `copy(old, new)` moves the cells inside a `seq` write section, then `new` is published.
+    pub fn move_to(&self, new: usize, copy: impl FnOnce(usize, usize)) {
+        let old = self.cells.load(Ordering::Acquire);
+        self.write_begin();
+        copy(old, new);
+        self.cells.store(new, Ordering::Release);
+        self.write_end();
+        self.slot.store(new, Ordering::Release);
+    }
+
+    /// Last step (after the readers' grace period): the header is an ordinary attached one.
+    pub fn finish(&self) {
+        self.state.store(ATTACHED, Ordering::Release);
+    }
+
+    /// Gives a claimed header its old slot back (a failed relocation).
+    pub fn abort(&self) {
+        self.slot
+            .store(self.cells.load(Ordering::Acquire), Ordering::Release);
+        self.state.store(ATTACHED, Ordering::Release);
+    }
+
+    /// Reader side: runs `read(cells)` (with `cells` 0 when there is no slot) until it ran
+    /// inside one `seq` read section with no move in between, and returns its result. The
+    /// caller must hold an epoch guard, so that the slot it reads is not retired meanwhile.
+    pub fn read_consistent<R>(&self, mut read: impl FnMut(usize) -> R) -> R {
+        loop {
+            let seq = self.seq.load(Ordering::Acquire);
+            if seq & 1 == 1 {
+                crate::sync_yield();
+                continue;
+            }
+            let result = read(self.cells.load(Ordering::Acquire));
+            pcpu_rseq::sync::fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == seq {
+                return result;
+            }
+        }
+    }
+}

@@ -13,6 +13,9 @@
 //! the old slot. Adders never block and never wait for the relocator. `docs/PROTOCOLS.md`
 //! gives the argument step by step.
 //!
+//! Under `--cfg loom` only the [`Header`] protocol is built (the pageset layer maps real
+//! memory); `tests/loom.rs` models it.
+//!
 //! ```
 //! use pcpu_migrate::{CompactPolicy, Header, Space, SpaceConfig};
 //! use pcpu_pageset::SizeClass;
@@ -38,14 +41,27 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(not(loom))]
 mod compact;
+#[cfg(not(loom))]
 mod error;
 pub mod header;
+#[cfg(not(loom))]
 mod space;
+#[cfg(not(loom))]
 mod waste;
 
+#[cfg(not(loom))]
 pub use compact::{CompactPolicy, CompactReport, CompactTotals};
+#[cfg(not(loom))]
 pub use error::MigrateError;
 pub use header::Header;
+#[cfg(not(loom))]
 pub use space::{Release, Space, SpaceConfig};
+#[cfg(not(loom))]
 pub use waste::Waste;
+
+/// Yields in a wait loop (loom's yield when modelling, so the model can progress).
+pub(crate) fn sync_yield() {
+    pcpu_rseq::sync::yield_now();
+}

@@ -160,11 +160,7 @@ impl Space {
         let addr = <Pool as SlotSource>::slot_addr(slot);
         // SAFETY: `slot` is assigned to us by the cache.
         unsafe { self.owner_word(addr) }.store(header as *const Header as usize, Ordering::Release);
-        header.write_begin();
-        header.cells.store(addr, Ordering::Release);
-        header.write_end();
-        header.slot.store(addr, Ordering::Release);
-        header.state.store(ATTACHED, Ordering::Release);
+        header.publish_first(addr);
         Ok(true)
     }
 
@@ -228,31 +224,19 @@ impl Space {
     pub fn sum_words(&self, header: &Header, out: &mut [i64]) {
         // Pinned: a relocator frees old cells only after a grace period that waits for us.
         let _guard = crossbeam_epoch::pin();
-        loop {
-            let seq = header.seq.load(Ordering::Acquire);
-            if seq & 1 == 1 {
-                std::hint::spin_loop();
-                std::thread::yield_now();
-                continue;
-            }
+        header.read_consistent(|addr| {
             out.iter_mut().for_each(|o| *o = 0);
-            let addr = header.cells.load(Ordering::Acquire);
-            if addr != 0 {
-                for cpu in 0..self.ncpu {
-                    for (w, o) in out.iter_mut().enumerate().take(self.words) {
-                        // SAFETY: `addr` was the header's slot within this read section and
-                        // the pinned guard keeps it assigned and mapped; cpu/w are in range.
-                        *o = o.wrapping_add(
-                            unsafe { self.cell(addr, cpu, w) }.load(Ordering::Relaxed),
-                        );
-                    }
-                }
-            }
-            fence(Ordering::Acquire);
-            if header.seq.load(Ordering::Relaxed) == seq {
+            if addr == 0 {
                 return;
             }
-        }
+            for cpu in 0..self.ncpu {
+                for (w, o) in out.iter_mut().enumerate().take(self.words) {
+                    // SAFETY: `addr` was the header's slot within this read section and the
+                    // pinned guard keeps it assigned and mapped; cpu/w are in range.
+                    *o = o.wrapping_add(unsafe { self.cell(addr, cpu, w) }.load(Ordering::Relaxed));
+                }
+            }
+        });
     }
 
     /// Zeroes the per-CPU part of `header` (for `set`): stops per-CPU operation, waits a grace

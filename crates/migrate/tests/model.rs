@@ -1,5 +1,6 @@
 //! proptest: random sequences of add (on simulated CPUs), relocation by compaction, free and
 //! re-create; every object's total must stay exact, and memory accounting must add up.
+#![cfg(not(loom))] // needs the pageset layer, which maps real memory
 
 use pcpu_migrate::{CompactPolicy, Header, Space, SpaceConfig};
 use pcpu_pageset::SizeClass;

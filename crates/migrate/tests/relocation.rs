@@ -2,6 +2,7 @@
 //!
 //! `PCPU_STRESS_SECS` sets the stress duration (default 30, as the issue asks; CI may set it
 //! lower for the extra environments), `PCPU_STRESS_SCALE` scales the waste scenario's size.
+#![cfg(not(loom))] // needs the pageset layer, which maps real memory
 
 use pcpu_migrate::{CompactPolicy, Header, Space, SpaceConfig};
 use pcpu_pageset::SizeClass;

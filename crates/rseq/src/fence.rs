@@ -9,6 +9,7 @@
 //! When simulated CPUs are in use beside rseq threads, both are waited for.
 
 use crate::sync::{yield_now, AtomicBool, Ordering};
+#[cfg(not(loom))]
 use crate::thread::PORTABLE_USED;
 use std::io;
 use std::sync::Arc;
@@ -26,10 +27,26 @@ pub fn synchronize() -> io::Result<()> {
     if crate::mode() == crate::Mode::Rseq {
         crate::membarrier::fence_all()?;
     }
-    if PORTABLE_USED.load(Ordering::SeqCst) {
+    if portable_in_use() {
         epoch_grace_period();
     }
     Ok(())
+}
+
+/// Whether any thread may run portable operations. The caller has just changed a slot word:
+/// the fence orders that store before this load, and a thread turning portable sets the flag
+/// before its first operation pins (a full fence) and loads a slot word. So either we see the
+/// flag, or that thread sees the changed slot word. Under loom every thread is portable.
+fn portable_in_use() -> bool {
+    #[cfg(loom)]
+    {
+        true
+    }
+    #[cfg(not(loom))]
+    {
+        core::sync::atomic::fence(Ordering::SeqCst);
+        PORTABLE_USED.load(Ordering::SeqCst)
+    }
 }
 
 /// Like [`synchronize`], but only for operations on one CPU (cheaper with rseq: one IPI).
@@ -40,7 +57,7 @@ pub fn fence_cpu(cpu: usize) -> io::Result<()> {
     if crate::mode() == crate::Mode::Rseq {
         crate::membarrier::fence_cpu(cpu)?;
     }
-    if PORTABLE_USED.load(Ordering::SeqCst) {
+    if portable_in_use() {
         epoch_grace_period();
     }
     Ok(())
