@@ -307,8 +307,28 @@ impl<'d> PercpuCounter<'d> {
     }
 }
 
+std::thread_local! {
+    /// Drops seen by this thread: every [`AUTO_COMPACT_EVERY`]th one checks the domain's
+    /// waste policy (a thread-local tick, so destroy touches no shared line for it).
+    static DROPS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
+
+/// How often (in drops per thread) a domain with a waste policy checks it.
+const AUTO_COMPACT_EVERY: u32 = 4096;
+
 impl Drop for PercpuCounter<'_> {
     fn drop(&mut self) {
+        if self.domain.has_waste_policy() {
+            let tick = DROPS.with(|d| {
+                let n = d.get().wrapping_add(1);
+                d.set(n);
+                n
+            });
+            if tick % AUTO_COMPACT_EVERY == 0 {
+                // A failed compaction loses nothing; the next check tries again.
+                let _ = self.domain.maybe_compact();
+            }
+        }
         // SAFETY: we own the counter: no add or read can run through it any more.
         let release = unsafe { self.domain.space.detach(&self.inner().header) };
         let raw = self.inner.as_ptr();

@@ -59,7 +59,8 @@ impl DomainBuilder {
     }
 
     /// Runs a compaction from [`Domain::maybe_compact`] when resident per-CPU memory exceeds
-    /// `ratio` × what live counters need.
+    /// `ratio` × what live counters need. With this set, counter drops also check the policy
+    /// themselves, once every 4096 drops per thread.
     pub fn compact_when_waste_above(mut self, ratio: f64) -> Self {
         self.compact_when_waste_above = Some(ratio);
         self
@@ -222,6 +223,11 @@ impl Domain {
             return self.compact().map(Some);
         }
         Ok(None)
+    }
+
+    /// True if [`DomainBuilder::compact_when_waste_above`] was set.
+    pub(crate) fn has_waste_policy(&self) -> bool {
+        self.compact_when_waste_above.is_some()
     }
 
     /// Measures the domain.

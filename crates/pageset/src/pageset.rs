@@ -135,33 +135,77 @@ impl Pageset {
     /// unpopulated and not even the zero page gets mapped. `probe` is `None` when the pool
     /// decided the probe costs more than it saves (few CPUs).
     pub fn zero_slot(&mut self, geom: &Geometry, s: usize, probe: Option<&mut PageProbe>) {
-        let first_cell = self.base() + s * geom.size;
-        let first_page = first_cell & !(geom.page - 1);
-        let base = self.map.as_mut_ptr();
-        let zero_cpu = |cpu: usize| {
-            for w in 0..geom.size / 8 {
-                let offset = cpu * geom.unit + s * geom.size + w * 8;
-                // SAFETY: `offset` < ncpu × unit = the mapping's length (cpu < ncpu, s <
-                // capacity, w < size / 8), and the mapping stays alive while we hold
-                // `&mut self`. The address is 8-aligned: the base is page-aligned and unit,
-                // size and 8·w are multiples of 8. No Rust reference to the mapping exists
-                // (it is never viewed as a slice); the cell belongs to a slot being freed,
-                // whose owner has given it up, so only atomic or no accesses race with this.
-                let cell = unsafe { AtomicU64::from_ptr(base.add(offset).cast::<u64>()) };
-                if cell.load(Ordering::Relaxed) != 0 {
-                    cell.store(0, Ordering::Relaxed);
-                }
-            }
-        };
         let probed = probe.is_some_and(|probe| {
-            probe.probe(first_page, geom.unit, geom.ncpu, geom.page, |cpu, data| {
-                if data {
-                    zero_cpu(cpu);
-                }
-            })
+            probe.probe(
+                self.first_page(geom, s),
+                geom.unit,
+                geom.ncpu,
+                geom.page,
+                |cpu, data| {
+                    if data {
+                        self.zero_cell(geom, s, cpu);
+                    }
+                },
+            )
         });
         if !probed {
-            (0..geom.ncpu).for_each(zero_cpu);
+            (0..geom.ncpu).for_each(|cpu| self.zero_cell(geom, s, cpu));
+        }
+    }
+
+    /// Fills `mask[cpu]` with "CPU `cpu`'s page holding slot `s` may hold data" for every
+    /// CPU; false if pagemap could not tell (then every page may). `mask` must have room for
+    /// `ncpu` entries. Valid for every slot on the same page until this pool releases
+    /// pages: a page cannot lose data behind our back, and if it gains some, that data is
+    /// not in the cells of slots being freed.
+    pub fn probe_page(
+        &self,
+        geom: &Geometry,
+        s: usize,
+        probe: &mut PageProbe,
+        mask: &mut Vec<bool>,
+    ) -> bool {
+        mask.clear();
+        mask.resize(geom.ncpu, true);
+        probe.probe(
+            self.first_page(geom, s),
+            geom.unit,
+            geom.ncpu,
+            geom.page,
+            |cpu, data| mask[cpu] = data,
+        )
+    }
+
+    /// Zeroes slot `s` on the CPUs `mask` marks (all CPUs without a mask), read-before-write.
+    pub fn zero_slot_masked(&mut self, geom: &Geometry, s: usize, mask: Option<&[bool]>) {
+        for cpu in 0..geom.ncpu {
+            if mask.map_or(true, |m| m[cpu]) {
+                self.zero_cell(geom, s, cpu);
+            }
+        }
+    }
+
+    /// Address of the page holding CPU 0's cell of slot `s`.
+    fn first_page(&self, geom: &Geometry, s: usize) -> usize {
+        (self.base() + s * geom.size) & !(geom.page - 1)
+    }
+
+    /// Zeroes CPU `cpu`'s cell of slot `s`, writing only non-zero words.
+    fn zero_cell(&mut self, geom: &Geometry, s: usize, cpu: usize) {
+        assert!(cpu < geom.ncpu && s < geom.capacity);
+        let base = self.map.as_mut_ptr();
+        for w in 0..geom.size / 8 {
+            let offset = cpu * geom.unit + s * geom.size + w * 8;
+            // SAFETY: `offset` < ncpu × unit = the mapping's length (cpu < ncpu and s <
+            // capacity, asserted above; w < size / 8), and the mapping stays alive while we
+            // hold `&mut self`. The address is 8-aligned: the base is page-aligned and unit,
+            // size and 8·w are multiples of 8. No Rust reference to the mapping exists (it is
+            // never viewed as a slice); the cell belongs to a slot being freed, whose owner
+            // has given it up, so only atomic accesses (or none) race with this.
+            let cell = unsafe { AtomicU64::from_ptr(base.add(offset).cast::<u64>()) };
+            if cell.load(Ordering::Relaxed) != 0 {
+                cell.store(0, Ordering::Relaxed);
+            }
         }
     }
 

@@ -194,6 +194,70 @@ impl Pool {
         Ok(())
     }
 
+    /// Gives many slots back at once, as [`unassign`](Pool::unassign) does one by one, but
+    /// with one pagemap probe per page instead of one per slot (the cheaper way for a cache
+    /// that spills a batch).
+    ///
+    /// All or nothing: if any slot is foreign, not assigned, or listed twice, the error
+    /// names it and no slot is unassigned.
+    pub fn unassign_batch(&mut self, slots: &[Slot]) -> Result<(), PagesetError> {
+        let oom = PagesetError::OutOfMemory {
+            bytes: slots.len() * 16,
+        };
+        let mut located: Vec<(u32, usize)> = Vec::new();
+        located.try_reserve_exact(slots.len()).map_err(|_| oom)?;
+        for &slot in slots {
+            let (index, s) = self.locate(slot)?;
+            let ps = self.entries[index as usize]
+                .pageset
+                .as_ref()
+                .expect("located");
+            if !ps.is_live(s) {
+                return Err(PagesetError::NotAssigned(slot));
+            }
+            located.push((index, s));
+        }
+        located.sort_unstable();
+        if let Some(w) = located.windows(2).find(|w| w[0] == w[1]) {
+            let (index, s) = w[0];
+            let ps = self.entries[index as usize]
+                .pageset
+                .as_ref()
+                .expect("located");
+            let addr = NonZeroUsize::new(ps.base() + s * self.geom.size).expect("not at 0");
+            return Err(PagesetError::NotAssigned(Slot::from_nonzero(addr)));
+        }
+        let geom = self.geom;
+        let mut mask: Vec<bool> = Vec::new();
+        let use_probe =
+            geom.ncpu >= self.probe_min_ncpu && mask.try_reserve_exact(geom.ncpu).is_ok();
+        let mut probed_page: Option<(u32, usize)> = None;
+        let mut have_mask = false;
+        for (index, s) in located {
+            let ps = self.entries[index as usize]
+                .pageset
+                .as_mut()
+                .expect("located");
+            if use_probe {
+                let page = (index, s / geom.slots_per_page);
+                if probed_page != Some(page) {
+                    have_mask = ps.probe_page(&geom, s, &mut self.probe, &mut mask);
+                    probed_page = Some(page);
+                }
+            }
+            ps.zero_slot_masked(&geom, s, have_mask.then_some(&mask[..]));
+            ps.put(&geom, s);
+            let (assigned, draining) = (ps.assigned, ps.draining);
+            self.assigned -= 1;
+            if !draining {
+                self.buckets.remove(index);
+                self.buckets.insert(index, assigned);
+                self.assignable += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// Changes the owner back-pointer of a live slot.
     pub fn set_owner(&mut self, slot: Slot, owner: usize) -> Result<(), PagesetError> {
         let (index, s) = self.locate(slot)?;

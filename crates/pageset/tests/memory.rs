@@ -39,10 +39,14 @@ fn memory_follows_writing_cpus() {
     );
     assert!(st.bytes_mapped >= 200 * need / 2, "mapped for 256 CPUs");
 
-    // Free every other slot and churn: zeroing on unassign must not populate other CPUs.
-    for &slot in slots.iter().skip(1).step_by(2) {
-        pool.unassign(slot).unwrap();
-    }
+    // Free every other slot (in one batch) and churn: zeroing on unassign must not populate
+    // other CPUs.
+    let odd: Vec<Slot> = slots.iter().skip(1).step_by(2).copied().collect();
+    pool.unassign_batch(&odd).unwrap();
+    assert!(
+        pool.unassign_batch(&odd[..1]).is_err(),
+        "double unassign in a batch"
+    );
     let mut again = Vec::new();
     pool.assign_batch(SLOTS / 2, 1, &mut again).unwrap();
     for &slot in &again {

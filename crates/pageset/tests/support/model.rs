@@ -21,6 +21,13 @@ pub enum Op {
     Unassign {
         pick: usize,
     },
+    /// Unassign `n` live slots at once; with `dup`, list one twice (must fail, change
+    /// nothing).
+    UnassignBatch {
+        pick: usize,
+        n: usize,
+        dup: bool,
+    },
     /// Unassign a slot that was already unassigned (must fail, change nothing).
     UnassignStale {
         pick: usize,
@@ -58,7 +65,12 @@ impl Op {
                 n: b % 64,
                 owner: a,
             },
-            5..=7 => Op::Unassign { pick: a },
+            5 | 6 => Op::Unassign { pick: a },
+            7 => Op::UnassignBatch {
+                pick: a,
+                n: b % 16,
+                dup: c % 8 == 0,
+            },
             8 => Op::UnassignStale { pick: a },
             9 => Op::UnassignForeign { pick: a, offset: b },
             10 | 11 => Op::Write {
@@ -183,6 +195,23 @@ impl Harness {
         new
     }
 
+    /// Updates the model for a slot the pool has just unassigned.
+    fn forget(&mut self, slot: Slot) {
+        self.owners.remove(&slot);
+        for cpu in 0..self.pool.ncpu() {
+            for w in 0..self.pool.class().bytes() / 8 {
+                self.cells.remove(&(slot, cpu, w));
+            }
+        }
+        let id = self.slot_pageset.remove(&slot).unwrap();
+        self.pagesets.get_mut(&id).unwrap().assigned -= 1;
+        assert_eq!(self.pool.owner(slot), None);
+        self.freed.push(slot);
+        if self.freed.len() > 64 {
+            self.freed.remove(0);
+        }
+    }
+
     pub fn apply(&mut self, op: &Op) {
         match *op {
             Op::Assign { owner } => {
@@ -220,18 +249,39 @@ impl Harness {
                 }
                 let slot = self.live.swap_remove(pick % self.live.len());
                 self.pool.unassign(slot).expect("unassign of a live slot");
-                self.owners.remove(&slot);
-                for cpu in 0..self.pool.ncpu() {
-                    for w in 0..self.pool.class().bytes() / 8 {
-                        self.cells.remove(&(slot, cpu, w));
-                    }
+                self.forget(slot);
+            }
+            Op::UnassignBatch { pick, n, dup } => {
+                let n = n.min(self.live.len());
+                if n == 0 {
+                    return;
                 }
-                let id = self.slot_pageset.remove(&slot).unwrap();
-                self.pagesets.get_mut(&id).unwrap().assigned -= 1;
-                assert_eq!(self.pool.owner(slot), None);
-                self.freed.push(slot);
-                if self.freed.len() > 64 {
-                    self.freed.remove(0);
+                let start = pick % self.live.len();
+                let mut batch: Vec<Slot> = (0..n)
+                    .map(|i| self.live[(start + i) % self.live.len()])
+                    .collect();
+                if dup {
+                    batch.push(batch[0]);
+                    let before = self.pool.stats();
+                    let err = self
+                        .pool
+                        .unassign_batch(&batch)
+                        .expect_err("duplicate in batch");
+                    assert!(matches!(err, PagesetError::NotAssigned(s) if s == batch[0]));
+                    let after = self.pool.stats();
+                    assert_eq!((after.assigned, after.free), (before.assigned, before.free));
+                    for &slot in &batch {
+                        assert_eq!(self.pool.owner(slot), self.owners.get(&slot).copied());
+                    }
+                    return;
+                }
+                self.pool
+                    .unassign_batch(&batch)
+                    .expect("unassign_batch of live slots");
+                for slot in batch {
+                    let at = self.live.iter().position(|&s| s == slot).unwrap();
+                    self.live.swap_remove(at);
+                    self.forget(slot);
                 }
             }
             Op::UnassignStale { pick } => {
