@@ -9,14 +9,32 @@ use std::cmp::Ordering as Cmp;
 use std::ptr::NonNull;
 
 /// What a counter's header points at; freed one epoch grace period after the counter drops.
+///
+/// Two cache lines: the header (whose slot word every add reads inside its critical section)
+/// and the rarely written `max_batch` on the first, everything that folds and slow-path adds
+/// write on the second, so that a fold on one CPU does not evict the slot word from the others.
+#[repr(C, align(64))]
 pub(crate) struct Inner {
     header: Header,
-    central: AtomicI64,
-    lazy: LazyTracker,
-    limit_lock: AtomicBool,
     /// Largest batch ever passed to `add_batch` above the domain's (0 if none): it widens
     /// the error bound.
     max_batch: AtomicI64,
+    central: Central,
+}
+
+/// The written half of [`Inner`], on a cache line of its own.
+#[repr(C, align(64))]
+struct Central {
+    count: AtomicI64,
+    lazy: LazyTracker,
+    limit_lock: AtomicBool,
+}
+
+impl core::ops::Deref for Central {
+    type Target = AtomicI64;
+    fn deref(&self) -> &AtomicI64 {
+        &self.count
+    }
 }
 
 /// A per-CPU counter: `add` is one non-atomic add to this CPU's cell inside a restartable
@@ -103,10 +121,12 @@ impl<'d> PercpuCounter<'d> {
         unsafe {
             raw.write(Inner {
                 header: Header::new(),
-                central: AtomicI64::new(initial),
-                lazy: LazyTracker::new(mode == CounterMode::Lazy),
-                limit_lock: AtomicBool::new(false),
                 max_batch: AtomicI64::new(0),
+                central: Central {
+                    count: AtomicI64::new(initial),
+                    lazy: LazyTracker::new(mode == CounterMode::Lazy),
+                    limit_lock: AtomicBool::new(false),
+                },
             })
         };
         let counter = PercpuCounter { inner, domain };
@@ -157,7 +177,7 @@ impl<'d> PercpuCounter<'d> {
     /// domain's batch.
     #[inline]
     pub fn add(&self, delta: i64) {
-        self.add_batch(delta, self.domain.batch);
+        self.add_folding(delta, &self.domain.fold);
     }
 
     /// Adds 1.
@@ -176,16 +196,20 @@ impl<'d> PercpuCounter<'d> {
     /// (Linux's `percpu_counter_add_batch`). A smaller batch makes `read` more precise.
     #[inline]
     pub fn add_batch(&self, delta: i64, batch: i64) {
-        let inner = self.inner();
-        let d = self.domain;
-        if batch > d.batch {
-            inner.max_batch.fetch_max(batch, Ordering::Relaxed);
+        if batch > self.domain.batch {
+            self.inner().max_batch.fetch_max(batch, Ordering::Relaxed);
         }
-        // SAFETY: the slot word is either disabled or addresses a slot of `d.space` with
-        // `d.ncpu` cells `d.stride` apart, kept alive until a grace period after it changes.
-        match unsafe {
-            pcpu_rseq::add_fold(inner.header.slot_word(), d.stride, d.ncpu, delta, batch)
-        } {
+        self.add_folding(delta, &self.domain.fold.with_batch(batch));
+    }
+
+    /// The add fast path: one rseq critical section, and a central add only when it folds.
+    #[inline(always)]
+    fn add_folding(&self, delta: i64, fold: &pcpu_rseq::FoldParams) {
+        let inner = self.inner();
+        // SAFETY: the slot word is either disabled or addresses a slot of the domain's space,
+        // whose cells `fold` describes (stride, CPU count, offset 0), kept alive until a grace
+        // period after the slot word changes.
+        match unsafe { pcpu_rseq::add_fold_with(inner.header.slot_word(), fold, delta) } {
             Ok(0) => {}
             Ok(moved) => {
                 inner.central.fetch_add(moved, Ordering::Relaxed);
@@ -198,7 +222,7 @@ impl<'d> PercpuCounter<'d> {
     fn add_slow(&self, delta: i64) {
         let inner = self.inner();
         inner.central.fetch_add(delta, Ordering::Relaxed);
-        if inner.lazy.note_slow_add() {
+        if inner.central.lazy.note_slow_add() {
             // Contended from several CPUs: go per-CPU. Failure (no memory) leaves it atomic.
             let _ = self.domain.space.attach(&inner.header);
         }
@@ -292,6 +316,7 @@ impl<'d> PercpuCounter<'d> {
         }
         let inner = self.inner();
         while inner
+            .central
             .limit_lock
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
@@ -302,7 +327,7 @@ impl<'d> PercpuCounter<'d> {
         if ok {
             inner.central.fetch_add(delta, Ordering::Relaxed);
         }
-        inner.limit_lock.store(false, Ordering::Release);
+        inner.central.limit_lock.store(false, Ordering::Release);
         ok
     }
 }

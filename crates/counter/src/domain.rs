@@ -91,17 +91,18 @@ impl DomainBuilder {
             Space::new(config).map_err(CounterError::Space)
         };
         let space = space_for(SizeClass::B8)?;
+        let stride = space.stride();
         let group_spaces = [
             space_for(SizeClass::B16)?,
             space_for(SizeClass::B32)?,
             space_for(SizeClass::B64)?,
         ];
         Ok(Domain {
-            stride: space.stride(),
             group_spaces,
             ncpu: self.ncpu,
             space,
             batch,
+            fold: pcpu_rseq::FoldParams::new(stride, self.ncpu, 0, batch),
             mode: self.mode,
             policy: self.policy,
             compact_when_waste_above: self.compact_when_waste_above,
@@ -116,9 +117,10 @@ pub struct Domain {
     pub(crate) space: Space,
     /// Counter groups of 2, 3–4 and 5–8 counters (16, 32, 64 bytes per CPU).
     pub(crate) group_spaces: [Space; 3],
-    pub(crate) stride: usize,
     pub(crate) ncpu: usize,
     pub(crate) batch: i64,
+    /// Stride, CPU count and batch, prepared for the add fast path.
+    pub(crate) fold: pcpu_rseq::FoldParams,
     pub(crate) mode: CounterMode,
     policy: CompactPolicy,
     compact_when_waste_above: Option<f64>,

@@ -10,9 +10,21 @@ use std::ptr::NonNull;
 /// Most counters in one group (the 64-byte size class).
 pub const MAX_GROUP: usize = 8;
 
+/// The header on one cache line, the central counts (written by folds) on the next.
+#[repr(C, align(64))]
 struct GroupInner {
     header: Header,
-    central: [AtomicI64; MAX_GROUP],
+    central: Centrals,
+}
+
+#[repr(C, align(64))]
+struct Centrals([AtomicI64; MAX_GROUP]);
+
+impl core::ops::Deref for Centrals {
+    type Target = [AtomicI64; MAX_GROUP];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 /// A group of `len()` counters that share one header and one per-CPU slot: creating,
@@ -76,7 +88,7 @@ impl<'d> PercpuCounterGroup<'d> {
         unsafe {
             raw.write(GroupInner {
                 header: Header::new(),
-                central: core::array::from_fn(|_| AtomicI64::new(0)),
+                central: Centrals(core::array::from_fn(|_| AtomicI64::new(0))),
             })
         };
         let group = PercpuCounterGroup {
@@ -131,14 +143,7 @@ impl<'d> PercpuCounterGroup<'d> {
         // SAFETY: the slot word is disabled or addresses a slot of `self.space` whose cells
         // hold `len` words at offsets 0, 8, ..; `i < len`.
         match unsafe {
-            pcpu_rseq::add_fold_at(
-                inner.header.slot_word(),
-                i * 8,
-                d.stride,
-                d.ncpu,
-                delta,
-                d.batch,
-            )
+            pcpu_rseq::add_fold_with(inner.header.slot_word(), &d.fold.with_offset(i * 8), delta)
         } {
             Ok(0) => {}
             Ok(moved) => {

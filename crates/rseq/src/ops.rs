@@ -82,6 +82,22 @@ pub unsafe fn add(
         return Err(SlowPath);
     }
     // SAFETY: forwarded from the caller.
+    unsafe { cold_portable_add(slot, stride, ncpu, delta) }
+}
+
+/// [`portable_add`] out of line, so the rseq fast path stays a small leaf.
+///
+/// # Safety
+/// As for [`add`].
+#[cold]
+#[inline(never)]
+unsafe fn cold_portable_add(
+    slot: &AtomicUsize,
+    stride: usize,
+    ncpu: usize,
+    delta: i64,
+) -> Result<(), SlowPath> {
+    // SAFETY: forwarded from the caller.
     unsafe { portable_add(slot, stride, ncpu, delta) }
 }
 
@@ -140,34 +156,125 @@ pub unsafe fn add_fold_at(
     delta: i64,
     batch: i64,
 ) -> Result<i64, SlowPath> {
-    let batch = batch.max(1);
+    // SAFETY: forwarded from the caller.
+    unsafe { add_fold_with(slot, &FoldParams::new(stride, ncpu, offset, batch), delta) }
+}
+
+/// Everything [`add_fold_with`] needs besides the slot word and the delta, prepared once
+/// (by a counter's domain, say): the cell layout and the fold threshold, with the range check
+/// `|cell| < batch` turned into one unsigned compare. The critical section reads it through
+/// one pointer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct FoldParams {
+    stride: usize,
+    ncpu: usize,
+    bias: i64,
+    lim: u64,
+    offset: usize,
+}
+
+impl FoldParams {
+    /// Cells `stride` bytes apart for `ncpu` CPUs, the word at `offset` bytes into each cell,
+    /// folding at `batch` (values below 1 count as 1).
+    pub const fn new(stride: usize, ncpu: usize, offset: usize, batch: i64) -> Self {
+        let batch = if batch < 1 { 1 } else { batch };
+        let bias = batch - 1;
+        FoldParams {
+            stride,
+            ncpu,
+            bias,
+            lim: (bias as u64).saturating_mul(2),
+            offset,
+        }
+    }
+
+    /// The batch this was prepared with.
+    pub const fn batch(&self) -> i64 {
+        self.bias + 1
+    }
+
+    /// The same with another offset (another counter of a group).
+    pub const fn with_offset(mut self, offset: usize) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// The same with another batch.
+    pub const fn with_batch(self, batch: i64) -> Self {
+        FoldParams::new(self.stride, self.ncpu, self.offset, batch)
+    }
+}
+
+/// [`add_fold_at`] with prepared parameters: the counter fast path.
+///
+/// # Errors
+/// As for [`add_fold`].
+///
+/// # Safety
+/// As for [`add_fold_at`], with stride, CPU count and offset taken from `params`.
+#[inline(always)]
+pub unsafe fn add_fold_with(
+    slot: &AtomicUsize,
+    params: &FoldParams,
+    delta: i64,
+) -> Result<i64, SlowPath> {
     let state = thread::state();
     #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
     if state > thread::NO_RSEQ {
-        // SAFETY: as in `add`.
-        let out = unsafe {
-            crate::x86_64::add_fold(
-                state as *mut _,
-                slot.as_ptr(),
-                offset,
-                stride,
-                ncpu,
-                delta,
-                batch,
-            )
-        };
-        if out.aborts != 0 {
-            thread::record_aborts(out.aborts);
+        // SAFETY: as in `add`; `params` is a live reference.
+        let out = unsafe { crate::x86_64::add_fold(state as *mut _, slot.as_ptr(), params, delta) };
+        // One test for the common case: committed, no abort, nothing to fold.
+        if (out.raw_status | out.value as usize) == 0 {
+            return Ok(0);
         }
-        return if out.status == 0 {
-            Ok(out.value)
-        } else {
-            Err(SlowPath)
-        };
+        return fold_outcome(out.raw_status, out.value);
     }
     if state == thread::NO_RSEQ {
         return Err(SlowPath);
     }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        cold_portable_add_fold(
+            slot,
+            params.offset,
+            params.stride,
+            params.ncpu,
+            delta,
+            params.batch(),
+        )
+    }
+}
+
+/// The uncommon outcomes of an rseq `add_fold`: aborts to count, the slow path, a fold.
+#[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
+#[cold]
+#[inline(never)]
+fn fold_outcome(raw_status: usize, value: i64) -> Result<i64, SlowPath> {
+    if raw_status >> 1 != 0 {
+        thread::record_aborts(raw_status >> 1);
+    }
+    if raw_status & 1 == 0 {
+        Ok(value)
+    } else {
+        Err(SlowPath)
+    }
+}
+
+/// The portable [`add_fold_with`], out of line so the rseq fast path stays a small leaf.
+///
+/// # Safety
+/// As for [`add_fold_at`].
+#[cold]
+#[inline(never)]
+unsafe fn cold_portable_add_fold(
+    slot: &AtomicUsize,
+    offset: usize,
+    stride: usize,
+    ncpu: usize,
+    delta: i64,
+    batch: i64,
+) -> Result<i64, SlowPath> {
     // SAFETY: forwarded from the caller.
     unsafe {
         with_portable_cell(slot, offset, stride, ncpu, |cell| {

@@ -37,6 +37,13 @@ pub(crate) struct Outcome<T> {
     pub aborts: usize,
 }
 
+/// Result of `add_fold`: the raw status word (bit 0 slow, the rest the abort count × 2) and
+/// the value to fold (0 if none).
+pub(crate) struct FoldOutcome {
+    pub raw_status: usize,
+    pub value: i64,
+}
+
 /// Adds `delta` to the cell `*slot + cpu * stride` unless `*slot` carries the disabled mark.
 ///
 /// # Safety
@@ -105,28 +112,34 @@ pub(crate) unsafe fn add(
     }
 }
 
-/// Adds `delta` to the current CPU's cell (`*slot + offset + cpu * stride`); if the result
-/// reaches `batch` in absolute value,
+/// Adds `delta` to the current CPU's cell (`*slot + offset + cpu × stride`, with `offset`,
+/// `stride`, `ncpu` read from `params`); if the result reaches the batch in absolute value,
 /// stores 0 instead and returns the result (the caller moves it to a central count), else
-/// returns 0. Branch-free after the checks, so the single committing store comes last.
+/// returns 0.
+///
+/// The range check is `(cur + bias) as u64 <= lim` with `bias = batch - 1` and
+/// `lim = 2 × bias`, i.e. `|cur| < batch`. The fold path sits *inside* the section, before the
+/// single committing store, and falls through into it with 0 as the value to store; the common
+/// path jumps over it. So the store's data depends only on the load and the add (the check is
+/// a predicted branch, not a data dependency). The parameters are memory operands behind one
+/// pointer and the status shares a register with the abort count, so the section needs nine
+/// registers and inlines into callers without spilling callee-saved ones.
+///
+/// Status register: bit 0 set = slow path; the abort handler adds 2 (so `>> 1` counts aborts).
 ///
 /// # Safety
-/// As for [`add`]; `batch > 0`.
+/// As for [`add`]; `params` is valid for reads.
 #[inline(always)]
 pub(crate) unsafe fn add_fold(
     area: *mut RseqArea,
     slot: *const usize,
-    offset: usize,
-    stride: usize,
-    ncpu: usize,
+    params: *const crate::ops::FoldParams,
     delta: i64,
-    batch: i64,
-) -> Outcome<i64> {
-    let status: u32;
-    let aborts: usize;
+) -> FoldOutcome {
+    let st: usize;
     let out: i64;
     // SAFETY: as in `add`; the only write besides `rseq_cs` is the committing store to the
-    // current CPU's cell.
+    // current CPU's cell, the last instruction of the section. `params` is read only.
     unsafe {
         core::arch::asm!(
             ".pushsection __rseq_cs, \"aw\"",
@@ -139,56 +152,53 @@ pub(crate) unsafe fn add_fold(
             "lea {tmp}, [rip + 9b]",
             "mov qword ptr [{area} + 8], {tmp}",
             "4:",
-            "mov {st:e}, 1",
-            "xor {out:e}, {out:e}",
+            "or {st}, 1",
             "mov {cpu:e}, dword ptr [{area} + 4]",
-            "cmp {cpu}, {ncpu}",
+            "cmp {cpu}, qword ptr [{p} + 8]",
             "jae 5f",
             "mov {tmp}, qword ptr [{slot}]",
             "test {tmp}, 1",
             "jnz 5f",
-            "imul {cpu}, {stride}",
+            "imul {cpu}, qword ptr [{p}]",
             "add {tmp}, {cpu}",
-            "add {tmp}, {offset}",
+            "add {tmp}, qword ptr [{p} + 32]",
             "mov {cur}, qword ptr [{tmp}]",
             "add {cur}, {delta}",
-            "mov {abs}, {cur}",
-            "neg {abs}",
-            "cmovl {abs}, {cur}",
-            "cmp {abs}, {batch}",
-            "cmovge {out}, {cur}",
-            "sub {cur}, {out}",
-            "xor {st:e}, {st:e}",
+            "mov {out}, qword ptr [{p} + 16]",
+            "add {out}, {cur}",
+            "cmp {out}, qword ptr [{p} + 24]",
+            "mov {out:e}, 0",
+            "jbe 3f",
+            "mov {out}, {cur}",
+            "xor {cur:e}, {cur:e}",
+            "3:",
+            "and {st}, -2",
             "mov qword ptr [{tmp}], {cur}",
             "5:",
             ".pushsection __rseq_failure, \"ax\"",
             ".byte 0x0f, 0xb9, 0x3d",
             ".long 0x53053053",
             "6:",
-            "inc {aborts}",
+            "add {st}, 2",
             "jmp 2b",
             ".popsection",
             area = in(reg) area,
             slot = in(reg) slot,
-            stride = in(reg) stride,
-            ncpu = in(reg) ncpu,
-            offset = in(reg) offset,
+            p = in(reg) params,
             delta = in(reg) delta,
-            batch = in(reg) batch,
             tmp = out(reg) _,
             cpu = out(reg) _,
             cur = out(reg) _,
-            abs = out(reg) _,
             out = out(reg) out,
-            st = out(reg) status,
-            aborts = inout(reg) 0usize => aborts,
+            st = inout(reg) 0usize => st,
             options(nostack),
         );
     }
-    Outcome {
-        status,
-        value: out,
-        aborts,
+    // `out` is only meaningful when the section committed; make it 0 otherwise so that the
+    // caller's single `status | value == 0` test stays exact.
+    FoldOutcome {
+        raw_status: st,
+        value: if st & 1 == 0 { out } else { 0 },
     }
 }
 

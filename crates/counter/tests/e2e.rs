@@ -1,0 +1,440 @@
+//! End-to-end stress through the public API: 64 threads (on however few cores) create,
+//! destroy, add to, set and compact counters and counter groups at random, while a storm
+//! thread hits random workers with SIGUSR1 (a no-op handler with `SA_RESTART`), for a bounded
+//! time. Everything is checked exactly:
+//! - shared counters and groups: each worker tracks what it added; after the join, every
+//!   `sum()` equals the total of all workers' adds (plus the initial value), and
+//!   `|read() − sum()| ≤ error_bound()`;
+//! - counters and groups a worker owns (the only ones it may `set`): `sum()`, `compare`,
+//!   `limited_add` and `sum_all()` match the worker's model at every check, in particular
+//!   right before each is dropped;
+//! - afterwards the domain counts exactly the shared per-CPU counters as live.
+//!
+//! `PCPU_STRESS_SECS` (default 10, fractions allowed) bounds the run; `PCPU_STRESS_SCALE`
+//! (default 1.0) scales the sizes (counters owned per worker, ops between clock checks).
+//! Run it in the three environments (default, `GLIBC_TUNABLES=glibc.pthread.rseq=0`,
+//! `PCPU_RSEQ=off`) and under valgrind, where the portable backend runs.
+
+use pcpu_counter::{CounterMode, Domain, PercpuCounter, PercpuCounterGroup};
+use std::cmp::Ordering as Cmp;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const WORKERS: usize = 64;
+const SHARED: usize = 8;
+/// Sizes of the shared groups (2 and 4: not the single counters' space).
+const SHARED_GROUPS: [usize; 2] = [2, 4];
+
+fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|v: &f64| v.is_finite() && *v > 0.0)
+        .unwrap_or(default)
+}
+
+/// `PCPU_STRESS_SCALE` × `n`, at least 1.
+fn scaled(n: usize) -> usize {
+    ((n as f64 * env_f64("PCPU_STRESS_SCALE", 1.0)) as usize).max(1)
+}
+
+extern "C" fn on_signal(_: libc::c_int) {}
+
+/// Installs a no-op SIGUSR1 handler with `SA_RESTART`.
+fn install_handler() {
+    // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; we then set a handler
+    // that does nothing (async-signal-safe) and SA_RESTART.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_signal as *const () as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+    }
+}
+
+/// Counts a worker as finished when dropped (also when it panics), then keeps its thread
+/// alive until the storm is over, so a signal never targets an exited thread.
+struct Finish<'a> {
+    finished: &'a AtomicUsize,
+    storm_over: &'a AtomicBool,
+}
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        self.finished.fetch_add(1, Ordering::SeqCst);
+        while !self.storm_over.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// A counter a worker owns, with the exact value it must hold.
+struct Owned<'d> {
+    c: PercpuCounter<'d>,
+    want: i64,
+}
+
+/// A group a worker owns.
+struct OwnedGroup<'d> {
+    g: PercpuCounterGroup<'d>,
+    want: Vec<i64>,
+}
+
+fn check_owned(o: &Owned<'_>, what: &str) {
+    let sum = o.c.sum();
+    assert_eq!(sum, o.want, "{what}: owned counter sum");
+    let (read, bound) = (o.c.read(), o.c.error_bound());
+    assert!(
+        read.abs_diff(sum) <= bound as u64,
+        "{what}: |read {read} - sum {sum}| > error_bound {bound}"
+    );
+}
+
+/// What one worker reports.
+#[derive(Default)]
+struct Report {
+    shared: [i64; SHARED],
+    groups: [[i64; 4]; SHARED_GROUPS.len()],
+    ops: u64,
+    created: u64,
+    sets: u64,
+    compactions: u64,
+    registration: Option<pcpu_rseq::Registration>,
+    aborts: u64,
+}
+
+struct World<'d> {
+    domain: &'d Domain,
+    shared: Vec<PercpuCounter<'d>>,
+    groups: Vec<PercpuCounterGroup<'d>>,
+    deadline: Instant,
+    owned_cap: usize,
+    chunk: usize,
+}
+
+fn new_owned<'d>(
+    w: &World<'d>,
+    rng: &mut fastrand::Rng,
+    owned: &mut Vec<Owned<'d>>,
+) -> Result<(), String> {
+    let init = rng.i64(-1000..1000);
+    match rng.u32(0..8) {
+        0 => {
+            let n = rng.usize(1..4);
+            let many = PercpuCounter::new_many_in(w.domain, n, init).map_err(|e| e.to_string())?;
+            owned.extend(many.into_iter().map(|c| Owned { c, want: init }));
+        }
+        1 => owned.push(Owned {
+            // The global domain, too: lazy counters over the possible CPUs.
+            c: PercpuCounter::try_new(init).map_err(|e| e.to_string())?,
+            want: init,
+        }),
+        k => {
+            let mode = match k % 3 {
+                0 => CounterMode::Lazy,
+                1 => CounterMode::PerCpu,
+                _ => CounterMode::Atomic,
+            };
+            let c = PercpuCounter::with_mode(w.domain, init, mode).map_err(|e| e.to_string())?;
+            assert_eq!(c.is_per_cpu(), mode == CounterMode::PerCpu, "{mode:?} at creation");
+            assert_eq!(c.sum(), init, "fresh counter");
+            owned.push(Owned { c, want: init });
+        }
+    }
+    Ok(())
+}
+
+fn worker(w: &World<'_>, t: usize) -> Report {
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0000 + t as u64);
+    let mut r = Report {
+        registration: Some(pcpu_rseq::registration()),
+        ..Report::default()
+    };
+    let mut owned: Vec<Owned<'_>> = Vec::new();
+    let mut groups: Vec<OwnedGroup<'_>> = Vec::new();
+    while Instant::now() < w.deadline {
+        for _ in 0..w.chunk {
+            r.ops += 1;
+            match rng.u32(0..1000) {
+                // Adds to shared counters: the hot path.
+                0..=499 => {
+                    let i = rng.usize(..SHARED);
+                    let d = rng.i64(-3..=8);
+                    let c = &w.shared[i];
+                    r.shared[i] += match rng.u32(0..4) {
+                        0 => {
+                            c.add_batch(d, rng.i64(1..200));
+                            d
+                        }
+                        1 => {
+                            c.inc();
+                            1
+                        }
+                        2 => {
+                            c.dec();
+                            -1
+                        }
+                        _ => {
+                            c.add(d);
+                            d
+                        }
+                    };
+                }
+                500..=559 => {
+                    let g = rng.usize(..SHARED_GROUPS.len());
+                    let k = rng.usize(..SHARED_GROUPS[g]);
+                    let d = rng.i64(-100..=100);
+                    w.groups[g].add(k, d).expect("index in range");
+                    r.groups[g][k] += d;
+                }
+                // Owned counters.
+                560..=679 => {
+                    if let Some(o) = pick(&mut rng, &mut owned) {
+                        let d = rng.i64(-50..=50);
+                        o.want += match rng.u32(0..4) {
+                            0 => {
+                                o.c.add_batch(d, rng.i64(1..100));
+                                d
+                            }
+                            1 => {
+                                o.c.inc();
+                                1
+                            }
+                            2 => {
+                                o.c.dec();
+                                -1
+                            }
+                            _ => {
+                                o.c.add(d);
+                                d
+                            }
+                        };
+                    }
+                }
+                680..=709 => {
+                    if let Some(o) = pick(&mut rng, &mut owned) {
+                        let v = rng.i64(-100_000..100_000);
+                        o.c.set(v).expect("set");
+                        o.want = v;
+                        r.sets += 1;
+                        check_owned(o, "after set");
+                    }
+                }
+                710..=739 => {
+                    if let Some(o) = pick(&mut rng, &mut owned) {
+                        let delta = rng.i64(-20..=200);
+                        let limit = o.want + rng.i64(-100..=300);
+                        let expect = delta <= 0 || o.want + delta <= limit;
+                        assert_eq!(o.c.limited_add(limit, delta), expect, "limited_add");
+                        if expect {
+                            o.want += delta;
+                        }
+                    }
+                }
+                740..=789 => {
+                    if let Some(o) = pick(&mut rng, &mut owned) {
+                        check_owned(o, "check");
+                        let rhs = o.want + rng.i64(-3..=3);
+                        assert_eq!(o.c.compare(rhs), o.want.cmp(&rhs), "compare");
+                        assert_eq!(o.c.compare(o.want), Cmp::Equal, "compare");
+                    }
+                }
+                790..=859 => {
+                    if owned.len() < w.owned_cap {
+                        new_owned(w, &mut rng, &mut owned).expect("create");
+                        r.created += 1;
+                    }
+                }
+                860..=929 => {
+                    if !owned.is_empty() {
+                        let o = owned.swap_remove(rng.usize(..owned.len()));
+                        check_owned(&o, "before drop");
+                        drop(o);
+                    }
+                }
+                // Owned groups.
+                930..=949 => {
+                    if groups.len() < 4 {
+                        let n = rng.usize(1..=8);
+                        let g = PercpuCounterGroup::new_in(w.domain, n).expect("group");
+                        groups.push(OwnedGroup {
+                            g,
+                            want: vec![0; n],
+                        });
+                    }
+                }
+                950..=979 => {
+                    if !groups.is_empty() {
+                        let i = rng.usize(..groups.len());
+                        let g = &mut groups[i];
+                        let k = rng.usize(..g.want.len());
+                        let d = rng.i64(-1000..=1000);
+                        g.g.add(k, d).expect("index in range");
+                        g.want[k] += d;
+                        assert_eq!(g.g.sum(k).expect("in range"), g.want[k], "group sum");
+                    }
+                }
+                980..=994 => {
+                    if !groups.is_empty() {
+                        let g = groups.swap_remove(rng.usize(..groups.len()));
+                        assert_eq!(g.g.sum_all(), g.want, "group before drop");
+                    }
+                }
+                // Compaction: moves everybody's counters under their feet.
+                _ => {
+                    if rng.u32(0..8) == 0 {
+                        w.domain.compact().expect("compact");
+                        if rng.u32(0..16) == 0 {
+                            Domain::global().compact().expect("compact global");
+                        }
+                        r.compactions += 1;
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
+    }
+    for o in &owned {
+        check_owned(o, "at the end");
+    }
+    for g in &groups {
+        assert_eq!(g.g.sum_all(), g.want, "group at the end");
+    }
+    r.aborts = pcpu_rseq::aborts_on_this_thread();
+    r
+}
+
+fn pick<'a, 'd>(rng: &mut fastrand::Rng, v: &'a mut [Owned<'d>]) -> Option<&'a mut Owned<'d>> {
+    if v.is_empty() {
+        None
+    } else {
+        let i = rng.usize(..v.len());
+        Some(&mut v[i])
+    }
+}
+
+#[test]
+fn e2e_random_api_under_signal_storm_is_exact() {
+    install_handler();
+    let secs = env_f64("PCPU_STRESS_SECS", 10.0);
+    let domain = Domain::builder().unit_bytes(4096).build().unwrap();
+    let shared: Vec<PercpuCounter<'_>> = (0..SHARED)
+        .map(|i| {
+            let mode = [CounterMode::Lazy, CounterMode::PerCpu, CounterMode::Atomic][i % 3];
+            PercpuCounter::with_mode(&domain, i as i64 * 1000, mode).unwrap()
+        })
+        .collect();
+    let groups: Vec<PercpuCounterGroup<'_>> = SHARED_GROUPS
+        .iter()
+        .map(|&n| PercpuCounterGroup::new_in(&domain, n).unwrap())
+        .collect();
+    let started = Instant::now();
+    let world = World {
+        domain: &domain,
+        shared,
+        groups,
+        deadline: started + Duration::from_secs_f64(secs),
+        owned_cap: scaled(48),
+        chunk: scaled(256),
+    };
+    let ids = Mutex::new(Vec::with_capacity(WORKERS));
+    let finished = AtomicUsize::new(0);
+    let storm_over = AtomicBool::new(false);
+    let signals = AtomicU64::new(0);
+    let reports: Vec<Report> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..WORKERS)
+            .map(|t| {
+                let (world, ids, finished, storm_over) = (&world, &ids, &finished, &storm_over);
+                s.spawn(move || {
+                    // SAFETY: pthread_self has no preconditions.
+                    ids.lock().unwrap().push(unsafe { libc::pthread_self() });
+                    let _finish = Finish {
+                        finished,
+                        storm_over,
+                    };
+                    worker(world, t)
+                })
+            })
+            .collect();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut sent = 0u64;
+        while finished.load(Ordering::SeqCst) < WORKERS {
+            let target = {
+                let ids = ids.lock().unwrap();
+                (!ids.is_empty()).then(|| ids[rng.usize(..ids.len())])
+            };
+            if let Some(t) = target {
+                // SAFETY: `t` is a live worker thread: workers (even panicking ones, through
+                // `Finish`) do not exit before `storm_over` is set below.
+                let rc = unsafe { libc::pthread_kill(t, libc::SIGUSR1) };
+                assert_eq!(rc, 0, "pthread_kill");
+                sent += 1;
+            }
+            if sent % 64 == 0 {
+                std::thread::yield_now();
+            }
+        }
+        signals.store(sent, Ordering::Relaxed);
+        storm_over.store(true, Ordering::SeqCst);
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let elapsed = started.elapsed();
+
+    let World { shared, groups, .. } = world;
+    for (i, c) in shared.iter().enumerate() {
+        let want = i as i64 * 1000 + reports.iter().map(|r| r.shared[i]).sum::<i64>();
+        assert_eq!(c.sum(), want, "shared counter {i}");
+        assert!(c.read().abs_diff(want) <= c.error_bound() as u64, "shared {i} read");
+        assert_eq!(c.compare(want), Cmp::Equal);
+    }
+    for (g, group) in groups.iter().enumerate() {
+        let want: Vec<i64> = (0..SHARED_GROUPS[g])
+            .map(|k| reports.iter().map(|r| r.groups[g][k]).sum())
+            .collect();
+        assert_eq!(group.sum_all(), want, "shared group {g}");
+    }
+    let per_cpu = shared.iter().filter(|c| c.is_per_cpu()).count();
+    assert_eq!(
+        domain.stats().waste.live_objects,
+        per_cpu,
+        "live objects after every owned counter was dropped"
+    );
+    assert!(per_cpu >= SHARED / 3, "PerCpu counters keep their slots");
+
+    let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
+    let mut registrations: Vec<String> = reports
+        .iter()
+        .map(|r| format!("{:?}", r.registration))
+        .collect();
+    registrations.sort();
+    registrations.dedup();
+    eprintln!(
+        "e2e: {:.1} s, mode {:?}, registrations {registrations:?}, {} ops, {} counters created, \
+         {} sets, {} compactions, {} signals, {} rseq aborts",
+        elapsed.as_secs_f64(),
+        pcpu_rseq::mode(),
+        sum(|r| r.ops),
+        sum(|r| r.created),
+        sum(|r| r.sets),
+        sum(|r| r.compactions),
+        signals.load(Ordering::Relaxed),
+        sum(|r| r.aborts),
+    );
+    assert!(sum(|r| r.ops) > 0 && sum(|r| r.created) > 0);
+    if std::env::var("PCPU_EXPECT_MODE").as_deref() == Ok("rseq") {
+        assert_eq!(pcpu_rseq::mode(), pcpu_rseq::Mode::Rseq, "PCPU_EXPECT_MODE=rseq");
+        for r in &reports {
+            assert!(
+                matches!(
+                    r.registration,
+                    Some(pcpu_rseq::Registration::Glibc | pcpu_rseq::Registration::Own)
+                ),
+                "a worker without rseq: {:?}",
+                r.registration
+            );
+        }
+    }
+}
