@@ -294,16 +294,13 @@ impl<S: SlotSource> SlotCache<S> {
         counters.refills += 1;
         // Push the rest onto whatever CPU we run on now; a push can miss (the magazine was
         // refilled meanwhile by another thread of this CPU, or got stopped): those go back.
-        let mut first_err = None;
-        let mut pushing = true;
-        for slot in scratch.drain(..) {
-            pushing = pushing && self.stacks.push(S::slot_addr(slot)).is_ok();
-            if !pushing {
-                if let Err(e) = source.unassign(slot) {
-                    first_err.get_or_insert(e);
-                }
-            }
+        let mut pushed = 0;
+        while pushed < scratch.len() && self.stacks.push(S::slot_addr(scratch[pushed])).is_ok() {
+            pushed += 1;
         }
+        scratch.drain(..pushed);
+        let mut first_err = None;
+        Self::give_back(source, scratch, &mut first_err);
         match first_err {
             None => Ok(keep),
             Some(e) => {
@@ -459,11 +456,7 @@ impl<S: SlotSource> SlotCache<S> {
             scratch.push(slot);
         }
         let mut first_err = None;
-        for s in scratch.drain(..) {
-            if let Err(e) = source.unassign(s) {
-                first_err.get_or_insert(e);
-            }
-        }
+        Self::give_back(source, scratch, &mut first_err);
         first_err.map_or(Ok(()), |e| Err(CacheError::Pool(e)))
     }
 
@@ -492,23 +485,39 @@ impl<S: SlotSource> SlotCache<S> {
         }
     }
 
-    /// Pops `stopped` down to `keep` items and unassigns them; returns how many.
+    /// Returns `slots` to the pool in one batch call, emptying it. If the pool refuses the
+    /// batch, keeps its error and retries slot by slot, so only the bad slots stay out.
+    fn give_back(source: &mut S, slots: &mut Vec<S::Slot>, first_err: &mut Option<S::Error>) {
+        if slots.is_empty() {
+            return;
+        }
+        if let Err(e) = source.unassign_batch(slots) {
+            first_err.get_or_insert(e);
+            for &slot in slots.iter() {
+                let _ = source.unassign(slot);
+            }
+        }
+        slots.clear();
+    }
+
+    /// Pops `stopped` down to `keep` items and returns them to the pool; returns how many.
     fn empty_into_pool(
         stopped: &mut StoppedStack<'_>,
         keep: usize,
-        source: &mut S,
+        shared: &mut Shared<S>,
         first_err: &mut Option<S::Error>,
     ) -> usize {
-        let mut n = 0;
+        let Shared {
+            source, scratch, ..
+        } = shared;
+        scratch.clear();
         while stopped.len() > keep {
             let Some(addr) = stopped.pop() else { break };
-            n += 1;
             // SAFETY: as in `alloc`.
-            let slot = unsafe { S::slot_from_addr(addr) };
-            if let Err(e) = source.unassign(slot) {
-                first_err.get_or_insert(e);
-            }
+            scratch.push(unsafe { S::slot_from_addr(addr) });
         }
+        let n = scratch.len();
+        Self::give_back(source, scratch, first_err);
         n
     }
 
@@ -524,7 +533,7 @@ impl<S: SlotSource> SlotCache<S> {
         let mut guard = self.lock();
         let shared = &mut *guard;
         let mut first_err = None;
-        let n = Self::empty_into_pool(&mut stopped, 0, &mut shared.source, &mut first_err);
+        let n = Self::empty_into_pool(&mut stopped, 0, shared, &mut first_err);
         shared.counters.drains += 1;
         shared.counters.drained_slots += n as u64;
         drop(guard);
@@ -574,7 +583,7 @@ impl<S: SlotSource> SlotCache<S> {
             let mut guard = self.lock();
             let shared = &mut *guard;
             let mut err = None;
-            let n = Self::empty_into_pool(&mut stopped, keep_per_cpu, &mut shared.source, &mut err);
+            let n = Self::empty_into_pool(&mut stopped, keep_per_cpu, shared, &mut err);
             shared.counters.drained_slots += n as u64;
             total += n;
             if let Some(e) = err {
@@ -619,10 +628,10 @@ impl<S: SlotSource> SlotCache<S> {
             );
             drop(stopped);
             let n = scratch.len();
-            for slot in scratch.drain(..) {
-                if let Err(e) = source.unassign(slot) {
-                    first.get_or_insert(CacheError::Pool(e));
-                }
+            let mut err = None;
+            Self::give_back(source, scratch, &mut err);
+            if let Some(e) = err {
+                first.get_or_insert(CacheError::Pool(e));
             }
             counters.removed_slots += n as u64;
             total += n;

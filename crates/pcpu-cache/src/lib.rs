@@ -44,7 +44,10 @@
 //!
 //! Slots handed out read zero on every CPU: the pool zeroes on assign, and `free` zeroes a
 //! slot's cells before caching it, writing only cells that are non-zero (so the pages of CPUs
-//! that never wrote the slot stay unpopulated).
+//! that never wrote the slot get no private copy: a read of an untouched anonymous page maps
+//! the shared zero page, which `mincore`, and so the pool's `bytes_resident`, counts as
+//! resident although it costs no memory). No syscall is allowed on this path, so unlike the
+//! pool's own unassign it cannot ask `/proc/self/pagemap` which pages to skip.
 //!
 //! Limits: each magazine holds at most `min(capacity, max_cached / ncpu)` slots
 //! ([`CacheConfig`]), which bounds the total without a shared counter; refills and spills move

@@ -55,6 +55,25 @@ pub unsafe trait SlotSource {
     /// # Errors
     /// The slot is not assigned (a bug in the caller).
     fn unassign(&mut self, slot: Self::Slot) -> Result<(), Self::Error>;
+    /// Takes many slots back (what spills and drains use). The default calls
+    /// [`unassign`](Self::unassign) for each and returns the first error.
+    ///
+    /// An implementation may instead be all-or-nothing. On an error the cache calls
+    /// `unassign` for every slot of the batch once more (so that only the bad ones stay out),
+    /// so unassigning a slot that is no longer assigned must fail without effect.
+    ///
+    /// # Errors
+    /// As for [`unassign`](Self::unassign).
+    fn unassign_batch(&mut self, slots: &[Self::Slot]) -> Result<(), Self::Error> {
+        let mut first = Ok(());
+        for &slot in slots {
+            let r = self.unassign(slot);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
     /// The pageset `slot` lies in, if it is one of this pool's.
     fn pageset_of(&self, slot: Self::Slot) -> Option<Self::PagesetId>;
     /// Number of slots assigned right now (to caches and to users alike).
@@ -98,6 +117,10 @@ mod pageset_impl {
         }
         fn unassign(&mut self, slot: Slot) -> Result<(), PagesetError> {
             Pool::unassign(self, slot)
+        }
+        fn unassign_batch(&mut self, slots: &[Slot]) -> Result<(), PagesetError> {
+            // All or nothing, with one pagemap probe per page instead of one per slot.
+            Pool::unassign_batch(self, slots)
         }
         fn pageset_of(&self, slot: Slot) -> Option<PagesetId> {
             Pool::pageset_of(self, slot)
