@@ -138,7 +138,11 @@ fn new_owned<'d>(
                 _ => CounterMode::Atomic,
             };
             let c = PercpuCounter::with_mode(w.domain, init, mode).map_err(|e| e.to_string())?;
-            assert_eq!(c.is_per_cpu(), mode == CounterMode::PerCpu, "{mode:?} at creation");
+            assert_eq!(
+                c.is_per_cpu(),
+                mode == CounterMode::PerCpu,
+                "{mode:?} at creation"
+            );
             assert_eq!(c.sum(), init, "fresh counter");
             owned.push(Owned { c, want: init });
         }
@@ -361,7 +365,9 @@ fn e2e_random_api_under_signal_storm_is_exact() {
             .collect();
         let mut rng = fastrand::Rng::with_seed(7);
         let mut sent = 0u64;
+        let mut rounds = 0u64;
         while finished.load(Ordering::SeqCst) < WORKERS {
+            rounds += 1;
             let target = {
                 let ids = ids.lock().unwrap();
                 (!ids.is_empty()).then(|| ids[rng.usize(..ids.len())])
@@ -377,6 +383,7 @@ fn e2e_random_api_under_signal_storm_is_exact() {
                 std::thread::yield_now();
             }
         }
+        eprintln!("e2e: storm: {rounds} rounds, {sent} signals");
         signals.store(sent, Ordering::Relaxed);
         storm_over.store(true, Ordering::SeqCst);
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -387,7 +394,10 @@ fn e2e_random_api_under_signal_storm_is_exact() {
     for (i, c) in shared.iter().enumerate() {
         let want = i as i64 * 1000 + reports.iter().map(|r| r.shared[i]).sum::<i64>();
         assert_eq!(c.sum(), want, "shared counter {i}");
-        assert!(c.read().abs_diff(want) <= c.error_bound() as u64, "shared {i} read");
+        assert!(
+            c.read().abs_diff(want) <= c.error_bound() as u64,
+            "shared {i} read"
+        );
         assert_eq!(c.compare(want), Cmp::Equal);
     }
     for (g, group) in groups.iter().enumerate() {
@@ -425,7 +435,11 @@ fn e2e_random_api_under_signal_storm_is_exact() {
     );
     assert!(sum(|r| r.ops) > 0 && sum(|r| r.created) > 0);
     if std::env::var("PCPU_EXPECT_MODE").as_deref() == Ok("rseq") {
-        assert_eq!(pcpu_rseq::mode(), pcpu_rseq::Mode::Rseq, "PCPU_EXPECT_MODE=rseq");
+        assert_eq!(
+            pcpu_rseq::mode(),
+            pcpu_rseq::Mode::Rseq,
+            "PCPU_EXPECT_MODE=rseq"
+        );
         for r in &reports {
             assert!(
                 matches!(

@@ -3,6 +3,7 @@
 //!
 //! One round (`Space::compact`), under the space's compaction mutex (compactors never run
 //! concurrently; adders, creators and destroyers never take it):
+//! 0. drain the per-CPU caches, so that occupancy counts live objects only;
 //! 1. choose: sort pagesets by occupancy, keep the fullest ones whose free room can absorb
 //!    the live objects of the others, and evacuate every other pageset below the threshold;
 //!    mark those draining (the pool stops assigning from them);
@@ -109,6 +110,10 @@ impl Space {
         // Announce ourselves before reading any owner lane (pairs with the fence in detach).
         let _announced = Announced::new(&self.compacting);
         let mut report = CompactReport::default();
+        // Free slots sitting in the caches count as assigned in the pool: give them back first
+        // so that occupancy is what the live objects really use (the CPUs refill a batch on
+        // their next create).
+        report.cached_removed += self.cache.drain_all()?;
         let chosen = self.cache.with_pool(|pool| choose(pool, policy));
         report.bytes_resident_before = self.cache.with_pool(|p| p.stats().bytes_resident);
         report.pagesets_evacuated = chosen.len();
