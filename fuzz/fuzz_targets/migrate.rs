@@ -219,7 +219,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             _ => {
-                h.space.cache().with_pool(|p| p.release());
+                h.space.release();
             }
         }
         simulate_cpu(None);

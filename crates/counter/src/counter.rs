@@ -298,36 +298,34 @@ impl<'d> PercpuCounter<'d> {
 
     /// Adds `delta` only if the value stays at or below `limit` (Linux's
     /// `percpu_counter_limited_add`); returns whether it added. A `delta ≤ 0` is always added.
-    /// Concurrent `limited_add`s of one counter are serialised near the limit, so together
-    /// they never exceed it; plain `add`s are not limited.
+    ///
+    /// Positive `limited_add`s of one counter are serialised by a per-counter lock (plain adds
+    /// never take it), so together they never exceed the limit: far from it, one `read` decides;
+    /// near it, an exact `sum`. Plain `add`s running at the same time are not limited.
     pub fn limited_add(&self, limit: i64, delta: i64) -> bool {
         if delta <= 0 {
             self.add(delta);
             return true;
         }
-        if self
-            .read()
-            .saturating_add(self.error_bound())
-            .saturating_add(delta)
-            <= limit
-        {
-            self.add(delta);
-            return true;
-        }
         let inner = self.inner();
-        while inner
-            .central
-            .limit_lock
+        let lock = &inner.central.limit_lock;
+        while lock
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
             std::thread::yield_now();
         }
-        let ok = self.sum().saturating_add(delta) <= limit;
+        let far = self
+            .read()
+            .saturating_add(self.error_bound())
+            .saturating_add(delta)
+            <= limit;
+        let ok = far || self.sum().saturating_add(delta) <= limit;
         if ok {
+            // Straight to the central count, so that the next limited_add's `read` sees it.
             inner.central.fetch_add(delta, Ordering::Relaxed);
         }
-        inner.central.limit_lock.store(false, Ordering::Release);
+        lock.store(false, Ordering::Release);
         ok
     }
 }
@@ -367,7 +365,7 @@ impl Drop for PercpuCounter<'_> {
             return;
         }
         let addr = raw as usize;
-        let guard = crossbeam_epoch::pin();
+        let guard = pcpu_rseq::epoch::pin();
         // SAFETY: `addr` is our `Inner`, allocated with its layout; after the grace period no
         // compactor can still look at its header.
         unsafe {

@@ -97,6 +97,13 @@ impl DomainBuilder {
             space_for(SizeClass::B32)?,
             space_for(SizeClass::B64)?,
         ];
+        // Groups add through `fold.with_offset`, which carries the single counters' stride:
+        // every space must share it (they do: the stride is the pageset unit, set per domain).
+        if group_spaces.iter().any(|g| g.stride() != stride) {
+            return Err(CounterError::Config(
+                "size classes disagree on the pageset unit",
+            ));
+        }
         Ok(Domain {
             group_spaces,
             ncpu: self.ncpu,

@@ -207,7 +207,7 @@ impl Drop for PercpuCounterGroup<'_> {
             return;
         }
         let addr = raw as usize;
-        let guard = crossbeam_epoch::pin();
+        let guard = pcpu_rseq::epoch::pin();
         // SAFETY: `addr` is our `GroupInner`, allocated with its layout; after the grace period no
         // compactor can still look at its header.
         unsafe {

@@ -117,32 +117,44 @@ impl Space {
         let chosen = self.cache.with_pool(|pool| choose(pool, policy));
         report.bytes_resident_before = self.cache.with_pool(|p| p.stats().bytes_resident);
         report.pagesets_evacuated = chosen.len();
-        for &id in &chosen {
-            report.cached_removed += self.cache.remove_pageset(id)?;
-        }
-        let live: Vec<usize> = self.cache.with_pool(|pool| {
-            chosen
-                .iter()
-                .flat_map(|&id| pool.live_slots(id).map(|(s, _)| s.addr()))
-                .collect()
-        });
         let mut result = Ok(());
+        for &id in &chosen {
+            match self.cache.remove_pageset(id) {
+                Ok(n) => report.cached_removed += n,
+                // Keep going to the un-drain below: a pageset must not stay draining.
+                Err(e) => result = Err(e.into()),
+            }
+        }
+        let live: Vec<usize> = if result.is_err() {
+            Vec::new()
+        } else {
+            self.cache.with_pool(|pool| {
+                chosen
+                    .iter()
+                    .flat_map(|&id| pool.live_slots(id).map(|(s, _)| s.addr()))
+                    .collect()
+            })
+        };
         for chunk in live.chunks(BATCH) {
             // Claim under a pinned guard: a header is freed only after a grace period, so an
             // owner read from the lane stays valid until we have claimed or skipped it.
             let moves: Vec<Move<'_>> = {
-                let _guard = crossbeam_epoch::pin();
+                let _guard = pcpu_rseq::epoch::pin();
                 chunk
                     .iter()
                     .filter_map(|&old| {
-                        // SAFETY: `old` is assigned (listed live under the pool lock, and only
-                        // this compactor unassigns live slots); its owner lane is mapped.
+                        // SAFETY: `old` was listed live under the pool lock. It may have been
+                        // freed and even unassigned since (detach, then a spill), but its
+                        // pageset stays mapped: only `release`, which runs under the compaction
+                        // mutex we hold, unmaps.
                         let owner = unsafe { self.owner_word(old) }.load(Ordering::Acquire);
                         if owner == 0 {
                             return None;
                         }
-                        // SAFETY: a non-zero owner lane holds the address of a header that is
-                        // freed only after an epoch grace period, and we are pinned.
+                        // SAFETY: a non-zero owner lane holds the address of a live header: we
+                        // announced this compaction (behind a fence) before reading, so a
+                        // detach that clears the lane after our read sees us and defers the
+                        // header's free to an epoch, which our pin holds back.
                         let header: &Header = unsafe { &*(owner as *const Header) };
                         if !header.try_claim(old) {
                             return None;

@@ -72,7 +72,10 @@ impl Header {
 
     /// Begins a `seq` write section (cells are about to move).
     pub(crate) fn write_begin(&self) {
-        self.seq.fetch_add(1, Ordering::AcqRel);
+        self.seq.fetch_add(1, Ordering::Relaxed);
+        // Orders the odd count before the cell stores that follow: a reader that sees any of
+        // them (and fences Acquire after its loads) then sees the count changed.
+        pcpu_rseq::sync::fence(Ordering::Release);
     }
 
     /// Ends a `seq` write section.

@@ -57,7 +57,7 @@ pub enum Release {
     /// No compactor can hold its address: free it now.
     Now,
     /// A compactor may have read its address: free it after a crossbeam-epoch grace period
-    /// (e.g. `crossbeam_epoch::pin().defer_unchecked`).
+    /// (e.g. `pcpu_rseq::epoch::pin().defer_unchecked`).
     AfterEpoch,
 }
 
@@ -111,7 +111,8 @@ impl Space {
         self.words
     }
 
-    /// The slot cache (for statistics and draining).
+    /// The slot cache (for statistics and draining). Do not call the pool's `release` through
+    /// it while a compaction may run: use [`release`](Self::release).
     pub fn cache(&self) -> &SlotCache<Pool> {
         &self.cache
     }
@@ -223,7 +224,7 @@ impl Space {
     /// one is seen whole. Exact when nothing adds concurrently.
     pub fn sum_words(&self, header: &Header, out: &mut [i64]) {
         // Pinned: a relocator frees old cells only after a grace period that waits for us.
-        let _guard = crossbeam_epoch::pin();
+        let _guard = pcpu_rseq::epoch::pin();
         header.read_consistent(|addr| {
             out.iter_mut().for_each(|o| *o = 0);
             if addr == 0 {
@@ -283,6 +284,15 @@ impl Space {
         header.slot.store(addr, Ordering::Release);
         header.state.store(ATTACHED, Ordering::Release);
         Ok(())
+    }
+
+    /// Gives memory back: empty pages (`MADV_DONTNEED`) and empty pagesets (unmapped). Runs
+    /// under the compaction mutex, because a compactor reads owner lanes without the pool lock
+    /// and relies on nothing being unmapped meanwhile. Use this rather than calling
+    /// `release` on the pool through [`cache`](Self::cache).
+    pub fn release(&self) -> pcpu_pageset::ReleaseStats {
+        let _compacting = self.compact_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.cache.with_pool(|pool| pool.release())
     }
 
     /// The slot handle of an address handed out by this space (for tests and tools).

@@ -60,7 +60,7 @@ impl World {
     }
 
     fn exact(&self) -> i64 {
-        let _guard = crossbeam_epoch::pin();
+        let _guard = pcpu_rseq::epoch::pin();
         let cells = self.header.read_consistent(|addr| {
             self.cells_at(addr)
                 .iter()

@@ -176,7 +176,7 @@ fn waste_scenario_compaction_gives_memory_back() {
     }
     let want: Vec<i64> = live.iter().map(|o| total(&space, o)).collect();
     space.cache().drain_all().unwrap();
-    space.cache().with_pool(|p| p.release());
+    space.release();
     let before = space.waste();
     let report = space.compact(&CompactPolicy::default()).unwrap();
     let after = space.waste();

@@ -2,7 +2,8 @@
 //!
 //! - rseq backend: a membarrier rseq fence ([`crate::membarrier`]), which restarts or waits out
 //!   every critical section in flight (about 350 ns here for all CPUs).
-//! - portable backend: crossbeam-epoch. Every portable operation runs pinned; a grace period
+//! - portable backend: crossbeam-epoch, with pcpu's own collector ([`crate::epoch`]). Every
+//!   portable operation runs pinned; a grace period
 //!   defers a flag and flushes until the collector has run it, which it does only after every
 //!   guard pinned before the deferral is gone.
 //!
@@ -63,17 +64,19 @@ pub fn fence_cpu(cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Waits for one crossbeam-epoch grace period of the default collector.
+/// Waits for one grace period of pcpu's epoch collector ([`crate::epoch`]): every guard of it
+/// pinned before the call has been dropped when this returns. Must not be called while the
+/// calling thread holds such a guard.
 pub fn epoch_grace_period() {
     let done = Arc::new(AtomicBool::new(false));
     {
-        let guard = crossbeam_epoch::pin();
+        let guard = crate::epoch::pin();
         let flag = Arc::clone(&done);
         guard.defer(move || flag.store(true, Ordering::Release));
         guard.flush();
     }
     while !done.load(Ordering::Acquire) {
-        let guard = crossbeam_epoch::pin();
+        let guard = crate::epoch::pin();
         guard.flush();
         drop(guard);
         yield_now();

@@ -49,6 +49,7 @@
 
 pub mod abi;
 mod cpus;
+pub mod epoch;
 mod fence;
 pub mod membarrier;
 mod mode;

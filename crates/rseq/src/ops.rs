@@ -344,7 +344,7 @@ unsafe fn with_portable_cell<R>(
     // The guard is the portable grace period's read side: a relocator that disabled or
     // replaced the slot word waits (crate::synchronize) until every guard pinned before it has
     // been dropped, so the old cells see no write after that.
-    let _guard = crossbeam_epoch::pin();
+    let _guard = crate::epoch::pin();
     let base = slot.load(Ordering::Acquire);
     if base & DISABLED != 0 {
         return Err(SlowPath);
@@ -357,6 +357,10 @@ unsafe fn with_portable_cell<R>(
 }
 
 /// The portable [`add`]: a relaxed `fetch_add` on the cell of the CPU this thread last ran on.
+///
+/// It runs whatever the process mode, so it must not be used on cells that rseq threads update
+/// at the same time (an rseq add is not atomic against another CPU): use [`add`], which picks
+/// the process's backend. This entry point is for models and tests on the portable backend.
 ///
 /// # Safety
 /// As for [`add`].
@@ -375,7 +379,7 @@ pub unsafe fn portable_add(
     }
 }
 
-/// The portable [`exchange`]: an atomic swap.
+/// The portable [`exchange`]: an atomic swap. The same caution as for [`portable_add`].
 ///
 /// # Safety
 /// As for [`add`].
