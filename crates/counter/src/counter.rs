@@ -80,6 +80,12 @@ impl PercpuCounter<'static> {
 
     /// Creates a counter in the global domain, or says why it could not.
     ///
+    /// ```
+    /// let c = pcpu_counter::PercpuCounter::try_new(7)?;
+    /// assert_eq!(c.sum(), 7);
+    /// # Ok::<(), pcpu_counter::CounterError>(())
+    /// ```
+    ///
     /// # Errors
     /// [`CounterError::OutOfMemory`] or a per-CPU allocation failure.
     pub fn try_new(initial: i64) -> Result<Self, CounterError> {
@@ -87,6 +93,13 @@ impl PercpuCounter<'static> {
     }
 
     /// Creates `n` counters in the global domain, like Linux's `percpu_counter_init_many`.
+    ///
+    /// ```
+    /// let rss = pcpu_counter::PercpuCounter::new_many(4, 0)?;
+    /// rss[2].add(4096);
+    /// assert_eq!(rss.iter().map(|c| c.sum()).collect::<Vec<_>>(), [0, 0, 4096, 0]);
+    /// # Ok::<(), pcpu_counter::CounterError>(())
+    /// ```
     ///
     /// # Errors
     /// As for [`try_new`](Self::try_new); counters made before the failure are dropped.
@@ -97,6 +110,15 @@ impl PercpuCounter<'static> {
 
 impl<'d> PercpuCounter<'d> {
     /// Creates a counter in `domain`, in the domain's mode.
+    ///
+    /// ```
+    /// use pcpu_counter::{CounterMode, Domain, PercpuCounter};
+    /// // A domain simulating a 256-CPU machine, with counters per-CPU from the start.
+    /// let domain = Domain::builder().ncpu(256).mode(CounterMode::PerCpu).build()?;
+    /// let c = PercpuCounter::new_in(&domain, 1)?;
+    /// assert!(c.is_per_cpu());
+    /// # Ok::<(), pcpu_counter::CounterError>(())
+    /// ```
     ///
     /// # Errors
     /// As for [`try_new`](PercpuCounter::try_new).
@@ -175,6 +197,14 @@ impl<'d> PercpuCounter<'d> {
 
     /// Adds `delta`, folding this CPU's part into the central count once it reaches the
     /// domain's batch.
+    ///
+    /// ```
+    /// let c = pcpu_counter::PercpuCounter::new(0);
+    /// c.add(-3);
+    /// c.inc();
+    /// c.dec();
+    /// assert_eq!(c.sum(), -3);
+    /// ```
     #[inline]
     pub fn add(&self, delta: i64) {
         self.add_folding(delta, &self.domain.fold);
@@ -194,6 +224,15 @@ impl<'d> PercpuCounter<'d> {
 
     /// Adds `delta`; once this CPU's part reaches `±batch` it is folded into the central count
     /// (Linux's `percpu_counter_add_batch`). A smaller batch makes `read` more precise.
+    ///
+    /// ```
+    /// let c = pcpu_counter::PercpuCounter::new(0);
+    /// for _ in 0..10 {
+    ///     c.add_batch(1, 4); // folds every 4 per CPU
+    /// }
+    /// assert_eq!(c.sum(), 10);
+    /// assert!(c.sum() - c.read() < 4 * pcpu_rseq::possible_cpus() as i64);
+    /// ```
     #[inline]
     pub fn add_batch(&self, delta: i64, batch: i64) {
         if batch > self.domain.batch {
@@ -230,12 +269,23 @@ impl<'d> PercpuCounter<'d> {
 
     /// The central count: O(1), off from [`sum`](Self::sum) by at most
     /// [`error_bound`](Self::error_bound) (plus updates in flight).
+    ///
+    /// ```
+    /// let c = pcpu_counter::PercpuCounter::new(100);
+    /// c.add(1);
+    /// assert!((c.read() - 101).abs() <= c.error_bound());
+    /// ```
     #[inline]
     pub fn read(&self) -> i64 {
         self.inner().central.load(Ordering::Relaxed)
     }
 
     /// [`read`](Self::read), never below zero.
+    ///
+    /// ```
+    /// let c = pcpu_counter::PercpuCounter::new(-5);
+    /// assert_eq!(c.read_positive(), 0);
+    /// ```
     pub fn read_positive(&self) -> i64 {
         self.read().max(0)
     }
@@ -255,12 +305,27 @@ impl<'d> PercpuCounter<'d> {
     }
 
     /// [`sum`](Self::sum), never below zero.
+    ///
+    /// ```
+    /// let c = pcpu_counter::PercpuCounter::new(2);
+    /// c.add(-3);
+    /// assert_eq!(c.sum(), -1);
+    /// assert_eq!(c.sum_positive(), 0);
+    /// ```
     pub fn sum_positive(&self) -> i64 {
         self.sum().max(0)
     }
 
     /// Sets the value (Linux's `percpu_counter_set`): empties every CPU's cell and stores
     /// `value` centrally. Adds that run concurrently may be lost, as in Linux.
+    ///
+    /// ```
+    /// let c = pcpu_counter::PercpuCounter::new(0);
+    /// c.add(10);
+    /// c.set(3)?;
+    /// assert_eq!(c.sum(), 3);
+    /// # Ok::<(), pcpu_counter::CounterError>(())
+    /// ```
     ///
     /// # Errors
     /// A grace period failed; the value is unchanged then.
@@ -278,6 +343,14 @@ impl<'d> PercpuCounter<'d> {
     /// Most `|read() − sum()|` can be, adds in flight aside: every CPU's cell stays below the
     /// batch in absolute value (the largest batch given to [`add_batch`](Self::add_batch), if
     /// above the domain's).
+    ///
+    /// ```
+    /// use pcpu_counter::{Domain, PercpuCounter};
+    /// let domain = Domain::builder().ncpu(4).batch(32).build()?;
+    /// let c = PercpuCounter::new_in(&domain, 0)?;
+    /// assert_eq!(c.error_bound(), 31 * 4);
+    /// # Ok::<(), pcpu_counter::CounterError>(())
+    /// ```
     pub fn error_bound(&self) -> i64 {
         let batch = self
             .domain
@@ -288,6 +361,14 @@ impl<'d> PercpuCounter<'d> {
 
     /// Compares the value with `rhs` (Linux's `percpu_counter_compare`): from `read` when it is
     /// farther from `rhs` than the error bound, else from an exact `sum`.
+    ///
+    /// ```
+    /// use std::cmp::Ordering;
+    /// let c = pcpu_counter::PercpuCounter::new(10);
+    /// assert_eq!(c.compare(5), Ordering::Greater);
+    /// assert_eq!(c.compare(10), Ordering::Equal);
+    /// assert_eq!(c.compare(1_000_000), Ordering::Less);
+    /// ```
     pub fn compare(&self, rhs: i64) -> Cmp {
         let approx = self.read();
         if approx.abs_diff(rhs) > self.error_bound() as u64 {
@@ -302,6 +383,14 @@ impl<'d> PercpuCounter<'d> {
     /// Positive `limited_add`s of one counter are serialised by a per-counter lock (plain adds
     /// never take it), so together they never exceed the limit: far from it, one `read` decides;
     /// near it, an exact `sum`. Plain `add`s running at the same time are not limited.
+    ///
+    /// ```
+    /// let quota = pcpu_counter::PercpuCounter::new(0);
+    /// assert!(quota.limited_add(100, 60));
+    /// assert!(!quota.limited_add(100, 60)); // 120 > 100: refused, nothing added
+    /// assert!(quota.limited_add(100, 40));
+    /// assert_eq!(quota.sum(), 100);
+    /// ```
     pub fn limited_add(&self, limit: i64, delta: i64) -> bool {
         if delta <= 0 {
             self.add(delta);
