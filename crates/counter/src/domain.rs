@@ -21,6 +21,16 @@ pub enum CounterMode {
     Atomic,
 }
 
+/// Which per-CPU backend the process uses (see [`pcpu_rseq::Mode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// rseq where the kernel and libc allow it, else the portable backend.
+    #[default]
+    Auto,
+    /// The portable atomic backend, for the whole process ([`pcpu_rseq::force_portable`]).
+    Portable,
+}
+
 /// Builds a [`Domain`].
 #[derive(Debug, Clone)]
 pub struct DomainBuilder {
@@ -30,9 +40,17 @@ pub struct DomainBuilder {
     policy: CompactPolicy,
     compact_when_waste_above: Option<f64>,
     unit_bytes: Option<usize>,
+    backend: Backend,
 }
 
 impl DomainBuilder {
+    /// The per-CPU backend. The choice is process-wide and made once: [`Backend::Portable`]
+    /// fails to build if per-CPU operations already run on rseq in this process.
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
     /// CPUs the counters cover (default: the possible CPUs). More than exist simulates a large
     /// machine: memory follows the CPUs that write.
     pub fn ncpu(mut self, ncpu: usize) -> Self {
@@ -79,6 +97,11 @@ impl DomainBuilder {
     pub fn build(self) -> Result<Domain, CounterError> {
         if self.ncpu == 0 {
             return Err(CounterError::Config("ncpu must be at least 1"));
+        }
+        if self.backend == Backend::Portable && pcpu_rseq::force_portable().is_err() {
+            return Err(CounterError::Config(
+                "the portable backend was asked for after rseq was already in use",
+            ));
         }
         let batch = self.batch.unwrap_or_else(|| 32.max(2 * self.ncpu as i64));
         if batch <= 0 {
@@ -162,6 +185,7 @@ impl Domain {
             policy: CompactPolicy::default(),
             compact_when_waste_above: None,
             unit_bytes: None,
+            backend: Backend::Auto,
         }
     }
 

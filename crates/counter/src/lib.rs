@@ -54,7 +54,7 @@ mod lazy;
 mod metrics_impl;
 
 pub use counter::PercpuCounter;
-pub use domain::{CounterMode, Domain, DomainBuilder, DomainStats};
+pub use domain::{Backend, CounterMode, Domain, DomainBuilder, DomainStats};
 pub use error::CounterError;
 pub use group::{PercpuCounterGroup, MAX_GROUP};
 pub use pcpu_migrate::{CompactPolicy, CompactReport, Waste};

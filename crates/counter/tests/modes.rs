@@ -68,3 +68,16 @@ fn bad_configuration_is_an_error() {
     assert!(Domain::builder().batch(0).build().is_err());
     assert!(Domain::builder().unit_bytes(12345).build().is_err());
 }
+
+#[test]
+fn portable_backend_after_rseq_is_an_error() {
+    let c = PercpuCounter::new(0);
+    c.inc();
+    let asked = Domain::builder()
+        .backend(pcpu_counter::Backend::Portable)
+        .build();
+    match pcpu_rseq::mode() {
+        pcpu_rseq::Mode::Rseq => assert!(asked.is_err(), "the mode cannot change once rseq runs"),
+        pcpu_rseq::Mode::Portable => assert!(asked.is_ok()),
+    }
+}
