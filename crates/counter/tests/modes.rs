@@ -21,21 +21,34 @@ fn single_thread_stays_atomic() {
 
 #[test]
 fn two_threads_on_two_cpus_upgrade() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let domain = Domain::builder().ncpu(2).build().unwrap();
     let c = PercpuCounter::new_in(&domain, 0).unwrap();
     // Two threads, each acting as a different CPU (simulated, so the test does not depend on
-    // the scheduler placing them on different cores), add until the counter goes per-CPU.
+    // the scheduler placing them on different cores), take turns adding 8 at a time (turns, so
+    // that they really interleave even on a loaded machine), until the counter goes per-CPU.
+    let turn = AtomicUsize::new(0);
+    let turns = 20_000; // a bound, not a time: the upgrade is expected within a few dozen
     std::thread::scope(|s| {
         for cpu in 0..2 {
-            let c = &c;
+            let (c, turn) = (&c, &turn);
             s.spawn(move || {
                 pcpu_rseq::simulate_cpu(Some(cpu));
-                for _ in 0..100_000 {
-                    c.inc();
-                    if c.is_per_cpu() {
-                        break;
+                loop {
+                    let t = turn.load(Ordering::Acquire);
+                    if t >= turns {
+                        return;
                     }
-                    std::thread::yield_now();
+                    if t % 2 != cpu {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    for _ in 0..8 {
+                        c.inc();
+                    }
+                    // Hand the turn over, or end both threads once the counter went per-CPU.
+                    let next = if c.is_per_cpu() { turns } else { t + 1 };
+                    turn.store(next, Ordering::Release);
                 }
             });
         }
