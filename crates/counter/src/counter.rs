@@ -11,14 +11,14 @@ use std::ptr::NonNull;
 /// What a counter's header points at; freed one epoch grace period after the counter drops.
 ///
 /// Two cache lines: the header (whose slot word every add reads inside its critical section)
-/// and the rarely written `max_batch` on the first, everything that folds and slow-path adds
-/// write on the second, so that a fold on one CPU does not evict the slot word from the others.
+/// and the fold parameters on the first, everything that folds and slow-path adds write on the
+/// second, so that a fold on one CPU does not evict the slot word from the others.
 #[repr(C, align(64))]
 pub(crate) struct Inner {
     header: Header,
-    /// Largest batch ever passed to `add_batch` above the domain's (0 if none): it widens
-    /// the error bound.
-    max_batch: AtomicI64,
+    /// The domain's fold parameters, copied here so that an add reads one cache line (the
+    /// header's) besides its cell, not the domain's too.
+    fold: pcpu_rseq::FoldParams,
     central: Central,
 }
 
@@ -28,6 +28,9 @@ struct Central {
     count: AtomicI64,
     lazy: LazyTracker,
     limit_lock: AtomicBool,
+    /// Largest batch ever passed to `add_batch` above the domain's (0 if none): it widens
+    /// the error bound.
+    max_batch: AtomicI64,
 }
 
 impl core::ops::Deref for Central {
@@ -143,11 +146,12 @@ impl<'d> PercpuCounter<'d> {
         unsafe {
             raw.write(Inner {
                 header: Header::new(),
-                max_batch: AtomicI64::new(0),
+                fold: domain.fold,
                 central: Central {
                     count: AtomicI64::new(initial),
                     lazy: LazyTracker::new(mode == CounterMode::Lazy),
                     limit_lock: AtomicBool::new(false),
+                    max_batch: AtomicI64::new(0),
                 },
             })
         };
@@ -207,7 +211,7 @@ impl<'d> PercpuCounter<'d> {
     /// ```
     #[inline]
     pub fn add(&self, delta: i64) {
-        self.add_folding(delta, &self.domain.fold);
+        self.add_folding(delta, &self.inner().fold);
     }
 
     /// Adds 1.
@@ -236,9 +240,12 @@ impl<'d> PercpuCounter<'d> {
     #[inline]
     pub fn add_batch(&self, delta: i64, batch: i64) {
         if batch > self.domain.batch {
-            self.inner().max_batch.fetch_max(batch, Ordering::Relaxed);
+            self.inner()
+                .central
+                .max_batch
+                .fetch_max(batch, Ordering::Relaxed);
         }
-        self.add_folding(delta, &self.domain.fold.with_batch(batch));
+        self.add_folding(delta, &self.inner().fold.with_batch(batch));
     }
 
     /// The add fast path: one rseq critical section, and a central add only when it folds.
@@ -355,7 +362,7 @@ impl<'d> PercpuCounter<'d> {
         let batch = self
             .domain
             .batch
-            .max(self.inner().max_batch.load(Ordering::Relaxed));
+            .max(self.inner().central.max_batch.load(Ordering::Relaxed));
         (batch - 1).saturating_mul(self.domain.ncpu as i64)
     }
 

@@ -132,7 +132,7 @@ impl DomainBuilder {
             ncpu: self.ncpu,
             space,
             batch,
-            fold: pcpu_rseq::FoldParams::new(stride, self.ncpu, 0, batch),
+            fold: pcpu_rseq::FoldParams::new(stride, self.ncpu, batch),
             mode: self.mode,
             policy: self.policy,
             compact_when_waste_above: self.compact_when_waste_above,

@@ -143,7 +143,7 @@ impl<'d> PercpuCounterGroup<'d> {
         // SAFETY: the slot word is disabled or addresses a slot of `self.space` whose cells
         // hold `len` words at offsets 0, 8, ..; `i < len`.
         match unsafe {
-            pcpu_rseq::add_fold_with(inner.header.slot_word(), &d.fold.with_offset(i * 8), delta)
+            pcpu_rseq::add_fold_with_offset(inner.header.slot_word(), &d.fold, i * 8, delta)
         } {
             Ok(0) => {}
             Ok(moved) => {

@@ -157,7 +157,7 @@ pub unsafe fn add_fold_at(
     batch: i64,
 ) -> Result<i64, SlowPath> {
     // SAFETY: forwarded from the caller.
-    unsafe { add_fold_with(slot, &FoldParams::new(stride, ncpu, offset, batch), delta) }
+    unsafe { add_fold_with_offset(slot, &FoldParams::new(stride, ncpu, batch), offset, delta) }
 }
 
 /// Everything [`add_fold_with`] needs besides the slot word and the delta, prepared once
@@ -171,13 +171,12 @@ pub struct FoldParams {
     ncpu: usize,
     bias: i64,
     lim: u64,
-    offset: usize,
 }
 
 impl FoldParams {
-    /// Cells `stride` bytes apart for `ncpu` CPUs, the word at `offset` bytes into each cell,
-    /// folding at `batch` (values below 1 count as 1).
-    pub const fn new(stride: usize, ncpu: usize, offset: usize, batch: i64) -> Self {
+    /// Cells `stride` bytes apart for `ncpu` CPUs, folding at `batch` (values below 1 count
+    /// as 1). 32 bytes: it fits beside a 32-byte header in one cache line.
+    pub const fn new(stride: usize, ncpu: usize, batch: i64) -> Self {
         let batch = if batch < 1 { 1 } else { batch };
         let bias = batch - 1;
         FoldParams {
@@ -185,7 +184,6 @@ impl FoldParams {
             ncpu,
             bias,
             lim: (bias as u64).saturating_mul(2),
-            offset,
         }
     }
 
@@ -194,19 +192,31 @@ impl FoldParams {
         self.bias + 1
     }
 
-    /// The same with another offset (another counter of a group).
-    pub const fn with_offset(mut self, offset: usize) -> Self {
-        self.offset = offset;
-        self
-    }
-
     /// The same with another batch.
     pub const fn with_batch(self, batch: i64) -> Self {
-        FoldParams::new(self.stride, self.ncpu, self.offset, batch)
+        FoldParams::new(self.stride, self.ncpu, batch)
     }
 }
 
-/// [`add_fold_at`] with prepared parameters: the counter fast path.
+/// [`add_fold_at`] with prepared parameters, on the word at offset 0 of each cell: the
+/// counter fast path.
+///
+/// # Errors
+/// As for [`add_fold`].
+///
+/// # Safety
+/// As for [`add_fold_at`], with stride and CPU count taken from `params`.
+#[inline(always)]
+pub unsafe fn add_fold_with(
+    slot: &AtomicUsize,
+    params: &FoldParams,
+    delta: i64,
+) -> Result<i64, SlowPath> {
+    // SAFETY: forwarded from the caller.
+    unsafe { add_fold_params(slot, params, None, delta) }
+}
+
+/// [`add_fold_with`] on the word `offset` bytes into each cell: counter groups.
 ///
 /// # Errors
 /// As for [`add_fold`].
@@ -214,16 +224,32 @@ impl FoldParams {
 /// # Safety
 /// As for [`add_fold_at`], with stride, CPU count and offset taken from `params`.
 #[inline(always)]
-pub unsafe fn add_fold_with(
+pub unsafe fn add_fold_with_offset(
     slot: &AtomicUsize,
     params: &FoldParams,
+    offset: usize,
+    delta: i64,
+) -> Result<i64, SlowPath> {
+    // SAFETY: forwarded from the caller.
+    unsafe { add_fold_params(slot, params, Some(offset), delta) }
+}
+
+/// # Safety
+/// As for [`add_fold_at`]; no offset means offset 0 (one step fewer in the section).
+#[inline(always)]
+unsafe fn add_fold_params(
+    slot: &AtomicUsize,
+    params: &FoldParams,
+    offset: Option<usize>,
     delta: i64,
 ) -> Result<i64, SlowPath> {
     let state = thread::state();
     #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
     if state > thread::NO_RSEQ {
         // SAFETY: as in `add`; `params` is a live reference.
-        let out = unsafe { crate::x86_64::add_fold(state as *mut _, slot.as_ptr(), params, delta) };
+        let out = unsafe {
+            crate::x86_64::add_fold(state as *mut _, slot.as_ptr(), params, delta, offset)
+        };
         // One test for the common case: committed, no abort, nothing to fold.
         if (out.raw_status | out.value as usize) == 0 {
             return Ok(0);
@@ -233,11 +259,12 @@ pub unsafe fn add_fold_with(
     if state == thread::NO_RSEQ {
         return Err(SlowPath);
     }
+    let offset = offset.unwrap_or(0);
     // SAFETY: forwarded from the caller.
     unsafe {
         cold_portable_add_fold(
             slot,
-            params.offset,
+            offset,
             params.stride,
             params.ncpu,
             delta,
