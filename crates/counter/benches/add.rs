@@ -58,6 +58,21 @@ fn bench(c: &mut Criterion) {
     g.bench_function("percpu_counter_add/2-thread", |b| {
         b.iter_custom(|n| run(2, n, &api))
     });
+    // The same with a larger batch: fewer folds into the shared central count, which is what
+    // two CPUs hammering one counter contend on (read() is then off by up to 1023 per CPU).
+    let wide = Domain::builder()
+        .mode(CounterMode::PerCpu)
+        .batch(1024)
+        .build()
+        .unwrap();
+    let wide_counter = PercpuCounter::new_in(&wide, 0).unwrap();
+    let wide_api = || black_box(&wide_counter).add(1);
+    g.bench_function("percpu_counter_add_batch1024/1-thread", |b| {
+        b.iter_custom(|n| run(1, n, &wide_api))
+    });
+    g.bench_function("percpu_counter_add_batch1024/2-thread", |b| {
+        b.iter_custom(|n| run(2, n, &wide_api))
+    });
     g.finish();
     assert!(counter.sum() > 0);
     assert!(
