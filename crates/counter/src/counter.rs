@@ -252,6 +252,12 @@ impl<'d> PercpuCounter<'d> {
     #[inline(always)]
     fn add_folding(&self, delta: i64, fold: &pcpu_rseq::FoldParams) {
         let inner = self.inner();
+        // An atomic-mode or lazy counter (no slot) skips the critical section: its slot word
+        // is disabled, which the section would find out only to send us here anyway. A slot
+        // word that changes after this check is re-read inside the section.
+        if inner.header.slot_word().load(Ordering::Relaxed) & pcpu_rseq::DISABLED != 0 {
+            return self.add_slow(delta);
+        }
         // SAFETY: the slot word is either disabled or addresses a slot of the domain's space,
         // whose cells `fold` describes (stride, CPU count, offset 0), kept alive until a grace
         // period after the slot word changes.
