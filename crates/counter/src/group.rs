@@ -10,15 +10,18 @@ use std::ptr::NonNull;
 /// Most counters in one group (the 64-byte size class).
 pub const MAX_GROUP: usize = 8;
 
-/// The header on one cache line, the central counts (written by folds) on the next.
-#[repr(C, align(64))]
+/// The central counts (written by folds) in the first 64 bytes, the header (read by every add)
+/// after them, so that the two never share a cache line whatever the allocation's alignment.
+#[repr(C)]
 struct GroupInner {
-    header: Header,
     central: Centrals,
+    header: Header,
 }
 
-#[repr(C, align(64))]
+#[repr(C)]
 struct Centrals([AtomicI64; MAX_GROUP]);
+
+const _: () = assert!(core::mem::offset_of!(GroupInner, header) == 64);
 
 impl core::ops::Deref for Centrals {
     type Target = [AtomicI64; MAX_GROUP];
