@@ -148,24 +148,17 @@ impl<'d> PercpuCounter<'d> {
         initial: i64,
         mode: CounterMode,
     ) -> Result<Self, CounterError> {
-        let layout = std::alloc::Layout::new::<Inner>();
-        // SAFETY: `Inner` has a non-zero size.
-        let raw = unsafe { std::alloc::alloc(layout) } as *mut Inner;
-        let inner = NonNull::new(raw).ok_or(CounterError::OutOfMemory)?;
-        // SAFETY: `raw` is freshly allocated for an `Inner`, properly aligned.
-        unsafe {
-            raw.write(Inner {
-                central: Central {
-                    count: AtomicI64::new(initial),
-                    lazy: LazyTracker::new(mode == CounterMode::Lazy),
-                    limit_lock: AtomicBool::new(false),
-                    max_batch: AtomicI64::new(0),
-                },
-                _gap: [0; 64 - core::mem::size_of::<Central>()],
-                header: Header::new(),
-                fold: domain.fold,
-            })
-        };
+        let inner = crate::alloc::try_box(Inner {
+            central: Central {
+                count: AtomicI64::new(initial),
+                lazy: LazyTracker::new(mode == CounterMode::Lazy),
+                limit_lock: AtomicBool::new(false),
+                max_batch: AtomicI64::new(0),
+            },
+            _gap: [0; 64 - core::mem::size_of::<Central>()],
+            header: Header::new(),
+            fold: domain.fold,
+        })?;
         let counter = PercpuCounter { inner, domain };
         if mode == CounterMode::PerCpu {
             domain
@@ -466,27 +459,8 @@ impl Drop for PercpuCounter<'_> {
             }
         }
         // SAFETY: we own the counter: no add or read can run through it any more.
-        let release = unsafe { self.domain.space.detach(&self.inner().header) };
-        let raw = self.inner.as_ptr();
-        if matches!(release, Ok(pcpu_migrate::Release::Now)) {
-            // SAFETY: `raw` is our `Inner`, allocated with its layout, and no compactor holds
-            // its address (detach checked); nothing else refers to it.
-            unsafe {
-                raw.drop_in_place();
-                std::alloc::dealloc(raw as *mut u8, std::alloc::Layout::new::<Inner>());
-            }
-            return;
-        }
-        let addr = raw as usize;
-        let guard = pcpu_rseq::epoch::pin();
-        // SAFETY: `addr` is our `Inner`, allocated with its layout; after the grace period no
-        // compactor can still look at its header.
-        unsafe {
-            guard.defer_unchecked(move || {
-                let raw = addr as *mut Inner;
-                raw.drop_in_place();
-                std::alloc::dealloc(raw as *mut u8, std::alloc::Layout::new::<Inner>());
-            });
-        }
+        let detached = unsafe { self.domain.space.detach(&self.inner().header) };
+        // SAFETY: `inner` came from `try_box` and was just detached; we are its only owner.
+        unsafe { crate::alloc::retire(self.inner, detached) };
     }
 }

@@ -83,17 +83,10 @@ impl<'d> PercpuCounterGroup<'d> {
     /// As for [`new`](PercpuCounterGroup::new).
     pub fn new_in(domain: &'d Domain, n: usize) -> Result<Self, CounterError> {
         let space = domain.group_space(n).ok_or(CounterError::GroupSize(n))?;
-        let layout = std::alloc::Layout::new::<GroupInner>();
-        // SAFETY: `GroupInner` has a non-zero size.
-        let raw = unsafe { std::alloc::alloc(layout) } as *mut GroupInner;
-        let inner = NonNull::new(raw).ok_or(CounterError::OutOfMemory)?;
-        // SAFETY: fresh, aligned allocation for a `GroupInner`.
-        unsafe {
-            raw.write(GroupInner {
-                header: Header::new(),
-                central: Centrals(core::array::from_fn(|_| AtomicI64::new(0))),
-            })
-        };
+        let inner = crate::alloc::try_box(GroupInner {
+            central: Centrals(core::array::from_fn(|_| AtomicI64::new(0))),
+            header: Header::new(),
+        })?;
         let group = PercpuCounterGroup {
             inner,
             len: n,
@@ -198,27 +191,8 @@ impl<'d> PercpuCounterGroup<'d> {
 impl Drop for PercpuCounterGroup<'_> {
     fn drop(&mut self) {
         // SAFETY: we own the group: nobody adds or reads through it any more.
-        let release = unsafe { self.space.detach(&self.inner().header) };
-        let raw = self.inner.as_ptr();
-        if matches!(release, Ok(pcpu_migrate::Release::Now)) {
-            // SAFETY: `raw` is our `GroupInner`, allocated with its layout, and no compactor holds
-            // its address (detach checked); nothing else refers to it.
-            unsafe {
-                raw.drop_in_place();
-                std::alloc::dealloc(raw as *mut u8, std::alloc::Layout::new::<GroupInner>());
-            }
-            return;
-        }
-        let addr = raw as usize;
-        let guard = pcpu_rseq::epoch::pin();
-        // SAFETY: `addr` is our `GroupInner`, allocated with its layout; after the grace period no
-        // compactor can still look at its header.
-        unsafe {
-            guard.defer_unchecked(move || {
-                let raw = addr as *mut GroupInner;
-                raw.drop_in_place();
-                std::alloc::dealloc(raw as *mut u8, std::alloc::Layout::new::<GroupInner>());
-            });
-        }
+        let detached = unsafe { self.space.detach(&self.inner().header) };
+        // SAFETY: `inner` came from `try_box` and was just detached; we are its only owner.
+        unsafe { crate::alloc::retire(self.inner, detached) };
     }
 }
