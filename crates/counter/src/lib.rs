@@ -59,3 +59,8 @@ pub use domain::{Backend, CounterMode, Domain, DomainBuilder, DomainStats};
 pub use error::CounterError;
 pub use group::{PercpuCounterGroup, MAX_GROUP};
 pub use pcpu_migrate::{CompactPolicy, CompactReport, Waste};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -1,6 +1,6 @@
 //! The x86_64 critical sections.
 //!
-//! Each function is one `asm!` block laid out the same way:
+//! Each function is one `asm!` block, framed by the `rseq_section!` macro the same way:
 //!
 //! ```text
 //!   .pushsection __rseq_cs, "aw"     descriptor: version 0, flags 0,
@@ -29,6 +29,40 @@
 //! 2 = stack empty (pop) or full (push).
 
 use crate::abi::RseqArea;
+
+/// One critical section: the frame every section shares around its `body` lines.
+///
+/// The descriptor (`9:`, in `__rseq_cs`), the re-arm of `rseq_cs` (`2:`), the start label
+/// (`4:`), the post-commit label (`5:`, right after the body, whose last instruction must be
+/// the commit), and the abort handler (`6:`, in `__rseq_failure`, behind the signature), which
+/// runs `abort` (count the abort) and retries from `2:`. The operands must name `area` (the
+/// rseq area) and `tmp` (a scratch register).
+macro_rules! rseq_section {
+    ($abort:literal; $($body:literal,)* ; $($operands:tt)*) => {
+        core::arch::asm!(
+            ".pushsection __rseq_cs, \"aw\"",
+            ".balign 32",
+            "9:",
+            ".long 0, 0",
+            ".quad 4f, (5f - 4f), 6f",
+            ".popsection",
+            "2:",
+            "lea {tmp}, [rip + 9b]",
+            "mov qword ptr [{area} + 8], {tmp}",
+            "4:",
+            $($body,)*
+            "5:",
+            ".pushsection __rseq_failure, \"ax\"",
+            ".byte 0x0f, 0xb9, 0x3d",
+            ".long 0x53053053",
+            "6:",
+            $abort,
+            "jmp 2b",
+            ".popsection",
+            $($operands)*
+        )
+    };
+}
 
 /// Result of one section: status and the number of aborts it took.
 pub(crate) struct Outcome<T> {
@@ -64,17 +98,7 @@ pub(crate) unsafe fn add(
     // writes only `area.rseq_cs` (user-owned) and the one cell of the current CPU; the abort
     // handler is preceded by the registered signature.
     unsafe {
-        core::arch::asm!(
-            ".pushsection __rseq_cs, \"aw\"",
-            ".balign 32",
-            "9:",
-            ".long 0, 0",
-            ".quad 4f, (5f - 4f), 6f",
-            ".popsection",
-            "2:",
-            "lea {tmp}, [rip + 9b]",
-            "mov qword ptr [{area} + 8], {tmp}",
-            "4:",
+        rseq_section!("inc {aborts}";
             "mov {st:e}, 1",
             "mov {cpu:e}, dword ptr [{area} + 4]",
             "cmp {cpu}, {ncpu}",
@@ -85,14 +109,7 @@ pub(crate) unsafe fn add(
             "imul {cpu}, {stride}",
             "xor {st:e}, {st:e}",
             "add qword ptr [{tmp} + {cpu}], {delta}",
-            "5:",
-            ".pushsection __rseq_failure, \"ax\"",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long 0x53053053",
-            "6:",
-            "inc {aborts}",
-            "jmp 2b",
-            ".popsection",
+            ;
             area = in(reg) area,
             slot = in(reg) slot,
             stride = in(reg) stride,
@@ -143,17 +160,7 @@ pub(crate) unsafe fn add_fold(
     // skip it: one load and one add fewer on the way to the cell's address).
     macro_rules! section {
         ($offset_step:literal; $($offset_operand:tt)*) => {
-            core::arch::asm!(
-                ".pushsection __rseq_cs, \"aw\"",
-                ".balign 32",
-                "9:",
-                ".long 0, 0",
-                ".quad 4f, (5f - 4f), 6f",
-                ".popsection",
-                "2:",
-                "lea {tmp}, [rip + 9b]",
-                "mov qword ptr [{area} + 8], {tmp}",
-                "4:",
+            rseq_section!("add {st}, 2";
                 "or {st}, 1",
                 "mov {cpu:e}, dword ptr [{area} + 4]",
                 "cmp {cpu}, qword ptr [{p} + 8]",
@@ -176,14 +183,7 @@ pub(crate) unsafe fn add_fold(
                 "3:",
                 "and {st}, -2",
                 "mov qword ptr [{tmp}], {cur}",
-                "5:",
-                ".pushsection __rseq_failure, \"ax\"",
-                ".byte 0x0f, 0xb9, 0x3d",
-                ".long 0x53053053",
-                "6:",
-                "add {st}, 2",
-                "jmp 2b",
-                ".popsection",
+                ;
                 area = in(reg) area,
                 slot = in(reg) slot,
                 p = in(reg) params,
@@ -233,17 +233,7 @@ pub(crate) unsafe fn exchange(
     // SAFETY: as in `add`; the section's only memory write outside `rseq_cs` is the committing
     // store to the current CPU's cell.
     unsafe {
-        core::arch::asm!(
-            ".pushsection __rseq_cs, \"aw\"",
-            ".balign 32",
-            "9:",
-            ".long 0, 0",
-            ".quad 4f, (5f - 4f), 6f",
-            ".popsection",
-            "2:",
-            "lea {tmp}, [rip + 9b]",
-            "mov qword ptr [{area} + 8], {tmp}",
-            "4:",
+        rseq_section!("inc {aborts}";
             "mov {st:e}, 1",
             "xor {old:e}, {old:e}",
             "mov {cpu:e}, dword ptr [{area} + 4]",
@@ -257,14 +247,7 @@ pub(crate) unsafe fn exchange(
             "mov {old}, qword ptr [{tmp}]",
             "xor {st:e}, {st:e}",
             "mov qword ptr [{tmp}], {new}",
-            "5:",
-            ".pushsection __rseq_failure, \"ax\"",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long 0x53053053",
-            "6:",
-            "inc {aborts}",
-            "jmp 2b",
-            ".popsection",
+            ;
             area = in(reg) area,
             slot = in(reg) slot,
             stride = in(reg) stride,
@@ -306,17 +289,7 @@ pub(crate) unsafe fn pop(
     let item: usize;
     // SAFETY: as documented; the only write besides `rseq_cs` is the committing store of top.
     unsafe {
-        core::arch::asm!(
-            ".pushsection __rseq_cs, \"aw\"",
-            ".balign 32",
-            "9:",
-            ".long 0, 0",
-            ".quad 4f, (5f - 4f), 6f",
-            ".popsection",
-            "2:",
-            "lea {tmp}, [rip + 9b]",
-            "mov qword ptr [{area} + 8], {tmp}",
-            "4:",
+        rseq_section!("inc {aborts}";
             "mov {st:e}, 1",
             "xor {item:e}, {item:e}",
             "mov {cpu:e}, dword ptr [{area} + 4]",
@@ -334,14 +307,7 @@ pub(crate) unsafe fn pop(
             "dec {tmp}",
             "xor {st:e}, {st:e}",
             "mov qword ptr [{cpu}], {tmp}",
-            "5:",
-            ".pushsection __rseq_failure, \"ax\"",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long 0x53053053",
-            "6:",
-            "inc {aborts}",
-            "jmp 2b",
-            ".popsection",
+            ;
             area = in(reg) area,
             stacks = in(reg) stacks,
             stride = in(reg) stride,
@@ -380,17 +346,7 @@ pub(crate) unsafe fn push(
     // SAFETY: as documented; the item store lands above `top` (unpublished until the commit),
     // and the commit is the store of `top + 1`.
     unsafe {
-        core::arch::asm!(
-            ".pushsection __rseq_cs, \"aw\"",
-            ".balign 32",
-            "9:",
-            ".long 0, 0",
-            ".quad 4f, (5f - 4f), 6f",
-            ".popsection",
-            "2:",
-            "lea {tmp}, [rip + 9b]",
-            "mov qword ptr [{area} + 8], {tmp}",
-            "4:",
+        rseq_section!("inc {aborts}";
             "mov {st:e}, 1",
             "mov {cpu:e}, dword ptr [{area} + 4]",
             "cmp {cpu}, {ncpu}",
@@ -407,14 +363,7 @@ pub(crate) unsafe fn push(
             "inc {tmp}",
             "xor {st:e}, {st:e}",
             "mov qword ptr [{cpu}], {tmp}",
-            "5:",
-            ".pushsection __rseq_failure, \"ax\"",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long 0x53053053",
-            "6:",
-            "inc {aborts}",
-            "jmp 2b",
-            ".popsection",
+            ;
             area = in(reg) area,
             stacks = in(reg) stacks,
             stride = in(reg) stride,
