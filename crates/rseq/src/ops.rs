@@ -69,14 +69,7 @@ pub unsafe fn add(
         // guarantees.
         let out =
             unsafe { crate::x86_64::add(state as *mut _, slot.as_ptr(), stride, ncpu, delta) };
-        if out.aborts != 0 {
-            thread::record_aborts(out.aborts);
-        }
-        return if out.status == 0 {
-            Ok(())
-        } else {
-            Err(SlowPath)
-        };
+        return out.into_result();
     }
     if state == thread::NO_RSEQ {
         return Err(SlowPath);
@@ -337,14 +330,7 @@ pub unsafe fn exchange(
         // SAFETY: as in `add`.
         let out =
             unsafe { crate::x86_64::exchange(state as *mut _, slot.as_ptr(), stride, ncpu, new) };
-        if out.aborts != 0 {
-            thread::record_aborts(out.aborts);
-        }
-        return if out.status == 0 {
-            Ok(out.value)
-        } else {
-            Err(SlowPath)
-        };
+        return out.into_result();
     }
     if state == thread::NO_RSEQ {
         return Err(SlowPath);

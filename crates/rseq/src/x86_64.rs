@@ -71,6 +71,21 @@ pub(crate) struct Outcome<T> {
     pub aborts: usize,
 }
 
+impl<T> Outcome<T> {
+    /// The value if the section committed, counting its aborts on this thread either way.
+    #[inline(always)]
+    pub fn into_result(self) -> Result<T, crate::SlowPath> {
+        if self.aborts != 0 {
+            crate::thread::record_aborts(self.aborts);
+        }
+        if self.status == 0 {
+            Ok(self.value)
+        } else {
+            Err(crate::SlowPath)
+        }
+    }
+}
+
 /// Result of `add_fold`: the raw status word (bit 0 slow, the rest the abort count × 2) and
 /// the value to fold (0 if none).
 pub(crate) struct FoldOutcome {
