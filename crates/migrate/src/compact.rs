@@ -67,15 +67,6 @@ pub struct CompactReport {
     pub elapsed: Duration,
 }
 
-/// Running totals over all compactions of a space.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CompactTotals {
-    /// Compactions run.
-    pub runs: u64,
-    /// Objects moved.
-    pub moved: u64,
-}
-
 /// Marks a compaction as running for its lifetime.
 struct Announced<'a>(&'a AtomicUsize);
 
@@ -106,7 +97,7 @@ impl Space {
     /// (attached to their old slot), so nothing is lost.
     pub fn compact(&self, policy: &CompactPolicy) -> Result<CompactReport, MigrateError> {
         let started = Instant::now();
-        let mut totals = self.compact_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _serialised = self.compact_lock.lock().unwrap_or_else(|p| p.into_inner());
         // Announce ourselves before reading any owner lane (pairs with the fence in detach).
         let _announced = Announced::new(&self.compacting);
         let mut report = CompactReport::default();
@@ -187,8 +178,6 @@ impl Space {
         report.pagesets_unmapped = released.pagesets_unmapped;
         report.bytes_resident_after = self.cache.with_pool(|p| p.stats().bytes_resident);
         report.elapsed = started.elapsed();
-        totals.runs += 1;
-        totals.moved += report.slots_moved as u64;
         tracing::info!(
             pagesets_evacuated = report.pagesets_evacuated,
             slots_moved = report.slots_moved,

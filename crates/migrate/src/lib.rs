@@ -52,7 +52,7 @@ mod space;
 mod waste;
 
 #[cfg(not(loom))]
-pub use compact::{CompactPolicy, CompactReport, CompactTotals};
+pub use compact::{CompactPolicy, CompactReport};
 #[cfg(not(loom))]
 pub use error::MigrateError;
 pub use header::Header;

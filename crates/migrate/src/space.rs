@@ -45,7 +45,8 @@ pub struct Space {
     pub(crate) ncpu: usize,
     pub(crate) stride: usize,
     pub(crate) words: usize,
-    pub(crate) compact_lock: std::sync::Mutex<crate::compact::CompactTotals>,
+    /// Serialises compactions (and `release`, which must not unmap under a compactor).
+    pub(crate) compact_lock: std::sync::Mutex<()>,
     /// Non-zero while a compactor may hold header addresses read from owner lanes.
     pub(crate) compacting: AtomicUsize,
 }
@@ -89,7 +90,7 @@ impl Space {
             ncpu: config.ncpu,
             stride,
             words: config.class.bytes() / 8,
-            compact_lock: std::sync::Mutex::new(Default::default()),
+            compact_lock: std::sync::Mutex::new(()),
             compacting: AtomicUsize::new(0),
         })
     }

@@ -185,13 +185,19 @@ impl Pool {
         ps.zero_slot(&geom, s, probe);
         ps.put(&geom, s);
         let (assigned, draining) = (ps.assigned, ps.draining);
+        self.account_put(index, assigned, draining);
+        Ok(())
+    }
+
+    /// Bookkeeping after one slot of pageset `index` went back: the pool's count, and the
+    /// pageset's occupancy bucket unless it is draining (draining pagesets are in none).
+    fn account_put(&mut self, index: u32, assigned: usize, draining: bool) {
         self.assigned -= 1;
         if !draining {
             self.buckets.remove(index);
             self.buckets.insert(index, assigned);
             self.assignable += 1;
         }
-        Ok(())
     }
 
     /// Gives many slots back at once, as [`unassign`](Pool::unassign) does one by one, but
@@ -248,12 +254,7 @@ impl Pool {
             ps.zero_slot_masked(&geom, s, have_mask.then_some(&mask[..]));
             ps.put(&geom, s);
             let (assigned, draining) = (ps.assigned, ps.draining);
-            self.assigned -= 1;
-            if !draining {
-                self.buckets.remove(index);
-                self.buckets.insert(index, assigned);
-                self.assignable += 1;
-            }
+            self.account_put(index, assigned, draining);
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Grace periods: waiting until no per-CPU operation that started earlier is still running.
 //!
 //! - rseq backend: a membarrier rseq fence ([`crate::membarrier`]), which restarts or waits out
-//!   every critical section in flight (about 350 ns here for all CPUs).
+//!   every critical section in flight.
 //! - portable backend: crossbeam-epoch, with pcpu's own collector ([`crate::epoch`]). Every
 //!   portable operation runs pinned; a grace period
 //!   defers a flag and flushes until the collector has run it, which it does only after every
