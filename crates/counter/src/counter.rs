@@ -2,6 +2,7 @@
 
 use crate::domain::{CounterMode, Domain};
 use crate::lazy::LazyTracker;
+use crate::widen::FoldTracker;
 use crate::CounterError;
 use pcpu_migrate::Header;
 use pcpu_rseq::sync::{AtomicBool, AtomicI64, Ordering};
@@ -23,9 +24,16 @@ pub(crate) struct Inner {
     _gap: [u8; 64 - core::mem::size_of::<Central>()],
     header: Header,
     /// The domain's fold parameters, copied here so that an add reads the header's lines
-    /// besides its cell, not the domain's too.
+    /// besides its cell, not the domain's too, and at a fixed distance from the slot word
+    /// ([`PARAMS_AFTER_SLOT`]), so one register addresses both. The batch in them widens
+    /// when the counter is contended ([`crate::widen`]).
     fold: pcpu_rseq::FoldParams,
 }
+
+/// Bytes from the header's slot word (its first word: `Header` is `repr(C)`) to the fold
+/// parameters, for `pcpu_rseq::add_fold_beside`.
+const PARAMS_AFTER_SLOT: usize =
+    core::mem::offset_of!(Inner, fold) - core::mem::offset_of!(Inner, header);
 
 const _: () = assert!(core::mem::size_of::<Central>() <= 64);
 const _: () = assert!(core::mem::offset_of!(Inner, header) == 64);
@@ -41,6 +49,8 @@ struct Central {
     /// Largest batch ever passed to `add_batch` above the domain's (0 if none): it widens
     /// the error bound.
     max_batch: AtomicI64,
+    /// Which CPUs fold, how fast: decides when the batch widens.
+    folds: FoldTracker,
 }
 
 impl core::ops::Deref for Central {
@@ -63,9 +73,14 @@ impl core::ops::Deref for Central {
 /// assert!((c.read() - c.sum()).abs() <= c.error_bound());
 /// ```
 pub struct PercpuCounter<'d> {
-    inner: NonNull<Inner>,
+    /// The header inside the counter's [`Inner`] (not the block's start): the add path then
+    /// has the slot word's address at hand without an offset computation.
+    header: NonNull<Header>,
     domain: &'d Domain,
 }
+
+/// Where the header sits in [`Inner`].
+const HEADER_OFFSET: usize = core::mem::offset_of!(Inner, header);
 
 // SAFETY: `Inner` is only atomics and the header (atomics), shared by design; the domain is
 // Sync. Nothing is tied to the creating thread.
@@ -154,12 +169,15 @@ impl<'d> PercpuCounter<'d> {
                 lazy: LazyTracker::new(mode == CounterMode::Lazy),
                 limit_lock: AtomicBool::new(false),
                 max_batch: AtomicI64::new(0),
+                folds: FoldTracker::new(),
             },
             _gap: [0; 64 - core::mem::size_of::<Central>()],
             header: Header::new(),
-            fold: domain.fold,
+            fold: domain.fold.clone(),
         })?;
-        let counter = PercpuCounter { inner, domain };
+        // SAFETY: `inner` is a live `Inner`; the header is a field of it.
+        let header = unsafe { NonNull::new_unchecked(&raw mut (*inner.as_ptr()).header) };
+        let counter = PercpuCounter { header, domain };
         if mode == CounterMode::PerCpu {
             domain
                 .space
@@ -187,10 +205,19 @@ impl<'d> PercpuCounter<'d> {
         Ok(v)
     }
 
+    /// The block the header lives in.
+    #[inline(always)]
+    fn inner_ptr(&self) -> NonNull<Inner> {
+        // SAFETY: `header` points `HEADER_OFFSET` bytes into an `Inner` (from `try_box`), so
+        // stepping back stays inside that allocation.
+        unsafe { self.header.byte_sub(HEADER_OFFSET).cast::<Inner>() }
+    }
+
     #[inline(always)]
     fn inner(&self) -> &Inner {
-        // SAFETY: `inner` is live until this counter is dropped (freed after a grace period).
-        unsafe { self.inner.as_ref() }
+        // SAFETY: the `Inner` is live until this counter is dropped (freed after a grace
+        // period).
+        unsafe { self.inner_ptr().as_ref() }
     }
 
     /// True once the counter has a per-CPU slot.
@@ -204,7 +231,8 @@ impl<'d> PercpuCounter<'d> {
     }
 
     /// Adds `delta`, folding this CPU's part into the central count once it reaches the
-    /// domain's batch.
+    /// counter's batch: the domain's, or wider if this counter is contended (see
+    /// [`error_bound`](Self::error_bound)).
     ///
     /// ```
     /// let c = pcpu_counter::PercpuCounter::new(0);
@@ -213,9 +241,21 @@ impl<'d> PercpuCounter<'d> {
     /// c.dec();
     /// assert_eq!(c.sum(), -3);
     /// ```
-    #[inline]
+    // Always inlined: the fast path is a few dozen instructions, and a call would add a
+    // fifth to them.
+    #[inline(always)]
     pub fn add(&self, delta: i64) {
-        self.add_folding(delta, &self.inner().fold);
+        let inner = self.inner();
+        let slot = inner.header.slot_word();
+        // SAFETY: the slot word is either disabled or addresses a slot of the domain's space,
+        // whose cells `inner.fold` describes (stride, CPU count, offset 0), kept alive until
+        // a grace period after the slot word changes; `inner.fold` lies `PARAMS_AFTER_SLOT`
+        // bytes after the slot word, in the same allocation.
+        match unsafe { pcpu_rseq::add_fold_beside::<PARAMS_AFTER_SLOT>(slot, delta) } {
+            Ok(0) => {}
+            Ok(moved) => self.fold_in(moved),
+            Err(_) => self.add_slow(delta),
+        }
     }
 
     /// Adds 1.
@@ -233,6 +273,11 @@ impl<'d> PercpuCounter<'d> {
     /// Adds `delta`; once this CPU's part reaches `±batch` it is folded into the central count
     /// (Linux's `percpu_counter_add_batch`). A smaller batch makes `read` more precise.
     ///
+    /// The check looks in the direction of the add (one compare, as in [`add`](Self::add)):
+    /// a cell left beyond `±batch` by adds with a wider batch folds at the next add that
+    /// moves it further out, not at one that moves it back. The error bound covers the
+    /// widest batch used either way.
+    ///
     /// ```
     /// let c = pcpu_counter::PercpuCounter::new(0);
     /// for _ in 0..10 {
@@ -243,34 +288,33 @@ impl<'d> PercpuCounter<'d> {
     /// ```
     #[inline]
     pub fn add_batch(&self, delta: i64, batch: i64) {
-        if batch > self.domain.batch {
-            self.inner()
-                .central
-                .max_batch
-                .fetch_max(batch, Ordering::Relaxed);
-        }
-        self.add_folding(delta, &self.inner().fold.with_batch(batch));
-    }
-
-    /// The add fast path: one rseq critical section, and a central add only when it folds.
-    #[inline(always)]
-    fn add_folding(&self, delta: i64, fold: &pcpu_rseq::FoldParams) {
         let inner = self.inner();
-        // An atomic-mode or lazy counter (no slot) skips the critical section: its slot word
-        // is disabled, which the section would find out only to send us here anyway. A slot
-        // word that changes after this check is re-read inside the section.
+        if batch > self.domain.batch {
+            inner.central.max_batch.fetch_max(batch, Ordering::Relaxed);
+        }
         if inner.header.slot_word().load(Ordering::Relaxed) & pcpu_rseq::DISABLED != 0 {
             return self.add_slow(delta);
         }
-        // SAFETY: the slot word is either disabled or addresses a slot of the domain's space,
-        // whose cells `fold` describes (stride, CPU count, offset 0), kept alive until a grace
-        // period after the slot word changes.
-        match unsafe { pcpu_rseq::add_fold_with(inner.header.slot_word(), fold, delta) } {
+        let fold = inner.fold.with_batch(batch);
+        // SAFETY: as in `add`, with `fold` describing the same cells.
+        match unsafe { pcpu_rseq::add_fold_with(inner.header.slot_word(), &fold, delta) } {
             Ok(0) => {}
             Ok(moved) => {
                 inner.central.fetch_add(moved, Ordering::Relaxed);
             }
             Err(_) => self.add_slow(delta),
+        }
+    }
+
+    /// Moves what an `add` took out of this CPU's cell into the central count, and widens the
+    /// batch if folds keep bouncing the central count between CPUs ([`crate::widen`]).
+    #[inline(never)]
+    fn fold_in(&self, moved: i64) {
+        let inner = self.inner();
+        inner.central.fetch_add(moved, Ordering::Relaxed);
+        let (batch, max) = (inner.fold.batch(), self.domain.max_batch);
+        if batch < max && inner.central.folds.note_fold(pcpu_rseq::current_cpu()) {
+            inner.fold.widen(batch.saturating_mul(2).min(max));
         }
     }
 
@@ -358,8 +402,10 @@ impl<'d> PercpuCounter<'d> {
     }
 
     /// Most `|read() − sum()|` can be, adds in flight aside: every CPU's cell stays below the
-    /// batch in absolute value (the largest batch given to [`add_batch`](Self::add_batch), if
-    /// above the domain's).
+    /// batch in absolute value. The batch is the domain's, widened (up to the domain's
+    /// [`max_batch`](crate::DomainBuilder::max_batch)) while folds from several CPUs contend
+    /// on this counter, or the largest batch given to [`add_batch`](Self::add_batch). It
+    /// never narrows, so a bound read once holds from then on.
     ///
     /// ```
     /// use pcpu_counter::{Domain, PercpuCounter};
@@ -369,11 +415,23 @@ impl<'d> PercpuCounter<'d> {
     /// # Ok::<(), pcpu_counter::CounterError>(())
     /// ```
     pub fn error_bound(&self) -> i64 {
-        let batch = self
-            .domain
-            .batch
-            .max(self.inner().central.max_batch.load(Ordering::Relaxed));
+        let inner = self.inner();
+        let batch = inner
+            .fold
+            .batch()
+            .max(inner.central.max_batch.load(Ordering::Relaxed));
         (batch - 1).saturating_mul(self.domain.ncpu as i64)
+    }
+
+    /// The batch `add` folds at now: the domain's, or wider if this counter has been
+    /// contended.
+    ///
+    /// ```
+    /// let c = pcpu_counter::PercpuCounter::new(0);
+    /// assert_eq!(c.batch(), pcpu_counter::Domain::global().batch());
+    /// ```
+    pub fn batch(&self) -> i64 {
+        self.inner().fold.batch()
     }
 
     /// Compares the value with `rhs` (Linux's `percpu_counter_compare`): from `read` when it is
@@ -461,6 +519,6 @@ impl Drop for PercpuCounter<'_> {
         // SAFETY: we own the counter: no add or read can run through it any more.
         let detached = unsafe { self.domain.space.detach(&self.inner().header) };
         // SAFETY: `inner` came from `try_box` and was just detached; we are its only owner.
-        unsafe { crate::alloc::retire(self.inner, detached) };
+        unsafe { crate::alloc::retire(self.inner_ptr(), detached) };
     }
 }

@@ -36,6 +36,7 @@ pub enum Backend {
 pub struct DomainBuilder {
     ncpu: usize,
     batch: Option<i64>,
+    max_batch: Option<i64>,
     mode: CounterMode,
     policy: CompactPolicy,
     compact_when_waste_above: Option<f64>,
@@ -61,6 +62,19 @@ impl DomainBuilder {
     /// Fold threshold per CPU (default Linux's `max(32, 2 × ncpu)`).
     pub fn batch(mut self, batch: i64) -> Self {
         self.batch = Some(batch);
+        self
+    }
+
+    /// Widest batch a contended counter may widen to (default `max(4096, batch)`).
+    ///
+    /// A counter whose folds from different CPUs follow each other fast enough to keep its
+    /// central count's cache line moving (64 CPU changes within 200 µs) doubles its batch,
+    /// and its [`error_bound`](crate::PercpuCounter::error_bound) with it, until folds are
+    /// that rare or the batch reaches `max_batch`; see
+    /// [`PercpuCounter::batch`](crate::PercpuCounter::batch). Set it equal to the batch to
+    /// keep Linux's fixed batch.
+    pub fn max_batch(mut self, max_batch: i64) -> Self {
+        self.max_batch = Some(max_batch);
         self
     }
 
@@ -93,7 +107,8 @@ impl DomainBuilder {
     /// Builds the domain (maps nothing yet).
     ///
     /// # Errors
-    /// [`CounterError::Config`] for a zero CPU count or batch, or an invalid unit size.
+    /// [`CounterError::Config`] for a zero CPU count or batch, a `max_batch` below the batch,
+    /// or an invalid unit size.
     pub fn build(self) -> Result<Domain, CounterError> {
         if self.ncpu == 0 {
             return Err(CounterError::Config("ncpu must be at least 1"));
@@ -106,6 +121,10 @@ impl DomainBuilder {
         let batch = self.batch.unwrap_or_else(|| 32.max(2 * self.ncpu as i64));
         if batch <= 0 {
             return Err(CounterError::Config("batch must be positive"));
+        }
+        let max_batch = self.max_batch.unwrap_or(4096).max(batch);
+        if self.max_batch.is_some_and(|m| m < batch) {
+            return Err(CounterError::Config("max_batch must be at least the batch"));
         }
         let space_for = |class| {
             let mut config = SpaceConfig::new(class);
@@ -132,6 +151,7 @@ impl DomainBuilder {
             ncpu: self.ncpu,
             space,
             batch,
+            max_batch,
             fold: pcpu_rseq::FoldParams::new(stride, self.ncpu, batch),
             mode: self.mode,
             policy: self.policy,
@@ -149,6 +169,8 @@ pub struct Domain {
     pub(crate) group_spaces: [Space; 3],
     pub(crate) ncpu: usize,
     pub(crate) batch: i64,
+    /// Widest batch a contended counter widens to.
+    pub(crate) max_batch: i64,
     /// Stride, CPU count and batch, prepared for the add fast path.
     pub(crate) fold: pcpu_rseq::FoldParams,
     pub(crate) mode: CounterMode,
@@ -181,6 +203,7 @@ impl Domain {
         DomainBuilder {
             ncpu: pcpu_rseq::possible_cpus(),
             batch: None,
+            max_batch: None,
             mode: CounterMode::Lazy,
             policy: CompactPolicy::default(),
             compact_when_waste_above: None,
@@ -194,9 +217,14 @@ impl Domain {
         self.ncpu
     }
 
-    /// Fold threshold per CPU.
+    /// Fold threshold per CPU that counters start with.
     pub fn batch(&self) -> i64 {
         self.batch
+    }
+
+    /// Widest batch a contended counter widens to ([`DomainBuilder::max_batch`]).
+    pub fn max_batch(&self) -> i64 {
+        self.max_batch
     }
 
     /// Default mode of new counters.

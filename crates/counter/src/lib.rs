@@ -3,7 +3,9 @@
 //! Per-CPU counters for Linux user space, with Linux `percpu_counter` semantics:
 //!
 //! - `add` is one non-atomic add to this CPU's cell inside a restartable sequence (no `lock`
-//!   prefix, no shared cache line); the CPU's part folds into a central count at ±batch;
+//!   prefix, no shared cache line); the CPU's part folds into a central count at ±batch, and a
+//!   counter whose folds from several CPUs keep that count's cache line moving widens its
+//!   batch (see [`PercpuCounter::error_bound`]);
 //! - creating and destroying counters goes through per-CPU caches of free slots (no global
 //!   lock on the common path), and in the default lazy mode a counter only takes per-CPU
 //!   memory once several CPUs really update it;
@@ -35,6 +37,7 @@
 //! | `percpu_counter_init` | [`PercpuCounter::new`] / [`try_new`](PercpuCounter::try_new) | no global lock or list: slots come from per-CPU caches; lazy by default |
 //! | `percpu_counter_init_many` | [`PercpuCounter::new_many`] | |
 //! | `percpu_counter_add`, `_add_batch` | [`add`](PercpuCounter::add), [`add_batch`](PercpuCounter::add_batch) | the fold is part of the same rseq critical section; no spinlock |
+//! | `percpu_counter_batch`, fixed at boot | [`DomainBuilder::batch`], [`DomainBuilder::max_batch`] | same default (`max(32, 2 × ncpu)`); a contended counter doubles its own batch, up to `max_batch` (4096 by default), and [`error_bound`](PercpuCounter::error_bound) grows with it; `max_batch(batch)` keeps Linux's fixed batch |
 //! | `percpu_counter_read`, `_read_positive` | [`read`](PercpuCounter::read), [`read_positive`](PercpuCounter::read_positive) | |
 //! | `percpu_counter_sum`, `_sum_positive` | [`sum`](PercpuCounter::sum), [`sum_positive`](PercpuCounter::sum_positive) | no lock; exact when quiescent, else off by adds and folds in flight |
 //! | `percpu_counter_set` | [`set`](PercpuCounter::set) | one grace period |
@@ -53,6 +56,7 @@ mod group;
 mod lazy;
 #[cfg(feature = "metrics")]
 mod metrics_impl;
+mod widen;
 
 pub use counter::PercpuCounter;
 pub use domain::{Backend, CounterMode, Domain, DomainBuilder, DomainStats};

@@ -29,13 +29,20 @@ pub const DEAD: u8 = 4;
 /// Header of one relocatable per-CPU object. Put it at a stable address (a `Box`) and free it
 /// only after a crossbeam-epoch grace period (a compactor may still look at it): see
 /// [`Space::detach`](crate::Space::detach).
+///
+/// `repr(C)` with the slot word first: a header's address is its slot word's, so a user may
+/// keep data for the add path at a fixed distance after it (see
+/// `pcpu_rseq::add_fold_beside`).
 #[derive(Debug)]
+#[repr(C)]
 pub struct Header {
     pub(crate) slot: AtomicUsize,
     pub(crate) cells: AtomicUsize,
     pub(crate) seq: AtomicUsize,
     pub(crate) state: AtomicU8,
 }
+
+const _: () = assert!(core::mem::offset_of!(Header, slot) == 0);
 
 impl Default for Header {
     fn default() -> Self {

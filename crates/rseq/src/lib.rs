@@ -66,8 +66,8 @@ pub use fence::{epoch_grace_period, fence_cpu, synchronize};
 pub use mode::{env_forces_portable, force_portable, mode, Mode, ModeAlreadyChosen, ENV_VAR};
 pub use native::kernel_feature_size;
 pub use ops::{
-    add, add_fold, add_fold_at, add_fold_with, add_fold_with_offset, current_cpu, exchange,
-    portable_add, portable_exchange, FoldParams, SlowPath, DISABLED,
+    add, add_fold, add_fold_at, add_fold_beside, add_fold_with, add_fold_with_offset, current_cpu,
+    exchange, portable_add, portable_exchange, FoldParams, SlowPath, DISABLED, MAX_FOLD,
 };
 pub use stack::{
     PercpuStacks, StackConfigError, StackMiss, StopError, StoppedStack, LOCKED, STOPPED,

@@ -116,7 +116,8 @@ unsafe fn cold_portable_add(
 /// ```
 ///
 /// # Errors
-/// [`SlowPath`] as for [`add`]; nothing was changed then.
+/// [`SlowPath`] as for [`add`], and for `|delta| > ` [`MAX_FOLD`] (the cell could overflow);
+/// nothing was changed then.
 ///
 /// # Safety
 /// As for [`add`].
@@ -154,40 +155,86 @@ pub unsafe fn add_fold_at(
 }
 
 /// Everything [`add_fold_with`] needs besides the slot word and the delta, prepared once
-/// (by a counter's domain, say): the cell layout and the fold threshold, with the range check
-/// `|cell| < batch` turned into one unsigned compare. The critical section reads it through
-/// one pointer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// (by a counter's domain, say): the cell layout and the fold threshold. The critical section
+/// reads it through one pointer.
+///
+/// The threshold is kept as `bias = batch - 1` and `-bias`, one word for each direction: an
+/// add of `delta ≥ 0` folds when the cell exceeds `bias`, a negative one when it drops below
+/// `-bias` (the cell starts within both, so one compare per add keeps `|cell| < batch`). So
+/// [`widen`](Self::widen) can raise the batch while sections read it: each reads one word
+/// and sees its old value or its new one.
+#[derive(Debug)]
 #[repr(C)]
 pub struct FoldParams {
     stride: usize,
     ncpu: usize,
-    bias: i64,
-    lim: u64,
+    bias: core::sync::atomic::AtomicI64,
+    neg_bias: core::sync::atomic::AtomicI64,
 }
+
+/// Largest batch, and largest `|delta|` that one critical section adds: their sum stays
+/// below 2⁶³, so `cell + delta` cannot overflow.
+pub const MAX_FOLD: i64 = 1 << 62;
 
 impl FoldParams {
     /// Cells `stride` bytes apart for `ncpu` CPUs, folding at `batch` (values below 1 count
-    /// as 1). 32 bytes: it fits beside a 32-byte header in one cache line.
+    /// as 1, values above [`MAX_FOLD`] as [`MAX_FOLD`]). 32 bytes: it fits beside a 32-byte
+    /// header in one cache line.
     pub const fn new(stride: usize, ncpu: usize, batch: i64) -> Self {
-        let batch = if batch < 1 { 1 } else { batch };
-        let bias = batch - 1;
+        let bias = Self::clamp(batch) - 1;
         FoldParams {
             stride,
             ncpu,
-            bias,
-            lim: (bias as u64).saturating_mul(2),
+            bias: core::sync::atomic::AtomicI64::new(bias),
+            neg_bias: core::sync::atomic::AtomicI64::new(-bias),
         }
     }
 
-    /// The batch this was prepared with.
-    pub const fn batch(&self) -> i64 {
-        self.bias + 1
+    const fn clamp(batch: i64) -> i64 {
+        if batch < 1 {
+            1
+        } else if batch > MAX_FOLD {
+            MAX_FOLD
+        } else {
+            batch
+        }
     }
 
-    /// The same with another batch.
-    pub const fn with_batch(self, batch: i64) -> Self {
+    /// The batch in force now. Every cell holds less than it in absolute value, up to adds
+    /// in flight: [`widen`](Self::widen) raises the upward threshold (read here) first.
+    pub fn batch(&self) -> i64 {
+        self.bias.load(core::sync::atomic::Ordering::Acquire) + 1
+    }
+
+    /// The same layout with another batch.
+    pub fn with_batch(&self, batch: i64) -> Self {
         FoldParams::new(self.stride, self.ncpu, batch)
+    }
+
+    /// Raises the batch to `batch` (clamped as in [`new`](Self::new)) unless it is already at
+    /// least that; returns the batch in force afterwards. Safe while critical sections read
+    /// these parameters: each threshold is one word and only grows.
+    ///
+    /// ```
+    /// let p = pcpu_rseq::FoldParams::new(64, 4, 32);
+    /// assert_eq!(p.widen(128), 128);
+    /// assert_eq!(p.widen(64), 128); // never narrows
+    /// assert_eq!(p.batch(), 128);
+    /// ```
+    pub fn widen(&self, batch: i64) -> i64 {
+        use core::sync::atomic::Ordering::Release;
+        let bias = Self::clamp(batch) - 1;
+        // Upward threshold first: `batch()` reads it, so it never reports less than a cell
+        // can hold.
+        let before = self.bias.fetch_max(bias, Release);
+        self.neg_bias.fetch_min(-bias, Release);
+        before.max(bias) + 1
+    }
+}
+
+impl Clone for FoldParams {
+    fn clone(&self) -> Self {
+        FoldParams::new(self.stride, self.ncpu, self.batch())
     }
 }
 
@@ -206,7 +253,7 @@ pub unsafe fn add_fold_with(
     delta: i64,
 ) -> Result<i64, SlowPath> {
     // SAFETY: forwarded from the caller.
-    unsafe { add_fold_params(slot, params, None, delta) }
+    unsafe { add_fold_params::<0>(slot, params, None, delta) }
 }
 
 /// [`add_fold_with`] on the word `offset` bytes into each cell: counter groups.
@@ -224,34 +271,121 @@ pub unsafe fn add_fold_with_offset(
     delta: i64,
 ) -> Result<i64, SlowPath> {
     // SAFETY: forwarded from the caller.
-    unsafe { add_fold_params(slot, params, Some(offset), delta) }
+    unsafe { add_fold_params::<0>(slot, params, Some(offset), delta) }
+}
+
+/// [`add_fold_with`] for parameters kept `PARAMS_AFTER_SLOT` bytes after the slot word, as
+/// a counter keeps them beside its header: the critical section then addresses the slot word
+/// and the parameters through one register.
+///
+/// ```
+/// use pcpu_rseq::{sync::{AtomicI64, AtomicUsize, Ordering}, FoldParams};
+/// #[repr(C)]
+/// struct Site {
+///     slot: AtomicUsize,
+///     params: FoldParams,
+/// }
+/// let ncpu = pcpu_rseq::possible_cpus();
+/// let cells: Vec<AtomicI64> = (0..ncpu).map(|_| AtomicI64::new(0)).collect();
+/// let site = Site {
+///     slot: AtomicUsize::new(cells.as_ptr() as usize),
+///     params: FoldParams::new(8, ncpu, 4),
+/// };
+/// let mut central = 0;
+/// for _ in 0..10 {
+///     // SAFETY: `site.params` is 8 bytes after `site.slot` (repr(C)); the cells are as for
+///     // `add`.
+///     central += unsafe { pcpu_rseq::add_fold_beside::<8>(&site.slot, 1) }.unwrap();
+/// }
+/// let cells_total: i64 = cells.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+/// assert_eq!(central + cells_total, 10);
+/// ```
+///
+/// # Errors
+/// As for [`add_fold`].
+///
+/// # Safety
+/// As for [`add_fold_with`], with `params` the [`FoldParams`] that starts `PARAMS_AFTER_SLOT`
+/// bytes after `slot`, inside the same allocation (so `PARAMS_AFTER_SLOT` is at least 8 and
+/// a multiple of 8).
+#[inline(always)]
+pub unsafe fn add_fold_beside<const PARAMS_AFTER_SLOT: usize>(
+    slot: &AtomicUsize,
+    delta: i64,
+) -> Result<i64, SlowPath> {
+    const {
+        assert!(PARAMS_AFTER_SLOT >= 8 && PARAMS_AFTER_SLOT % 8 == 0);
+    }
+    // SAFETY: forwarded from the caller; the parameters are where `PARAMS_AFTER_SLOT` says.
+    unsafe { add_fold_params::<PARAMS_AFTER_SLOT>(slot, core::ptr::null(), None, delta) }
 }
 
 /// # Safety
-/// As for [`add_fold_at`]; no offset means offset 0 (one step fewer in the section).
+/// As for [`add_fold_at`]; no offset means offset 0 (one step fewer in the section). With
+/// `PARAMS_AFTER_SLOT` 0, `params` points at live parameters; otherwise it is ignored and the
+/// parameters lie that many bytes after `slot`, in the same allocation.
 #[inline(always)]
-unsafe fn add_fold_params(
+unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
     slot: &AtomicUsize,
-    params: &FoldParams,
+    params: *const FoldParams,
     offset: Option<usize>,
     delta: i64,
 ) -> Result<i64, SlowPath> {
+    if delta.unsigned_abs() > MAX_FOLD as u64 {
+        // `cell + delta` could overflow: the caller's slow path adds it centrally.
+        return Err(SlowPath);
+    }
     let state = thread::state();
     #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
     if state > thread::NO_RSEQ {
-        // SAFETY: as in `add`; `params` is a live reference.
+        let area = state as *mut _;
+        // SAFETY: as in `add`; the parameters are live where `PARAMS_AFTER_SLOT` says; the
+        // variant matches the sign of `delta`, and `|delta| ≤ MAX_FOLD`. (For a constant
+        // delta, as in `inc`, the sign test disappears.)
         let out = unsafe {
-            crate::x86_64::add_fold(state as *mut _, slot.as_ptr(), params, delta, offset)
+            if delta >= 0 {
+                crate::x86_64::add_fold::<PARAMS_AFTER_SLOT, true>(
+                    area,
+                    slot.as_ptr(),
+                    params,
+                    delta,
+                    offset,
+                )
+            } else {
+                crate::x86_64::add_fold::<PARAMS_AFTER_SLOT, false>(
+                    area,
+                    slot.as_ptr(),
+                    params,
+                    delta,
+                    offset,
+                )
+            }
         };
         // One test for the common case: committed, no abort, nothing to fold.
-        if (out.raw_status | out.value as usize) == 0 {
+        if out.raw_status == 0 {
             return Ok(0);
+        }
+        // Next, the slow path without aborts (a disabled slot: atomic-mode counters), whose
+        // caller has an atomic add to do at once.
+        if out.raw_status == 1 {
+            return Err(SlowPath);
         }
         return fold_outcome(out.raw_status, out.value);
     }
     if state == thread::NO_RSEQ {
         return Err(SlowPath);
     }
+    // SAFETY: as above; computed only here, so the rseq path spends no register on it.
+    let params = unsafe {
+        &*if PARAMS_AFTER_SLOT == 0 {
+            params
+        } else {
+            (slot as *const AtomicUsize)
+                .cast::<u8>()
+                .add(PARAMS_AFTER_SLOT)
+                .cast::<FoldParams>()
+        }
+    };
     let offset = offset.unwrap_or(0);
     // SAFETY: forwarded from the caller.
     unsafe {
@@ -266,18 +400,21 @@ unsafe fn add_fold_params(
     }
 }
 
-/// The uncommon outcomes of an rseq `add_fold`: aborts to count, the slow path, a fold.
+/// The uncommon outcomes of an rseq `add_fold`: aborts to count, the slow path, a fold (the
+/// status bits are described at `x86_64::FoldOutcome`).
 #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
 #[cold]
 #[inline(never)]
 fn fold_outcome(raw_status: usize, value: i64) -> Result<i64, SlowPath> {
-    if raw_status >> 1 != 0 {
-        thread::record_aborts(raw_status >> 1);
+    if raw_status >> 2 != 0 {
+        thread::record_aborts(raw_status >> 2);
     }
-    if raw_status & 1 == 0 {
+    if raw_status & 1 != 0 {
+        Err(SlowPath)
+    } else if raw_status & 2 != 0 {
         Ok(value)
     } else {
-        Err(SlowPath)
+        Ok(0)
     }
 }
 

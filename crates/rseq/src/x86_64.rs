@@ -38,7 +38,7 @@ use crate::abi::RseqArea;
 /// runs `abort` (count the abort) and retries from `2:`. The operands must name `area` (the
 /// rseq area) and `tmp` (a scratch register).
 macro_rules! rseq_section {
-    ($abort:literal; $($body:literal,)* ; $($operands:tt)*) => {
+    ($abort:expr; $($body:expr,)* ; $($operands:tt)*) => {
         core::arch::asm!(
             ".pushsection __rseq_cs, \"aw\"",
             ".balign 32",
@@ -86,8 +86,11 @@ impl<T> Outcome<T> {
     }
 }
 
-/// Result of `add_fold`: the raw status word (bit 0 slow, the rest the abort count × 2) and
-/// the value to fold (0 if none).
+/// Result of `add_fold`: the raw status word and the value to fold.
+///
+/// Status bits: 0 = slow path (nothing was added), 1 = the section folded (`value` is what the
+/// cell held), the rest = the abort count × 4. So `raw_status == 0` alone says "committed, no
+/// abort, nothing to fold", and `value` is meaningful only when bit 1 is set.
 pub(crate) struct FoldOutcome {
     pub raw_status: usize,
     pub value: i64,
@@ -144,25 +147,40 @@ pub(crate) unsafe fn add(
     }
 }
 
-/// Adds `delta` to the current CPU's cell (`*slot + offset + cpu × stride`, with `offset`,
-/// `stride`, `ncpu` read from `params`); if the result reaches the batch in absolute value,
-/// stores 0 instead and returns the result (the caller moves it to a central count), else
-/// returns 0.
+/// Adds `delta` to the current CPU's cell (`*slot + offset + cpu × stride`, with `stride` and
+/// `ncpu` read from the parameters); if the result reaches the batch in absolute value, stores
+/// 0 instead and reports the result (the caller moves it to a central count).
 ///
-/// The range check is `(cur + bias) as u64 <= lim` with `bias = batch - 1` and
-/// `lim = 2 × bias`, i.e. `|cur| < batch`. The fold path sits *inside* the section, before the
-/// single committing store, and falls through into it with 0 as the value to store; the common
-/// path jumps over it. So the store's data depends only on the load and the add (the check is
-/// a predicted branch, not a data dependency). The parameters are memory operands behind one
-/// pointer and the status shares a register with the abort count, so the section needs nine
-/// registers and inlines into callers without spilling callee-saved ones.
+/// The range check is one-sided: `UP` (for `delta ≥ 0`) folds when `cur > bias`, otherwise
+/// when `cur < -bias` (`bias = batch - 1`, with `-bias` kept as its own word). The cell held
+/// `|old| < batch`, so a non-negative delta cannot push it below `-bias` and a negative one
+/// cannot push it above `bias`: one compare keeps `|cell| < batch`, provided `old + delta`
+/// does not overflow, which the caller ensures by keeping `|delta| ≤ 2⁶²` (the batch is at
+/// most 2⁶²). Each variant reads one threshold word, so a counter may widen its batch while
+/// sections run ([`crate::FoldParams::widen`]): a section sees the old threshold or the new.
 ///
-/// Status register: bit 0 set = slow path; the abort handler adds 2 (so `>> 1` counts aborts).
+/// The fold path sits *inside* the section, before the single committing store, and falls
+/// through into it with 0 as the value to store; the common path jumps over it. So the
+/// store's data depends only on the load and the add (the check is a predicted branch, not a
+/// data dependency). The fold path also sets status bit 1, so the common case leaves the
+/// section with a zero status and the caller tests one register. The status starts at 1 (set
+/// by the caller's code, outside the section) and shares a register with the abort count; the
+/// parameters are memory operands. So the section needs at most nine registers and inlines
+/// into callers without spilling callee-saved ones.
+///
+/// Status register: see [`FoldOutcome`]. The abort handler counts the abort (+4), sets the
+/// slow bit again and clears the fold bit, either of which the interrupted attempt may have
+/// changed.
+///
+/// `PARAMS_AFTER_SLOT` says where the parameters are: 0, behind `params`; otherwise that many
+/// bytes after the slot word (a counter keeps them beside its header), so one register
+/// addresses both and `params` is ignored.
 ///
 /// # Safety
-/// As for [`add`]; `params` is valid for reads.
+/// As for [`add`]; the parameters are valid for reads; `delta ≥ 0` if `UP`, else `delta < 0`;
+/// `|delta| ≤ 2⁶²`.
 #[inline(always)]
-pub(crate) unsafe fn add_fold(
+pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
     area: *mut RseqArea,
     slot: *const usize,
     params: *const crate::ops::FoldParams,
@@ -171,61 +189,72 @@ pub(crate) unsafe fn add_fold(
 ) -> FoldOutcome {
     let st: usize;
     let out: i64;
-    // The section text, with or without the offset step (single counters have offset 0 and
-    // skip it: one load and one add fewer on the way to the cell's address).
+    // One section text: `$pb` addresses the parameters; `$offset_step` is empty for single
+    // counters (offset 0: one load and one add fewer on the way to the cell's address);
+    // `$threshold` and `$keep` are the one-sided check.
     macro_rules! section {
-        ($offset_step:literal; $($offset_operand:tt)*) => {
-            rseq_section!("add {st}, 2";
-                "or {st}, 1",
+        ($pb:literal; $offset_step:literal; $threshold:literal; $keep:literal; $($extra:tt)*) => {
+            rseq_section!("or {st}, 1\nadd {st}, 4\nand {st}, -3";
                 "mov {cpu:e}, dword ptr [{area} + 4]",
-                "cmp {cpu}, qword ptr [{p} + 8]",
+                concat!("cmp {cpu}, qword ptr [", $pb, " + 8]"),
                 "jae 5f",
                 "mov {tmp}, qword ptr [{slot}]",
                 "test {tmp}, 1",
                 "jnz 5f",
-                "imul {cpu}, qword ptr [{p}]",
+                concat!("imul {cpu}, qword ptr [", $pb, "]"),
                 "add {tmp}, {cpu}",
                 $offset_step,
                 "mov {cur}, qword ptr [{tmp}]",
                 "add {cur}, {delta}",
-                "mov {out}, qword ptr [{p} + 16]",
-                "add {out}, {cur}",
-                "cmp {out}, qword ptr [{p} + 24]",
-                "mov {out:e}, 0",
-                "jbe 3f",
+                concat!("cmp {cur}, qword ptr [", $pb, " + ", $threshold, "]"),
+                concat!($keep, " 3f"),
                 "mov {out}, {cur}",
                 "xor {cur:e}, {cur:e}",
+                "or {st}, 2",
                 "3:",
                 "and {st}, -2",
                 "mov qword ptr [{tmp}], {cur}",
                 ;
                 area = in(reg) area,
                 slot = in(reg) slot,
-                p = in(reg) params,
                 delta = in(reg) delta,
                 tmp = out(reg) _,
                 cpu = out(reg) _,
                 cur = out(reg) _,
                 out = out(reg) out,
-                st = inout(reg) 0usize => st,
-                $($offset_operand)*
+                st = inout(reg) 1usize => st,
+                $($extra)*
                 options(nostack),
             )
         };
     }
+    // Both directions for one parameter address and offset step.
+    macro_rules! direction {
+        ($pb:literal; $offset_step:literal; $($extra:tt)*) => {
+            if UP {
+                section!($pb; $offset_step; "16"; "jle"; $($extra)*)
+            } else {
+                section!($pb; $offset_step; "24"; "jge"; $($extra)*)
+            }
+        };
+    }
     // SAFETY: as in `add`; the only write besides `rseq_cs` is the committing store to the
-    // current CPU's cell, the last instruction of the section. `params` is read only.
+    // current CPU's cell, the last instruction of the section. The parameters are read only.
     unsafe {
-        match offset {
-            Some(off) => section!("add {tmp}, {off}"; off = in(reg) off,),
-            None => section!(""; ),
+        match (PARAMS_AFTER_SLOT, offset) {
+            (0, None) => direction!("{p}"; ""; p = in(reg) params,),
+            (0, Some(off)) => {
+                direction!("{p}"; "add {tmp}, {off}"; p = in(reg) params, off = in(reg) off,)
+            }
+            (_, None) => direction!("{slot} + {po}"; ""; po = const PARAMS_AFTER_SLOT,),
+            (_, Some(off)) => direction!(
+                "{slot} + {po}"; "add {tmp}, {off}"; po = const PARAMS_AFTER_SLOT, off = in(reg) off,
+            ),
         }
     }
-    // `out` is only meaningful when the section committed; make it 0 otherwise so that the
-    // caller's single `status | value == 0` test stays exact.
     FoldOutcome {
         raw_status: st,
-        value: if st & 1 == 0 { out } else { 0 },
+        value: out,
     }
 }
 

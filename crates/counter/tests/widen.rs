@@ -1,0 +1,107 @@
+//! Adaptive batch: a counter whose folds alternate between CPUs widens its batch (up to the
+//! domain's `max_batch`), its error bound follows, and no update is lost on the way; a counter
+//! used from one CPU, or in a domain with `max_batch == batch`, keeps Linux's batch.
+
+use pcpu_counter::{CounterError, CounterMode, Domain, PercpuCounter};
+
+/// Makes `folds` folds, each from the next CPU in turn (one add of a whole batch, then every
+/// other time a third of one back down, so the counter both grows and shrinks), checking the
+/// value and the bound after every 64; `added` is what the counter holds before and after.
+///
+/// Few operations per fold, so that 64 CPU changes stay well within the 200 µs that make a
+/// window short even in a debug build.
+fn alternate_folds(c: &PercpuCounter<'_>, folds: usize, ncpu: usize, added: &mut i64) {
+    for f in 0..folds {
+        pcpu_rseq::simulate_cpu(Some(f % ncpu));
+        let batch = c.batch();
+        let down = if f % 2 == 1 { -(batch / 3) } else { 0 };
+        c.add(batch);
+        c.add(down);
+        *added += batch + down;
+        if f % 64 == 63 || f + 1 == folds {
+            let (read, sum, bound) = (c.read(), c.sum(), c.error_bound());
+            assert_eq!(sum, *added, "no update lost");
+            assert!(
+                read.abs_diff(sum) <= bound as u64,
+                "|{read} - {sum}| > {bound}"
+            );
+        }
+    }
+    pcpu_rseq::simulate_cpu(None);
+}
+
+/// A domain of 4 (simulated) CPUs, per-CPU counters, batch 32.
+fn four_cpus(max_batch: Option<i64>) -> Domain {
+    let b = Domain::builder()
+        .ncpu(4)
+        .batch(32)
+        .mode(CounterMode::PerCpu);
+    match max_batch {
+        Some(m) => b.max_batch(m),
+        None => b,
+    }
+    .build()
+    .unwrap()
+}
+
+#[test]
+fn alternating_folds_widen_up_to_max_batch() {
+    let domain = four_cpus(Some(512));
+    let c = PercpuCounter::new_in(&domain, 0).unwrap();
+    assert_eq!((c.batch(), c.error_bound()), (32, 31 * 4));
+    // Each window of 64 switches has to be shorter than 200 µs to count; on a loaded machine
+    // some are not, hence a generous bound on the attempts rather than an exact count.
+    let mut added = 0;
+    for _ in 0..2_000 {
+        alternate_folds(&c, 256, 4, &mut added);
+        if c.batch() == 512 {
+            break;
+        }
+    }
+    assert_eq!(c.batch(), 512, "never reached max_batch");
+    assert_eq!(c.error_bound(), 511 * 4);
+    assert_eq!(c.sum(), added);
+    // It never narrows, and never passes the maximum.
+    alternate_folds(&c, 300, 4, &mut added);
+    assert_eq!(c.batch(), 512);
+    assert_eq!(c.sum(), added);
+}
+
+#[test]
+fn fixed_batch_domain_never_widens() {
+    let domain = four_cpus(Some(32));
+    let c = PercpuCounter::new_in(&domain, 0).unwrap();
+    let mut added = 0;
+    alternate_folds(&c, 5_000, 4, &mut added);
+    assert_eq!(c.batch(), 32);
+    assert_eq!(c.error_bound(), 31 * 4);
+    assert_eq!(c.sum(), added);
+}
+
+#[test]
+fn one_cpu_keeps_the_batch() {
+    let domain = four_cpus(None);
+    let c = PercpuCounter::new_in(&domain, 0).unwrap();
+    let mut added = 0;
+    alternate_folds(&c, 5_000, 1, &mut added);
+    assert_eq!(c.batch(), 32);
+    assert_eq!(c.sum(), added);
+}
+
+#[test]
+fn max_batch_below_batch_is_refused() {
+    let err = Domain::builder()
+        .batch(64)
+        .max_batch(32)
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, CounterError::Config(_)), "{err:?}");
+    let d = Domain::builder().batch(64).build().unwrap();
+    assert_eq!(d.max_batch(), 4096);
+    let d = Domain::builder().batch(8192).build().unwrap();
+    assert_eq!(
+        d.max_batch(),
+        8192,
+        "the default maximum never undercuts the batch"
+    );
+}
