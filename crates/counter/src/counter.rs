@@ -245,12 +245,13 @@ impl<'d> PercpuCounter<'d> {
     // fifth to them.
     #[inline(always)]
     pub fn add(&self, delta: i64) {
-        let inner = self.inner();
-        let slot = inner.header.slot_word();
+        // From the header pointer, whose provenance covers the whole `Inner`, so that the
+        // section may read the fold parameters beside the header through it.
+        let slot = Header::slot_word_ptr(self.header.as_ptr());
         // SAFETY: the slot word is either disabled or addresses a slot of the domain's space,
         // whose cells `inner.fold` describes (stride, CPU count, offset 0), kept alive until
         // a grace period after the slot word changes; `inner.fold` lies `PARAMS_AFTER_SLOT`
-        // bytes after the slot word, in the same allocation.
+        // bytes after the slot word, in the same allocation, within `slot`'s provenance.
         match unsafe { pcpu_rseq::add_fold_beside::<PARAMS_AFTER_SLOT>(slot, delta) } {
             Ok(0) => {}
             Ok(moved) => self.fold_in(moved),
@@ -322,7 +323,10 @@ impl<'d> PercpuCounter<'d> {
     fn add_slow(&self, delta: i64) {
         let inner = self.inner();
         inner.central.fetch_add(delta, Ordering::Relaxed);
-        if inner.central.lazy.note_slow_add() {
+        // A delta too large for a cell (see `pcpu_rseq::MAX_FOLD`) says nothing about
+        // contention: only the others count towards going per-CPU.
+        if delta.unsigned_abs() <= pcpu_rseq::MAX_FOLD as u64 && inner.central.lazy.note_slow_add()
+        {
             // Contended from several CPUs: go per-CPU. Failure (no memory) leaves it atomic.
             let _ = self.domain.space.attach(&inner.header);
         }
@@ -404,8 +408,11 @@ impl<'d> PercpuCounter<'d> {
     /// Most `|read() − sum()|` can be, adds in flight aside: every CPU's cell stays below the
     /// batch in absolute value. The batch is the domain's, widened (up to the domain's
     /// [`max_batch`](crate::DomainBuilder::max_batch)) while folds from several CPUs contend
-    /// on this counter, or the largest batch given to [`add_batch`](Self::add_batch). It
-    /// never narrows, so a bound read once holds from then on.
+    /// on this counter, or the largest batch given to [`add_batch`](Self::add_batch).
+    ///
+    /// It never narrows, so a bound taken *after* a `read` and a `sum` covers them (as
+    /// [`compare`](Self::compare) and [`limited_add`](Self::limited_add) take it); one taken
+    /// earlier may be too small by then, so do not cache it.
     ///
     /// ```
     /// use pcpu_counter::{Domain, PercpuCounter};

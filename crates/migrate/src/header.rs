@@ -67,6 +67,15 @@ impl Header {
         &self.slot
     }
 
+    /// The slot word's address computed from a pointer to the header, keeping that pointer's
+    /// provenance (a reference from [`slot_word`](Self::slot_word) covers the word alone), for
+    /// `pcpu_rseq::add_fold_beside`, which also reads data placed after the header.
+    #[inline(always)]
+    pub const fn slot_word_ptr(this: *const Header) -> *const AtomicUsize {
+        // The slot word is the first field of this repr(C) struct (asserted above).
+        this.cast()
+    }
+
     /// True once the object has a per-CPU slot (it may be mid-relocation).
     pub fn is_attached(&self) -> bool {
         matches!(self.state.load(Ordering::Acquire), ATTACHED | RELOCATING)

@@ -97,8 +97,9 @@ unsafe fn cold_portable_add(
 /// Adds `delta` to the current CPU's cell, and if the cell then holds `batch` or more in
 /// absolute value, empties it and returns what it held, for the caller to add to a central
 /// count (Linux's `percpu_counter_add_batch`, as one critical section). Returns `Ok(0)` when
-/// nothing was folded. After every call each cell holds less than `batch` in absolute value,
-/// except on the portable backend while another thread is between its add and its fold.
+/// nothing was folded. After every call each cell holds less than the largest batch used on
+/// these cells in absolute value (less than `batch` if all calls use the same one), except on
+/// the portable backend while another thread is between its add and its fold.
 ///
 /// ```
 /// use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
@@ -173,7 +174,9 @@ pub struct FoldParams {
 }
 
 /// Largest batch, and largest `|delta|` that one critical section adds: their sum stays
-/// below 2⁶³, so `cell + delta` cannot overflow.
+/// below 2⁶³, so on the rseq backend `cell + delta` cannot overflow. (On the portable backend
+/// several threads may add to one cell before one of them folds it; the cell may then wrap,
+/// and totals stay exact modulo 2⁶⁴.)
 pub const MAX_FOLD: i64 = 1 << 62;
 
 impl FoldParams {
@@ -278,6 +281,10 @@ pub unsafe fn add_fold_with_offset(
 /// a counter keeps them beside its header: the critical section then addresses the slot word
 /// and the parameters through one register.
 ///
+/// `slot` is a raw pointer because the parameters are read through it: it must come from a
+/// pointer to the whole structure that holds both (a `&AtomicUsize` to the slot field would
+/// only permit access to those 8 bytes).
+///
 /// ```
 /// use pcpu_rseq::{sync::{AtomicI64, AtomicUsize, Ordering}, FoldParams};
 /// #[repr(C)]
@@ -291,11 +298,14 @@ pub unsafe fn add_fold_with_offset(
 ///     slot: AtomicUsize::new(cells.as_ptr() as usize),
 ///     params: FoldParams::new(8, ncpu, 4),
 /// };
+/// // The slot word is the first field: a pointer to the struct is one to it, and it may
+/// // reach the parameters too.
+/// let slot = (&site as *const Site).cast::<AtomicUsize>();
 /// let mut central = 0;
 /// for _ in 0..10 {
-///     // SAFETY: `site.params` is 8 bytes after `site.slot` (repr(C)); the cells are as for
-///     // `add`.
-///     central += unsafe { pcpu_rseq::add_fold_beside::<8>(&site.slot, 1) }.unwrap();
+///     // SAFETY: `site.params` is 8 bytes after `site.slot` (repr(C)) and `slot` covers
+///     // `site`; the cells are as for `add`.
+///     central += unsafe { pcpu_rseq::add_fold_beside::<8>(slot, 1) }.unwrap();
 /// }
 /// let cells_total: i64 = cells.iter().map(|c| c.load(Ordering::Relaxed)).sum();
 /// assert_eq!(central + cells_total, 10);
@@ -305,28 +315,31 @@ pub unsafe fn add_fold_with_offset(
 /// As for [`add_fold`].
 ///
 /// # Safety
-/// As for [`add_fold_with`], with `params` the [`FoldParams`] that starts `PARAMS_AFTER_SLOT`
-/// bytes after `slot`, inside the same allocation (so `PARAMS_AFTER_SLOT` is at least 8 and
-/// a multiple of 8).
+/// As for [`add_fold_with`], with `slot` pointing at a live slot word, and the parameters
+/// the [`FoldParams`] that starts `PARAMS_AFTER_SLOT` bytes after it, inside the same
+/// allocation and within `slot`'s provenance (so `PARAMS_AFTER_SLOT` is at least 8 and a
+/// multiple of 8).
 #[inline(always)]
 pub unsafe fn add_fold_beside<const PARAMS_AFTER_SLOT: usize>(
-    slot: &AtomicUsize,
+    slot: *const AtomicUsize,
     delta: i64,
 ) -> Result<i64, SlowPath> {
     const {
         assert!(PARAMS_AFTER_SLOT >= 8 && PARAMS_AFTER_SLOT % 8 == 0);
     }
-    // SAFETY: forwarded from the caller; the parameters are where `PARAMS_AFTER_SLOT` says.
+    // SAFETY: forwarded from the caller; the parameters are where `PARAMS_AFTER_SLOT` says,
+    // within `slot`'s provenance.
     unsafe { add_fold_params::<PARAMS_AFTER_SLOT>(slot, core::ptr::null(), None, delta) }
 }
 
 /// # Safety
-/// As for [`add_fold_at`]; no offset means offset 0 (one step fewer in the section). With
-/// `PARAMS_AFTER_SLOT` 0, `params` points at live parameters; otherwise it is ignored and the
-/// parameters lie that many bytes after `slot`, in the same allocation.
+/// As for [`add_fold_at`], `slot` pointing at a live slot word; no offset means offset 0 (one
+/// step fewer in the section). With `PARAMS_AFTER_SLOT` 0, `params` points at live
+/// parameters; otherwise it is ignored and the parameters lie that many bytes after `slot`,
+/// in the same allocation and within `slot`'s provenance.
 #[inline(always)]
 unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
-    slot: &AtomicUsize,
+    slot: *const AtomicUsize,
     params: *const FoldParams,
     offset: Option<usize>,
     delta: i64,
@@ -346,7 +359,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
             if delta >= 0 {
                 crate::x86_64::add_fold::<PARAMS_AFTER_SLOT, true>(
                     area,
-                    slot.as_ptr(),
+                    slot.cast::<usize>(),
                     params,
                     delta,
                     offset,
@@ -354,7 +367,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
             } else {
                 crate::x86_64::add_fold::<PARAMS_AFTER_SLOT, false>(
                     area,
-                    slot.as_ptr(),
+                    slot.cast::<usize>(),
                     params,
                     delta,
                     offset,
@@ -375,22 +388,22 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
     if state == thread::NO_RSEQ {
         return Err(SlowPath);
     }
-    // SAFETY: as above; computed only here, so the rseq path spends no register on it.
+    // SAFETY: as above; computed only here, so the rseq path spends no register on it. The
+    // offset arithmetic stays on the raw pointer, whose provenance covers the parameters.
     let params = unsafe {
         &*if PARAMS_AFTER_SLOT == 0 {
             params
         } else {
-            (slot as *const AtomicUsize)
-                .cast::<u8>()
+            slot.cast::<u8>()
                 .add(PARAMS_AFTER_SLOT)
                 .cast::<FoldParams>()
         }
     };
     let offset = offset.unwrap_or(0);
-    // SAFETY: forwarded from the caller.
+    // SAFETY: forwarded from the caller: `slot` is a live slot word.
     unsafe {
         cold_portable_add_fold(
-            slot,
+            &*slot,
             offset,
             params.stride,
             params.ncpu,

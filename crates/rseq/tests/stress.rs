@@ -227,3 +227,100 @@ fn add_fold_moves_every_unit_exactly_once() {
         );
     }
 }
+
+/// A counter's layout: the slot word, then its fold parameters (what `add_fold_beside` reads).
+#[repr(C)]
+struct Site {
+    slot: AtomicUsize,
+    params: pcpu_rseq::FoldParams,
+}
+
+#[test]
+fn add_fold_while_the_batch_widens_keeps_cells_in_bounds() {
+    let ncpu = pcpu_rseq::possible_cpus();
+    let cells = cells(ncpu);
+    let site = Site {
+        slot: AtomicUsize::new(cells.as_ptr() as usize),
+        params: pcpu_rseq::FoldParams::new(64, ncpu, 32),
+    };
+    // A pointer to the whole site: the section reads the parameters through it.
+    let slot = (&site as *const Site).cast::<AtomicUsize>();
+    let slot_addr = slot as usize;
+    let per_thread = scaled(200_000);
+    // Concurrent bound checks hold on rseq (a cell is stored within the threshold its section
+    // read, and `widen` only raises it); portable adds may overshoot until their fold.
+    let check_live = pcpu_rseq::mode() == Mode::Rseq;
+    // Adders count their progress in chunks of 1024 adds; the widener spreads its 36 steps
+    // (batch 2⁵ to 2⁴⁰) over the whole run, checking the cells between steps.
+    const CHUNK: u64 = 1024;
+    let workers = 15;
+    let chunks = workers * (per_thread / CHUNK);
+    let progress = AtomicUsize::new(0);
+    let (results, _) = with_signal_storm(workers as usize + 1, |i| {
+        let slot = slot_addr as *const AtomicUsize;
+        if i == 0 {
+            // Counts violations rather than panicking: a panicking worker would leave the
+            // signal storm waiting for it.
+            let mut out_of_bounds = 0i64;
+            let mut check = || {
+                for c in &cells {
+                    let v = c.0.load(Ordering::Relaxed);
+                    if check_live && v.abs() >= site.params.batch() {
+                        out_of_bounds += 1;
+                    }
+                }
+            };
+            for k in 5..=40u64 {
+                while (progress.load(Ordering::Relaxed) as u64) < (k - 5) * chunks / 36 {
+                    check();
+                    std::thread::yield_now();
+                }
+                site.params.widen(1 << k);
+            }
+            while (progress.load(Ordering::Relaxed) as u64) < chunks {
+                check();
+                std::thread::yield_now();
+            }
+            return (0, 0, 0, out_of_bounds);
+        }
+        let mut rng = fastrand::Rng::with_seed(700 + i as u64);
+        let (mut added, mut folded, mut slow) = (0i64, 0i64, 0i64);
+        for n in 0..per_thread {
+            let delta = match rng.u32(..1000) {
+                0 => rng.i64(-(1 << 40)..=1 << 40),
+                _ => rng.i64(-11..=12),
+            };
+            // SAFETY: `slot` points at `site.slot` with provenance over `site`, whose
+            // parameters follow the slot word at offset 8 (repr(C)); the cells are `ncpu`
+            // live i64s 64 bytes apart, outliving the workers.
+            match unsafe { pcpu_rseq::add_fold_beside::<8>(slot, delta) } {
+                Ok(moved) => folded += moved,
+                Err(_) => slow += delta,
+            }
+            added += delta;
+            if rng.u32(..1000) == 0 {
+                std::thread::yield_now();
+            }
+            if n % CHUNK == CHUNK - 1 {
+                progress.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        (added, folded, slow, 0)
+    });
+    let added: i64 = results.iter().map(|r| r.0).sum();
+    let folded: i64 = results.iter().map(|r| r.1).sum();
+    let slow: i64 = results.iter().map(|r| r.2).sum();
+    assert_eq!(
+        results[0].3, 0,
+        "cells seen at or beyond the batch while it widened"
+    );
+    assert_eq!(
+        folded + slow + total(&cells),
+        added,
+        "no unit lost or doubled"
+    );
+    assert_eq!(site.params.batch(), 1 << 40);
+    for c in &cells {
+        assert!(c.0.load(Ordering::Relaxed).abs() < site.params.batch());
+    }
+}
