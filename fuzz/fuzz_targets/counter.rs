@@ -283,7 +283,8 @@ fuzz_target!(|data: &[u8]| {
                     if k < g.want.len() {
                         // `read` is the central part: within a batch per CPU of the sum.
                         let read = g.g.read(k).expect("in range");
-                        let bound = (domain.batch() - 1) * domain.ncpu() as i64;
+                        let bound = g.g.error_bound();
+                        assert_eq!(bound, (domain.batch() - 1) * domain.ncpu() as i64);
                         assert!(read.abs_diff(g.want[k]) <= bound as u64, "group read");
                     } else {
                         assert!(g.g.read(k).is_err() && g.g.sum(k).is_err());

@@ -152,13 +152,28 @@ impl<'d> PercpuCounterGroup<'d> {
         Ok(())
     }
 
-    /// Counter `i`'s central count: O(1), approximate.
+    /// Counter `i`'s central count: O(1), off from [`sum`](Self::sum) by at most
+    /// [`error_bound`](Self::error_bound) (plus updates in flight).
     ///
     /// # Errors
     /// [`CounterError::Index`] if `i >= len()`.
     pub fn read(&self, i: usize) -> Result<i64, CounterError> {
         self.check(i)?;
         Ok(self.inner().central[i].load(Ordering::Relaxed))
+    }
+
+    /// Most `|read(i) − sum(i)|` can be for any `i`, adds in flight aside. Groups fold at the
+    /// domain's batch and, unlike single counters, never widen it: the bound is fixed.
+    ///
+    /// ```
+    /// use pcpu_counter::{Domain, PercpuCounterGroup};
+    /// let domain = Domain::builder().ncpu(4).batch(32).build()?;
+    /// let g = PercpuCounterGroup::new_in(&domain, 2)?;
+    /// assert_eq!(g.error_bound(), 31 * 4);
+    /// # Ok::<(), pcpu_counter::CounterError>(())
+    /// ```
+    pub fn error_bound(&self) -> i64 {
+        (self.domain.batch - 1).saturating_mul(self.domain.ncpu as i64)
     }
 
     /// Counter `i`'s exact value when no add runs concurrently.
