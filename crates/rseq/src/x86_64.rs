@@ -195,12 +195,14 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
     macro_rules! section {
         ($pb:literal; $offset_step:literal; $threshold:literal; $keep:literal; $($extra:tt)*) => {
             rseq_section!("or {st}, 1\nadd {st}, 4\nand {st}, -3";
-                "mov {cpu:e}, dword ptr [{area} + 4]",
-                concat!("cmp {cpu}, qword ptr [", $pb, " + 8]"),
-                "jae 5f",
+                // The slot word first: a disabled one (a counter without a slot) leaves at
+                // once, without the CPU steps.
                 "mov {tmp}, qword ptr [{slot}]",
                 "test {tmp}, 1",
                 "jnz 5f",
+                "mov {cpu:e}, dword ptr [{area} + 4]",
+                concat!("cmp {cpu}, qword ptr [", $pb, " + 8]"),
+                "jae 5f",
                 concat!("imul {cpu}, qword ptr [", $pb, "]"),
                 "add {tmp}, {cpu}",
                 $offset_step,
