@@ -9,7 +9,8 @@ use pcpu_rseq::sync::{AtomicBool, AtomicI64, Ordering};
 use std::cmp::Ordering as Cmp;
 use std::ptr::NonNull;
 
-/// What a counter's header points at; freed one epoch grace period after the counter drops.
+/// The block a counter's handle points into (at its `header` field); freed one epoch grace
+/// period after the counter drops.
 ///
 /// 128 bytes, laid out so that the word folds write (the central count, first) and the words
 /// every add reads (the header's slot word and the fold parameters, from byte 64 on) never
@@ -525,7 +526,8 @@ impl Drop for PercpuCounter<'_> {
         }
         // SAFETY: we own the counter: no add or read can run through it any more.
         let detached = unsafe { self.domain.space.detach(&self.inner().header) };
-        // SAFETY: `inner` came from `try_box` and was just detached; we are its only owner.
+        // SAFETY: `inner_ptr()` is the block from `try_box`, just detached; we are its only
+        // owner.
         unsafe { crate::alloc::retire(self.inner_ptr(), detached) };
     }
 }

@@ -59,7 +59,8 @@ impl DomainBuilder {
         self
     }
 
-    /// Fold threshold per CPU (default Linux's `max(32, 2 × ncpu)`).
+    /// Fold threshold per CPU that counters start with (default Linux's
+    /// `max(32, 2 × ncpu)`); see [`max_batch`](Self::max_batch).
     pub fn batch(mut self, batch: i64) -> Self {
         self.batch = Some(batch);
         self

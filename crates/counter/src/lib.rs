@@ -37,7 +37,7 @@
 //! | `percpu_counter_init` | [`PercpuCounter::new`] / [`try_new`](PercpuCounter::try_new) | no global lock or list: slots come from per-CPU caches; lazy by default |
 //! | `percpu_counter_init_many` | [`PercpuCounter::new_many`] | |
 //! | `percpu_counter_add`, `_add_batch` | [`add`](PercpuCounter::add), [`add_batch`](PercpuCounter::add_batch) | the fold is part of the same rseq critical section; no spinlock |
-//! | `percpu_counter_batch`, fixed at boot | [`DomainBuilder::batch`], [`DomainBuilder::max_batch`] | same default (`max(32, 2 × ncpu)`); a contended counter doubles its own batch, up to `max_batch` (4096 by default), and [`error_bound`](PercpuCounter::error_bound) grows with it; `max_batch(batch)` keeps Linux's fixed batch |
+//! | `percpu_counter_batch`, fixed at boot | [`DomainBuilder::batch`], [`DomainBuilder::max_batch`] | same default (`max(32, 2 × ncpu)`); a contended counter doubles its own batch, up to `max_batch` (`max(4096, batch)` by default), and [`error_bound`](PercpuCounter::error_bound) grows with it; `max_batch(batch)` keeps Linux's fixed batch |
 //! | `percpu_counter_read`, `_read_positive` | [`read`](PercpuCounter::read), [`read_positive`](PercpuCounter::read_positive) | |
 //! | `percpu_counter_sum`, `_sum_positive` | [`sum`](PercpuCounter::sum), [`sum_positive`](PercpuCounter::sum_positive) | no lock; exact when quiescent, else off by adds and folds in flight |
 //! | `percpu_counter_set` | [`set`](PercpuCounter::set) | one grace period |

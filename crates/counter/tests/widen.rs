@@ -4,9 +4,10 @@
 
 use pcpu_counter::{CounterError, CounterMode, Domain, PercpuCounter};
 
-/// Makes `folds` folds, each from the next CPU in turn (one add of a whole batch, then every
-/// other time a third of one back down, so the counter both grows and shrinks), checking the
-/// value and the bound after every 64; `added` is what the counter holds before and after.
+/// Runs `folds` rounds, each on the next CPU in turn: an add of a whole batch (which folds
+/// unless an earlier round left that CPU's cell negative), then every other round a third of
+/// one back down, so the counter both grows and shrinks. Checks the value and the bound after
+/// every 64 rounds and at the end; `added` is what the counter holds before and after.
 ///
 /// Few operations per fold, so that 64 CPU changes stay well within the 200 µs that make a
 /// window short even in a debug build.

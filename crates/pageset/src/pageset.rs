@@ -179,7 +179,7 @@ impl Pageset {
     /// Zeroes slot `s` on the CPUs `mask` marks (all CPUs without a mask), read-before-write.
     pub fn zero_slot_masked(&mut self, geom: &Geometry, s: usize, mask: Option<&[bool]>) {
         for cpu in 0..geom.ncpu {
-            if mask.map_or(true, |m| m[cpu]) {
+            if mask.is_none_or(|m| m[cpu]) {
                 self.zero_cell(geom, s, cpu);
             }
         }

@@ -241,8 +241,8 @@ impl Clone for FoldParams {
     }
 }
 
-/// [`add_fold_at`] with prepared parameters, on the word at offset 0 of each cell: the
-/// counter fast path.
+/// [`add_fold_at`] with prepared parameters, on the word at offset 0 of each cell (a
+/// counter's `add_batch`; its `add` uses [`add_fold_beside`]).
 ///
 /// # Errors
 /// As for [`add_fold`].
@@ -265,7 +265,8 @@ pub unsafe fn add_fold_with(
 /// As for [`add_fold`].
 ///
 /// # Safety
-/// As for [`add_fold_at`], with stride, CPU count and offset taken from `params`.
+/// As for [`add_fold_at`], with stride and CPU count taken from `params` and the offset as
+/// given.
 #[inline(always)]
 pub unsafe fn add_fold_with_offset(
     slot: &AtomicUsize,

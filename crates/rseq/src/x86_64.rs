@@ -9,7 +9,8 @@
 //!   .popsection
 //!   2: lea tmp, [rip + 9b]           (re)arm: point the area's rseq_cs at the descriptor
 //!      mov [area + 8], tmp
-//!   4: ... read cpu_id, bounds-check it, load what relocation may change ...
+//!   4: ... read cpu_id and bounds-check it, load what relocation may change (in the
+//!      order each section picks: add_fold tests the slot word first) ...
 //!      <one committing store or add>
 //!   5:                               post-commit: the section is over
 //!   .pushsection __rseq_failure, "ax"
@@ -26,7 +27,7 @@
 //! read as binary literals (rustc's `binary_asm_labels` lint).
 //!
 //! Status register: 0 = done, 1 = slow path (CPU out of range, or disabled / stopped),
-//! 2 = stack empty (pop) or full (push).
+//! 2 = stack empty (pop) or full (push); `add_fold` has its own encoding (`FoldOutcome`).
 
 use crate::abi::RseqArea;
 
@@ -153,10 +154,10 @@ pub(crate) unsafe fn add(
 ///
 /// The range check is one-sided: `UP` (for `delta ≥ 0`) folds when `cur > bias`, otherwise
 /// when `cur < -bias` (`bias = batch - 1`, with `-bias` kept as its own word). The cell held
-/// `|old| < batch`, so a non-negative delta cannot push it below `-bias` and a negative one
-/// cannot push it above `bias`: one compare keeps `|cell| < batch`, provided `old + delta`
-/// does not overflow, which the caller ensures by keeping `|delta| ≤ 2⁶²` (the batch is at
-/// most 2⁶²). Each variant reads one threshold word, so a counter may widen its batch while
+/// less than the widest batch `B` used on it in absolute value, so a non-negative delta cannot
+/// push it below `-B` and a negative one cannot push it above `B`: one compare keeps
+/// `|cell| < B` (`< batch` when every call uses the same one), provided `old + delta` does not
+/// overflow, which the caller ensures by keeping `|delta| ≤ 2⁶²` (the batch is at most 2⁶²). Each variant reads one threshold word, so a counter may widen its batch while
 /// sections run ([`crate::FoldParams::widen`]): a section sees the old threshold or the new.
 ///
 /// The fold path sits *inside* the section, before the single committing store, and falls
@@ -165,8 +166,9 @@ pub(crate) unsafe fn add(
 /// data dependency). The fold path also sets status bit 1, so the common case leaves the
 /// section with a zero status and the caller tests one register. The status starts at 1 (set
 /// by the caller's code, outside the section) and shares a register with the abort count; the
-/// parameters are memory operands. So the section needs at most nine registers and inlines
-/// into callers without spilling callee-saved ones.
+/// parameters are memory operands. So the section needs eight registers with the parameters
+/// beside the slot word (the counter's `add`), nine with its own parameter pointer, and one
+/// more with an offset (groups), which may then take a callee-saved register.
 ///
 /// Status register: see [`FoldOutcome`]. The abort handler counts the abort (+4), sets the
 /// slow bit again and clears the fold bit, either of which the interrupted attempt may have
