@@ -161,9 +161,10 @@ pub unsafe fn add_fold_at(
 ///
 /// The threshold is kept as `bias = batch - 1` and `-bias`, one word for each direction: an
 /// add of `delta ≥ 0` folds when the cell exceeds `bias`, a negative one when it drops below
-/// `-bias` (the cell starts within both, so one compare per add keeps `|cell| < batch`). So
-/// [`widen`](Self::widen) can raise the batch while sections read it: each reads one word
-/// and sees its old value or its new one.
+/// `-bias`. A cell starts within the widest batch used on it, and an add can only leave that
+/// range in its own direction, so one compare per add keeps `|cell|` below that batch (below
+/// `batch` when every add uses the same one). So [`widen`](Self::widen) can raise the batch
+/// while sections read it: each reads one word and sees its old value or its new one.
 #[derive(Debug)]
 #[repr(C)]
 pub struct FoldParams {
