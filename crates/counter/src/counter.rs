@@ -49,7 +49,7 @@ struct Central {
     limit_lock: AtomicBool,
     /// Largest batch ever passed to `add_batch` above the domain's (0 if none): it widens
     /// the error bound.
-    max_batch: AtomicI64,
+    widest_add_batch: AtomicI64,
     /// Which CPUs fold, how fast: decides when the batch widens.
     folds: FoldTracker,
 }
@@ -169,7 +169,7 @@ impl<'d> PercpuCounter<'d> {
                 count: AtomicI64::new(initial),
                 lazy: LazyTracker::new(mode == CounterMode::Lazy),
                 limit_lock: AtomicBool::new(false),
-                max_batch: AtomicI64::new(0),
+                widest_add_batch: AtomicI64::new(0),
                 folds: FoldTracker::new(),
             },
             _gap: [0; 64 - core::mem::size_of::<Central>()],
@@ -292,10 +292,10 @@ impl<'d> PercpuCounter<'d> {
     pub fn add_batch(&self, delta: i64, batch: i64) {
         let inner = self.inner();
         if batch > self.domain.batch {
-            inner.central.max_batch.fetch_max(batch, Ordering::Relaxed);
-        }
-        if inner.header.slot_word().load(Ordering::Relaxed) & pcpu_rseq::DISABLED != 0 {
-            return self.add_slow(delta);
+            inner
+                .central
+                .widest_add_batch
+                .fetch_max(batch, Ordering::Relaxed);
         }
         let fold = inner.fold.with_batch(batch);
         // SAFETY: as in `add`, with `fold` describing the same cells.
@@ -427,7 +427,7 @@ impl<'d> PercpuCounter<'d> {
         let batch = inner
             .fold
             .batch()
-            .max(inner.central.max_batch.load(Ordering::Relaxed));
+            .max(inner.central.widest_add_batch.load(Ordering::Relaxed));
         (batch - 1).saturating_mul(self.domain.ncpu as i64)
     }
 

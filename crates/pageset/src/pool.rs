@@ -172,15 +172,12 @@ impl Pool {
     /// Errors with [`PagesetError::NotAssigned`] on a double unassign and
     /// [`PagesetError::ForeignSlot`] for a slot of another pool; the pool is unchanged then.
     pub fn unassign(&mut self, slot: Slot) -> Result<(), PagesetError> {
-        let (index, s) = self.locate(slot)?;
+        let (index, s) = self.locate_live(slot)?;
         let geom = self.geom;
         let ps = self.entries[index as usize]
             .pageset
             .as_mut()
             .expect("located");
-        if !ps.is_live(s) {
-            return Err(PagesetError::NotAssigned(slot));
-        }
         let probe = (geom.ncpu >= self.probe_min_ncpu).then_some(&mut self.probe);
         ps.zero_slot(&geom, s, probe);
         ps.put(&geom, s);
@@ -213,15 +210,7 @@ impl Pool {
         let mut located: Vec<(u32, usize)> = Vec::new();
         located.try_reserve_exact(slots.len()).map_err(|_| oom)?;
         for &slot in slots {
-            let (index, s) = self.locate(slot)?;
-            let ps = self.entries[index as usize]
-                .pageset
-                .as_ref()
-                .expect("located");
-            if !ps.is_live(s) {
-                return Err(PagesetError::NotAssigned(slot));
-            }
-            located.push((index, s));
+            located.push(self.locate_live(slot)?);
         }
         located.sort_unstable();
         if let Some(w) = located.windows(2).find(|w| w[0] == w[1]) {
@@ -261,15 +250,12 @@ impl Pool {
 
     /// Changes the owner back-pointer of a live slot.
     pub fn set_owner(&mut self, slot: Slot, owner: usize) -> Result<(), PagesetError> {
-        let (index, s) = self.locate(slot)?;
-        let ps = self.entries[index as usize]
+        let (index, s) = self.locate_live(slot)?;
+        self.entries[index as usize]
             .pageset
             .as_mut()
-            .expect("located");
-        if !ps.is_live(s) {
-            return Err(PagesetError::NotAssigned(slot));
-        }
-        ps.set_owner(s, owner);
+            .expect("located")
+            .set_owner(s, owner);
         Ok(())
     }
 
@@ -457,6 +443,20 @@ impl Pool {
             return Err(PagesetError::ForeignSlot(slot));
         }
         Ok((index, offset / self.geom.size))
+    }
+
+    /// [`locate`](Self::locate), for a slot that must be assigned.
+    fn locate_live(&self, slot: Slot) -> Result<(u32, usize), PagesetError> {
+        let (index, s) = self.locate(slot)?;
+        let live = self.entries[index as usize]
+            .pageset
+            .as_ref()
+            .is_some_and(|ps| ps.is_live(s));
+        if live {
+            Ok((index, s))
+        } else {
+            Err(PagesetError::NotAssigned(slot))
+        }
     }
 
     /// Assigns the lowest free slot of assignable pageset `index`.
