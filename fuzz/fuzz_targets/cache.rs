@@ -186,7 +186,7 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
-    let class = SizeClass::ALL[class as usize % 4];
+    let class = SizeClass::ALL[class as usize % SizeClass::ALL.len()];
     let ncpu = 1 + ncpu as usize % 4;
     let config = CacheConfig::new()
         .with_capacity(1 + capacity as usize % 12)

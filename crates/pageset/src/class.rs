@@ -17,15 +17,19 @@ pub enum SizeClass {
     B32,
     /// 64 bytes per CPU (one cache line on x86_64).
     B64,
+    /// 128 bytes per CPU: objects of one lane, such as pcpu-counter's counter headers, which
+    /// keep two cache lines apart.
+    B128,
 }
 
 impl SizeClass {
     /// All classes, smallest first.
-    pub const ALL: [SizeClass; 4] = [
+    pub const ALL: [SizeClass; 5] = [
         SizeClass::B8,
         SizeClass::B16,
         SizeClass::B32,
         SizeClass::B64,
+        SizeClass::B128,
     ];
 
     /// Bytes per CPU of a slot of this class.
@@ -39,16 +43,18 @@ impl SizeClass {
             SizeClass::B16 => 16,
             SizeClass::B32 => 32,
             SizeClass::B64 => 64,
+            SizeClass::B128 => 128,
         }
     }
 
-    /// The smallest class that holds `bytes` bytes per CPU, or `None` above 64.
+    /// The smallest class that holds `bytes` bytes per CPU, or `None` above 128.
     ///
     /// ```
     /// use pcpu_pageset::SizeClass;
     /// assert_eq!(SizeClass::for_bytes(1), Some(SizeClass::B8));
     /// assert_eq!(SizeClass::for_bytes(24), Some(SizeClass::B32));
-    /// assert_eq!(SizeClass::for_bytes(65), None);
+    /// assert_eq!(SizeClass::for_bytes(65), Some(SizeClass::B128));
+    /// assert_eq!(SizeClass::for_bytes(129), None);
     /// ```
     pub fn for_bytes(bytes: usize) -> Option<SizeClass> {
         SizeClass::ALL.into_iter().find(|c| c.bytes() >= bytes)

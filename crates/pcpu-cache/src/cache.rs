@@ -21,6 +21,11 @@ pub struct CacheConfig {
     /// Cap on the slots cached over all CPUs. Enforced without a shared counter: each CPU's
     /// magazine holds at most `min(capacity, max_cached / ncpu)`.
     pub max_cached: usize,
+    /// Number of magazines, one per CPU; `None` (the default) takes the pool's CPU count.
+    /// Set it for a pool whose slots have fewer lanes than the machine has CPUs: a pool of
+    /// one lane (objects that are not per-CPU, such as counter headers) still wants one
+    /// magazine per CPU, so that creating and destroying objects scales.
+    pub magazines: Option<usize>,
 }
 
 impl CacheConfig {
@@ -35,6 +40,7 @@ impl CacheConfig {
             capacity: Self::DEFAULT_CAPACITY,
             batch: Self::DEFAULT_BATCH,
             max_cached: usize::MAX,
+            magazines: None,
         }
     }
 
@@ -51,6 +57,14 @@ impl CacheConfig {
     /// Sets [`max_cached`](Self::max_cached).
     pub const fn with_max_cached(self, max_cached: usize) -> Self {
         CacheConfig { max_cached, ..self }
+    }
+
+    /// Sets [`magazines`](Self::magazines).
+    pub const fn with_magazines(self, magazines: usize) -> Self {
+        CacheConfig {
+            magazines: Some(magazines),
+            ..self
+        }
     }
 }
 
@@ -188,8 +202,8 @@ impl<S: SlotSource> StoppedMagazine<'_, S> {
 type Res<T, S> = Result<T, CacheError<<S as SlotSource>::Error>>;
 
 impl<S: SlotSource> SlotCache<S> {
-    /// A cache with one magazine per CPU of `source` (`source.ncpu()`), each holding at most
-    /// `min(capacity, max_cached / ncpu)` free slots.
+    /// A cache with one magazine per CPU (`config.magazines`, by default `source.ncpu()`),
+    /// each holding at most `min(capacity, max_cached / magazines)` free slots.
     ///
     /// # Errors
     /// [`CacheError::Config`] for a zero capacity or batch, a cap below the CPU count, or an
@@ -201,9 +215,13 @@ impl<S: SlotSource> SlotCache<S> {
         if config.batch == 0 {
             return Err(ConfigError::ZeroBatch.into());
         }
-        let ncpu = source.ncpu();
+        let cell_ncpu = source.ncpu();
         let (cell, stride) = (source.cell_bytes(), source.stride());
-        if ncpu == 0 || cell == 0 || cell % 8 != 0 || stride == 0 || stride % 8 != 0 {
+        if cell_ncpu == 0 || cell == 0 || cell % 8 != 0 || stride == 0 || stride % 8 != 0 {
+            return Err(ConfigError::BadPoolGeometry.into());
+        }
+        let ncpu = config.magazines.unwrap_or(cell_ncpu);
+        if ncpu == 0 {
             return Err(ConfigError::BadPoolGeometry.into());
         }
         let per_cpu = config.capacity.min(config.max_cached / ncpu);
@@ -224,13 +242,13 @@ impl<S: SlotSource> SlotCache<S> {
                 counters: Counters::default(),
             }),
             batch,
-            cell_ncpu: ncpu,
+            cell_ncpu,
             stride,
             cell_words: cell / 8,
         })
     }
 
-    /// Number of magazines (the pool's CPU count).
+    /// Number of magazines ([`CacheConfig::magazines`], by default the pool's CPU count).
     pub fn ncpu(&self) -> usize {
         self.stacks.ncpu()
     }

@@ -134,7 +134,7 @@ impl Harness {
 
     /// Decodes a configuration from raw numbers.
     pub fn decode(class: u8, ncpu: u8, pages: u8, probe: bool) -> Harness {
-        let class = SizeClass::ALL[class as usize % 4];
+        let class = SizeClass::ALL[class as usize % SizeClass::ALL.len()];
         Harness::new(class, 1 + ncpu as usize % 8, 1 + pages as usize % 2, probe)
     }
 

@@ -1,0 +1,46 @@
+//! A cache over a pool of one lane with one magazine per CPU (`CacheConfig::magazines`): the
+//! layout of pcpu-counter's header storage. Slots come back zeroed on their one lane, the
+//! cache keeps a magazine per CPU, and everything freed goes back to the pool on a drain.
+#![cfg(not(loom))]
+
+use pcpu_cache::{CacheConfig, SlotCache, SlotSource};
+use pcpu_pageset::{Pool, PoolConfig, SizeClass};
+
+#[test]
+fn one_lane_pool_with_a_magazine_per_cpu() {
+    let cpus = pcpu_rseq::possible_cpus().max(2);
+    let pool = Pool::new(PoolConfig::new(SizeClass::B128).with_ncpu(1)).unwrap();
+    let cache = SlotCache::new(pool, CacheConfig::new().with_magazines(cpus)).unwrap();
+    assert_eq!(cache.ncpu(), cpus);
+    let mut slots = Vec::new();
+    for i in 0..1000u64 {
+        let slot = cache.alloc().unwrap();
+        let addr = <Pool as SlotSource>::slot_addr(slot);
+        assert_eq!(addr % 128, 0, "slots of the 128-byte class are 128-aligned");
+        // SAFETY: the slot is ours; its one lane holds 128 writable bytes.
+        let words = unsafe { std::slice::from_raw_parts_mut(addr as *mut u64, 16) };
+        assert!(words.iter().all(|&w| w == 0), "a fresh slot is zeroed");
+        words.iter_mut().for_each(|w| *w = i + 1);
+        slots.push(slot);
+    }
+    for slot in slots {
+        // SAFETY: each slot came from `cache` and nothing uses it any more.
+        unsafe { cache.free(slot) }.unwrap();
+    }
+    // Reused slots are zeroed again.
+    let again = cache.alloc().unwrap();
+    let addr = <Pool as SlotSource>::slot_addr(again);
+    // SAFETY: as above.
+    let words = unsafe { std::slice::from_raw_parts(addr as *const u64, 16) };
+    assert!(words.iter().all(|&w| w == 0));
+    // SAFETY: as above.
+    unsafe { cache.free(again) }.unwrap();
+    cache.drain_all().unwrap();
+    assert_eq!(cache.with_pool(|p| SlotSource::assigned(p)), 0);
+}
+
+#[test]
+fn zero_magazines_is_a_config_error() {
+    let pool = Pool::new(PoolConfig::new(SizeClass::B8).with_ncpu(1)).unwrap();
+    assert!(SlotCache::new(pool, CacheConfig::new().with_magazines(0)).is_err());
+}
