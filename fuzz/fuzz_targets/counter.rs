@@ -10,6 +10,7 @@
 #![no_main]
 
 use std::cmp::Ordering;
+use std::sync::Mutex;
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
@@ -34,15 +35,15 @@ struct RawOp {
     b: i32,
 }
 
-struct Counter<'d> {
-    c: PercpuCounter<'d>,
+struct Counter {
+    c: PercpuCounter,
     want: i64,
     mode: CounterMode,
     global: bool,
 }
 
-struct Group<'d> {
-    g: PercpuCounterGroup<'d>,
+struct Group {
+    g: PercpuCounterGroup,
     want: Vec<i64>,
 }
 
@@ -60,7 +61,7 @@ fn decode_cpu(raw: u8, ncpu: usize) -> Option<usize> {
     (c < ncpu).then_some(c)
 }
 
-fn check_counter(i: usize, c: &Counter<'_>) {
+fn check_counter(i: usize, c: &Counter) {
     let (sum, read, bound) = (c.c.sum(), c.c.read(), c.c.error_bound());
     assert_eq!(sum, c.want, "counter {i} sum");
     assert!(bound >= 0, "counter {i} negative error bound");
@@ -86,7 +87,7 @@ fn check_counter(i: usize, c: &Counter<'_>) {
     }
 }
 
-fn check(domain: &Domain, counters: &[Option<Counter<'_>>], groups: &[Option<Group<'_>>]) {
+fn check(domain: &Domain, counters: &[Option<Counter>], groups: &[Option<Group>]) {
     let mut attached = 0;
     for (i, c) in counters.iter().enumerate() {
         let Some(c) = c else { continue };
@@ -120,20 +121,52 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let ncpu = 1 + ncpu as usize % 4;
-    let mut builder = Domain::builder()
-        .ncpu(ncpu)
-        .unit_bytes(4096)
-        .mode(mode_of(mode));
-    if batch % 4 != 0 {
-        builder = builder.batch(1 + i64::from(batch % 64));
-    }
-    if waste % 4 == 0 {
-        builder = builder.compact_when_waste_above(1.0 + f64::from(waste / 4) / 8.0);
-    }
-    let domain = builder.build().expect("domain config");
-    let d = &domain;
-    let mut counters: Vec<Option<Counter<'_>>> = (0..COUNTERS).map(|_| None).collect();
-    let mut groups: Vec<Option<Group<'_>>> = (0..GROUPS).map(|_| None).collect();
+    // Domains live for the rest of the process (at most 2047 of them), so inputs draw their
+    // configuration from a small set (4 × 8 × 3 × 4 = 384 domains) and share each domain;
+    // every input drops what it made, so a domain starts each input empty.
+    const BATCHES: [Option<i64>; 8] = [
+        None,
+        Some(1),
+        Some(2),
+        Some(3),
+        Some(7),
+        Some(16),
+        Some(33),
+        Some(64),
+    ];
+    const WASTE: [Option<f64>; 4] = [None, Some(1.0), Some(1.5), Some(3.0)];
+    let key = (
+        ncpu,
+        batch as usize % BATCHES.len(),
+        mode as usize % 3,
+        waste as usize % WASTE.len(),
+    );
+    static DOMAINS: Mutex<Vec<((usize, usize, usize, usize), &'static Domain)>> =
+        Mutex::new(Vec::new());
+    let d: &'static Domain = {
+        let mut known = DOMAINS.lock().unwrap();
+        match known.iter().find(|(k, _)| *k == key) {
+            Some(&(_, d)) => d,
+            None => {
+                let mut builder = Domain::builder()
+                    .ncpu(ncpu)
+                    .unit_bytes(4096)
+                    .mode(mode_of(mode));
+                if let Some(b) = BATCHES[key.1] {
+                    builder = builder.batch(b);
+                }
+                if let Some(r) = WASTE[key.3] {
+                    builder = builder.compact_when_waste_above(r);
+                }
+                let d = builder.build().expect("domain config");
+                known.push((key, d));
+                d
+            }
+        }
+    };
+    let domain = d;
+    let mut counters: Vec<Option<Counter>> = (0..COUNTERS).map(|_| None).collect();
+    let mut groups: Vec<Option<Group>> = (0..GROUPS).map(|_| None).collect();
     let mut steps = 0;
     // `arbitrary` pads exhausted input with zeros instead of failing: stop at the end.
     while !u.is_empty() && steps < MAX_OPS {

@@ -46,7 +46,7 @@ fn run<F: Fn() + Sync>(threads: usize, iters: u64, op: &F) -> Duration {
 
 fn bench(c: &mut Criterion) {
     let domain = Domain::builder().mode(CounterMode::PerCpu).build().unwrap();
-    let counter = PercpuCounter::new_in(&domain, 0).unwrap();
+    let counter = PercpuCounter::new_in(domain, 0).unwrap();
     let ncpu = pcpu_rseq::possible_cpus();
     // Eight words per CPU (64 bytes): one cache line each; word 0 is the cell.
     let cells: Vec<AtomicI64> = (0..ncpu * 8).map(|_| AtomicI64::new(0)).collect();
@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
         .max_batch(domain.batch())
         .build()
         .unwrap();
-    let fixed_counter = PercpuCounter::new_in(&fixed, 0).unwrap();
+    let fixed_counter = PercpuCounter::new_in(fixed, 0).unwrap();
     let fixed_api = || black_box(&fixed_counter).add(1);
     g.bench_function("percpu_counter_add_fixed_batch/1-thread", |b| {
         b.iter_custom(|n| run(1, n, &fixed_api))

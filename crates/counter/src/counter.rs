@@ -1,33 +1,30 @@
 //! [`PercpuCounter`].
 
 use crate::domain::{CounterMode, Domain};
-use crate::lazy::LazyTracker;
 use crate::widen::FoldTracker;
+use crate::word;
 use crate::CounterError;
-use pcpu_migrate::Header;
+use pcpu_migrate::{Header, Release};
 use pcpu_rseq::sync::{AtomicBool, AtomicI64, Ordering};
 use std::cmp::Ordering as Cmp;
-use std::ptr::NonNull;
+use std::sync::atomic::AtomicUsize;
 
-/// The block a counter's handle points into (at its `header` field); freed one epoch grace
-/// period after the counter drops.
+/// The header block of a counter that has left the inline form ([`crate::word`]): 128 bytes
+/// of the domain's header storage ([`crate::headers`]), at a fixed address for the counter's
+/// life. The counter word holds the address of its `header` field.
 ///
-/// 128 bytes, laid out so that the word folds write (the central count, first) and the words
-/// every add reads (the header's slot word and the fold parameters, from byte 64 on) never
-/// share a cache line, whatever the allocation's alignment (malloc gives 16): the count lies
-/// in the first 16 bytes, so within the line that holds the object's start, and everything
-/// the add path reads starts 64 bytes later, so in a later line. A 64-byte-aligned allocation
-/// would give the same separation but costs twice the memory in glibc's allocator, and the
-/// seed workload creates counters by the thousand.
+/// Laid out so that the word folds write (the central count, first) and the words every add
+/// reads (the header's slot word and the fold parameters, from byte 64 on) never share a
+/// cache line: blocks are 128-aligned, so the two halves are two lines.
 #[repr(C)]
 pub(crate) struct Inner {
     central: Central,
     _gap: [u8; 64 - core::mem::size_of::<Central>()],
     header: Header,
-    /// The domain's fold parameters, copied here so that an add reads the header's lines
-    /// besides its cell, not the domain's too, and at a fixed distance from the slot word
-    /// ([`PARAMS_AFTER_SLOT`]), so one register addresses both. The batch in them widens
-    /// when the counter is contended ([`crate::widen`]).
+    /// The domain's fold parameters, copied here so that an add reads the header's line
+    /// besides its cell, and at a fixed distance from the slot word ([`PARAMS_AFTER_SLOT`]),
+    /// so one register addresses both. The batch in them widens when the counter is
+    /// contended ([`crate::widen`]).
     fold: pcpu_rseq::FoldParams,
 }
 
@@ -36,8 +33,12 @@ pub(crate) struct Inner {
 const PARAMS_AFTER_SLOT: usize =
     core::mem::offset_of!(Inner, fold) - core::mem::offset_of!(Inner, header);
 
+/// Where the header sits in [`Inner`].
+const HEADER_OFFSET: usize = core::mem::offset_of!(Inner, header);
+
 const _: () = assert!(core::mem::size_of::<Central>() <= 64);
-const _: () = assert!(core::mem::offset_of!(Inner, header) == 64);
+const _: () = assert!(HEADER_OFFSET == 64);
+const _: () = assert!(core::mem::size_of::<Inner>() <= crate::headers::BLOCK);
 const _: () = assert!(core::mem::offset_of!(Central, count) == 0);
 
 /// The written part of [`Inner`]: the count (written by folds and slow-path adds) and the
@@ -45,7 +46,7 @@ const _: () = assert!(core::mem::offset_of!(Central, count) == 0);
 #[repr(C)]
 struct Central {
     count: AtomicI64,
-    lazy: LazyTracker,
+    domain: &'static Domain,
     limit_lock: AtomicBool,
     /// Largest batch ever passed to `add_batch` above the domain's (0 if none): it widens
     /// the error bound.
@@ -54,15 +55,13 @@ struct Central {
     folds: FoldTracker,
 }
 
-impl core::ops::Deref for Central {
-    type Target = AtomicI64;
-    fn deref(&self) -> &AtomicI64 {
-        &self.count
-    }
-}
-
-/// A per-CPU counter: `add` is one non-atomic add to this CPU's cell inside a restartable
-/// sequence; `read` is O(1) and approximate; `sum` is exact when no add runs concurrently.
+/// A per-CPU counter: one word that is a plain atomic until the counter is contended, and
+/// then the handle of a per-CPU counter whose `add` is one non-atomic add to this CPU's cell
+/// inside a restartable sequence. `read` is O(1) and approximate; `sum` is exact when no add
+/// runs concurrently.
+///
+/// The counter has no lifetime parameter: it can live in a `static`, in a struct, or behind
+/// the `metrics` facade, whatever [`Domain`] it belongs to.
 ///
 /// ```
 /// use pcpu_counter::PercpuCounter;
@@ -73,23 +72,22 @@ impl core::ops::Deref for Central {
 /// assert_eq!(c.sum(), 15);
 /// assert!((c.read() - c.sum()).abs() <= c.error_bound());
 /// ```
-pub struct PercpuCounter<'d> {
-    /// The header inside the counter's [`Inner`] (not the block's start): the add path then
-    /// has the slot word's address at hand without an offset computation.
-    header: NonNull<Header>,
-    domain: &'d Domain,
+///
+/// In a `static` (it starts inline, goes per-CPU under contention, and is relocated by
+/// [`Domain::compact`] like any other counter):
+///
+/// ```
+/// use pcpu_counter::PercpuCounter;
+/// static REQUESTS: PercpuCounter = PercpuCounter::new_const(0);
+/// REQUESTS.inc();
+/// assert_eq!(REQUESTS.sum(), 1);
+/// ```
+pub struct PercpuCounter {
+    /// Inline count or header address ([`crate::word`]).
+    word: AtomicUsize,
 }
 
-/// Where the header sits in [`Inner`].
-const HEADER_OFFSET: usize = core::mem::offset_of!(Inner, header);
-
-// SAFETY: `Inner` is only atomics and the header (atomics), shared by design; the domain is
-// Sync. Nothing is tied to the creating thread.
-unsafe impl Send for PercpuCounter<'_> {}
-// SAFETY: as above: every method takes `&self` and uses atomics or per-CPU sections.
-unsafe impl Sync for PercpuCounter<'_> {}
-
-impl core::fmt::Debug for PercpuCounter<'_> {
+impl core::fmt::Debug for PercpuCounter {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("PercpuCounter")
             .field("read", &self.read())
@@ -98,7 +96,40 @@ impl core::fmt::Debug for PercpuCounter<'_> {
     }
 }
 
-impl PercpuCounter<'static> {
+impl Default for PercpuCounter {
+    /// A counter at 0 in the global domain (inline: no memory besides itself).
+    fn default() -> Self {
+        Self::new_const(0)
+    }
+}
+
+/// CAS failures within one inline `add` that show the counter is updated from several
+/// threads at once: it then goes per-CPU ([`CounterMode::Lazy`]). See `crate::lazy`.
+const UPGRADE_AFTER_FAILURES: u32 = crate::lazy::FAILURES;
+
+impl PercpuCounter {
+    /// A counter at `initial` in the global domain, usable in a `static`. It is inline (one
+    /// word, no other memory) until it is contended.
+    ///
+    /// ```
+    /// static ERRORS: pcpu_counter::PercpuCounter = pcpu_counter::PercpuCounter::new_const(-3);
+    /// ERRORS.add(3);
+    /// assert_eq!(ERRORS.sum(), 0);
+    /// ```
+    ///
+    /// # Panics
+    /// If `initial` is outside ±2⁵⁰ ([`INLINE_MIN`](crate::INLINE_MIN) ..=
+    /// [`INLINE_MAX`](crate::INLINE_MAX)); in a `static` that is a compile-time error. Use
+    /// [`new`](Self::new) for larger values.
+    pub const fn new_const(initial: i64) -> Self {
+        match word::inline(initial, 0, false) {
+            Some(w) => PercpuCounter {
+                word: AtomicUsize::new(w),
+            },
+            None => panic!("PercpuCounter::new_const: initial value outside ±2^50"),
+        }
+    }
+
     /// Creates a counter in the global domain.
     ///
     /// # Panics
@@ -116,7 +147,7 @@ impl PercpuCounter<'static> {
     /// ```
     ///
     /// # Errors
-    /// [`CounterError::OutOfMemory`] or a per-CPU allocation failure.
+    /// [`CounterError::Space`] if header or per-CPU memory cannot be mapped.
     pub fn try_new(initial: i64) -> Result<Self, CounterError> {
         Self::new_in(Domain::global(), initial)
     }
@@ -135,57 +166,64 @@ impl PercpuCounter<'static> {
     pub fn new_many(n: usize, initial: i64) -> Result<Vec<Self>, CounterError> {
         Self::new_many_in(Domain::global(), n, initial)
     }
-}
 
-impl<'d> PercpuCounter<'d> {
     /// Creates a counter in `domain`, in the domain's mode.
     ///
     /// ```
     /// use pcpu_counter::{CounterMode, Domain, PercpuCounter};
     /// // A domain simulating a 256-CPU machine, with counters per-CPU from the start.
     /// let domain = Domain::builder().ncpu(256).mode(CounterMode::PerCpu).build()?;
-    /// let c = PercpuCounter::new_in(&domain, 1)?;
+    /// let c = PercpuCounter::new_in(domain, 1)?;
     /// assert!(c.is_per_cpu());
     /// # Ok::<(), pcpu_counter::CounterError>(())
     /// ```
     ///
     /// # Errors
     /// As for [`try_new`](PercpuCounter::try_new).
-    pub fn new_in(domain: &'d Domain, initial: i64) -> Result<Self, CounterError> {
+    pub fn new_in(domain: &'static Domain, initial: i64) -> Result<Self, CounterError> {
         Self::with_mode(domain, initial, domain.mode)
     }
 
     /// Creates a counter in `domain` with an explicit mode.
     ///
+    /// ```
+    /// use pcpu_counter::{CounterMode, Domain, PercpuCounter};
+    /// let c = PercpuCounter::with_mode(Domain::global(), 1, CounterMode::Atomic)?;
+    /// c.inc();
+    /// assert!(!c.is_per_cpu());
+    /// assert_eq!(c.sum(), 2);
+    /// # Ok::<(), pcpu_counter::CounterError>(())
+    /// ```
+    ///
     /// # Errors
     /// As for [`try_new`](PercpuCounter::try_new).
     pub fn with_mode(
-        domain: &'d Domain,
+        domain: &'static Domain,
         initial: i64,
         mode: CounterMode,
     ) -> Result<Self, CounterError> {
-        let inner = crate::alloc::try_box(Inner {
-            central: Central {
-                count: AtomicI64::new(initial),
-                lazy: LazyTracker::new(mode == CounterMode::Lazy),
-                limit_lock: AtomicBool::new(false),
-                widest_add_batch: AtomicI64::new(0),
-                folds: FoldTracker::new(),
-            },
-            _gap: [0; 64 - core::mem::size_of::<Central>()],
-            header: Header::new(),
-            fold: domain.fold.clone(),
-        })?;
-        // SAFETY: `inner` is a live `Inner`; the header is a field of it.
-        let header = unsafe { NonNull::new_unchecked(&raw mut (*inner.as_ptr()).header) };
-        let counter = PercpuCounter { header, domain };
-        if mode == CounterMode::PerCpu {
-            domain
-                .space
-                .attach(&counter.inner().header)
-                .map_err(CounterError::Space)?;
+        let atomic = mode == CounterMode::Atomic;
+        if mode != CounterMode::PerCpu {
+            if let Some(w) = word::inline(initial, domain.index, atomic) {
+                return Ok(PercpuCounter {
+                    word: AtomicUsize::new(w),
+                });
+            }
         }
-        Ok(counter)
+        let inner = domain.headers.alloc(Inner::new(domain, initial))?;
+        // SAFETY: `inner` is a live block from the domain's store.
+        let header = unsafe { &inner.as_ref().header };
+        if mode == CounterMode::PerCpu {
+            if let Err(e) = domain.space.attach(header) {
+                // SAFETY: never published: nobody else knows the block; a failed attach
+                // leaves the header unattached, so nothing else holds it either.
+                unsafe { domain.headers.retire(inner, Ok(Release::Now)) };
+                return Err(CounterError::Space(e));
+            }
+        }
+        Ok(PercpuCounter {
+            word: AtomicUsize::new(header as *const Header as usize),
+        })
     }
 
     /// Creates `n` counters in `domain`.
@@ -193,7 +231,7 @@ impl<'d> PercpuCounter<'d> {
     /// # Errors
     /// As for [`try_new`](PercpuCounter::try_new).
     pub fn new_many_in(
-        domain: &'d Domain,
+        domain: &'static Domain,
         n: usize,
         initial: i64,
     ) -> Result<Vec<Self>, CounterError> {
@@ -206,33 +244,59 @@ impl<'d> PercpuCounter<'d> {
         Ok(v)
     }
 
-    /// The block the header lives in.
+    /// The word, read so that a header address in it comes with the header's contents
+    /// (published by the `Release` of [`upgrade`](Self::upgrade)).
     #[inline(always)]
-    fn inner_ptr(&self) -> NonNull<Inner> {
-        // SAFETY: `header` points `HEADER_OFFSET` bytes into an `Inner` (from `try_box`), so
-        // stepping back stays inside that allocation.
-        unsafe { self.header.byte_sub(HEADER_OFFSET).cast::<Inner>() }
-    }
-
-    #[inline(always)]
-    fn inner(&self) -> &Inner {
-        // SAFETY: the `Inner` is live until this counter is dropped (freed after a grace
-        // period).
-        unsafe { self.inner_ptr().as_ref() }
+    fn load(&self) -> usize {
+        self.word.load(Ordering::Acquire)
     }
 
     /// True once the counter has a per-CPU slot.
+    ///
+    /// ```
+    /// let c = pcpu_counter::PercpuCounter::new(0);
+    /// assert!(!c.is_per_cpu()); // inline until contended
+    /// ```
     pub fn is_per_cpu(&self) -> bool {
-        self.inner().header.is_attached()
+        match self.form() {
+            Form::Inline(_) => false,
+            Form::Header(inner) => inner.header.is_attached(),
+        }
+    }
+
+    /// True while the counter is inline: one word, no header, no per-CPU memory.
+    #[doc(hidden)]
+    pub fn is_inline(&self) -> bool {
+        matches!(self.form(), Form::Inline(_))
+    }
+
+    /// The address of CPU 0's cell of the counter's per-CPU slot, if it has one: for tests
+    /// that watch relocation. Changes when [`Domain::compact`] moves the counter.
+    #[doc(hidden)]
+    pub fn slot_address(&self) -> Option<usize> {
+        match self.form() {
+            Form::Inline(_) => None,
+            Form::Header(inner) => {
+                let s = inner.header.slot_word().load(Ordering::Acquire) & !pcpu_rseq::DISABLED;
+                (s != 0).then_some(s)
+            }
+        }
     }
 
     /// The domain this counter lives in.
-    pub fn domain(&self) -> &'d Domain {
-        self.domain
+    pub fn domain(&self) -> &'static Domain {
+        match self.form() {
+            Form::Inline(w) => crate::registry::get(word::domain(w)),
+            Form::Header(inner) => inner.central.domain,
+        }
     }
 
-    /// Adds `delta`, folding this CPU's part into the central count once it reaches the
-    /// counter's batch: the domain's, or wider if this counter is contended (see
+    /// Adds `delta`.
+    ///
+    /// Inline (the default until the counter is contended): one compare-and-swap on the
+    /// counter's word. Per-CPU: one non-atomic add to this CPU's cell inside a restartable
+    /// sequence, folding this CPU's part into the central count once it reaches the
+    /// counter's batch (the domain's, or wider if this counter is contended, see
     /// [`error_bound`](Self::error_bound)).
     ///
     /// ```
@@ -242,22 +306,29 @@ impl<'d> PercpuCounter<'d> {
     /// c.dec();
     /// assert_eq!(c.sum(), -3);
     /// ```
-    // Always inlined: the fast path is a few dozen instructions, and a call would add a
-    // fifth to them.
+    ///
+    /// # Panics
+    /// Only if the count of an inline counter leaves ±2⁵⁰ and no header memory can be mapped
+    /// for it (the count cannot be kept then).
+    // Always inlined: both fast paths are a few instructions, and a call would add a fifth
+    // to them.
     #[inline(always)]
     pub fn add(&self, delta: i64) {
-        // From the header pointer, whose provenance covers the whole `Inner`, so that the
-        // section may read the fold parameters beside the header through it.
-        let slot = Header::slot_word_ptr(self.header.as_ptr());
-        // SAFETY: the slot word is either disabled or addresses a slot of the domain's space,
-        // whose cells `inner.fold` describes (stride, CPU count, offset 0), kept alive until
-        // a grace period after the slot word changes; `inner.fold` lies `PARAMS_AFTER_SLOT`
-        // bytes after the slot word, in the same allocation, within `slot`'s provenance.
-        match unsafe { pcpu_rseq::add_fold_beside::<PARAMS_AFTER_SLOT>(slot, delta) } {
-            Ok(0) => {}
-            Ok(moved) => self.fold_in(moved),
-            Err(_) => self.add_slow(delta),
+        let w = self.load();
+        if !word::is_inline(w) {
+            // SAFETY: `w` is this counter's header address, live while `self` is.
+            return unsafe { Self::add_header(w, delta) };
         }
+        if let Some(new) = word::added(w, delta) {
+            if self
+                .word
+                .compare_exchange(w, new, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+        }
+        self.add_inline_slow(delta);
     }
 
     /// Adds 1.
@@ -272,8 +343,152 @@ impl<'d> PercpuCounter<'d> {
         self.add(-1);
     }
 
+    /// The per-CPU (or header-atomic) add.
+    ///
+    /// # Safety
+    /// `w` is the header address of a live counter.
+    #[inline(always)]
+    unsafe fn add_header(w: usize, delta: i64) {
+        // From the header address, whose provenance covers the whole block, so that the
+        // section may read the fold parameters beside the header through it.
+        let slot = Header::slot_word_ptr(w as *const Header);
+        // SAFETY: the slot word is either disabled or addresses a slot of the domain's space,
+        // whose cells `inner.fold` describes (stride, CPU count, offset 0), kept alive until
+        // a grace period after the slot word changes; `inner.fold` lies `PARAMS_AFTER_SLOT`
+        // bytes after the slot word, in the same block, within `slot`'s provenance.
+        match unsafe { pcpu_rseq::add_fold_beside::<PARAMS_AFTER_SLOT>(slot, delta) } {
+            Ok(0) => {}
+            // SAFETY: forwarded from the caller.
+            Ok(moved) => unsafe { Self::fold_in(w, moved) },
+            // SAFETY: forwarded from the caller.
+            Err(_) => unsafe { Self::add_central(w, delta) },
+        }
+    }
+
+    /// The slow path of a header counter: its slot is disabled (none yet, or being moved) or
+    /// this thread cannot run per-CPU operations.
+    ///
+    /// # Safety
+    /// As for [`inner_of`](Self::inner_of).
+    #[cold]
+    #[inline(never)]
+    unsafe fn add_central(w: usize, delta: i64) {
+        // SAFETY: forwarded from the caller.
+        let inner = unsafe { Self::inner_of(w) };
+        inner.central.count.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// The inline add after its first CAS failed or the count left the inline range: retry,
+    /// and go per-CPU once the word is contended ([`CounterMode::Lazy`]), or to a header when
+    /// the count no longer fits.
+    #[cold]
+    #[inline(never)]
+    fn add_inline_slow(&self, delta: i64) {
+        let mut failures = 1;
+        let mut w = self.load();
+        loop {
+            if !word::is_inline(w) {
+                // SAFETY: a header address, live while `self` is.
+                return unsafe { Self::add_header(w, delta) };
+            }
+            let Some(new) = word::added(w, delta) else {
+                // Out of the inline range: a header keeps the full count.
+                let w = self
+                    .upgrade(w, false)
+                    .expect("pcpu: out of memory for a counter header");
+                // SAFETY: as above.
+                return unsafe { Self::add_header(w, delta) };
+            };
+            match self
+                .word
+                .compare_exchange(w, new, Ordering::Relaxed, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(now) => {
+                    w = now;
+                    failures += 1;
+                    if failures >= UPGRADE_AFTER_FAILURES
+                        && word::is_inline(w)
+                        && !word::is_atomic(w)
+                    {
+                        // Several threads update this word at once: go per-CPU. Failure (no
+                        // memory) leaves it inline; the add goes on either way.
+                        if let Ok(h) = self.upgrade(w, true) {
+                            w = h;
+                        }
+                        failures = 0;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves an inline counter into a header (and gives it a per-CPU slot if `per_cpu`);
+    /// returns the header word. If another thread upgraded it first, returns that header.
+    ///
+    /// Concurrent inline adds are not lost: the header takes the count the word holds at the
+    /// moment the word is replaced, and an add that fails its CAS against the new word goes
+    /// to the header.
+    #[cold]
+    fn upgrade(&self, mut w: usize, per_cpu: bool) -> Result<usize, CounterError> {
+        let domain = crate::registry::get(word::domain(w));
+        let inner = domain.headers.alloc(Inner::new(domain, word::count(w)))?;
+        // SAFETY: a live block from the store, not yet shared.
+        let header = unsafe { &inner.as_ref().header };
+        let h = header as *const Header as usize;
+        loop {
+            match self
+                .word
+                .compare_exchange(w, h, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(now) if word::is_inline(now) => {
+                    // SAFETY: as above.
+                    unsafe { inner.as_ref() }
+                        .central
+                        .count
+                        .store(word::count(now), Ordering::Relaxed);
+                    w = now;
+                }
+                Err(now) => {
+                    // SAFETY: never published, never attached: ours alone.
+                    unsafe { domain.headers.retire(inner, Ok(Release::Now)) };
+                    return Ok(now);
+                }
+            }
+        }
+        if per_cpu {
+            // Failure (no memory) leaves the header atomic; the count is safe either way.
+            let _ = domain.space.attach(header);
+        }
+        Ok(h)
+    }
+
+    /// The block of the header at `w`.
+    ///
+    /// # Safety
+    /// `w` is the header address of a live counter; the reference must not outlive it.
+    #[inline(always)]
+    unsafe fn inner_of<'a>(w: usize) -> &'a Inner {
+        // SAFETY: the header is `HEADER_OFFSET` bytes into its block (caller).
+        unsafe { &*((w - HEADER_OFFSET) as *const Inner) }
+    }
+
+    /// Which form the counter is in now.
+    #[inline]
+    fn form(&self) -> Form<'_> {
+        let w = self.load();
+        if word::is_inline(w) {
+            Form::Inline(w)
+        } else {
+            // SAFETY: a header address; the block lives as long as `self` (freed on drop).
+            Form::Header(unsafe { Self::inner_of(w) })
+        }
+    }
+
     /// Adds `delta`; once this CPU's part reaches `±batch` it is folded into the central count
-    /// (Linux's `percpu_counter_add_batch`). A smaller batch makes `read` more precise.
+    /// (Linux's `percpu_counter_add_batch`). A smaller batch makes `read` more precise. An
+    /// inline counter has no per-CPU part: the add is exact at once.
     ///
     /// The check looks in the direction of the add (one compare, as in [`add`](Self::add)):
     /// a cell left beyond `±batch` by adds with a wider batch folds at the next add that
@@ -290,51 +505,50 @@ impl<'d> PercpuCounter<'d> {
     /// ```
     #[inline]
     pub fn add_batch(&self, delta: i64, batch: i64) {
-        let inner = self.inner();
-        if batch > self.domain.batch {
+        let w = self.load();
+        if word::is_inline(w) {
+            return self.add(delta);
+        }
+        // SAFETY: a header address, live while `self` is.
+        let inner = unsafe { Self::inner_of(w) };
+        if batch > inner.central.domain.batch {
             inner
                 .central
                 .widest_add_batch
                 .fetch_max(batch, Ordering::Relaxed);
         }
         let fold = inner.fold.with_batch(batch);
-        // SAFETY: as in `add`, with `fold` describing the same cells.
+        // SAFETY: as in `add_header`, with `fold` describing the same cells.
         match unsafe { pcpu_rseq::add_fold_with(inner.header.slot_word(), &fold, delta) } {
             Ok(0) => {}
             Ok(moved) => {
-                inner.central.fetch_add(moved, Ordering::Relaxed);
+                inner.central.count.fetch_add(moved, Ordering::Relaxed);
             }
-            Err(_) => self.add_slow(delta),
+            Err(_) => {
+                inner.central.count.fetch_add(delta, Ordering::Relaxed);
+            }
         }
     }
 
     /// Moves what an `add` took out of this CPU's cell into the central count, and widens the
     /// batch if folds keep bouncing the central count between CPUs ([`crate::widen`]).
+    ///
+    /// # Safety
+    /// As for [`inner_of`](Self::inner_of).
     #[inline(never)]
-    fn fold_in(&self, moved: i64) {
-        let inner = self.inner();
-        inner.central.fetch_add(moved, Ordering::Relaxed);
-        let (batch, max) = (inner.fold.batch(), self.domain.max_batch);
+    unsafe fn fold_in(w: usize, moved: i64) {
+        // SAFETY: forwarded from the caller.
+        let inner = unsafe { Self::inner_of(w) };
+        inner.central.count.fetch_add(moved, Ordering::Relaxed);
+        let (batch, max) = (inner.fold.batch(), inner.central.domain.max_batch);
         if batch < max && inner.central.folds.note_fold(pcpu_rseq::current_cpu()) {
             inner.fold.widen(batch.saturating_mul(2).min(max));
         }
     }
 
-    #[cold]
-    fn add_slow(&self, delta: i64) {
-        let inner = self.inner();
-        inner.central.fetch_add(delta, Ordering::Relaxed);
-        // A delta too large for a cell (see `pcpu_rseq::MAX_FOLD`) says nothing about
-        // contention: only the others count towards going per-CPU.
-        if delta.unsigned_abs() <= pcpu_rseq::MAX_FOLD as u64 && inner.central.lazy.note_slow_add()
-        {
-            // Contended from several CPUs: go per-CPU. Failure (no memory) leaves it atomic.
-            let _ = self.domain.space.attach(&inner.header);
-        }
-    }
-
     /// The central count: O(1), off from [`sum`](Self::sum) by at most
-    /// [`error_bound`](Self::error_bound) (plus updates in flight).
+    /// [`error_bound`](Self::error_bound) (plus updates in flight). Exact while the counter
+    /// is inline.
     ///
     /// ```
     /// let c = pcpu_counter::PercpuCounter::new(100);
@@ -343,7 +557,10 @@ impl<'d> PercpuCounter<'d> {
     /// ```
     #[inline]
     pub fn read(&self) -> i64 {
-        self.inner().central.load(Ordering::Relaxed)
+        match self.form() {
+            Form::Inline(w) => word::count(w),
+            Form::Header(inner) => inner.central.count.load(Ordering::Relaxed),
+        }
     }
 
     /// [`read`](Self::read), never below zero.
@@ -358,15 +575,28 @@ impl<'d> PercpuCounter<'d> {
 
     /// The exact value when no add runs concurrently; with concurrent adds, off by no more
     /// than the adds in flight plus one batch per CPU that folds meanwhile.
+    ///
+    /// ```
+    /// let c = pcpu_counter::PercpuCounter::new(4);
+    /// c.add(-6);
+    /// assert_eq!(c.sum(), -2);
+    /// ```
     pub fn sum(&self) -> i64 {
-        let inner = self.inner();
+        let inner = match self.form() {
+            Form::Inline(w) => return word::count(w),
+            Form::Header(inner) => inner,
+        };
         // Central first, then the cells: a concurrent fold can then be missed (it is in
         // flight) but never counted twice.
-        let central = inner.central.load(Ordering::Acquire);
+        let central = inner.central.count.load(Ordering::Acquire);
         let mut cells = [0i64];
-        if inner.header.is_attached() {
-            self.domain.space.sum_words(&inner.header, &mut cells);
-        }
+        // Whatever the header's state: a slot being attached is already in the readers'
+        // view before any add can reach it, so an add that returned is never missed.
+        inner
+            .central
+            .domain
+            .space
+            .sum_words(&inner.header, &mut cells);
         central.wrapping_add(cells[0])
     }
 
@@ -394,41 +624,65 @@ impl<'d> PercpuCounter<'d> {
     /// ```
     ///
     /// # Errors
-    /// A grace period failed; the value is unchanged then.
+    /// A grace period failed, or no header could be mapped for a value outside ±2⁵⁰; the
+    /// value is unchanged then.
     pub fn set(&self, value: i64) -> Result<(), CounterError> {
-        let inner = self.inner();
+        let mut w = self.load();
+        while word::is_inline(w) {
+            let Some(new) = word::with_count(w, value) else {
+                w = self.upgrade(w, false)?;
+                break;
+            };
+            match self
+                .word
+                .compare_exchange(w, new, Ordering::Relaxed, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(now) => w = now,
+            }
+        }
+        // SAFETY: a header address, live while `self` is.
+        let inner = unsafe { Self::inner_of(w) };
         let mut taken = [0i64];
-        self.domain
+        inner
+            .central
+            .domain
             .space
             .take_cells(&inner.header, &mut taken)
             .map_err(CounterError::Space)?;
-        inner.central.store(value, Ordering::Release);
+        inner.central.count.store(value, Ordering::Release);
         Ok(())
     }
 
-    /// Most `|read() − sum()|` can be, adds in flight aside: every CPU's cell stays below the
-    /// batch in absolute value. The batch is the domain's, widened (up to the domain's
-    /// [`max_batch`](crate::DomainBuilder::max_batch)) while folds from several CPUs contend
-    /// on this counter, or the largest batch given to [`add_batch`](Self::add_batch).
+    /// Most `|read() − sum()|` can be, adds in flight aside: 0 while the counter is inline;
+    /// per-CPU, every CPU's cell stays below the batch in absolute value. The batch is the
+    /// domain's, widened (up to the domain's [`max_batch`](crate::DomainBuilder::max_batch))
+    /// while folds from several CPUs contend on this counter, or the largest batch given to
+    /// [`add_batch`](Self::add_batch).
     ///
     /// It never narrows, so a bound taken *after* a `read` and a `sum` covers them (as
     /// [`compare`](Self::compare) and [`limited_add`](Self::limited_add) take it); one taken
     /// earlier may be too small by then, so do not cache it.
     ///
     /// ```
-    /// use pcpu_counter::{Domain, PercpuCounter};
+    /// use pcpu_counter::{CounterMode, Domain, PercpuCounter};
     /// let domain = Domain::builder().ncpu(4).batch(32).build()?;
-    /// let c = PercpuCounter::new_in(&domain, 0)?;
+    /// let c = PercpuCounter::with_mode(domain, 0, CounterMode::PerCpu)?;
     /// assert_eq!(c.error_bound(), 31 * 4);
+    /// let lazy = PercpuCounter::new_in(domain, 0)?;
+    /// assert_eq!(lazy.error_bound(), 0); // inline: read() is exact
     /// # Ok::<(), pcpu_counter::CounterError>(())
     /// ```
     pub fn error_bound(&self) -> i64 {
-        let inner = self.inner();
+        let inner = match self.form() {
+            Form::Inline(_) => return 0,
+            Form::Header(inner) => inner,
+        };
         let batch = inner
             .fold
             .batch()
             .max(inner.central.widest_add_batch.load(Ordering::Relaxed));
-        (batch - 1).saturating_mul(self.domain.ncpu as i64)
+        (batch - 1).saturating_mul(inner.central.domain.ncpu as i64)
     }
 
     /// The batch `add` folds at now: the domain's, or wider if this counter has been
@@ -439,7 +693,10 @@ impl<'d> PercpuCounter<'d> {
     /// assert_eq!(c.batch(), pcpu_counter::Domain::global().batch());
     /// ```
     pub fn batch(&self) -> i64 {
-        self.inner().fold.batch()
+        match self.form() {
+            Form::Inline(w) => crate::registry::get(word::domain(w)).batch,
+            Form::Header(inner) => inner.fold.batch(),
+        }
     }
 
     /// Compares the value with `rhs` (Linux's `percpu_counter_compare`): from `read` when it is
@@ -463,8 +720,9 @@ impl<'d> PercpuCounter<'d> {
     /// Adds `delta` only if the value stays at or below `limit` (Linux's
     /// `percpu_counter_limited_add`); returns whether it added. A `delta ≤ 0` is always added.
     ///
-    /// Positive `limited_add`s of one counter are serialised by a per-counter lock (plain adds
-    /// never take it), so together they never exceed the limit: far from it, one `read` decides;
+    /// Inline, the check and the add are one compare-and-swap. Per-CPU, positive
+    /// `limited_add`s of one counter are serialised by a per-counter lock (plain adds never
+    /// take it), so together they never exceed the limit: far from it, one `read` decides;
     /// near it, an exact `sum`. Plain `add`s running at the same time are not limited.
     ///
     /// ```
@@ -479,7 +737,31 @@ impl<'d> PercpuCounter<'d> {
             self.add(delta);
             return true;
         }
-        let inner = self.inner();
+        let mut w = self.load();
+        while word::is_inline(w) {
+            if word::count(w).saturating_add(delta) > limit {
+                return false;
+            }
+            let Some(new) = word::added(w, delta) else {
+                match self.upgrade(w, false) {
+                    Ok(h) => {
+                        w = h;
+                        break;
+                    }
+                    // No header for a count beyond ±2⁵⁰: refuse rather than lose it.
+                    Err(_) => return false,
+                }
+            };
+            match self
+                .word
+                .compare_exchange(w, new, Ordering::Relaxed, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => w = now,
+            }
+        }
+        // SAFETY: a header address, live while `self` is.
+        let inner = unsafe { Self::inner_of(w) };
         let lock = &inner.central.limit_lock;
         while lock
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -495,10 +777,33 @@ impl<'d> PercpuCounter<'d> {
         let ok = far || self.sum().saturating_add(delta) <= limit;
         if ok {
             // Straight to the central count, so that the next limited_add's `read` sees it.
-            inner.central.fetch_add(delta, Ordering::Relaxed);
+            inner.central.count.fetch_add(delta, Ordering::Relaxed);
         }
         lock.store(false, Ordering::Release);
         ok
+    }
+}
+
+/// A counter's form, read once.
+enum Form<'a> {
+    Inline(usize),
+    Header(&'a Inner),
+}
+
+impl Inner {
+    fn new(domain: &'static Domain, count: i64) -> Inner {
+        Inner {
+            central: Central {
+                count: AtomicI64::new(count),
+                domain,
+                limit_lock: AtomicBool::new(false),
+                widest_add_batch: AtomicI64::new(0),
+                folds: FoldTracker::new(),
+            },
+            _gap: [0; 64 - core::mem::size_of::<Central>()],
+            header: Header::new(),
+            fold: domain.fold.clone(),
+        }
     }
 }
 
@@ -511,9 +816,17 @@ std::thread_local! {
 /// How often (in drops per thread) a domain with a waste policy checks it.
 const AUTO_COMPACT_EVERY: u32 = 4096;
 
-impl Drop for PercpuCounter<'_> {
+impl Drop for PercpuCounter {
     fn drop(&mut self) {
-        if self.domain.has_waste_policy() {
+        let w = *self.word.get_mut();
+        if word::is_inline(w) {
+            // Nothing but the word itself.
+            return;
+        }
+        // SAFETY: a header address; we own the counter.
+        let inner = unsafe { Self::inner_of(w) };
+        let domain = inner.central.domain;
+        if domain.has_waste_policy() {
             let tick = DROPS.with(|d| {
                 let n = d.get().wrapping_add(1);
                 d.set(n);
@@ -521,13 +834,16 @@ impl Drop for PercpuCounter<'_> {
             });
             if tick % AUTO_COMPACT_EVERY == 0 {
                 // A failed compaction loses nothing; the next check tries again.
-                let _ = self.domain.maybe_compact();
+                let _ = domain.maybe_compact();
             }
         }
         // SAFETY: we own the counter: no add or read can run through it any more.
-        let detached = unsafe { self.domain.space.detach(&self.inner().header) };
-        // SAFETY: `inner_ptr()` is the block from `try_box`, just detached; we are its only
-        // owner.
-        unsafe { crate::alloc::retire(self.inner_ptr(), detached) };
+        let detached = unsafe { domain.space.detach(&inner.header) };
+        // SAFETY: the block's address, from the word (so with the store's provenance, not
+        // that of a shared reference); never null.
+        let block = unsafe { core::ptr::NonNull::new_unchecked((w - HEADER_OFFSET) as *mut Inner) };
+        // SAFETY: the block came from the domain's store, its header was just detached, and
+        // we are its only owner.
+        unsafe { domain.headers.retire(block, detached) };
     }
 }

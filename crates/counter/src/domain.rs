@@ -1,6 +1,7 @@
 //! [`Domain`]: the allocator instance behind counters — pagesets, per-CPU caches and the
 //! compactor — with its configuration.
 
+use crate::headers::HeaderStore;
 use crate::CounterError;
 use pcpu_migrate::{CompactPolicy, CompactReport, Space, SpaceConfig, Waste};
 use pcpu_pageset::SizeClass;
@@ -9,15 +10,15 @@ use std::sync::OnceLock;
 /// How a counter uses per-CPU memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CounterMode {
-    /// Starts as one atomic in its header; takes a per-CPU slot once it is updated from more
-    /// than one CPU at a meaningful rate (4 CPU changes among 32 sampled updates, one
-    /// sampled in 16 per thread). A
-    /// single-threaded program never allocates per-CPU memory for it.
+    /// Starts inline: the counter is one word, updated by compare-and-swap, with no other
+    /// memory. It takes a header and a per-CPU slot once threads update it at the same
+    /// moment (one add sees its CAS fail twice in a row). A single-threaded program never
+    /// allocates anything for it.
     #[default]
     Lazy,
-    /// Takes a per-CPU slot at creation.
+    /// Takes a header and a per-CPU slot at creation.
     PerCpu,
-    /// Never per-CPU: every update is one atomic add.
+    /// Never per-CPU: the counter stays one word, every update one compare-and-swap.
     Atomic,
 }
 
@@ -105,12 +106,32 @@ impl DomainBuilder {
         self
     }
 
-    /// Builds the domain (maps nothing yet).
+    /// Builds the domain (maps nothing yet). A domain lives for the rest of the process, like
+    /// an allocator: counters name it in their one word, so they need no lifetime and can be
+    /// kept anywhere, `'static` positions included.
+    ///
+    /// ```
+    /// use pcpu_counter::{Domain, PercpuCounter};
+    /// struct Stats {
+    ///     hits: PercpuCounter,
+    /// }
+    /// let domain: &'static Domain = Domain::builder().batch(64).build()?;
+    /// let stats = Stats { hits: PercpuCounter::new_in(domain, 0)? };
+    /// stats.hits.inc();
+    /// assert_eq!(stats.hits.sum(), 1);
+    /// # Ok::<(), pcpu_counter::CounterError>(())
+    /// ```
     ///
     /// # Errors
     /// [`CounterError::Config`] for a zero CPU count or batch, a `max_batch` below the batch,
-    /// or an invalid unit size.
-    pub fn build(self) -> Result<Domain, CounterError> {
+    /// an invalid unit size, or more than 2047 domains in the process.
+    pub fn build(self) -> Result<&'static Domain, CounterError> {
+        let parts = self.parts()?;
+        crate::registry::register(|index| parts.into_domain(index))
+    }
+
+    /// Checks the configuration and builds everything a domain holds.
+    fn parts(self) -> Result<Parts, CounterError> {
         if self.ncpu == 0 {
             return Err(CounterError::Config("ncpu must be at least 1"));
         }
@@ -147,7 +168,9 @@ impl DomainBuilder {
                 "size classes disagree on the pageset unit",
             ));
         }
-        Ok(Domain {
+        Ok(Parts(Domain {
+            index: 0,
+            headers: HeaderStore::new(pcpu_rseq::possible_cpus())?,
             group_spaces,
             ncpu: self.ncpu,
             space,
@@ -157,13 +180,28 @@ impl DomainBuilder {
             mode: self.mode,
             policy: self.policy,
             compact_when_waste_above: self.compact_when_waste_above,
-        })
+        }))
     }
 }
 
-/// The allocator instance: pagesets, caches and the compactor. Counters borrow their domain.
+/// A checked domain that has no index yet.
+struct Parts(Domain);
+
+impl Parts {
+    fn into_domain(self, index: usize) -> Domain {
+        Domain { index, ..self.0 }
+    }
+}
+
+/// The allocator instance: pagesets, caches, header storage and the compactor. Domains live
+/// for the rest of the process ([`DomainBuilder::build`] returns `&'static Domain`).
 #[derive(Debug)]
 pub struct Domain {
+    /// This domain's index in inline counter words ([`crate::registry`]); 0 for the global
+    /// domain.
+    pub(crate) index: usize,
+    /// The fixed blocks of header counters and groups.
+    pub(crate) headers: HeaderStore,
     /// Single counters (8 bytes per CPU).
     pub(crate) space: Space,
     /// Counter groups of 2, 3–4 and 5–8 counters (16, 32, 64 bytes per CPU).
@@ -186,6 +224,11 @@ pub struct DomainStats {
     pub waste: Waste,
     /// The slot caches.
     pub cache: pcpu_cache::CacheStats,
+    /// Header blocks handed out (counters that left the inline form, and groups), cached
+    /// free blocks included.
+    pub header_blocks: usize,
+    /// Bytes resident in header pages (mincore).
+    pub header_bytes_resident: usize,
 }
 
 impl Domain {
@@ -194,8 +237,9 @@ impl Domain {
         static GLOBAL: OnceLock<Domain> = OnceLock::new();
         GLOBAL.get_or_init(|| {
             Domain::builder()
-                .build()
+                .parts()
                 .expect("the default configuration is valid")
+                .into_domain(0)
         })
     }
 
@@ -233,11 +277,19 @@ impl Domain {
         self.mode
     }
 
-    /// Moves live counters out of sparse pagesets and gives the emptied memory back.
+    /// Moves live counters out of sparse pagesets and gives the emptied memory back: per-CPU
+    /// memory, and header pages that hold no live header. (Headers themselves never move:
+    /// counter words point at them.)
     ///
     /// # Errors
     /// A grace period or the pool failed; no update is lost either way.
     pub fn compact(&self) -> Result<CompactReport, CounterError> {
+        let report = self.compact_spaces()?;
+        self.headers.release()?;
+        Ok(report)
+    }
+
+    fn compact_spaces(&self) -> Result<CompactReport, CounterError> {
         let mut total = self
             .space
             .compact(&self.policy)
@@ -294,9 +346,12 @@ impl Domain {
 
     /// Measures the domain.
     pub fn stats(&self) -> DomainStats {
+        let (header_blocks, header_bytes_resident) = self.headers.stats();
         DomainStats {
             waste: self.space.waste(),
             cache: self.space.cache().stats(),
+            header_blocks,
+            header_bytes_resident,
         }
     }
 }

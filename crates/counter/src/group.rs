@@ -3,7 +3,7 @@
 
 use crate::domain::{CounterMode, Domain};
 use crate::CounterError;
-use pcpu_migrate::{Header, Space};
+use pcpu_migrate::{Header, Release, Space};
 use pcpu_rseq::sync::{AtomicI64, Ordering};
 use std::ptr::NonNull;
 
@@ -11,12 +11,15 @@ use std::ptr::NonNull;
 pub const MAX_GROUP: usize = 8;
 
 /// The central counts (written by folds) in the first 64 bytes, the header (read by every add)
-/// after them, so that the two never share a cache line whatever the allocation's alignment.
+/// after them, so that the two never share a cache line (header blocks are 128-aligned).
 #[repr(C)]
 struct GroupInner {
     central: Centrals,
     header: Header,
+    domain: &'static Domain,
 }
+
+const _: () = assert!(core::mem::size_of::<GroupInner>() <= crate::headers::BLOCK);
 
 #[repr(C)]
 struct Centrals([AtomicI64; MAX_GROUP]);
@@ -44,19 +47,18 @@ impl core::ops::Deref for Centrals {
 /// assert_eq!(rss.sum_all(), vec![0, 8192, 0, 1]);
 /// assert!(rss.add(4, 1).is_err()); // no fifth counter
 /// ```
-pub struct PercpuCounterGroup<'d> {
+pub struct PercpuCounterGroup {
+    /// A block of the domain's header storage, fixed for the group's life.
     inner: NonNull<GroupInner>,
     len: usize,
-    domain: &'d Domain,
-    space: &'d Space,
 }
 
-// SAFETY: the inner state is atomics only, shared by design.
-unsafe impl Send for PercpuCounterGroup<'_> {}
+// SAFETY: the inner state is atomics and a `&'static Domain`, shared by design.
+unsafe impl Send for PercpuCounterGroup {}
 // SAFETY: as above.
-unsafe impl Sync for PercpuCounterGroup<'_> {}
+unsafe impl Sync for PercpuCounterGroup {}
 
-impl core::fmt::Debug for PercpuCounterGroup<'_> {
+impl core::fmt::Debug for PercpuCounterGroup {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("PercpuCounterGroup")
             .field("len", &self.len)
@@ -64,7 +66,7 @@ impl core::fmt::Debug for PercpuCounterGroup<'_> {
     }
 }
 
-impl PercpuCounterGroup<'static> {
+impl PercpuCounterGroup {
     /// A group of `n` counters (1..=8) at 0, in the global domain.
     ///
     /// # Errors
@@ -73,32 +75,39 @@ impl PercpuCounterGroup<'static> {
     pub fn new(n: usize) -> Result<Self, CounterError> {
         Self::new_in(Domain::global(), n)
     }
-}
 
-impl<'d> PercpuCounterGroup<'d> {
     /// A group of `n` counters (1..=8) at 0 in `domain`. Groups take their per-CPU slot at
     /// creation, unless the domain's mode is [`CounterMode::Atomic`].
     ///
     /// # Errors
     /// As for [`new`](PercpuCounterGroup::new).
-    pub fn new_in(domain: &'d Domain, n: usize) -> Result<Self, CounterError> {
+    pub fn new_in(domain: &'static Domain, n: usize) -> Result<Self, CounterError> {
         let space = domain.group_space(n).ok_or(CounterError::GroupSize(n))?;
-        let inner = crate::alloc::try_box(GroupInner {
+        let inner = domain.headers.alloc(GroupInner {
             central: Centrals(core::array::from_fn(|_| AtomicI64::new(0))),
             header: Header::new(),
-        })?;
-        let group = PercpuCounterGroup {
-            inner,
-            len: n,
             domain,
-            space,
-        };
+        })?;
         if domain.mode != CounterMode::Atomic {
-            space
-                .attach(&group.inner().header)
-                .map_err(CounterError::Space)?;
+            // SAFETY: a live block of the store, ours alone.
+            if let Err(e) = space.attach(unsafe { &inner.as_ref().header }) {
+                // SAFETY: never attached, never shared.
+                unsafe { domain.headers.retire(inner, Ok(Release::Now)) };
+                return Err(CounterError::Space(e));
+            }
         }
-        Ok(group)
+        Ok(PercpuCounterGroup { inner, len: n })
+    }
+
+    fn domain(&self) -> &'static Domain {
+        self.inner().domain
+    }
+
+    fn space(&self) -> &'static Space {
+        // The size was checked at creation.
+        self.domain()
+            .group_space(self.len)
+            .expect("a group's size has a space")
     }
 
     fn inner(&self) -> &GroupInner {
@@ -135,7 +144,7 @@ impl<'d> PercpuCounterGroup<'d> {
     pub fn add(&self, i: usize, delta: i64) -> Result<(), CounterError> {
         self.check(i)?;
         let inner = self.inner();
-        let d = self.domain;
+        let d = self.domain();
         // SAFETY: the slot word is disabled or addresses a slot of `self.space` whose cells
         // hold `len` words at offsets 0, 8, ..; `i < len`.
         match unsafe {
@@ -168,12 +177,13 @@ impl<'d> PercpuCounterGroup<'d> {
     /// ```
     /// use pcpu_counter::{Domain, PercpuCounterGroup};
     /// let domain = Domain::builder().ncpu(4).batch(32).build()?;
-    /// let g = PercpuCounterGroup::new_in(&domain, 2)?;
+    /// let g = PercpuCounterGroup::new_in(domain, 2)?;
     /// assert_eq!(g.error_bound(), 31 * 4);
     /// # Ok::<(), pcpu_counter::CounterError>(())
     /// ```
     pub fn error_bound(&self) -> i64 {
-        (self.domain.batch - 1).saturating_mul(self.domain.ncpu as i64)
+        let d = self.domain();
+        (d.batch - 1).saturating_mul(d.ncpu as i64)
     }
 
     /// Counter `i`'s exact value when no add runs concurrently.
@@ -194,7 +204,7 @@ impl<'d> PercpuCounterGroup<'d> {
             .collect();
         if inner.header.is_attached() {
             let mut cells = [0i64; MAX_GROUP];
-            self.space.sum_words(&inner.header, &mut cells);
+            self.space().sum_words(&inner.header, &mut cells);
             for (o, c) in out.iter_mut().zip(cells) {
                 *o = o.wrapping_add(c);
             }
@@ -203,11 +213,13 @@ impl<'d> PercpuCounterGroup<'d> {
     }
 }
 
-impl Drop for PercpuCounterGroup<'_> {
+impl Drop for PercpuCounterGroup {
     fn drop(&mut self) {
+        let domain = self.domain();
         // SAFETY: we own the group: nobody adds or reads through it any more.
-        let detached = unsafe { self.space.detach(&self.inner().header) };
-        // SAFETY: `inner` came from `try_box` and was just detached; we are its only owner.
-        unsafe { crate::alloc::retire(self.inner, detached) };
+        let detached = unsafe { self.space().detach(&self.inner().header) };
+        // SAFETY: `inner` came from the domain's store and was just detached; we are its only
+        // owner.
+        unsafe { domain.headers.retire(self.inner, detached) };
     }
 }

@@ -6,10 +6,17 @@
 //!   prefix, no shared cache line); the CPU's part folds into a central count at ±batch, and a
 //!   counter whose folds from several CPUs keep that count's cache line moving widens its
 //!   batch (see [`PercpuCounter::error_bound`]);
-//! - creating and destroying counters goes through per-CPU caches of free slots (no global
-//!   lock on the common path), and in the default lazy mode a counter only takes per-CPU
-//!   memory once several CPUs really update it;
+//! - a counter is one word: in the default lazy mode it holds the count inline (an atomic
+//!   updated by compare-and-swap, no other memory, usable in a `static` through
+//!   [`PercpuCounter::new_const`]) until threads update it at the same moment; then it points
+//!   at a 128-byte header in the domain's own mmap'd header storage and takes a per-CPU slot;
+//! - creating and destroying header counters goes through per-CPU caches of free headers and
+//!   slots (no global lock, no `malloc` or `free` on the common path);
 //! - [`Domain::compact`] moves live counters out of sparse pagesets and gives the memory back.
+//!
+//! Domains live for the rest of the process ([`DomainBuilder::build`] returns
+//! `&'static Domain`), so counters carry no lifetime and fit in structs, `static`s and the
+//! `metrics` facade. `docs/ARCHITECTURE.md` describes the layers.
 //!
 //! ```
 //! use pcpu_counter::{Domain, PercpuCounter};
@@ -34,7 +41,7 @@
 //!
 //! | Linux | here | difference |
 //! |---|---|---|
-//! | `percpu_counter_init` | [`PercpuCounter::new`] / [`try_new`](PercpuCounter::try_new) | no global lock or list: slots come from per-CPU caches; lazy by default |
+//! | `percpu_counter_init` | [`PercpuCounter::new`] / [`try_new`](PercpuCounter::try_new) / [`new_const`](PercpuCounter::new_const) | no global lock or list: headers and slots come from per-CPU caches; lazy (inline) by default |
 //! | `percpu_counter_init_many` | [`PercpuCounter::new_many`] | |
 //! | `percpu_counter_add`, `_add_batch` | [`add`](PercpuCounter::add), [`add_batch`](PercpuCounter::add_batch) | the fold is part of the same rseq critical section; no spinlock |
 //! | `percpu_counter_batch`, fixed at boot | [`DomainBuilder::batch`], [`DomainBuilder::max_batch`] | same default (`max(32, 2 × ncpu)`); a contended counter doubles its own batch, up to `max_batch` (`max(4096, batch)` by default), and [`error_bound`](PercpuCounter::error_bound) grows with it; `max_batch(batch)` keeps Linux's fixed batch |
@@ -48,21 +55,24 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-mod alloc;
 mod counter;
 mod domain;
 mod error;
 mod group;
+mod headers;
 mod lazy;
 #[cfg(feature = "metrics")]
 mod metrics_impl;
+mod registry;
 mod widen;
+mod word;
 
 pub use counter::PercpuCounter;
 pub use domain::{Backend, CounterMode, Domain, DomainBuilder, DomainStats};
 pub use error::CounterError;
 pub use group::{PercpuCounterGroup, MAX_GROUP};
 pub use pcpu_migrate::{CompactPolicy, CompactReport, Waste};
+pub use word::{INLINE_MAX, INLINE_MIN};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -3,7 +3,7 @@
 
 use crate::PercpuCounter;
 
-impl metrics::CounterFn for PercpuCounter<'static> {
+impl metrics::CounterFn for PercpuCounter {
     fn increment(&self, value: u64) {
         self.add(value.min(i64::MAX as u64) as i64);
     }

@@ -10,7 +10,7 @@ fn portable_backend_from_the_builder() {
         .build()
         .unwrap();
     assert_eq!(pcpu_rseq::mode(), pcpu_rseq::Mode::Portable);
-    let c = PercpuCounter::new_in(&domain, 0).unwrap();
+    let c = PercpuCounter::new_in(domain, 0).unwrap();
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| (0..10_000).for_each(|_| c.inc()));

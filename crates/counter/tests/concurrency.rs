@@ -14,7 +14,7 @@ fn a_callers_crossbeam_guard_does_not_block_compaction_or_set() {
             .unit_bytes(4096)
             .build()
             .unwrap();
-        let all = PercpuCounter::new_many_in(&domain, 4096, 1).unwrap();
+        let all = PercpuCounter::new_many_in(domain, 4096, 1).unwrap();
         let live: Vec<_> = all.into_iter().step_by(8).collect();
         // A guard of crossbeam's *default* collector, as any crossbeam data structure takes.
         let _guard = crossbeam_epoch::pin();
@@ -35,7 +35,7 @@ fn concurrent_limited_adds_never_exceed_the_limit() {
     for mode in [CounterMode::Atomic, CounterMode::PerCpu] {
         let domain = Domain::builder().mode(mode).batch(4).build().unwrap();
         for round in 0..200 {
-            let c = PercpuCounter::new_in(&domain, 0).unwrap();
+            let c = PercpuCounter::new_in(domain, 0).unwrap();
             let limit = c.error_bound() + 100 + round % 7;
             let added: i64 = std::thread::scope(|s| {
                 let hs: Vec<_> = (0..2)

@@ -71,18 +71,18 @@ impl Drop for Finish<'_> {
 }
 
 /// A counter a worker owns, with the exact value it must hold.
-struct Owned<'d> {
-    c: PercpuCounter<'d>,
+struct Owned {
+    c: PercpuCounter,
     want: i64,
 }
 
 /// A group a worker owns.
-struct OwnedGroup<'d> {
-    g: PercpuCounterGroup<'d>,
+struct OwnedGroup {
+    g: PercpuCounterGroup,
     want: Vec<i64>,
 }
 
-fn check_owned(o: &Owned<'_>, what: &str) {
+fn check_owned(o: &Owned, what: &str) {
     let sum = o.c.sum();
     assert_eq!(sum, o.want, "{what}: owned counter sum");
     let (read, bound) = (o.c.read(), o.c.error_bound());
@@ -105,20 +105,16 @@ struct Report {
     aborts: u64,
 }
 
-struct World<'d> {
-    domain: &'d Domain,
-    shared: Vec<PercpuCounter<'d>>,
-    groups: Vec<PercpuCounterGroup<'d>>,
+struct World {
+    domain: &'static Domain,
+    shared: Vec<PercpuCounter>,
+    groups: Vec<PercpuCounterGroup>,
     deadline: Instant,
     owned_cap: usize,
     chunk: usize,
 }
 
-fn new_owned<'d>(
-    w: &World<'d>,
-    rng: &mut fastrand::Rng,
-    owned: &mut Vec<Owned<'d>>,
-) -> Result<(), String> {
+fn new_owned(w: &World, rng: &mut fastrand::Rng, owned: &mut Vec<Owned>) -> Result<(), String> {
     let init = rng.i64(-1000..1000);
     match rng.u32(0..8) {
         0 => {
@@ -150,14 +146,14 @@ fn new_owned<'d>(
     Ok(())
 }
 
-fn worker(w: &World<'_>, t: usize) -> Report {
+fn worker(w: &World, t: usize) -> Report {
     let mut rng = fastrand::Rng::with_seed(0x5eed_0000 + t as u64);
     let mut r = Report {
         registration: Some(pcpu_rseq::registration()),
         ..Report::default()
     };
-    let mut owned: Vec<Owned<'_>> = Vec::new();
-    let mut groups: Vec<OwnedGroup<'_>> = Vec::new();
+    let mut owned: Vec<Owned> = Vec::new();
+    let mut groups: Vec<OwnedGroup> = Vec::new();
     while Instant::now() < w.deadline {
         for _ in 0..w.chunk {
             r.ops += 1;
@@ -311,7 +307,7 @@ fn worker(w: &World<'_>, t: usize) -> Report {
     r
 }
 
-fn pick<'a, 'd>(rng: &mut fastrand::Rng, v: &'a mut [Owned<'d>]) -> Option<&'a mut Owned<'d>> {
+fn pick<'a>(rng: &mut fastrand::Rng, v: &'a mut [Owned]) -> Option<&'a mut Owned> {
     if v.is_empty() {
         None
     } else {
@@ -325,19 +321,19 @@ fn e2e_random_api_under_signal_storm_is_exact() {
     install_handler();
     let secs = env_f64("PCPU_STRESS_SECS", 10.0);
     let domain = Domain::builder().unit_bytes(4096).build().unwrap();
-    let shared: Vec<PercpuCounter<'_>> = (0..SHARED)
+    let shared: Vec<PercpuCounter> = (0..SHARED)
         .map(|i| {
             let mode = [CounterMode::Lazy, CounterMode::PerCpu, CounterMode::Atomic][i % 3];
-            PercpuCounter::with_mode(&domain, i as i64 * 1000, mode).unwrap()
+            PercpuCounter::with_mode(domain, i as i64 * 1000, mode).unwrap()
         })
         .collect();
-    let groups: Vec<PercpuCounterGroup<'_>> = SHARED_GROUPS
+    let groups: Vec<PercpuCounterGroup> = SHARED_GROUPS
         .iter()
-        .map(|&n| PercpuCounterGroup::new_in(&domain, n).unwrap())
+        .map(|&n| PercpuCounterGroup::new_in(domain, n).unwrap())
         .collect();
     let started = Instant::now();
     let world = World {
-        domain: &domain,
+        domain,
         shared,
         groups,
         deadline: started + Duration::from_secs_f64(secs),

@@ -7,7 +7,7 @@ use pcpu_counter::{CounterMode, Domain, PercpuCounter};
 #[test]
 fn counters_survive_fork_with_independent_totals() {
     let domain = Domain::builder().mode(CounterMode::PerCpu).build().unwrap();
-    let c = PercpuCounter::new_in(&domain, 0).unwrap();
+    let c = PercpuCounter::new_in(domain, 0).unwrap();
     let lazy = PercpuCounter::new(0);
     c.add(10);
     lazy.add(10);
@@ -27,7 +27,7 @@ fn counters_survive_fork_with_independent_totals() {
             if domain.compact().is_err() {
                 return false;
             }
-            let fresh = PercpuCounter::new_in(&domain, 1).unwrap();
+            let fresh = PercpuCounter::new_in(domain, 1).unwrap();
             fresh.add(1);
             c.set(100).is_ok() && c.sum() == 100 && fresh.sum() == 2
         })();

@@ -31,7 +31,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn check(c: &PercpuCounter<'_>, want: i64) -> Result<(), TestCaseError> {
+fn check(c: &PercpuCounter, want: i64) -> Result<(), TestCaseError> {
     prop_assert_eq!(c.sum(), want);
     prop_assert!((c.read() - c.sum()).abs() <= c.error_bound());
     prop_assert_eq!(c.sum_positive(), want.max(0));
@@ -44,7 +44,7 @@ proptest! {
     fn api_matches_model(mode in prop_oneof![Just(CounterMode::Lazy), Just(CounterMode::PerCpu), Just(CounterMode::Atomic)],
                          ops in proptest::collection::vec(op(), 1..120)) {
         let domain = Domain::builder().ncpu(NCPU).batch(16).mode(mode).unit_bytes(4096).build().unwrap();
-        let mut counters: Vec<PercpuCounter<'_>> = (0..3).map(|_| PercpuCounter::new_in(&domain, 0).unwrap()).collect();
+        let mut counters: Vec<PercpuCounter> = (0..3).map(|_| PercpuCounter::new_in(domain, 0).unwrap()).collect();
         let mut model = [0i64; 3];
         for op in ops {
             match op {
@@ -59,7 +59,7 @@ proptest! {
                 }
                 Op::Compare(c, v) => prop_assert_eq!(counters[c].compare(v), model[c].cmp(&v)),
                 Op::Compact => { domain.compact().unwrap(); }
-                Op::Recreate(c, v) => { counters[c] = PercpuCounter::new_in(&domain, v).unwrap(); model[c] = v; }
+                Op::Recreate(c, v) => { counters[c] = PercpuCounter::new_in(domain, v).unwrap(); model[c] = v; }
             }
             for (c, &want) in counters.iter().zip(&model) {
                 check(c, want)?;

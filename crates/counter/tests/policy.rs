@@ -10,7 +10,7 @@ fn drops_trigger_compaction_when_waste_crosses_the_ratio() {
         .compact_when_waste_above(2.0)
         .build()
         .unwrap();
-    let all = PercpuCounter::new_many_in(&domain, 200_000, 1).unwrap();
+    let all = PercpuCounter::new_many_in(domain, 200_000, 1).unwrap();
     let mut rng = fastrand::Rng::with_seed(3);
     let mut live = Vec::new();
     for c in all {
@@ -31,7 +31,7 @@ fn drops_trigger_compaction_when_waste_crosses_the_ratio() {
 #[test]
 fn without_a_policy_nothing_compacts_by_itself() {
     let domain = Domain::builder().mode(CounterMode::PerCpu).build().unwrap();
-    let all = PercpuCounter::new_many_in(&domain, 200_000, 1).unwrap();
+    let all = PercpuCounter::new_many_in(domain, 200_000, 1).unwrap();
     let mut rng = fastrand::Rng::with_seed(3);
     let live: Vec<_> = all.into_iter().filter(|_| rng.u8(..10) == 0).collect();
     domain.stats(); // a read changes nothing

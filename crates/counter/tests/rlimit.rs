@@ -46,7 +46,7 @@ fn rlimit_child() {
         .mode(CounterMode::PerCpu)
         .build()
         .unwrap();
-    let first = PercpuCounter::new_in(&domain, 0).unwrap();
+    let first = PercpuCounter::new_in(domain, 0).unwrap();
     first.add(1);
     let mut live = Vec::with_capacity(1 << 22);
     let limit = (vm_size() + (64 << 20)) as libc::rlim_t;
@@ -57,7 +57,7 @@ fn rlimit_child() {
     // SAFETY: setrlimit reads the struct we pass.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &rl) }, 0);
     let err = loop {
-        match PercpuCounter::new_in(&domain, 1) {
+        match PercpuCounter::new_in(domain, 1) {
             Ok(c) => {
                 if live.len() == live.capacity() {
                     panic!("the limit was never reached");
@@ -78,6 +78,6 @@ fn rlimit_child() {
     }
     // Freeing makes room again.
     live.truncate(live.len() / 2);
-    let again = PercpuCounter::new_in(&domain, 5).unwrap();
+    let again = PercpuCounter::new_in(domain, 5).unwrap();
     assert_eq!(again.sum(), 5);
 }

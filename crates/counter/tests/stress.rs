@@ -17,14 +17,14 @@ fn scaled(n: u64) -> u64 {
 #[test]
 fn adds_creates_destroys_and_compaction_lose_nothing() {
     let domain = Domain::builder().unit_bytes(4096).build().unwrap();
-    let shared: Vec<PercpuCounter<'_>> = (0..4)
+    let shared: Vec<PercpuCounter> = (0..4)
         .map(|i| {
             let mode = if i == 0 {
                 CounterMode::Lazy
             } else {
                 CounterMode::PerCpu
             };
-            PercpuCounter::with_mode(&domain, 0, mode).unwrap()
+            PercpuCounter::with_mode(domain, 0, mode).unwrap()
         })
         .collect();
     let per_thread = scaled(10_000_000);
@@ -37,7 +37,7 @@ fn adds_creates_destroys_and_compaction_lose_nothing() {
             let (domain, done, churned) = (&domain, &done, &churned);
             s.spawn(move || {
                 let mut rng = fastrand::Rng::with_seed(1000 + t);
-                let mut keep: Vec<PercpuCounter<'_>> = Vec::new();
+                let mut keep: Vec<PercpuCounter> = Vec::new();
                 while !done.load(Ordering::Relaxed) {
                     let c = PercpuCounter::with_mode(domain, 7, CounterMode::PerCpu).unwrap();
                     c.add(5);

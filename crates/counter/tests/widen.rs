@@ -11,7 +11,7 @@ use pcpu_counter::{CounterError, CounterMode, Domain, PercpuCounter};
 ///
 /// Few operations per fold, so that 64 CPU changes stay well within the 200 µs that make a
 /// window short even in a debug build.
-fn alternate_folds(c: &PercpuCounter<'_>, folds: usize, ncpu: usize, added: &mut i64) {
+fn alternate_folds(c: &PercpuCounter, folds: usize, ncpu: usize, added: &mut i64) {
     for f in 0..folds {
         pcpu_rseq::simulate_cpu(Some(f % ncpu));
         let batch = c.batch();
@@ -32,7 +32,7 @@ fn alternate_folds(c: &PercpuCounter<'_>, folds: usize, ncpu: usize, added: &mut
 }
 
 /// A domain of 4 (simulated) CPUs, per-CPU counters, batch 32.
-fn four_cpus(max_batch: Option<i64>) -> Domain {
+fn four_cpus(max_batch: Option<i64>) -> &'static Domain {
     let b = Domain::builder()
         .ncpu(4)
         .batch(32)
@@ -48,7 +48,7 @@ fn four_cpus(max_batch: Option<i64>) -> Domain {
 #[test]
 fn alternating_folds_widen_up_to_max_batch() {
     let domain = four_cpus(Some(512));
-    let c = PercpuCounter::new_in(&domain, 0).unwrap();
+    let c = PercpuCounter::new_in(domain, 0).unwrap();
     assert_eq!((c.batch(), c.error_bound()), (32, 31 * 4));
     // Each window of 64 switches has to be shorter than 200 µs to count; on a loaded machine
     // some are not, hence a generous bound on the attempts rather than an exact count.
@@ -71,7 +71,7 @@ fn alternating_folds_widen_up_to_max_batch() {
 #[test]
 fn fixed_batch_domain_never_widens() {
     let domain = four_cpus(Some(32));
-    let c = PercpuCounter::new_in(&domain, 0).unwrap();
+    let c = PercpuCounter::new_in(domain, 0).unwrap();
     let mut added = 0;
     alternate_folds(&c, 5_000, 4, &mut added);
     assert_eq!(c.batch(), 32);
@@ -82,7 +82,7 @@ fn fixed_batch_domain_never_widens() {
 #[test]
 fn one_cpu_keeps_the_batch() {
     let domain = four_cpus(None);
-    let c = PercpuCounter::new_in(&domain, 0).unwrap();
+    let c = PercpuCounter::new_in(domain, 0).unwrap();
     let mut added = 0;
     alternate_folds(&c, 5_000, 1, &mut added);
     assert_eq!(c.batch(), 32);
