@@ -55,9 +55,9 @@ struct Central {
     folds: FoldTracker,
 }
 
-/// A per-CPU counter: one word that is a plain atomic until the counter is contended, and
-/// then the handle of a per-CPU counter whose `add` is one non-atomic add to this CPU's cell
-/// inside a restartable sequence. `read` is O(1) and approximate; `sum` is exact when no add
+/// A per-CPU counter: two words, a plain atomic count until several CPUs update the
+/// counter, and then the handle of a per-CPU counter whose `add` is one non-atomic add to
+/// this CPU's cell inside a restartable sequence. `read` is O(1) and approximate; `sum` is exact when no add
 /// runs concurrently.
 ///
 /// The counter has no lifetime parameter: it can live in a `static`, in a struct, or behind
@@ -83,8 +83,10 @@ struct Central {
 /// assert_eq!(REQUESTS.sum(), 1);
 /// ```
 pub struct PercpuCounter {
-    /// Inline count or header address ([`crate::word`]).
-    word: AtomicUsize,
+    /// The inline count: the whole value while the counter is inline, a part of it after.
+    count: AtomicI64,
+    /// Inline state (domain, sampling) or header address ([`crate::word`]).
+    state: AtomicUsize,
 }
 
 impl core::fmt::Debug for PercpuCounter {
@@ -103,30 +105,20 @@ impl Default for PercpuCounter {
     }
 }
 
-/// CAS failures within one inline `add` that show the counter is updated from several
-/// threads at once: it then goes per-CPU ([`CounterMode::Lazy`]). See `crate::lazy`.
-const UPGRADE_AFTER_FAILURES: u32 = crate::lazy::FAILURES;
-
 impl PercpuCounter {
-    /// A counter at `initial` in the global domain, usable in a `static`. It is inline (one
-    /// word, no other memory) until it is contended.
+    /// A counter at `initial` in the global domain, usable in a `static`. It is inline (its
+    /// own two words, no other memory) until several CPUs update it.
     ///
     /// ```
     /// static ERRORS: pcpu_counter::PercpuCounter = pcpu_counter::PercpuCounter::new_const(-3);
     /// ERRORS.add(3);
     /// assert_eq!(ERRORS.sum(), 0);
     /// ```
-    ///
-    /// # Panics
-    /// If `initial` is outside ±2⁵⁰ ([`INLINE_MIN`](crate::INLINE_MIN) ..=
-    /// [`INLINE_MAX`](crate::INLINE_MAX)); in a `static` that is a compile-time error. Use
-    /// [`new`](Self::new) for larger values.
     pub const fn new_const(initial: i64) -> Self {
-        match word::inline(initial, 0, false) {
-            Some(w) => PercpuCounter {
-                word: AtomicUsize::new(w),
-            },
-            None => panic!("PercpuCounter::new_const: initial value outside ±2^50"),
+        PercpuCounter {
+            count: AtomicI64::new(initial),
+            // The global domain has index 0, which is always in range.
+            state: AtomicUsize::new(word::INLINE),
         }
     }
 
@@ -203,14 +195,14 @@ impl PercpuCounter {
         mode: CounterMode,
     ) -> Result<Self, CounterError> {
         let atomic = mode == CounterMode::Atomic;
+        let state = word::inline(domain.index, atomic).expect("registered domains are in range");
         if mode != CounterMode::PerCpu {
-            if let Some(w) = word::inline(initial, domain.index, atomic) {
-                return Ok(PercpuCounter {
-                    word: AtomicUsize::new(w),
-                });
-            }
+            return Ok(PercpuCounter {
+                count: AtomicI64::new(initial),
+                state: AtomicUsize::new(state),
+            });
         }
-        let inner = domain.headers.alloc(Inner::new(domain, initial))?;
+        let inner = domain.headers.alloc(Inner::new(domain))?;
         // SAFETY: `inner` is a live block from the domain's store.
         let header = unsafe { &inner.as_ref().header };
         if mode == CounterMode::PerCpu {
@@ -222,7 +214,8 @@ impl PercpuCounter {
             }
         }
         Ok(PercpuCounter {
-            word: AtomicUsize::new(header as *const Header as usize),
+            count: AtomicI64::new(initial),
+            state: AtomicUsize::new(header as *const Header as usize),
         })
     }
 
@@ -244,11 +237,11 @@ impl PercpuCounter {
         Ok(v)
     }
 
-    /// The word, read so that a header address in it comes with the header's contents
+    /// The state word, read so that a header address in it comes with the header's contents
     /// (published by the `Release` of [`upgrade`](Self::upgrade)).
     #[inline(always)]
     fn load(&self) -> usize {
-        self.word.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire)
     }
 
     /// True once the counter has a per-CPU slot.
@@ -264,7 +257,7 @@ impl PercpuCounter {
         }
     }
 
-    /// True while the counter is inline: one word, no header, no per-CPU memory.
+    /// True while the counter is inline: its two words, no header, no per-CPU memory.
     #[doc(hidden)]
     pub fn is_inline(&self) -> bool {
         matches!(self.form(), Form::Inline(_))
@@ -286,17 +279,17 @@ impl PercpuCounter {
     /// The domain this counter lives in.
     pub fn domain(&self) -> &'static Domain {
         match self.form() {
-            Form::Inline(w) => crate::registry::get(word::domain(w)),
+            Form::Inline(s) => crate::registry::get(word::domain(s)),
             Form::Header(inner) => inner.central.domain,
         }
     }
 
     /// Adds `delta`.
     ///
-    /// Inline (the default until the counter is contended): one compare-and-swap on the
-    /// counter's word. Per-CPU: one non-atomic add to this CPU's cell inside a restartable
-    /// sequence, folding this CPU's part into the central count once it reaches the
-    /// counter's batch (the domain's, or wider if this counter is contended, see
+    /// Inline (the default until several CPUs update the counter): one atomic `fetch_add` on
+    /// the counter's own count. Per-CPU: one non-atomic add to this CPU's cell inside a
+    /// restartable sequence, folding this CPU's part into the central count once it reaches
+    /// the counter's batch (the domain's, or wider if this counter is contended, see
     /// [`error_bound`](Self::error_bound)).
     ///
     /// ```
@@ -306,29 +299,19 @@ impl PercpuCounter {
     /// c.dec();
     /// assert_eq!(c.sum(), -3);
     /// ```
-    ///
-    /// # Panics
-    /// Only if the count of an inline counter leaves ±2⁵⁰ and no header memory can be mapped
-    /// for it (the count cannot be kept then).
     // Always inlined: both fast paths are a few instructions, and a call would add a fifth
     // to them.
     #[inline(always)]
     pub fn add(&self, delta: i64) {
-        let w = self.load();
-        if !word::is_inline(w) {
-            // SAFETY: `w` is this counter's header address, live while `self` is.
-            return unsafe { Self::add_header(w, delta) };
+        let s = self.load();
+        if !word::is_inline(s) {
+            // SAFETY: `s` is this counter's header address, live while `self` is.
+            return unsafe { Self::add_header(s, delta) };
         }
-        if let Some(new) = word::added(w, delta) {
-            if self
-                .word
-                .compare_exchange(w, new, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            {
-                return;
-            }
+        let old = self.count.fetch_add(delta, Ordering::Relaxed);
+        if crate::lazy::sampled(old, old.wrapping_add(delta)) {
+            self.sample();
         }
-        self.add_inline_slow(delta);
     }
 
     /// Adds 1.
@@ -378,78 +361,48 @@ impl PercpuCounter {
         inner.central.count.fetch_add(delta, Ordering::Relaxed);
     }
 
-    /// The inline add after its first CAS failed or the count left the inline range: retry,
-    /// and go per-CPU once the word is contended ([`CounterMode::Lazy`]), or to a header when
-    /// the count no longer fits.
+    /// A sampled inline add ([`crate::lazy`]): notes the CPU, and moves the counter to a
+    /// header with a per-CPU slot once several CPUs update it.
     #[cold]
     #[inline(never)]
-    fn add_inline_slow(&self, delta: i64) {
-        let mut failures = 1;
-        let mut w = self.load();
-        loop {
-            if !word::is_inline(w) {
-                // SAFETY: a header address, live while `self` is.
-                return unsafe { Self::add_header(w, delta) };
-            }
-            let Some(new) = word::added(w, delta) else {
-                // Out of the inline range: a header keeps the full count.
-                let w = self
-                    .upgrade(w, false)
-                    .expect("pcpu: out of memory for a counter header");
-                // SAFETY: as above.
-                return unsafe { Self::add_header(w, delta) };
-            };
-            match self
-                .word
-                .compare_exchange(w, new, Ordering::Relaxed, Ordering::Acquire)
-            {
-                Ok(_) => return,
-                Err(now) => {
-                    w = now;
-                    failures += 1;
-                    if failures >= UPGRADE_AFTER_FAILURES
-                        && word::is_inline(w)
-                        && !word::is_atomic(w)
-                    {
-                        // Several threads update this word at once: go per-CPU. Failure (no
-                        // memory) leaves it inline; the add goes on either way.
-                        if let Ok(h) = self.upgrade(w, true) {
-                            w = h;
-                        }
-                        failures = 0;
-                    }
-                }
-            }
+    fn sample(&self) {
+        let s = self.load();
+        if !word::is_inline(s) || word::is_atomic(s) {
+            return;
+        }
+        let (next, upgrade) = crate::lazy::note(s, pcpu_rseq::current_cpu());
+        // One attempt: a sample lost to a concurrent one changes nothing that matters.
+        if self
+            .state
+            .compare_exchange(s, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+            && upgrade
+        {
+            // Failure (no memory) leaves the counter inline; nothing is lost either way.
+            let _ = self.upgrade(next, true);
         }
     }
 
-    /// Moves an inline counter into a header (and gives it a per-CPU slot if `per_cpu`);
-    /// returns the header word. If another thread upgraded it first, returns that header.
+    /// Moves an inline counter to a header (with a per-CPU slot if `per_cpu`) and returns
+    /// the header address; if another thread upgraded it first, returns that header.
     ///
-    /// Concurrent inline adds are not lost: the header takes the count the word holds at the
-    /// moment the word is replaced, and an add that fails its CAS against the new word goes
-    /// to the header.
+    /// No count moves: the inline count stays a part of the value, so adds that read the
+    /// inline state just before the switch and land in it afterwards are counted too.
     #[cold]
-    fn upgrade(&self, mut w: usize, per_cpu: bool) -> Result<usize, CounterError> {
-        let domain = crate::registry::get(word::domain(w));
-        let inner = domain.headers.alloc(Inner::new(domain, word::count(w)))?;
+    fn upgrade(&self, mut s: usize, per_cpu: bool) -> Result<usize, CounterError> {
+        let domain = crate::registry::get(word::domain(s));
+        let inner = domain.headers.alloc(Inner::new(domain))?;
         // SAFETY: a live block from the store, not yet shared.
         let header = unsafe { &inner.as_ref().header };
         let h = header as *const Header as usize;
         loop {
+            // Release: whoever reads the address sees the block initialised.
             match self
-                .word
-                .compare_exchange(w, h, Ordering::AcqRel, Ordering::Acquire)
+                .state
+                .compare_exchange(s, h, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => break,
-                Err(now) if word::is_inline(now) => {
-                    // SAFETY: as above.
-                    unsafe { inner.as_ref() }
-                        .central
-                        .count
-                        .store(word::count(now), Ordering::Relaxed);
-                    w = now;
-                }
+                Err(now) if word::is_inline(now) => s = now, // a sample changed it
                 Err(now) => {
                     // SAFETY: never published, never attached: ours alone.
                     unsafe { domain.headers.retire(inner, Ok(Release::Now)) };
@@ -546,7 +499,7 @@ impl PercpuCounter {
         }
     }
 
-    /// The central count: O(1), off from [`sum`](Self::sum) by at most
+    /// The inline and central counts: O(1), off from [`sum`](Self::sum) by at most
     /// [`error_bound`](Self::error_bound) (plus updates in flight). Exact while the counter
     /// is inline.
     ///
@@ -557,10 +510,11 @@ impl PercpuCounter {
     /// ```
     #[inline]
     pub fn read(&self) -> i64 {
-        match self.form() {
-            Form::Inline(w) => word::count(w),
+        let central = match self.form() {
+            Form::Inline(_) => 0,
             Form::Header(inner) => inner.central.count.load(Ordering::Relaxed),
-        }
+        };
+        self.count.load(Ordering::Relaxed).wrapping_add(central)
     }
 
     /// [`read`](Self::read), never below zero.
@@ -583,12 +537,16 @@ impl PercpuCounter {
     /// ```
     pub fn sum(&self) -> i64 {
         let inner = match self.form() {
-            Form::Inline(w) => return word::count(w),
+            Form::Inline(_) => return self.count.load(Ordering::Relaxed),
             Form::Header(inner) => inner,
         };
         // Central first, then the cells: a concurrent fold can then be missed (it is in
-        // flight) but never counted twice.
-        let central = inner.central.count.load(Ordering::Acquire);
+        // flight) but never counted twice. The inline count takes no folds.
+        let central = inner
+            .central
+            .count
+            .load(Ordering::Acquire)
+            .wrapping_add(self.count.load(Ordering::Relaxed));
         let mut cells = [0i64];
         // Whatever the header's state: a slot being attached is already in the readers'
         // view before any add can reach it, so an add that returned is never missed.
@@ -624,25 +582,15 @@ impl PercpuCounter {
     /// ```
     ///
     /// # Errors
-    /// A grace period failed, or no header could be mapped for a value outside ±2⁵⁰; the
-    /// value is unchanged then.
+    /// A grace period failed; the value is unchanged then.
     pub fn set(&self, value: i64) -> Result<(), CounterError> {
-        let mut w = self.load();
-        while word::is_inline(w) {
-            let Some(new) = word::with_count(w, value) else {
-                w = self.upgrade(w, false)?;
-                break;
-            };
-            match self
-                .word
-                .compare_exchange(w, new, Ordering::Relaxed, Ordering::Acquire)
-            {
-                Ok(_) => return Ok(()),
-                Err(now) => w = now,
+        let inner = match self.form() {
+            Form::Inline(_) => {
+                self.count.store(value, Ordering::Relaxed);
+                return Ok(());
             }
-        }
-        // SAFETY: a header address, live while `self` is.
-        let inner = unsafe { Self::inner_of(w) };
+            Form::Header(inner) => inner,
+        };
         let mut taken = [0i64];
         inner
             .central
@@ -650,6 +598,7 @@ impl PercpuCounter {
             .space
             .take_cells(&inner.header, &mut taken)
             .map_err(CounterError::Space)?;
+        self.count.store(0, Ordering::Relaxed);
         inner.central.count.store(value, Ordering::Release);
         Ok(())
     }
@@ -694,7 +643,7 @@ impl PercpuCounter {
     /// ```
     pub fn batch(&self) -> i64 {
         match self.form() {
-            Form::Inline(w) => crate::registry::get(word::domain(w)).batch,
+            Form::Inline(s) => crate::registry::get(word::domain(s)).batch,
             Form::Header(inner) => inner.fold.batch(),
         }
     }
@@ -720,7 +669,7 @@ impl PercpuCounter {
     /// Adds `delta` only if the value stays at or below `limit` (Linux's
     /// `percpu_counter_limited_add`); returns whether it added. A `delta ≤ 0` is always added.
     ///
-    /// Inline, the check and the add are one compare-and-swap. Per-CPU, positive
+    /// Inline, the check and the add are one compare-and-swap on the count. Per-CPU, positive
     /// `limited_add`s of one counter are serialised by a per-counter lock (plain adds never
     /// take it), so together they never exceed the limit: far from it, one `read` decides;
     /// near it, an exact `sum`. Plain `add`s running at the same time are not limited.
@@ -737,31 +686,10 @@ impl PercpuCounter {
             self.add(delta);
             return true;
         }
-        let mut w = self.load();
-        while word::is_inline(w) {
-            if word::count(w).saturating_add(delta) > limit {
-                return false;
-            }
-            let Some(new) = word::added(w, delta) else {
-                match self.upgrade(w, false) {
-                    Ok(h) => {
-                        w = h;
-                        break;
-                    }
-                    // No header for a count beyond ±2⁵⁰: refuse rather than lose it.
-                    Err(_) => return false,
-                }
-            };
-            match self
-                .word
-                .compare_exchange(w, new, Ordering::Relaxed, Ordering::Acquire)
-            {
-                Ok(_) => return true,
-                Err(now) => w = now,
-            }
-        }
-        // SAFETY: a header address, live while `self` is.
-        let inner = unsafe { Self::inner_of(w) };
+        let inner = match self.form() {
+            Form::Inline(_) => return self.limited_add_inline(limit, delta),
+            Form::Header(inner) => inner,
+        };
         let lock = &inner.central.limit_lock;
         while lock
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -782,6 +710,17 @@ impl PercpuCounter {
         lock.store(false, Ordering::Release);
         ok
     }
+
+    /// [`limited_add`](Self::limited_add) of an inline counter: check and add in one CAS.
+    /// Should the counter go per-CPU meanwhile, the count it holds is still a part of the
+    /// value, and an add to it is still an add to the counter.
+    fn limited_add_inline(&self, limit: i64, delta: i64) -> bool {
+        self.count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                (v.saturating_add(delta) <= limit).then(|| v.wrapping_add(delta))
+            })
+            .is_ok()
+    }
 }
 
 /// A counter's form, read once.
@@ -791,10 +730,10 @@ enum Form<'a> {
 }
 
 impl Inner {
-    fn new(domain: &'static Domain, count: i64) -> Inner {
+    fn new(domain: &'static Domain) -> Inner {
         Inner {
             central: Central {
-                count: AtomicI64::new(count),
+                count: AtomicI64::new(0),
                 domain,
                 limit_lock: AtomicBool::new(false),
                 widest_add_batch: AtomicI64::new(0),
@@ -818,9 +757,9 @@ const AUTO_COMPACT_EVERY: u32 = 4096;
 
 impl Drop for PercpuCounter {
     fn drop(&mut self) {
-        let w = *self.word.get_mut();
+        let w = *self.state.get_mut();
         if word::is_inline(w) {
-            // Nothing but the word itself.
+            // Nothing but the counter's own two words.
             return;
         }
         // SAFETY: a header address; we own the counter.

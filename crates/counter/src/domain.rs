@@ -10,15 +10,15 @@ use std::sync::OnceLock;
 /// How a counter uses per-CPU memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CounterMode {
-    /// Starts inline: the counter is one word, updated by compare-and-swap, with no other
-    /// memory. It takes a header and a per-CPU slot once threads update it at the same
-    /// moment (one add sees its CAS fail twice in a row). A single-threaded program never
-    /// allocates anything for it.
+    /// Starts inline: the counter is its own two words, an atomic count and a state word,
+    /// with no other memory. It takes a header and a per-CPU slot once several CPUs update it
+    /// (4 CPU changes among 32 sampled adds; an add is sampled every 64 of the counter's own
+    /// count). A single-threaded program never allocates anything for it.
     #[default]
     Lazy,
     /// Takes a header and a per-CPU slot at creation.
     PerCpu,
-    /// Never per-CPU: the counter stays one word, every update one compare-and-swap.
+    /// Never per-CPU: the counter stays inline, every update one atomic add.
     Atomic,
 }
 
@@ -107,7 +107,7 @@ impl DomainBuilder {
     }
 
     /// Builds the domain (maps nothing yet). A domain lives for the rest of the process, like
-    /// an allocator: counters name it in their one word, so they need no lifetime and can be
+    /// an allocator: counters name it in their state word, so they need no lifetime and can be
     /// kept anywhere, `'static` positions included.
     ///
     /// ```

@@ -6,10 +6,10 @@
 //!   prefix, no shared cache line); the CPU's part folds into a central count at ±batch, and a
 //!   counter whose folds from several CPUs keep that count's cache line moving widens its
 //!   batch (see [`PercpuCounter::error_bound`]);
-//! - a counter is one word: in the default lazy mode it holds the count inline (an atomic
-//!   updated by compare-and-swap, no other memory, usable in a `static` through
-//!   [`PercpuCounter::new_const`]) until threads update it at the same moment; then it points
-//!   at a 128-byte header in the domain's own mmap'd header storage and takes a per-CPU slot;
+//! - a counter is two words: in the default lazy mode an inline count (one `fetch_add` per
+//!   add, no other memory, usable in a `static` through [`PercpuCounter::new_const`]) until
+//!   sampled adds show several CPUs updating it; then its state word points at a 128-byte
+//!   header in the domain's own mmap'd header storage and it takes a per-CPU slot;
 //! - creating and destroying header counters goes through per-CPU caches of free headers and
 //!   slots (no global lock, no `malloc` or `free` on the common path);
 //! - [`Domain::compact`] moves live counters out of sparse pagesets and gives the memory back.
@@ -72,7 +72,6 @@ pub use domain::{Backend, CounterMode, Domain, DomainBuilder, DomainStats};
 pub use error::CounterError;
 pub use group::{PercpuCounterGroup, MAX_GROUP};
 pub use pcpu_migrate::{CompactPolicy, CompactReport, Waste};
-pub use word::{INLINE_MAX, INLINE_MIN};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -1,9 +1,9 @@
-//! Domains by index: an inline counter word names its domain in 11 bits
+//! Domains by index: an inline counter's state word names its domain in 11 bits
 //! ([`crate::word`]), so every domain a process builds gets a small index here and lives for
 //! the rest of the process (`&'static`). Index 0 is [`Domain::global`].
 //!
 //! Domains are allocators, built a few times per process (one per subsystem, say), so
-//! keeping them is cheap; what it buys is a counter that is one word, has no lifetime
+//! keeping them is cheap; what it buys is a counter that is two words, has no lifetime
 //! parameter and can sit in a `static` or behind the `metrics` facade.
 
 use crate::domain::Domain;
