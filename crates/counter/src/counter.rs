@@ -3,11 +3,11 @@
 use crate::domain::{CounterMode, Domain};
 use crate::widen::FoldTracker;
 use crate::word;
+use crate::words::Words;
 use crate::CounterError;
 use pcpu_migrate::{Header, Release};
 use pcpu_rseq::sync::{AtomicBool, AtomicI64, Ordering};
 use std::cmp::Ordering as Cmp;
-use std::sync::atomic::AtomicUsize;
 
 /// The header block of a counter that has left the inline form ([`crate::word`]): 128 bytes
 /// of the domain's header storage ([`crate::headers`]), at a fixed address for the counter's
@@ -83,10 +83,8 @@ struct Central {
 /// assert_eq!(REQUESTS.sum(), 1);
 /// ```
 pub struct PercpuCounter {
-    /// The inline count: the whole value while the counter is inline, a part of it after.
-    count: AtomicI64,
-    /// Inline state (domain, sampling) or header address ([`crate::word`]).
-    state: AtomicUsize,
+    /// The inline count and the state word ([`crate::words`]).
+    words: Words,
 }
 
 impl core::fmt::Debug for PercpuCounter {
@@ -116,9 +114,8 @@ impl PercpuCounter {
     /// ```
     pub const fn new_const(initial: i64) -> Self {
         PercpuCounter {
-            count: AtomicI64::new(initial),
-            // The global domain has index 0, which is always in range.
-            state: AtomicUsize::new(word::INLINE),
+            // The global domain has index 0: its inline state is the bare tag.
+            words: Words::new(initial, word::INLINE),
         }
     }
 
@@ -198,8 +195,7 @@ impl PercpuCounter {
         let state = word::inline(domain.index, atomic).expect("registered domains are in range");
         if mode != CounterMode::PerCpu {
             return Ok(PercpuCounter {
-                count: AtomicI64::new(initial),
-                state: AtomicUsize::new(state),
+                words: Words::new(initial, state),
             });
         }
         let inner = domain.headers.alloc(Inner::new(domain))?;
@@ -214,8 +210,7 @@ impl PercpuCounter {
             }
         }
         Ok(PercpuCounter {
-            count: AtomicI64::new(initial),
-            state: AtomicUsize::new(header as *const Header as usize),
+            words: Words::new(initial, header as *const Header as usize),
         })
     }
 
@@ -237,11 +232,10 @@ impl PercpuCounter {
         Ok(v)
     }
 
-    /// The state word, read so that a header address in it comes with the header's contents
-    /// (published by the `Release` of [`upgrade`](Self::upgrade)).
+    /// The state word ([`Words::state`]).
     #[inline(always)]
     fn load(&self) -> usize {
-        self.state.load(Ordering::Acquire)
+        self.words.state()
     }
 
     /// True once the counter has a per-CPU slot.
@@ -303,15 +297,12 @@ impl PercpuCounter {
     // to them.
     #[inline(always)]
     pub fn add(&self, delta: i64) {
-        let s = self.load();
-        if !word::is_inline(s) {
-            // SAFETY: `s` is this counter's header address, live while `self` is.
-            return unsafe { Self::add_header(s, delta) };
-        }
-        let old = self.count.fetch_add(delta, Ordering::Relaxed);
-        if crate::lazy::sampled(old, old.wrapping_add(delta)) {
-            self.sample();
-        }
+        self.words.add(
+            delta,
+            // SAFETY: the address comes from this counter's state word: its live header.
+            |h, delta| unsafe { Self::add_header(h, delta) },
+            || self.sample(),
+        );
     }
 
     /// Adds 1.
@@ -367,17 +358,7 @@ impl PercpuCounter {
     #[inline(never)]
     fn sample(&self) {
         let s = self.load();
-        if !word::is_inline(s) || word::is_atomic(s) {
-            return;
-        }
-        let (next, upgrade) = crate::lazy::note(s, pcpu_rseq::current_cpu());
-        // One attempt: a sample lost to a concurrent one changes nothing that matters.
-        if self
-            .state
-            .compare_exchange(s, next, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-            && upgrade
-        {
+        if let Some(next) = self.words.note_sample(s, pcpu_rseq::current_cpu()) {
             // Failure (no memory) leaves the counter inline; nothing is lost either way.
             let _ = self.upgrade(next, true);
         }
@@ -389,26 +370,16 @@ impl PercpuCounter {
     /// No count moves: the inline count stays a part of the value, so adds that read the
     /// inline state just before the switch and land in it afterwards are counted too.
     #[cold]
-    fn upgrade(&self, mut s: usize, per_cpu: bool) -> Result<usize, CounterError> {
+    fn upgrade(&self, s: usize, per_cpu: bool) -> Result<usize, CounterError> {
         let domain = crate::registry::get(word::domain(s));
         let inner = domain.headers.alloc(Inner::new(domain))?;
         // SAFETY: a live block from the store, not yet shared.
         let header = unsafe { &inner.as_ref().header };
         let h = header as *const Header as usize;
-        loop {
-            // Release: whoever reads the address sees the block initialised.
-            match self
-                .state
-                .compare_exchange(s, h, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => break,
-                Err(now) if word::is_inline(now) => s = now, // a sample changed it
-                Err(now) => {
-                    // SAFETY: never published, never attached: ours alone.
-                    unsafe { domain.headers.retire(inner, Ok(Release::Now)) };
-                    return Ok(now);
-                }
-            }
+        if let Err(now) = self.words.publish(s, h) {
+            // SAFETY: never published, never attached: ours alone.
+            unsafe { domain.headers.retire(inner, Ok(Release::Now)) };
+            return Ok(now);
         }
         if per_cpu {
             // Failure (no memory) leaves the header atomic; the count is safe either way.
@@ -510,11 +481,11 @@ impl PercpuCounter {
     /// ```
     #[inline]
     pub fn read(&self) -> i64 {
-        let central = match self.form() {
-            Form::Inline(_) => 0,
-            Form::Header(inner) => inner.central.count.load(Ordering::Relaxed),
-        };
-        self.count.load(Ordering::Relaxed).wrapping_add(central)
+        self.words.read(|h| {
+            // SAFETY: the address comes from this counter's state word: its live header.
+            let inner = unsafe { Self::inner_of(h) };
+            inner.central.count.load(Ordering::Relaxed)
+        })
     }
 
     /// [`read`](Self::read), never below zero.
@@ -536,26 +507,22 @@ impl PercpuCounter {
     /// assert_eq!(c.sum(), -2);
     /// ```
     pub fn sum(&self) -> i64 {
-        let inner = match self.form() {
-            Form::Inline(_) => return self.count.load(Ordering::Relaxed),
-            Form::Header(inner) => inner,
-        };
-        // Central first, then the cells: a concurrent fold can then be missed (it is in
-        // flight) but never counted twice. The inline count takes no folds.
-        let central = inner
-            .central
-            .count
-            .load(Ordering::Acquire)
-            .wrapping_add(self.count.load(Ordering::Relaxed));
-        let mut cells = [0i64];
-        // Whatever the header's state: a slot being attached is already in the readers'
-        // view before any add can reach it, so an add that returned is never missed.
-        inner
-            .central
-            .domain
-            .space
-            .sum_words(&inner.header, &mut cells);
-        central.wrapping_add(cells[0])
+        self.words.read(|h| {
+            // SAFETY: the address comes from this counter's state word: its live header.
+            let inner = unsafe { Self::inner_of(h) };
+            // Central first, then the cells: a concurrent fold can then be missed (it is in
+            // flight) but never counted twice.
+            let central = inner.central.count.load(Ordering::Acquire);
+            let mut cells = [0i64];
+            // Whatever the header's state: a slot being attached is already in the readers'
+            // view before any add can reach it, so an add that returned is never missed.
+            inner
+                .central
+                .domain
+                .space
+                .sum_words(&inner.header, &mut cells);
+            central.wrapping_add(cells[0])
+        })
     }
 
     /// [`sum`](Self::sum), never below zero.
@@ -586,7 +553,7 @@ impl PercpuCounter {
     pub fn set(&self, value: i64) -> Result<(), CounterError> {
         let inner = match self.form() {
             Form::Inline(_) => {
-                self.count.store(value, Ordering::Relaxed);
+                self.words.count().store(value, Ordering::Relaxed);
                 return Ok(());
             }
             Form::Header(inner) => inner,
@@ -598,7 +565,7 @@ impl PercpuCounter {
             .space
             .take_cells(&inner.header, &mut taken)
             .map_err(CounterError::Space)?;
-        self.count.store(0, Ordering::Relaxed);
+        self.words.count().store(0, Ordering::Relaxed);
         inner.central.count.store(value, Ordering::Release);
         Ok(())
     }
@@ -715,7 +682,8 @@ impl PercpuCounter {
     /// Should the counter go per-CPU meanwhile, the count it holds is still a part of the
     /// value, and an add to it is still an add to the counter.
     fn limited_add_inline(&self, limit: i64, delta: i64) -> bool {
-        self.count
+        self.words
+            .count()
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
                 (v.saturating_add(delta) <= limit).then(|| v.wrapping_add(delta))
             })
@@ -757,7 +725,7 @@ const AUTO_COMPACT_EVERY: u32 = 4096;
 
 impl Drop for PercpuCounter {
     fn drop(&mut self) {
-        let w = *self.state.get_mut();
+        let w = self.words.state_mut();
         if word::is_inline(w) {
             // Nothing but the counter's own two words.
             return;

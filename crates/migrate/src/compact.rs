@@ -23,7 +23,7 @@ use crate::space::Space;
 use crate::MigrateError;
 use pcpu_cache::SlotSource;
 use pcpu_pageset::{PagesetId, Pool};
-use pcpu_rseq::sync::{fence, AtomicUsize, Ordering};
+use pcpu_rseq::sync::Ordering;
 use std::time::{Duration, Instant};
 
 /// Objects moved per grace period.
@@ -67,23 +67,6 @@ pub struct CompactReport {
     pub elapsed: Duration,
 }
 
-/// Marks a compaction as running for its lifetime.
-struct Announced<'a>(&'a AtomicUsize);
-
-impl<'a> Announced<'a> {
-    fn new(flag: &'a AtomicUsize) -> Self {
-        flag.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        Announced(flag)
-    }
-}
-
-impl Drop for Announced<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 struct Move<'h> {
     header: &'h Header,
     old: usize,
@@ -99,7 +82,7 @@ impl Space {
         let started = Instant::now();
         let _serialised = self.compact_lock.lock().unwrap_or_else(|p| p.into_inner());
         // Announce ourselves before reading any owner lane (pairs with the fence in detach).
-        let _announced = Announced::new(&self.compacting);
+        let _announced = self.compactions.announce();
         let mut report = CompactReport::default();
         // Free slots sitting in the caches count as assigned in the pool: give them back first
         // so that occupancy is what the live objects really use (the CPUs refill a batch on

@@ -13,8 +13,8 @@
 //! the old slot. Adders never block and never wait for the relocator. `docs/PROTOCOLS.md`
 //! gives the argument step by step.
 //!
-//! Under `--cfg loom` only the [`Header`] protocol is built (the pageset layer maps real
-//! memory); `tests/loom.rs` models it.
+//! Under `--cfg loom` only the [`Header`] protocol and the owner-lane [`handshake`] are built
+//! (the pageset layer maps real memory); `tests/loom.rs` models them.
 //!
 //! ```
 //! use pcpu_migrate::{CompactPolicy, Header, Space, SpaceConfig};
@@ -45,6 +45,7 @@
 mod compact;
 #[cfg(not(loom))]
 mod error;
+pub mod handshake;
 pub mod header;
 #[cfg(not(loom))]
 mod space;
@@ -55,9 +56,10 @@ mod waste;
 pub use compact::{CompactPolicy, CompactReport};
 #[cfg(not(loom))]
 pub use error::MigrateError;
+pub use handshake::Release;
 pub use header::Header;
 #[cfg(not(loom))]
-pub use space::{Release, Space, SpaceConfig};
+pub use space::{Space, SpaceConfig};
 #[cfg(not(loom))]
 pub use waste::Waste;
 

@@ -7,10 +7,11 @@
 //! (reported apart from per-CPU memory by [`Space::waste`]), as any owner table would.
 
 use crate::error::MigrateError;
+use crate::handshake::{Compactions, Release};
 use crate::header::{Header, ATTACHED, ATTACHING, DEAD, RELOCATING, UNATTACHED};
 use pcpu_cache::{CacheConfig, SlotCache, SlotSource};
 use pcpu_pageset::{Pool, PoolConfig, SizeClass, Slot};
-use pcpu_rseq::sync::{fence, AtomicI64, AtomicUsize, Ordering};
+use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
 use pcpu_rseq::DISABLED;
 
 /// How a [`Space`] is built.
@@ -47,19 +48,8 @@ pub struct Space {
     pub(crate) words: usize,
     /// Serialises compactions (and `release`, which must not unmap under a compactor).
     pub(crate) compact_lock: std::sync::Mutex<()>,
-    /// Non-zero while a compactor may hold header addresses read from owner lanes.
-    pub(crate) compacting: AtomicUsize,
-}
-
-/// When a detached header's memory may be freed (see [`Space::detach`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-pub enum Release {
-    /// No compactor can hold its address: free it now.
-    Now,
-    /// A compactor may have read its address: free it after a crossbeam-epoch grace period
-    /// (e.g. `pcpu_rseq::epoch::pin().defer_unchecked`).
-    AfterEpoch,
+    /// Compactions that may hold header addresses read from owner lanes.
+    pub(crate) compactions: Compactions,
 }
 
 impl core::fmt::Debug for Space {
@@ -91,7 +81,7 @@ impl Space {
             stride,
             words: config.class.bytes() / 8,
             compact_lock: std::sync::Mutex::new(()),
-            compacting: AtomicUsize::new(0),
+            compactions: Compactions::new(),
         })
     }
 
@@ -206,12 +196,7 @@ impl Space {
         header.cells.store(0, Ordering::Release);
         // SAFETY: the slot is still assigned to this header (state was ATTACHED).
         unsafe { self.owner_word(addr) }.store(0, Ordering::Release);
-        fence(Ordering::SeqCst);
-        let release = if self.compacting.load(Ordering::Relaxed) == 0 {
-            Release::Now
-        } else {
-            Release::AfterEpoch
-        };
+        let release = self.compactions.after_lane_cleared();
         // SAFETY: `addr` came from this cache; the caller guarantees nobody uses the header,
         // so nobody reaches the cells any more.
         let slot = unsafe { <Pool as SlotSource>::slot_from_addr(addr) };

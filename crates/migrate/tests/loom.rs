@@ -113,3 +113,73 @@ fn relocation_against_exact_read() {
         assert_eq!(w.exact(), 7);
     });
 }
+
+/// Header storage reuse against a compactor: a counter's header block is given back and
+/// handed to another counter at once (pcpu-counter's header storage does that), while a
+/// compactor that found the header through the slot's owner lane may still hold its address.
+/// The owner-lane handshake ([`Compactions`]) must make the reuse wait for an epoch grace
+/// period whenever the compactor can have read the address: a compactor never sees a
+/// reused block while it holds one.
+#[test]
+fn header_reuse_against_compactor() {
+    use loom::sync::atomic::AtomicUsize;
+    use pcpu_migrate::handshake::{Compactions, Release};
+
+    struct Block {
+        header: Header,
+        cells: [AtomicI64; NCPU],
+        /// Bumped when the block is handed to another counter.
+        reused: AtomicUsize,
+    }
+
+    loom::model(|| {
+        let block = Arc::new(Block {
+            header: Header::new(),
+            cells: [AtomicI64::new(0), AtomicI64::new(0)],
+            reused: AtomicUsize::new(0),
+        });
+        let slot = block.cells.as_ptr() as usize;
+        block.header.publish_first(slot);
+        // The slot's owner lane, as `Space::attach` writes it.
+        let lane = Arc::new(AtomicUsize::new(&block.header as *const Header as usize));
+        let compactions = Arc::new(Compactions::new());
+
+        let compactor = {
+            let (block, lane, compactions) = (
+                Arc::clone(&block),
+                Arc::clone(&lane),
+                Arc::clone(&compactions),
+            );
+            loom::thread::spawn(move || {
+                let _announced = compactions.announce();
+                let _guard = pcpu_rseq::epoch::pin();
+                if lane.load(Ordering::Acquire) == 0 {
+                    return; // detached before we looked: we never learn the address
+                }
+                assert_eq!(
+                    block.reused.load(Ordering::Acquire),
+                    0,
+                    "found a reused block"
+                );
+                // Claim and give back, as a compaction that skips the object would.
+                if block.header.try_claim(slot) {
+                    block.header.abort();
+                }
+                assert_eq!(
+                    block.reused.load(Ordering::Acquire),
+                    0,
+                    "the block was reused while a compactor held its address"
+                );
+            })
+        };
+
+        // Detach (the owner lane part of `Space::detach`), then reuse the block.
+        lane.store(0, Ordering::Release);
+        match compactions.after_lane_cleared() {
+            Release::Now => {}
+            Release::AfterEpoch => pcpu_rseq::epoch_grace_period(),
+        }
+        block.reused.store(1, Ordering::Release);
+        compactor.join().unwrap();
+    });
+}

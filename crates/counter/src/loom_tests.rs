@@ -1,0 +1,209 @@
+//! loom models of the counter's two words ([`crate::words`]): the inline add, the switch to
+//! a header and the read, the very code `PercpuCounter` runs, against pcpu-migrate's header
+//! steps (attach, relocation) on the portable backend with crossbeam-epoch under loom.
+//!
+//! Run: `RUSTFLAGS="--cfg loom --cfg crossbeam_loom" LOOM_MAX_PREEMPTIONS=2 \
+//!       cargo test -p pcpu-counter --release --lib loom`
+
+use crate::word;
+use crate::words::Words;
+use loom::sync::atomic::{AtomicI64, Ordering};
+use loom::sync::Arc;
+use pcpu_migrate::Header;
+
+const NCPU: usize = 2;
+const STRIDE: usize = core::mem::size_of::<AtomicI64>();
+/// A batch no test reaches: adds stay in the cells.
+const BATCH: i64 = 100;
+
+/// One counter: its words, and the header it switches to (with the central count and two
+/// sets of cells, the slot it attaches and the one a relocation moves it to).
+struct World {
+    words: Words,
+    header: Header,
+    central: AtomicI64,
+    cells: [AtomicI64; NCPU],
+    moved: [AtomicI64; NCPU],
+}
+
+impl World {
+    fn new() -> Arc<World> {
+        Arc::new(World {
+            words: Words::new(0, word::inline(1, false).unwrap()),
+            header: Header::new(),
+            central: AtomicI64::new(0),
+            cells: [AtomicI64::new(0), AtomicI64::new(0)],
+            moved: [AtomicI64::new(0), AtomicI64::new(0)],
+        })
+    }
+
+    fn header_addr(&self) -> usize {
+        &self.header as *const Header as usize
+    }
+
+    /// `PercpuCounter::add`: the words' add, with the per-CPU add behind the header.
+    fn add(&self, delta: i64) {
+        self.words.add(
+            delta,
+            |h, delta| {
+                assert_eq!(
+                    h,
+                    self.header_addr(),
+                    "a header address is the one published"
+                );
+                // SAFETY: the slot word is disabled or addresses `cells` or `moved` (NCPU
+                // cells, STRIDE apart), alive as long as the world.
+                match unsafe {
+                    pcpu_rseq::add_fold(self.header.slot_word(), STRIDE, NCPU, delta, BATCH)
+                } {
+                    Ok(moved) => self.central.fetch_add(moved, Ordering::Relaxed),
+                    Err(_) => self.central.fetch_add(delta, Ordering::Relaxed),
+                };
+            },
+            || {},
+        );
+    }
+
+    /// `PercpuCounter::sum`: the words' read, with the header's central count, then its
+    /// cells under a pinned guard and the header's read section (as `Space::sum_words`).
+    fn sum(&self) -> i64 {
+        self.words.read(|_| {
+            let central = self.central.load(Ordering::Acquire);
+            let _guard = pcpu_rseq::epoch::pin();
+            let cells = self.header.read_consistent(|addr| {
+                let set = if addr == 0 {
+                    return 0;
+                } else if addr == self.cells.as_ptr() as usize {
+                    &self.cells
+                } else {
+                    &self.moved
+                };
+                set.iter().map(|c| c.load(Ordering::Relaxed)).sum::<i64>()
+            });
+            central + cells
+        })
+    }
+
+    /// `PercpuCounter::upgrade`: publish the header, then attach it to its slot.
+    fn upgrade(&self) {
+        let seen = self.words.state();
+        assert!(word::is_inline(seen));
+        self.words.publish(seen, self.header_addr()).unwrap();
+        self.header.publish_first(self.cells.as_ptr() as usize);
+    }
+
+    /// A compaction moving the slot from `cells` to `moved` (the steps `Space::compact` runs).
+    fn relocate(&self) {
+        assert!(self.header.try_claim(self.cells.as_ptr() as usize));
+        self.header.disable();
+        pcpu_rseq::synchronize().unwrap();
+        self.header
+            .move_to(self.moved.as_ptr() as usize, |old, new| {
+                assert_eq!(
+                    (old, new),
+                    (self.cells.as_ptr() as usize, self.moved.as_ptr() as usize)
+                );
+                for (o, n) in self.cells.iter().zip(&self.moved) {
+                    n.store(o.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+            });
+        pcpu_rseq::epoch_grace_period();
+        self.header.finish();
+    }
+}
+
+/// An add racing with the switch to a header counts exactly once, and the adder's own
+/// `sum` right after its add sees it, whichever step of the switch it met (the inline count,
+/// the header's slow path, or the freshly attached cells).
+#[test]
+fn upgrade_against_add_then_sum() {
+    loom::model(|| {
+        let w = World::new();
+        let adder = {
+            let w = Arc::clone(&w);
+            loom::thread::spawn(move || {
+                pcpu_rseq::simulate_cpu(Some(1));
+                w.add(1);
+                assert_eq!(w.sum(), 1, "an add that returned is in the next sum");
+            })
+        };
+        w.upgrade();
+        adder.join().unwrap();
+        assert_eq!(w.sum(), 1);
+        w.add(2);
+        assert_eq!(w.sum(), 3);
+    });
+}
+
+/// Two adders on either side of the switch, and nothing lost.
+#[test]
+fn two_adders_across_upgrade() {
+    loom::model(|| {
+        let w = World::new();
+        let first = {
+            let w = Arc::clone(&w);
+            loom::thread::spawn(move || {
+                pcpu_rseq::simulate_cpu(Some(0));
+                w.add(1);
+                w.upgrade();
+            })
+        };
+        let second = {
+            let w = Arc::clone(&w);
+            loom::thread::spawn(move || {
+                pcpu_rseq::simulate_cpu(Some(1));
+                w.add(2);
+            })
+        };
+        first.join().unwrap();
+        second.join().unwrap();
+        assert_eq!(w.sum(), 3);
+    });
+}
+
+/// After the switch, a relocation of the header's slot against an add and a quiescent read:
+/// the inline count and the moved cells together stay exact.
+#[test]
+fn relocation_after_upgrade_against_add() {
+    loom::model(|| {
+        let w = World::new();
+        w.add(5); // inline
+        w.upgrade();
+        let adder = {
+            let w = Arc::clone(&w);
+            loom::thread::spawn(move || {
+                pcpu_rseq::simulate_cpu(Some(1));
+                w.add(1);
+            })
+        };
+        w.relocate();
+        adder.join().unwrap();
+        assert_eq!(w.sum(), 6);
+    });
+}
+
+/// Two threads switching the same counter to different headers: exactly one header wins,
+/// and the loser learns which.
+#[test]
+fn racing_upgrades_agree_on_one_header() {
+    loom::model(|| {
+        let words = Arc::new(Words::new(0, word::inline(1, false).unwrap()));
+        let try_with = |h: usize| {
+            let words = Arc::clone(&words);
+            loom::thread::spawn(move || {
+                let seen = words.state();
+                if !word::is_inline(seen) {
+                    return seen;
+                }
+                match words.publish(seen, h) {
+                    Ok(()) => h,
+                    Err(winner) => winner,
+                }
+            })
+        };
+        let (a, b) = (try_with(0x1000), try_with(0x2000));
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        assert_eq!(a, b, "both see the same header");
+        assert_eq!(words.state(), a);
+    });
+}

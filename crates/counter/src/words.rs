@@ -1,0 +1,120 @@
+//! The two words a [`PercpuCounter`](crate::PercpuCounter) value holds, and every step that
+//! reads or changes them: the inline add, sampling, the switch to a header, and the read.
+//!
+//! What happens behind a header (the per-CPU add, the header's sum) is passed in by the
+//! caller, so that the loom model (`src/loom_tests.rs`) drives this very code with the
+//! header steps of pcpu-migrate on loom atomics, as `PercpuCounter` drives it with the real
+//! ones.
+//!
+//! The argument, in short ([`crate::word`] has the encoding):
+//! - an add loads the state word (`Acquire`) and, if it is inline, adds to the count with one
+//!   `fetch_add`; a switch to a header that happens in between does not matter, because the
+//!   count stays a part of the value for the counter's whole life;
+//! - the switch is one CAS of the state word from an inline state to the header's address,
+//!   with `Release`, after the header was initialised: whoever loads the address sees the
+//!   header whole;
+//! - a read adds the count to what the header holds (if any): an add that returned before
+//!   the read began is in one of the two, never in both.
+
+use crate::word;
+use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
+
+/// A counter's count and state word.
+pub(crate) struct Words {
+    /// The inline count: the whole value while the counter is inline, a part of it after.
+    count: AtomicI64,
+    /// Inline state (domain, sampling) or header address ([`crate::word`]).
+    state: AtomicUsize,
+}
+
+impl Words {
+    /// Inline words holding `count` with inline state `state`.
+    #[cfg(not(loom))]
+    pub(crate) const fn new(count: i64, state: usize) -> Self {
+        Words {
+            count: AtomicI64::new(count),
+            state: AtomicUsize::new(state),
+        }
+    }
+
+    /// Inline words holding `count` with inline state `state` (loom atomics are not `const`).
+    #[cfg(loom)]
+    pub(crate) fn new(count: i64, state: usize) -> Self {
+        Words {
+            count: AtomicI64::new(count),
+            state: AtomicUsize::new(state),
+        }
+    }
+
+    /// The state word, read so that a header address in it comes with the header's contents
+    /// (published by the `Release` of [`publish`](Self::publish)).
+    #[inline(always)]
+    pub(crate) fn state(&self) -> usize {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// The state word of a value nobody else can reach (its drop).
+    #[cfg(not(loom))]
+    pub(crate) fn state_mut(&mut self) -> usize {
+        *self.state.get_mut()
+    }
+
+    /// Adds `delta`: behind the header if there is one (`header(address, delta)`), else to
+    /// the inline count, calling `sample()` for a sampled add ([`crate::lazy`]).
+    #[inline(always)]
+    pub(crate) fn add(&self, delta: i64, header: impl FnOnce(usize, i64), sample: impl FnOnce()) {
+        let s = self.state();
+        if !word::is_inline(s) {
+            return header(s, delta);
+        }
+        let old = self.count.fetch_add(delta, Ordering::Relaxed);
+        if crate::lazy::sampled(old, old.wrapping_add(delta)) {
+            sample();
+        }
+    }
+
+    /// Notes a sample made on `cpu` in the inline state `seen`: true if the counter should
+    /// go per-CPU now. A sample that loses a race with another one is dropped (the state
+    /// changed meanwhile), which only delays an upgrade.
+    pub(crate) fn note_sample(&self, seen: usize, cpu: usize) -> Option<usize> {
+        if !word::is_inline(seen) || word::is_atomic(seen) {
+            return None;
+        }
+        let (next, upgrade) = crate::lazy::note(seen, cpu);
+        let stored = self
+            .state
+            .compare_exchange(seen, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        (stored && upgrade).then_some(next)
+    }
+
+    /// Switches an inline counter to the header at `header` (initialised, not yet shared).
+    /// `Err(address)` if another thread switched it first, to that header.
+    pub(crate) fn publish(&self, mut seen: usize, header: usize) -> Result<(), usize> {
+        debug_assert!(!word::is_inline(header) && header != 0);
+        loop {
+            match self
+                .state
+                .compare_exchange(seen, header, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(now) if word::is_inline(now) => seen = now, // a sample changed it
+                Err(now) => return Err(now),
+            }
+        }
+    }
+
+    /// The value: the inline count plus `header(address)` (what the header holds) if the
+    /// counter has one. `header` reads its central count before its cells.
+    #[inline]
+    pub(crate) fn read(&self, header: impl FnOnce(usize) -> i64) -> i64 {
+        let s = self.state();
+        let behind = if word::is_inline(s) { 0 } else { header(s) };
+        behind.wrapping_add(self.count.load(Ordering::Relaxed))
+    }
+
+    /// The inline count alone.
+    pub(crate) fn count(&self) -> &AtomicI64 {
+        &self.count
+    }
+}
