@@ -98,9 +98,14 @@ fn check(domain: &Domain, counters: &[Option<Counter>], groups: &[Option<Group>]
     }
     for (j, g) in groups.iter().enumerate() {
         let Some(g) = g else { continue };
-        // A group of one shares the single counters' space; groups take a slot at creation
-        // unless the domain is atomic.
-        if g.want.len() == 1 && domain.mode() != CounterMode::Atomic {
+        // A group of one shares the single counters' space. Groups follow the domain's mode:
+        // per-CPU from creation, never, or (lazy) once several CPUs update them.
+        match domain.mode() {
+            CounterMode::PerCpu => assert!(g.g.is_per_cpu(), "group {j}: PerCpu lost its slot"),
+            CounterMode::Atomic => assert!(!g.g.is_per_cpu(), "group {j}: Atomic went per-CPU"),
+            CounterMode::Lazy => {}
+        }
+        if g.want.len() == 1 && g.g.is_per_cpu() {
             attached += 1;
         }
         assert_eq!(g.g.sum_all(), g.want, "group {j} sum_all");
@@ -314,10 +319,15 @@ fuzz_target!(|data: &[u8]| {
                         Err(e) => panic!("group add: {e}"),
                     }
                     if k < g.want.len() {
-                        // `read` is the central part: within a batch per CPU of the sum.
+                        // `read` is the inline and central part: exact while inline, else
+                        // within a batch per CPU of the sum.
                         let read = g.g.read(k).expect("in range");
                         let bound = g.g.error_bound();
-                        assert_eq!(bound, (domain.batch() - 1) * domain.ncpu() as i64);
+                        let per_cpu_bound = (domain.batch() - 1) * domain.ncpu() as i64;
+                        assert!(
+                            bound == per_cpu_bound || (bound == 0 && !g.g.is_per_cpu()),
+                            "group bound {bound}"
+                        );
                         assert!(read.abs_diff(g.want[k]) <= bound as u64, "group read");
                     } else {
                         assert!(g.g.read(k).is_err() && g.g.sum(k).is_err());

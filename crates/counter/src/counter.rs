@@ -84,7 +84,7 @@ struct Central {
 /// ```
 pub struct PercpuCounter {
     /// The inline count and the state word ([`crate::words`]).
-    words: Words,
+    words: Words<1>,
 }
 
 impl core::fmt::Debug for PercpuCounter {

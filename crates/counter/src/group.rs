@@ -1,7 +1,10 @@
-//! [`PercpuCounterGroup`]: N counters sharing one header and one slot of N × 8 bytes per CPU,
-//! like the four memory counters of a process.
+//! [`PercpuCounterGroup`]: up to 8 counters that are inline together, go per-CPU together and
+//! then share one header and one slot of N × 8 bytes per CPU, like the four memory counters
+//! of a process.
 
 use crate::domain::{CounterMode, Domain};
+use crate::word;
+use crate::words::Words;
 use crate::CounterError;
 use pcpu_migrate::{Header, Release, Space};
 use pcpu_rseq::sync::{AtomicI64, Ordering};
@@ -10,31 +13,27 @@ use std::ptr::NonNull;
 /// Most counters in one group (the 64-byte size class).
 pub const MAX_GROUP: usize = 8;
 
-/// The central counts (written by folds) in the first 64 bytes, the header (read by every add)
-/// after them, so that the two never share a cache line (header blocks are 128-aligned).
+/// The header block of a group that has gone per-CPU: the central counts (written by folds)
+/// in the first 64 bytes, the header (read by every add) after them, so that the two never
+/// share a cache line (header blocks are 128-aligned).
 #[repr(C)]
 struct GroupInner {
-    central: Centrals,
+    central: [AtomicI64; MAX_GROUP],
     header: Header,
     domain: &'static Domain,
 }
 
+/// Where the header sits in [`GroupInner`].
+const HEADER_OFFSET: usize = core::mem::offset_of!(GroupInner, header);
+
 const _: () = assert!(core::mem::size_of::<GroupInner>() <= crate::headers::BLOCK);
+const _: () = assert!(HEADER_OFFSET == 64);
 
-#[repr(C)]
-struct Centrals([AtomicI64; MAX_GROUP]);
-
-const _: () = assert!(core::mem::offset_of!(GroupInner, header) == 64);
-
-impl core::ops::Deref for Centrals {
-    type Target = [AtomicI64; MAX_GROUP];
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-/// A group of `len()` counters that share one header and one per-CPU slot: creating,
-/// destroying and relocating the group costs what one counter costs.
+/// A group of `len()` counters. Like a single [`PercpuCounter`](crate::PercpuCounter) it
+/// starts inline (its own words, one atomic count per counter, nothing else) in the default
+/// lazy mode, and goes per-CPU once sampled adds show several CPUs updating it; then all its
+/// counters share one header and one per-CPU slot: creating, destroying and relocating the
+/// group costs what one counter costs.
 ///
 /// ```
 /// use pcpu_counter::PercpuCounterGroup;
@@ -46,22 +45,19 @@ impl core::ops::Deref for Centrals {
 /// assert_eq!(rss.sum(1).unwrap(), 8192);
 /// assert_eq!(rss.sum_all(), vec![0, 8192, 0, 1]);
 /// assert!(rss.add(4, 1).is_err()); // no fifth counter
+/// assert!(!rss.is_per_cpu()); // one thread: still inline
 /// ```
 pub struct PercpuCounterGroup {
-    /// A block of the domain's header storage, fixed for the group's life.
-    inner: NonNull<GroupInner>,
+    /// The inline counts and the state word ([`crate::words`]).
+    words: Words<MAX_GROUP>,
     len: usize,
 }
-
-// SAFETY: the inner state is atomics and a `&'static Domain`, shared by design.
-unsafe impl Send for PercpuCounterGroup {}
-// SAFETY: as above.
-unsafe impl Sync for PercpuCounterGroup {}
 
 impl core::fmt::Debug for PercpuCounterGroup {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("PercpuCounterGroup")
             .field("len", &self.len)
+            .field("per_cpu", &self.is_per_cpu())
             .finish_non_exhaustive()
     }
 }
@@ -76,43 +72,91 @@ impl PercpuCounterGroup {
         Self::new_in(Domain::global(), n)
     }
 
-    /// A group of `n` counters (1..=8) at 0 in `domain`. Groups take their per-CPU slot at
-    /// creation, unless the domain's mode is [`CounterMode::Atomic`].
+    /// A group of `n` counters (1..=8) at 0 in `domain`, in the domain's mode: inline until
+    /// contended ([`CounterMode::Lazy`]), per-CPU from the start ([`CounterMode::PerCpu`]), or
+    /// inline for good ([`CounterMode::Atomic`]).
+    ///
+    /// ```
+    /// use pcpu_counter::{CounterMode, Domain, PercpuCounterGroup};
+    /// let domain = Domain::builder().mode(CounterMode::PerCpu).build()?;
+    /// let g = PercpuCounterGroup::new_in(domain, 3)?;
+    /// assert!(g.is_per_cpu());
+    /// # Ok::<(), pcpu_counter::CounterError>(())
+    /// ```
     ///
     /// # Errors
     /// As for [`new`](PercpuCounterGroup::new).
     pub fn new_in(domain: &'static Domain, n: usize) -> Result<Self, CounterError> {
         let space = domain.group_space(n).ok_or(CounterError::GroupSize(n))?;
-        let inner = domain.headers.alloc(GroupInner {
-            central: Centrals(core::array::from_fn(|_| AtomicI64::new(0))),
+        let atomic = domain.mode == CounterMode::Atomic;
+        let state = word::inline(domain.index, atomic).expect("registered domains are in range");
+        if domain.mode != CounterMode::PerCpu {
+            return Ok(PercpuCounterGroup {
+                words: Words::zeroed(state),
+                len: n,
+            });
+        }
+        let h = Self::new_header(domain, space)?;
+        Ok(PercpuCounterGroup {
+            words: Words::zeroed(h),
+            len: n,
+        })
+    }
+
+    /// A header block attached to a slot of `space`; returns the header's address.
+    fn new_header(domain: &'static Domain, space: &Space) -> Result<usize, CounterError> {
+        let inner = Self::new_block(domain)?;
+        // SAFETY: a live block of the store, ours alone.
+        let header = unsafe { &inner.as_ref().header };
+        if let Err(e) = space.attach(header) {
+            // SAFETY: never attached, never shared.
+            unsafe { domain.headers.retire(inner, Ok(Release::Now)) };
+            return Err(CounterError::Space(e));
+        }
+        Ok(header as *const Header as usize)
+    }
+
+    fn new_block(domain: &'static Domain) -> Result<NonNull<GroupInner>, CounterError> {
+        domain.headers.alloc(GroupInner {
+            central: core::array::from_fn(|_| AtomicI64::new(0)),
             header: Header::new(),
             domain,
-        })?;
-        if domain.mode != CounterMode::Atomic {
-            // SAFETY: a live block of the store, ours alone.
-            if let Err(e) = space.attach(unsafe { &inner.as_ref().header }) {
-                // SAFETY: never attached, never shared.
-                unsafe { domain.headers.retire(inner, Ok(Release::Now)) };
-                return Err(CounterError::Space(e));
-            }
+        })
+    }
+
+    /// The block of the header at `h`.
+    ///
+    /// # Safety
+    /// `h` is the header address of a live group; the reference must not outlive it.
+    unsafe fn inner_of<'a>(h: usize) -> &'a GroupInner {
+        // SAFETY: the header is `HEADER_OFFSET` bytes into its block (caller).
+        unsafe { &*((h - HEADER_OFFSET) as *const GroupInner) }
+    }
+
+    /// The group's header block, if it has gone per-CPU.
+    fn inner(&self) -> Option<&GroupInner> {
+        let s = self.words.state();
+        // SAFETY: a header address from our state word: the block lives as long as `self`.
+        (!word::is_inline(s)).then(|| unsafe { Self::inner_of(s) })
+    }
+
+    /// The domain the group lives in.
+    pub fn domain(&self) -> &'static Domain {
+        match self.inner() {
+            Some(inner) => inner.domain,
+            None => crate::registry::get(word::domain(self.words.state())),
         }
-        Ok(PercpuCounterGroup { inner, len: n })
     }
 
-    fn domain(&self) -> &'static Domain {
-        self.inner().domain
-    }
-
-    fn space(&self) -> &'static Space {
+    /// The space of the group's slot.
+    fn space_of(domain: &'static Domain, len: usize) -> &'static Space {
         // The size was checked at creation.
-        self.domain()
-            .group_space(self.len)
-            .expect("a group's size has a space")
+        domain.group_space(len).expect("a group's size has a space")
     }
 
-    fn inner(&self) -> &GroupInner {
-        // SAFETY: live until drop (freed after a grace period).
-        unsafe { self.inner.as_ref() }
+    /// True once the group has a per-CPU slot.
+    pub fn is_per_cpu(&self) -> bool {
+        self.inner().is_some_and(|i| i.header.is_attached())
     }
 
     /// Number of counters.
@@ -136,19 +180,42 @@ impl PercpuCounterGroup {
         }
     }
 
-    /// Adds `delta` to counter `i`: one rseq critical section on this CPU's word `i`.
+    /// Adds `delta` to counter `i`: inline, one atomic add; per-CPU, one rseq critical section
+    /// on this CPU's word `i`.
     ///
     /// # Errors
     /// [`CounterError::Index`] if `i >= len()`; nothing is added then.
     #[inline]
     pub fn add(&self, i: usize, delta: i64) -> Result<(), CounterError> {
         self.check(i)?;
-        let inner = self.inner();
-        let d = self.domain();
-        // SAFETY: the slot word is disabled or addresses a slot of `self.space` whose cells
-        // hold `len` words at offsets 0, 8, ..; `i < len`.
+        self.words.add_at(
+            i,
+            delta,
+            // SAFETY: the address comes from our state word: the live header; `i < len`.
+            |h, delta| unsafe { Self::add_header(h, i, delta) },
+            || self.sample(),
+        );
+        Ok(())
+    }
+
+    /// The per-CPU add of counter `i`.
+    ///
+    /// # Safety
+    /// `h` is the header address of a live group whose length exceeds `i`.
+    #[inline]
+    unsafe fn add_header(h: usize, i: usize, delta: i64) {
+        // SAFETY: forwarded from the caller.
+        let inner = unsafe { Self::inner_of(h) };
+        // SAFETY: the slot word is disabled or addresses a slot of the group's space whose
+        // cells hold `len` words at offsets 0, 8, ..; `i < len`; the domain's fold
+        // parameters describe every space of the domain (same stride and CPU count).
         match unsafe {
-            pcpu_rseq::add_fold_with_offset(inner.header.slot_word(), &d.fold, i * 8, delta)
+            pcpu_rseq::add_fold_with_offset(
+                inner.header.slot_word(),
+                &inner.domain.fold,
+                i * 8,
+                delta,
+            )
         } {
             Ok(0) => {}
             Ok(moved) => {
@@ -158,32 +225,64 @@ impl PercpuCounterGroup {
                 inner.central[i].fetch_add(delta, Ordering::Relaxed);
             }
         }
-        Ok(())
     }
 
-    /// Counter `i`'s central count: O(1), off from [`sum`](Self::sum) by at most
+    /// A sampled inline add ([`crate::lazy`]): the group goes per-CPU once several CPUs
+    /// update it.
+    #[cold]
+    #[inline(never)]
+    fn sample(&self) {
+        let s = self.words.state();
+        let Some(next) = self.words.note_sample(s, pcpu_rseq::current_cpu()) else {
+            return;
+        };
+        let domain = crate::registry::get(word::domain(next));
+        let Ok(inner) = Self::new_block(domain) else {
+            return; // no memory: stay inline, nothing is lost
+        };
+        // SAFETY: a live block from the store, not yet shared.
+        let header = unsafe { &inner.as_ref().header };
+        if self
+            .words
+            .publish(next, header as *const Header as usize)
+            .is_err()
+        {
+            // SAFETY: never published, never attached: ours alone.
+            unsafe { domain.headers.retire(inner, Ok(Release::Now)) };
+            return;
+        }
+        // Failure (no memory) leaves the header atomic; the counts are safe either way.
+        let _ = Self::space_of(domain, self.len).attach(header);
+    }
+
+    /// Counter `i`'s inline and central counts: O(1), off from [`sum`](Self::sum) by at most
     /// [`error_bound`](Self::error_bound) (plus updates in flight).
     ///
     /// # Errors
     /// [`CounterError::Index`] if `i >= len()`.
     pub fn read(&self, i: usize) -> Result<i64, CounterError> {
         self.check(i)?;
-        Ok(self.inner().central[i].load(Ordering::Relaxed))
+        Ok(self.words.read_at(i, |h| {
+            // SAFETY: the address comes from our state word: the live header; `i < len`.
+            unsafe { Self::inner_of(h) }.central[i].load(Ordering::Relaxed)
+        }))
     }
 
-    /// Most `|read(i) − sum(i)|` can be for any `i`, adds in flight aside. Groups fold at the
-    /// domain's batch and, unlike single counters, never widen it: the bound is fixed.
+    /// Most `|read(i) − sum(i)|` can be for any `i`, adds in flight aside: 0 while inline.
+    /// Per-CPU groups fold at the domain's batch and, unlike single counters, never widen it.
     ///
     /// ```
-    /// use pcpu_counter::{Domain, PercpuCounterGroup};
-    /// let domain = Domain::builder().ncpu(4).batch(32).build()?;
+    /// use pcpu_counter::{CounterMode, Domain, PercpuCounterGroup};
+    /// let domain = Domain::builder().ncpu(4).batch(32).mode(CounterMode::PerCpu).build()?;
     /// let g = PercpuCounterGroup::new_in(domain, 2)?;
     /// assert_eq!(g.error_bound(), 31 * 4);
     /// # Ok::<(), pcpu_counter::CounterError>(())
     /// ```
     pub fn error_bound(&self) -> i64 {
-        let d = self.domain();
-        (d.batch - 1).saturating_mul(d.ncpu as i64)
+        match self.inner() {
+            None => 0,
+            Some(inner) => (inner.domain.batch - 1).saturating_mul(inner.domain.ncpu as i64),
+        }
     }
 
     /// Counter `i`'s exact value when no add runs concurrently.
@@ -197,29 +296,39 @@ impl PercpuCounterGroup {
 
     /// Every counter's exact value when no add runs concurrently, read in one pass.
     pub fn sum_all(&self) -> Vec<i64> {
-        let inner = self.inner();
-        let mut out: Vec<i64> = inner.central[..self.len]
-            .iter()
-            .map(|c| c.load(Ordering::Acquire))
-            .collect();
-        if inner.header.is_attached() {
+        let len = self.len;
+        let all = self.words.read_all(|h| {
+            // SAFETY: the address comes from our state word: the live header.
+            let inner = unsafe { Self::inner_of(h) };
+            let mut out: [i64; MAX_GROUP] =
+                core::array::from_fn(|k| inner.central[k].load(Ordering::Acquire));
             let mut cells = [0i64; MAX_GROUP];
-            self.space().sum_words(&inner.header, &mut cells);
+            // Whatever the header's state: see `PercpuCounter::sum`.
+            Self::space_of(inner.domain, len).sum_words(&inner.header, &mut cells);
             for (o, c) in out.iter_mut().zip(cells) {
                 *o = o.wrapping_add(c);
             }
-        }
-        out
+            out
+        });
+        all[..len].to_vec()
     }
 }
 
 impl Drop for PercpuCounterGroup {
     fn drop(&mut self) {
-        let domain = self.domain();
+        let Some(inner) = self.inner() else {
+            return; // inline: nothing but the group's own words
+        };
+        let domain = inner.domain;
+        let space = Self::space_of(domain, self.len);
         // SAFETY: we own the group: nobody adds or reads through it any more.
-        let detached = unsafe { self.space().detach(&self.inner().header) };
-        // SAFETY: `inner` came from the domain's store and was just detached; we are its only
-        // owner.
-        unsafe { domain.headers.retire(self.inner, detached) };
+        let detached = unsafe { space.detach(&inner.header) };
+        let h = self.words.state();
+        // SAFETY: the block's address, from the state word (the store's provenance); never
+        // null.
+        let block = unsafe { NonNull::new_unchecked((h - HEADER_OFFSET) as *mut GroupInner) };
+        // SAFETY: the block came from the domain's store and was just detached; we are its
+        // only owner.
+        unsafe { domain.headers.retire(block, detached) };
     }
 }

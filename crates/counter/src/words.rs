@@ -1,5 +1,7 @@
-//! The two words a [`PercpuCounter`](crate::PercpuCounter) value holds, and every step that
-//! reads or changes them: the inline add, sampling, the switch to a header, and the read.
+//! The words a [`PercpuCounter`](crate::PercpuCounter) value holds (an inline count and a
+//! state word; a [`PercpuCounterGroup`](crate::PercpuCounterGroup) holds one inline count per
+//! counter and one state word), and every step that reads or changes them: the inline add,
+//! sampling, the switch to a header, and the read.
 //!
 //! What happens behind a header (the per-CPU add, the header's sum) is passed in by the
 //! caller, so that the loom model (`src/loom_tests.rs`) drives this very code with the
@@ -19,20 +21,20 @@
 use crate::word;
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
 
-/// A counter's count and state word.
-pub(crate) struct Words {
-    /// The inline count: the whole value while the counter is inline, a part of it after.
-    count: AtomicI64,
+/// The inline counts of `N` counters and their state word.
+pub(crate) struct Words<const N: usize> {
+    /// The inline counts: the whole values while inline, a part of them after.
+    counts: [AtomicI64; N],
     /// Inline state (domain, sampling) or header address ([`crate::word`]).
     state: AtomicUsize,
 }
 
-impl Words {
+impl Words<1> {
     /// Inline words holding `count` with inline state `state`.
     #[cfg(not(loom))]
     pub(crate) const fn new(count: i64, state: usize) -> Self {
         Words {
-            count: AtomicI64::new(count),
+            counts: [AtomicI64::new(count)],
             state: AtomicUsize::new(state),
         }
     }
@@ -41,7 +43,34 @@ impl Words {
     #[cfg(loom)]
     pub(crate) fn new(count: i64, state: usize) -> Self {
         Words {
-            count: AtomicI64::new(count),
+            counts: [AtomicI64::new(count)],
+            state: AtomicUsize::new(state),
+        }
+    }
+
+    /// Adds `delta` to the single counter ([`add_at`](Self::add_at) 0).
+    #[inline(always)]
+    pub(crate) fn add(&self, delta: i64, header: impl FnOnce(usize, i64), sample: impl FnOnce()) {
+        self.add_at(0, delta, header, sample);
+    }
+
+    /// The single counter's value ([`read_at`](Self::read_at) 0).
+    #[inline]
+    pub(crate) fn read(&self, header: impl FnOnce(usize) -> i64) -> i64 {
+        self.read_at(0, header)
+    }
+
+    /// The single inline count.
+    pub(crate) fn count(&self) -> &AtomicI64 {
+        &self.counts[0]
+    }
+}
+
+impl<const N: usize> Words<N> {
+    /// Inline words of `N` counters at 0 with inline state `state`.
+    pub(crate) fn zeroed(state: usize) -> Self {
+        Words {
+            counts: core::array::from_fn(|_| AtomicI64::new(0)),
             state: AtomicUsize::new(state),
         }
     }
@@ -59,15 +88,25 @@ impl Words {
         *self.state.get_mut()
     }
 
-    /// Adds `delta`: behind the header if there is one (`header(address, delta)`), else to
-    /// the inline count, calling `sample()` for a sampled add ([`crate::lazy`]).
+    /// Adds `delta` to counter `i`: behind the header if there is one
+    /// (`header(address, delta)`), else to its inline count, calling `sample()` for a sampled
+    /// add ([`crate::lazy`]).
+    ///
+    /// # Panics
+    /// If `i >= N` (callers check their index first).
     #[inline(always)]
-    pub(crate) fn add(&self, delta: i64, header: impl FnOnce(usize, i64), sample: impl FnOnce()) {
+    pub(crate) fn add_at(
+        &self,
+        i: usize,
+        delta: i64,
+        header: impl FnOnce(usize, i64),
+        sample: impl FnOnce(),
+    ) {
         let s = self.state();
         if !word::is_inline(s) {
             return header(s, delta);
         }
-        let old = self.count.fetch_add(delta, Ordering::Relaxed);
+        let old = self.counts[i].fetch_add(delta, Ordering::Relaxed);
         if crate::lazy::sampled(old, old.wrapping_add(delta)) {
             sample();
         }
@@ -104,17 +143,27 @@ impl Words {
         }
     }
 
-    /// The value: the inline count plus `header(address)` (what the header holds) if the
-    /// counter has one. `header` reads its central count before its cells.
+    /// Counter `i`'s value: its inline count plus `header(address)` (what the header holds
+    /// for it) if there is a header. `header` reads its central count before its cells.
     #[inline]
-    pub(crate) fn read(&self, header: impl FnOnce(usize) -> i64) -> i64 {
+    pub(crate) fn read_at(&self, i: usize, header: impl FnOnce(usize) -> i64) -> i64 {
         let s = self.state();
         let behind = if word::is_inline(s) { 0 } else { header(s) };
-        behind.wrapping_add(self.count.load(Ordering::Relaxed))
+        behind.wrapping_add(self.counts[i].load(Ordering::Relaxed))
     }
 
-    /// The inline count alone.
-    pub(crate) fn count(&self) -> &AtomicI64 {
-        &self.count
+    /// Every counter's value, as [`read_at`](Self::read_at) does it, with the header read
+    /// once: `header(address)` gives what it holds for each counter.
+    pub(crate) fn read_all(&self, header: impl FnOnce(usize) -> [i64; N]) -> [i64; N] {
+        let s = self.state();
+        let mut out = if word::is_inline(s) {
+            [0; N]
+        } else {
+            header(s)
+        };
+        for (o, c) in out.iter_mut().zip(&self.counts) {
+            *o = o.wrapping_add(c.load(Ordering::Relaxed));
+        }
+        out
     }
 }

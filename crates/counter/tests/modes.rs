@@ -111,3 +111,54 @@ fn portable_backend_after_rseq_is_an_error() {
         pcpu_rseq::Mode::Portable => assert!(asked.is_ok()),
     }
 }
+
+/// Groups are lazy too: a process's four memory counters, updated by one thread, take no
+/// header and no per-CPU slot; updated from two CPUs, they go per-CPU together, exactly.
+#[test]
+fn groups_are_lazy() {
+    use pcpu_counter::PercpuCounterGroup;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let domain = Domain::builder().build().unwrap();
+    let alone = PercpuCounterGroup::new_in(domain, 4).unwrap();
+    for k in 0..100_000i64 {
+        alone.add((k % 4) as usize, 3).unwrap();
+    }
+    assert!(!alone.is_per_cpu());
+    assert_eq!(alone.sum_all(), vec![75_000; 4]);
+    assert_eq!(alone.error_bound(), 0);
+    assert_eq!(domain.stats().header_blocks, 0, "no header for one thread");
+
+    let shared = PercpuCounterGroup::new_in(domain, 4).unwrap();
+    let stop = AtomicBool::new(false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let added: i64 = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let (shared, stop) = (&shared, &stop);
+                s.spawn(move || {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..1024 {
+                            shared.add(1, 1).unwrap();
+                        }
+                        n += 1024;
+                        if shared.is_per_cpu() || Instant::now() > deadline {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    for _ in 0..10_000 {
+                        shared.add(1, 1).unwrap();
+                        shared.add(2, -1).unwrap();
+                    }
+                    n + 10_000
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert_eq!(shared.sum_all(), vec![0, added, -20_000, 0]);
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        assert!(shared.is_per_cpu(), "a group updated from two CPUs goes per-CPU");
+    }
+}
