@@ -87,6 +87,9 @@ pub struct PercpuCounter {
     words: Words<1>,
 }
 
+// Two words: the inline count and the state word.
+const _: () = assert!(core::mem::size_of::<PercpuCounter>() == 16);
+
 impl core::fmt::Debug for PercpuCounter {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("PercpuCounter")

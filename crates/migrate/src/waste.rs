@@ -20,11 +20,15 @@ pub struct Waste {
 
 impl Waste {
     /// Resident per-CPU bytes (owner lane excluded) per live byte; 0 with nothing live.
+    ///
+    /// The two resident figures come from separate `mincore` sweeps, so under concurrent
+    /// use the owner lanes' share can exceed the total: the difference then counts as 0.
     pub fn ratio(&self) -> f64 {
         if self.live_bytes == 0 {
             0.0
         } else {
-            (self.resident_bytes - self.owner_lane_bytes) as f64 / self.live_bytes as f64
+            self.resident_bytes.saturating_sub(self.owner_lane_bytes) as f64
+                / self.live_bytes as f64
         }
     }
 }
@@ -64,4 +68,24 @@ fn resident_in(start: usize, len: usize) -> usize {
         return 0;
     }
     vec.iter().filter(|&&b| b & 1 == 1).count() * page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Waste;
+
+    /// Two racy snapshots: the owner lanes measured after pages became resident, the total
+    /// before. The ratio must not underflow (a panic in debug builds, a huge ratio and a
+    /// spurious compaction in release builds, before this was saturating).
+    #[test]
+    fn ratio_of_racy_snapshots_does_not_underflow() {
+        let w = Waste {
+            live_objects: 1,
+            live_bytes: 16,
+            resident_bytes: 4096,
+            owner_lane_bytes: 8192,
+            mapped_bytes: 1 << 20,
+        };
+        assert_eq!(w.ratio(), 0.0);
+    }
 }
