@@ -660,6 +660,24 @@ impl PercpuCounter {
             Form::Inline(_) => return self.limited_add_inline(limit, delta),
             Form::Header(inner) => inner,
         };
+        Self::locked(inner, || {
+            let far = self
+                .read()
+                .saturating_add(self.error_bound())
+                .saturating_add(delta)
+                <= limit;
+            let ok = far || self.sum().saturating_add(delta) <= limit;
+            if ok {
+                // Straight to the central count, so that the next limited_add's `read` sees it.
+                inner.central.count.fetch_add(delta, Ordering::Relaxed);
+            }
+            ok
+        })
+    }
+
+    /// Runs `f` holding the counter's lock, which serialises `limited_add` and `raise_to`
+    /// (plain adds never take it).
+    fn locked<R>(inner: &Inner, f: impl FnOnce() -> R) -> R {
         let lock = &inner.central.limit_lock;
         while lock
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -667,18 +685,44 @@ impl PercpuCounter {
         {
             std::thread::yield_now();
         }
-        let far = self
-            .read()
-            .saturating_add(self.error_bound())
-            .saturating_add(delta)
-            <= limit;
-        let ok = far || self.sum().saturating_add(delta) <= limit;
-        if ok {
-            // Straight to the central count, so that the next limited_add's `read` sees it.
-            inner.central.count.fetch_add(delta, Ordering::Relaxed);
-        }
+        let out = f();
         lock.store(false, Ordering::Release);
-        ok
+        out
+    }
+
+    /// Raises the value to at least `value` and returns whether it was below (the `metrics`
+    /// facade's `absolute`, which must never lower a counter). No grace period: inline, one
+    /// `fetch_max` on the count; per-CPU, under the lock that `limited_add` takes, an exact
+    /// `sum` and the difference added to the central count. Adds running meanwhile are kept,
+    /// so the value may end above `value`; for a counter whose adds are never negative it is
+    /// at least `value` afterwards.
+    ///
+    /// ```
+    /// let c = pcpu_counter::PercpuCounter::new(10);
+    /// assert!(c.raise_to(25));
+    /// assert!(!c.raise_to(7)); // never lowers
+    /// assert_eq!(c.sum(), 25);
+    /// ```
+    pub fn raise_to(&self, value: i64) -> bool {
+        let inner = match self.form() {
+            // Should the counter switch to a header meanwhile, its count still holds at
+            // least `value` and stays a part of the value.
+            Form::Inline(_) => {
+                return self.words.count().fetch_max(value, Ordering::Relaxed) < value;
+            }
+            Form::Header(inner) => inner,
+        };
+        Self::locked(inner, || {
+            let now = self.sum();
+            if now >= value {
+                return false;
+            }
+            inner
+                .central
+                .count
+                .fetch_add(value.wrapping_sub(now), Ordering::Relaxed);
+            true
+        })
     }
 
     /// [`limited_add`](Self::limited_add) of an inline counter: check and add in one CAS.

@@ -88,6 +88,8 @@ pub use domain::{Backend, CounterMode, Domain, DomainBuilder, DomainStats};
 pub use error::CounterError;
 #[cfg(not(loom))]
 pub use group::{PercpuCounterGroup, MAX_GROUP};
+#[cfg(all(feature = "metrics", not(loom)))]
+pub use metrics_impl::{PcpuRecorder, PcpuStorage};
 #[cfg(not(loom))]
 pub use pcpu_migrate::{CompactPolicy, CompactReport, Waste};
 

@@ -159,6 +159,9 @@ fn groups_are_lazy() {
     });
     assert_eq!(shared.sum_all(), vec![0, added, -20_000, 0]);
     if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
-        assert!(shared.is_per_cpu(), "a group updated from two CPUs goes per-CPU");
+        assert!(
+            shared.is_per_cpu(),
+            "a group updated from two CPUs goes per-CPU"
+        );
     }
 }
