@@ -6,26 +6,33 @@ use crate::word;
 use crate::words::Words;
 use crate::CounterError;
 use pcpu_migrate::{Header, Release};
-use pcpu_rseq::sync::{AtomicBool, AtomicI64, Ordering};
+use pcpu_rseq::sync::{AtomicBool, AtomicU8, Ordering};
 use std::cmp::Ordering as Cmp;
 
-/// The header block of a counter that has left the inline form ([`crate::word`]): 128 bytes
-/// of the domain's header storage ([`crate::headers`]), at a fixed address for the counter's
-/// life. The counter word holds the address of its `header` field.
+/// The header block of a counter that has left the inline form ([`crate::word`]): 64 bytes
+/// (one cache line) of the domain's header storage ([`crate::headers`]), at a fixed address
+/// for the counter's life. The counter's state word holds the address of its `header`
+/// field, which is the block's start.
 ///
-/// Laid out so that the word folds write (the central count, first) and the words every add
-/// reads (the header's slot word and the fold parameters, from byte 64 on) never share a
-/// cache line: blocks are 128-aligned, so the two halves are two lines.
+/// Everything here is read by every add (the slot word and the fold parameters) or written
+/// only on slow paths. The count that folds write is not here: it is the counter's own
+/// inline count ([`crate::words`]), so folds never write the line that adds read.
 #[repr(C)]
 pub(crate) struct Inner {
-    central: Central,
-    _gap: [u8; 64 - core::mem::size_of::<Central>()],
     header: Header,
-    /// The domain's fold parameters, copied here so that an add reads the header's line
-    /// besides its cell, and at a fixed distance from the slot word ([`PARAMS_AFTER_SLOT`]),
-    /// so one register addresses both. The batch in them widens when the counter is
-    /// contended ([`crate::widen`]).
+    /// The domain's fold parameters, copied here so that an add reads one line besides its
+    /// cell, and at a fixed distance from the slot word ([`PARAMS_AFTER_SLOT`]), so one
+    /// register addresses both. The batch in them widens when the counter is contended
+    /// ([`crate::widen`]).
     fold: pcpu_rseq::FoldParams,
+    /// The domain's index ([`crate::registry`]).
+    domain: u16,
+    limit_lock: AtomicBool,
+    /// Largest batch ever passed to `add_batch` above the domain's, as a power of two it
+    /// does not exceed (0 if none): it widens the error bound.
+    widest_add_batch_log2: AtomicU8,
+    /// Which CPUs fold, how fast: decides when the batch widens.
+    folds: FoldTracker,
 }
 
 /// Bytes from the header's slot word (its first word: `Header` is `repr(C)`) to the fold
@@ -36,24 +43,8 @@ const PARAMS_AFTER_SLOT: usize =
 /// Where the header sits in [`Inner`].
 const HEADER_OFFSET: usize = core::mem::offset_of!(Inner, header);
 
-const _: () = assert!(core::mem::size_of::<Central>() <= 64);
-const _: () = assert!(HEADER_OFFSET == 64);
+const _: () = assert!(HEADER_OFFSET == 0);
 const _: () = assert!(core::mem::size_of::<Inner>() <= crate::headers::BLOCK);
-const _: () = assert!(core::mem::offset_of!(Central, count) == 0);
-
-/// The written part of [`Inner`]: the count (written by folds and slow-path adds) and the
-/// fields only slow paths touch.
-#[repr(C)]
-struct Central {
-    count: AtomicI64,
-    domain: &'static Domain,
-    limit_lock: AtomicBool,
-    /// Largest batch ever passed to `add_batch` above the domain's (0 if none): it widens
-    /// the error bound.
-    widest_add_batch: AtomicI64,
-    /// Which CPUs fold, how fast: decides when the batch widens.
-    folds: FoldTracker,
-}
 
 /// A per-CPU counter: two words, a plain atomic count until several CPUs update the
 /// counter, and then the handle of a per-CPU counter whose `add` is one non-atomic add to
@@ -277,7 +268,7 @@ impl PercpuCounter {
     pub fn domain(&self) -> &'static Domain {
         match self.form() {
             Form::Inline(s) => crate::registry::get(word::domain(s)),
-            Form::Header(inner) => inner.central.domain,
+            Form::Header(inner) => inner.domain(),
         }
     }
 
@@ -303,7 +294,7 @@ impl PercpuCounter {
         self.words.add(
             delta,
             // SAFETY: the address comes from this counter's state word: its live header.
-            |h, delta| unsafe { Self::add_header(h, delta) },
+            |h, delta| unsafe { self.add_header(h, delta) },
             || self.sample(),
         );
     }
@@ -323,12 +314,12 @@ impl PercpuCounter {
     /// The per-CPU (or header-atomic) add.
     ///
     /// # Safety
-    /// `w` is the header address of a live counter.
+    /// `h` is the address of this counter's header.
     #[inline(always)]
-    unsafe fn add_header(w: usize, delta: i64) {
+    unsafe fn add_header(&self, h: usize, delta: i64) {
         // From the header address, whose provenance covers the whole block, so that the
         // section may read the fold parameters beside the header through it.
-        let slot = Header::slot_word_ptr(w as *const Header);
+        let slot = Header::slot_word_ptr(h as *const Header);
         // SAFETY: the slot word is either disabled or addresses a slot of the domain's space,
         // whose cells `inner.fold` describes (stride, CPU count, offset 0), kept alive until
         // a grace period after the slot word changes; `inner.fold` lies `PARAMS_AFTER_SLOT`
@@ -336,23 +327,17 @@ impl PercpuCounter {
         match unsafe { pcpu_rseq::add_fold_beside::<PARAMS_AFTER_SLOT>(slot, delta) } {
             Ok(0) => {}
             // SAFETY: forwarded from the caller.
-            Ok(moved) => unsafe { Self::fold_in(w, moved) },
-            // SAFETY: forwarded from the caller.
-            Err(_) => unsafe { Self::add_central(w, delta) },
+            Ok(moved) => unsafe { self.fold_in(h, moved) },
+            Err(_) => self.add_central(delta),
         }
     }
 
-    /// The slow path of a header counter: its slot is disabled (none yet, or being moved) or
-    /// this thread cannot run per-CPU operations.
-    ///
-    /// # Safety
-    /// As for [`inner_of`](Self::inner_of).
+    /// The slow path of a header counter (its slot is disabled: none yet, or being moved;
+    /// or this thread cannot run per-CPU operations): the counter's own count.
     #[cold]
     #[inline(never)]
-    unsafe fn add_central(w: usize, delta: i64) {
-        // SAFETY: forwarded from the caller.
-        let inner = unsafe { Self::inner_of(w) };
-        inner.central.count.fetch_add(delta, Ordering::Relaxed);
+    fn add_central(&self, delta: i64) {
+        self.words.count().fetch_add(delta, Ordering::Relaxed);
     }
 
     /// A sampled inline add ([`crate::lazy`]): notes the CPU, and moves the counter to a
@@ -401,6 +386,12 @@ impl PercpuCounter {
         unsafe { &*((w - HEADER_OFFSET) as *const Inner) }
     }
 
+    /// The central count (the inline count: see [`Inner`]).
+    #[inline(always)]
+    fn central(&self) -> &pcpu_rseq::sync::AtomicI64 {
+        self.words.count()
+    }
+
     /// Which form the counter is in now.
     #[inline]
     fn form(&self) -> Form<'_> {
@@ -438,22 +429,21 @@ impl PercpuCounter {
         }
         // SAFETY: a header address, live while `self` is.
         let inner = unsafe { Self::inner_of(w) };
-        if batch > inner.central.domain.batch {
+        if batch > inner.domain().batch {
+            // The smallest power of two at or above `batch` (up to 2⁶²): a bound, not the value.
+            let log2 = (64 - (batch as u64 - 1).leading_zeros()).min(62) as u8;
             inner
-                .central
-                .widest_add_batch
-                .fetch_max(batch, Ordering::Relaxed);
+                .widest_add_batch_log2
+                .fetch_max(log2, Ordering::Relaxed);
         }
         let fold = inner.fold.with_batch(batch);
         // SAFETY: as in `add_header`, with `fold` describing the same cells.
         match unsafe { pcpu_rseq::add_fold_with(inner.header.slot_word(), &fold, delta) } {
             Ok(0) => {}
             Ok(moved) => {
-                inner.central.count.fetch_add(moved, Ordering::Relaxed);
+                self.central().fetch_add(moved, Ordering::Release);
             }
-            Err(_) => {
-                inner.central.count.fetch_add(delta, Ordering::Relaxed);
-            }
+            Err(_) => self.add_central(delta),
         }
     }
 
@@ -463,19 +453,21 @@ impl PercpuCounter {
     /// # Safety
     /// As for [`inner_of`](Self::inner_of).
     #[inline(never)]
-    unsafe fn fold_in(w: usize, moved: i64) {
+    unsafe fn fold_in(&self, w: usize, moved: i64) {
+        // Release: a `sum` that sees this count (loading it first, `Acquire`) sees the cell
+        // emptied, so it never counts `moved` twice.
+        self.central().fetch_add(moved, Ordering::Release);
         // SAFETY: forwarded from the caller.
         let inner = unsafe { Self::inner_of(w) };
-        inner.central.count.fetch_add(moved, Ordering::Relaxed);
-        let (batch, max) = (inner.fold.batch(), inner.central.domain.max_batch);
-        if batch < max && inner.central.folds.note_fold(pcpu_rseq::current_cpu()) {
+        let (batch, max) = (inner.fold.batch(), inner.domain().max_batch);
+        if batch < max && inner.folds.note_fold(pcpu_rseq::current_cpu()) {
             inner.fold.widen(batch.saturating_mul(2).min(max));
         }
     }
 
-    /// The inline and central counts: O(1), off from [`sum`](Self::sum) by at most
-    /// [`error_bound`](Self::error_bound) (plus updates in flight). Exact while the counter
-    /// is inline.
+    /// The counter's count (inline adds and folds): O(1), off from [`sum`](Self::sum) by at
+    /// most [`error_bound`](Self::error_bound) (plus updates in flight). Exact while the
+    /// counter is inline.
     ///
     /// ```
     /// let c = pcpu_counter::PercpuCounter::new(100);
@@ -484,11 +476,7 @@ impl PercpuCounter {
     /// ```
     #[inline]
     pub fn read(&self) -> i64 {
-        self.words.read(|h| {
-            // SAFETY: the address comes from this counter's state word: its live header.
-            let inner = unsafe { Self::inner_of(h) };
-            inner.central.count.load(Ordering::Relaxed)
-        })
+        self.central().load(Ordering::Relaxed)
     }
 
     /// [`read`](Self::read), never below zero.
@@ -510,21 +498,16 @@ impl PercpuCounter {
     /// assert_eq!(c.sum(), -2);
     /// ```
     pub fn sum(&self) -> i64 {
+        // The count first (inside `Words::read`), then the cells: a concurrent fold can then
+        // be missed (it is in flight) but never counted twice.
         self.words.read(|h| {
             // SAFETY: the address comes from this counter's state word: its live header.
             let inner = unsafe { Self::inner_of(h) };
-            // Central first, then the cells: a concurrent fold can then be missed (it is in
-            // flight) but never counted twice.
-            let central = inner.central.count.load(Ordering::Acquire);
             let mut cells = [0i64];
             // Whatever the header's state: a slot being attached is already in the readers'
             // view before any add can reach it, so an add that returned is never missed.
-            inner
-                .central
-                .domain
-                .space
-                .sum_words(&inner.header, &mut cells);
-            central.wrapping_add(cells[0])
+            inner.domain().space.sum_words(&inner.header, &mut cells);
+            cells[0]
         })
     }
 
@@ -554,22 +537,15 @@ impl PercpuCounter {
     /// # Errors
     /// A grace period failed; the value is unchanged then.
     pub fn set(&self, value: i64) -> Result<(), CounterError> {
-        let inner = match self.form() {
-            Form::Inline(_) => {
-                self.words.count().store(value, Ordering::Relaxed);
-                return Ok(());
-            }
-            Form::Header(inner) => inner,
-        };
-        let mut taken = [0i64];
-        inner
-            .central
-            .domain
-            .space
-            .take_cells(&inner.header, &mut taken)
-            .map_err(CounterError::Space)?;
-        self.words.count().store(0, Ordering::Relaxed);
-        inner.central.count.store(value, Ordering::Release);
+        if let Form::Header(inner) = self.form() {
+            let mut taken = [0i64];
+            inner
+                .domain()
+                .space
+                .take_cells(&inner.header, &mut taken)
+                .map_err(CounterError::Space)?;
+        }
+        self.central().store(value, Ordering::Release);
         Ok(())
     }
 
@@ -597,11 +573,15 @@ impl PercpuCounter {
             Form::Inline(_) => return 0,
             Form::Header(inner) => inner,
         };
-        let batch = inner
-            .fold
-            .batch()
-            .max(inner.central.widest_add_batch.load(Ordering::Relaxed));
-        (batch - 1).saturating_mul(inner.central.domain.ncpu as i64)
+        let batch =
+            inner
+                .fold
+                .batch()
+                .max(match inner.widest_add_batch_log2.load(Ordering::Relaxed) {
+                    0 => 0,
+                    k => 1i64 << k,
+                });
+        (batch - 1).saturating_mul(inner.domain().ncpu as i64)
     }
 
     /// The batch `add` folds at now: the domain's, or wider if this counter has been
@@ -668,8 +648,8 @@ impl PercpuCounter {
                 <= limit;
             let ok = far || self.sum().saturating_add(delta) <= limit;
             if ok {
-                // Straight to the central count, so that the next limited_add's `read` sees it.
-                inner.central.count.fetch_add(delta, Ordering::Relaxed);
+                // Straight to the count, so that the next limited_add's `read` sees it.
+                self.central().fetch_add(delta, Ordering::Relaxed);
             }
             ok
         })
@@ -678,7 +658,7 @@ impl PercpuCounter {
     /// Runs `f` holding the counter's lock, which serialises `limited_add` and `raise_to`
     /// (plain adds never take it).
     fn locked<R>(inner: &Inner, f: impl FnOnce() -> R) -> R {
-        let lock = &inner.central.limit_lock;
+        let lock = &inner.limit_lock;
         while lock
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
@@ -693,7 +673,7 @@ impl PercpuCounter {
     /// Raises the value to at least `value` and returns whether it was below (the `metrics`
     /// facade's `absolute`, which must never lower a counter). No grace period: inline, one
     /// `fetch_max` on the count; per-CPU, under the lock that `limited_add` takes, an exact
-    /// `sum` and the difference added to the central count. Adds running meanwhile are kept,
+    /// `sum` and the difference added to the count. Adds running meanwhile are kept,
     /// so the value may end above `value`; for a counter whose adds are never negative it is
     /// at least `value` afterwards.
     ///
@@ -717,9 +697,7 @@ impl PercpuCounter {
             if now >= value {
                 return false;
             }
-            inner
-                .central
-                .count
+            self.central()
                 .fetch_add(value.wrapping_sub(now), Ordering::Relaxed);
             true
         })
@@ -747,17 +725,17 @@ enum Form<'a> {
 impl Inner {
     fn new(domain: &'static Domain) -> Inner {
         Inner {
-            central: Central {
-                count: AtomicI64::new(0),
-                domain,
-                limit_lock: AtomicBool::new(false),
-                widest_add_batch: AtomicI64::new(0),
-                folds: FoldTracker::new(),
-            },
-            _gap: [0; 64 - core::mem::size_of::<Central>()],
             header: Header::new(),
             fold: domain.fold.clone(),
+            domain: domain.index as u16,
+            limit_lock: AtomicBool::new(false),
+            widest_add_batch_log2: AtomicU8::new(0),
+            folds: FoldTracker::new(),
         }
+    }
+
+    fn domain(&self) -> &'static Domain {
+        crate::registry::get(usize::from(self.domain))
     }
 }
 
@@ -779,7 +757,7 @@ impl Drop for PercpuCounter {
         }
         // SAFETY: a header address; we own the counter.
         let inner = unsafe { Self::inner_of(w) };
-        let domain = inner.central.domain;
+        let domain = inner.domain();
         if domain.has_waste_policy() {
             let tick = DROPS.with(|d| {
                 let n = d.get().wrapping_add(1);

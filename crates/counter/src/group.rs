@@ -7,18 +7,16 @@ use crate::word;
 use crate::words::Words;
 use crate::CounterError;
 use pcpu_migrate::{Header, Release, Space};
-use pcpu_rseq::sync::{AtomicI64, Ordering};
+use pcpu_rseq::sync::Ordering;
 use std::ptr::NonNull;
 
 /// Most counters in one group (the 64-byte size class).
 pub const MAX_GROUP: usize = 8;
 
-/// The header block of a group that has gone per-CPU: the central counts (written by folds)
-/// in the first 64 bytes, the header (read by every add) after them, so that the two never
-/// share a cache line (header blocks are 128-aligned).
+/// The header block of a group that has gone per-CPU. Its central counts are the group's
+/// own inline counts ([`crate::words`]), so the block is the header and the domain alone.
 #[repr(C)]
 struct GroupInner {
-    central: [AtomicI64; MAX_GROUP],
     header: Header,
     domain: &'static Domain,
 }
@@ -27,7 +25,6 @@ struct GroupInner {
 const HEADER_OFFSET: usize = core::mem::offset_of!(GroupInner, header);
 
 const _: () = assert!(core::mem::size_of::<GroupInner>() <= crate::headers::BLOCK);
-const _: () = assert!(HEADER_OFFSET == 64);
 
 /// A group of `len()` counters. Like a single [`PercpuCounter`](crate::PercpuCounter) it
 /// starts inline (its own words, one atomic count per counter, nothing else) in the default
@@ -118,7 +115,6 @@ impl PercpuCounterGroup {
 
     fn new_block(domain: &'static Domain) -> Result<NonNull<GroupInner>, CounterError> {
         domain.headers.alloc(GroupInner {
-            central: core::array::from_fn(|_| AtomicI64::new(0)),
             header: Header::new(),
             domain,
         })
@@ -192,7 +188,7 @@ impl PercpuCounterGroup {
             i,
             delta,
             // SAFETY: the address comes from our state word: the live header; `i < len`.
-            |h, delta| unsafe { Self::add_header(h, i, delta) },
+            |h, delta| unsafe { self.add_header(h, i, delta) },
             || self.sample(),
         );
         Ok(())
@@ -203,7 +199,7 @@ impl PercpuCounterGroup {
     /// # Safety
     /// `h` is the header address of a live group whose length exceeds `i`.
     #[inline]
-    unsafe fn add_header(h: usize, i: usize, delta: i64) {
+    unsafe fn add_header(&self, h: usize, i: usize, delta: i64) {
         // SAFETY: forwarded from the caller.
         let inner = unsafe { Self::inner_of(h) };
         // SAFETY: the slot word is disabled or addresses a slot of the group's space whose
@@ -219,10 +215,11 @@ impl PercpuCounterGroup {
         } {
             Ok(0) => {}
             Ok(moved) => {
-                inner.central[i].fetch_add(moved, Ordering::Relaxed);
+                // Release: pairs with the `Acquire` of a read (see `Words::read_at`).
+                self.words.count_at(i).fetch_add(moved, Ordering::Release);
             }
             Err(_) => {
-                inner.central[i].fetch_add(delta, Ordering::Relaxed);
+                self.words.count_at(i).fetch_add(delta, Ordering::Relaxed);
             }
         }
     }
@@ -255,17 +252,14 @@ impl PercpuCounterGroup {
         let _ = Self::space_of(domain, self.len).attach(header);
     }
 
-    /// Counter `i`'s inline and central counts: O(1), off from [`sum`](Self::sum) by at most
-    /// [`error_bound`](Self::error_bound) (plus updates in flight).
+    /// Counter `i`'s count (inline adds and folds): O(1), off from [`sum`](Self::sum) by at
+    /// most [`error_bound`](Self::error_bound) (plus updates in flight).
     ///
     /// # Errors
     /// [`CounterError::Index`] if `i >= len()`.
     pub fn read(&self, i: usize) -> Result<i64, CounterError> {
         self.check(i)?;
-        Ok(self.words.read_at(i, |h| {
-            // SAFETY: the address comes from our state word: the live header; `i < len`.
-            unsafe { Self::inner_of(h) }.central[i].load(Ordering::Relaxed)
-        }))
+        Ok(self.words.count_at(i).load(Ordering::Relaxed))
     }
 
     /// Most `|read(i) − sum(i)|` can be for any `i`, adds in flight aside: 0 while inline.
@@ -300,15 +294,10 @@ impl PercpuCounterGroup {
         let all = self.words.read_all(|h| {
             // SAFETY: the address comes from our state word: the live header.
             let inner = unsafe { Self::inner_of(h) };
-            let mut out: [i64; MAX_GROUP] =
-                core::array::from_fn(|k| inner.central[k].load(Ordering::Acquire));
             let mut cells = [0i64; MAX_GROUP];
             // Whatever the header's state: see `PercpuCounter::sum`.
             Self::space_of(inner.domain, len).sum_words(&inner.header, &mut cells);
-            for (o, c) in out.iter_mut().zip(cells) {
-                *o = o.wrapping_add(c);
-            }
-            out
+            cells
         });
         all[..len].to_vec()
     }

@@ -1,8 +1,8 @@
-//! Header storage: the fixed 128-byte blocks behind counters that have left the inline form
+//! Header storage: the fixed 64-byte blocks (one cache line) behind counters that have left the inline form
 //! (and behind counter groups), carved out of mmap'd pages of the domain's own and handed
 //! out through per-CPU magazines, like per-CPU slots. No `malloc` and no `free` per counter.
 //!
-//! It is a pcpu-pageset pool of one lane in the 128-byte class (densest pageset first, empty
+//! It is a pcpu-pageset pool of one lane in the 64-byte class (densest pageset first, empty
 //! pages given back by [`HeaderStore::release`]) behind a pcpu-cache slot cache with one
 //! magazine per CPU: creating and destroying a header counter pops and pushes this CPU's
 //! magazine, one rseq critical section each, with no lock on the common path.
@@ -19,9 +19,9 @@ use pcpu_pageset::{Pool, PoolConfig, SizeClass};
 use std::ptr::NonNull;
 
 /// Bytes of one header block.
-pub(crate) const BLOCK: usize = 128;
+pub(crate) const BLOCK: usize = 64;
 
-/// Bytes of header storage mapped at a time (2048 headers): few mappings even for millions
+/// Bytes of header storage mapped at a time (4096 headers): few mappings even for millions
 /// of counters, and pages are populated only as headers are handed out.
 const UNIT: usize = 256 * 1024;
 
@@ -41,7 +41,7 @@ impl HeaderStore {
     pub(crate) fn new(ncpu: usize) -> Result<Self, CounterError> {
         let unit = UNIT.max(pcpu_pageset::page_size());
         let pool = Pool::new(
-            PoolConfig::new(SizeClass::B128)
+            PoolConfig::new(SizeClass::B64)
                 .with_ncpu(1)
                 .with_unit_bytes(unit),
         )
@@ -64,7 +64,7 @@ impl HeaderStore {
             .alloc()
             .map_err(|e| CounterError::Space(e.into()))?;
         let raw = <Pool as SlotSource>::slot_addr(slot) as *mut T;
-        // SAFETY: the slot is ours: 128 writable bytes, 128-aligned (pool slots are aligned to
+        // SAFETY: the slot is ours: 64 writable bytes, 64-aligned (pool slots are aligned to
         // their class), which hold a `T` (checked above); nobody else refers to them.
         unsafe { raw.write(value) };
         // SAFETY: slot addresses are never 0.

@@ -16,7 +16,8 @@
 //! just written. The batch never narrows again: cells may hold up to the wide batch until
 //! their next fold, and the error bound must cover them.
 
-use pcpu_rseq::sync::{AtomicU32, AtomicU64, Ordering};
+// Not through the loom shim: the fold tracker is a heuristic that no model covers.
+use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -25,20 +26,23 @@ pub(crate) const SWITCHES: u32 = 64;
 /// A window shorter than this widens the batch.
 pub(crate) const WINDOW: Duration = Duration::from_micros(200);
 
-/// The fold history of one counter; lives beside its central count.
+/// The fold history of one counter, 8 bytes of its header block.
+#[repr(C)]
 pub(crate) struct FoldTracker {
-    last_cpu: AtomicU32,
-    switches: AtomicU32,
-    /// When the current window began, in nanoseconds of [`now_nanos`]; 0 before the first.
-    window_start: AtomicU64,
+    /// The CPU of the last fold plus 1 (0: none yet); CPUs above 65534 share the top value.
+    last_cpu: AtomicU16,
+    switches: AtomicU16,
+    /// When the current window began, in microseconds of [`now_nanos`] (wrapping every 71
+    /// minutes: a window that spans a wrap may once look short); 0 before the first.
+    window_start: AtomicU32,
 }
 
 impl FoldTracker {
     pub(crate) fn new() -> Self {
         FoldTracker {
-            last_cpu: AtomicU32::new(u32::MAX),
-            switches: AtomicU32::new(0),
-            window_start: AtomicU64::new(0),
+            last_cpu: AtomicU16::new(0),
+            switches: AtomicU16::new(0),
+            window_start: AtomicU32::new(0),
         }
     }
 
@@ -52,12 +56,12 @@ impl FoldTracker {
     /// that tests can drive it.
     #[inline]
     fn note_fold_at(&self, cpu: usize, now: impl FnOnce() -> u64) -> bool {
-        let cpu = cpu as u32;
+        let cpu = cpu.min(0xfffe) as u16 + 1;
         if self.last_cpu.load(Ordering::Relaxed) == cpu {
             return false;
         }
         self.last_cpu.store(cpu, Ordering::Relaxed);
-        if self.switches.fetch_add(1, Ordering::Relaxed) + 1 < SWITCHES {
+        if u32::from(self.switches.fetch_add(1, Ordering::Relaxed)) + 1 < SWITCHES {
             return false;
         }
         self.window_ends(now())
@@ -67,10 +71,10 @@ impl FoldTracker {
     #[cold]
     fn window_ends(&self, now: u64) -> bool {
         self.switches.store(0, Ordering::Relaxed);
-        // At least 1, so that 0 keeps meaning "no window yet".
-        let now = now.max(1);
+        // Microseconds, wrapping; at least 1, so that 0 keeps meaning "no window yet".
+        let now = ((now / 1000) as u32).max(1);
         let start = self.window_start.swap(now, Ordering::Relaxed);
-        start != 0 && now.saturating_sub(start) < WINDOW.as_nanos() as u64
+        start != 0 && now.wrapping_sub(start) < WINDOW.as_micros() as u32
     }
 }
 

@@ -16,7 +16,10 @@
 //!   with `Release`, after the header was initialised: whoever loads the address sees the
 //!   header whole;
 //! - a read adds the count to what the header holds (if any): an add that returned before
-//!   the read began is in one of the two, never in both.
+//!   the read began is in one of the two, never in both;
+//! - once there is a header, the count is also where folds and slow-path adds go (the
+//!   counter's *central count*): a header holds no count of its own, so it is one cache line,
+//!   and folds never write the line that adds read.
 
 use crate::word;
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
@@ -143,27 +146,33 @@ impl<const N: usize> Words<N> {
         }
     }
 
-    /// Counter `i`'s value: its inline count plus `header(address)` (what the header holds
-    /// for it) if there is a header. `header` reads its central count before its cells.
+    /// Counter `i`'s value: its count plus `header(address)` (what its per-CPU cells hold)
+    /// if there is a header. The count is loaded first (`Acquire`, pairing with the `Release`
+    /// of a fold into it): a fold running meanwhile may be missed, never counted twice.
     #[inline]
     pub(crate) fn read_at(&self, i: usize, header: impl FnOnce(usize) -> i64) -> i64 {
         let s = self.state();
+        let count = self.counts[i].load(Ordering::Acquire);
         let behind = if word::is_inline(s) { 0 } else { header(s) };
-        behind.wrapping_add(self.counts[i].load(Ordering::Relaxed))
+        count.wrapping_add(behind)
     }
 
     /// Every counter's value, as [`read_at`](Self::read_at) does it, with the header read
     /// once: `header(address)` gives what it holds for each counter.
     pub(crate) fn read_all(&self, header: impl FnOnce(usize) -> [i64; N]) -> [i64; N] {
         let s = self.state();
-        let mut out = if word::is_inline(s) {
+        let counts: [i64; N] = core::array::from_fn(|i| self.counts[i].load(Ordering::Acquire));
+        let behind = if word::is_inline(s) {
             [0; N]
         } else {
             header(s)
         };
-        for (o, c) in out.iter_mut().zip(&self.counts) {
-            *o = o.wrapping_add(c.load(Ordering::Relaxed));
-        }
-        out
+        core::array::from_fn(|i| counts[i].wrapping_add(behind[i]))
+    }
+
+    /// Counter `i`'s count: its inline count, and its central count once there is a header.
+    #[inline(always)]
+    pub(crate) fn count_at(&self, i: usize) -> &AtomicI64 {
+        &self.counts[i]
     }
 }

@@ -12,8 +12,8 @@
 //!    ATTACHED → RELOCATING (skipping headers being attached or dropped);
 //! 4. for each batch: assign new slots from the pool (densest non-draining first), disable
 //!    per-CPU operation on every header of the batch, run **one** grace period
-//!    (`pcpu_rseq::synchronize`), copy the non-zero cells to the new slot inside the header's
-//!    `seq` write section, publish the new slot, wait one epoch grace period for readers,
+//!    (`pcpu_rseq::synchronize`), copy the non-zero cells to the new slot (readers still read
+//!    the old cells, which nobody writes now), publish the new slot, wait one epoch grace period for readers,
 //!    and unassign the old slots;
 //! 5. un-drain what could not be emptied, and release: empty pagesets are unmapped, empty
 //!    pages given back.

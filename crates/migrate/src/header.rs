@@ -2,17 +2,20 @@
 //!
 //! | field | who writes it | who reads it |
 //! |---|---|---|
-//! | `slot` | attach, relocate, detach (state-exclusive) | adders, inside their critical section |
-//! | `cells` | the same, inside a `seq` write section | readers, inside a `seq` read section |
-//! | `seq` | the same (odd while cells move) | readers |
+//! | `slot` | attach, relocate, detach, set (state-exclusive) | adders, inside their critical section; readers, inside a `seq` read section |
+//! | `seq` | set (odd while it zeroes cells in place) | readers |
 //! | `state` | CAS by attach / relocate / detach | the compactor, detach |
 //!
-//! `slot` is the adders' view: the address of CPU 0's cell, or [`DISABLED`] set (no slot
-//! yet, or being relocated): then per-CPU operations report the slow path and the owner's
-//! central fallback takes the update. `cells` is the readers' view: the slot whose cells hold
-//! the per-CPU part of the value (0 if none). The two differ only while a relocation runs.
+//! `slot` holds both views. The adders' view is the word itself: the address of CPU 0's
+//! cell, or that address (or 0) with [`DISABLED`] set (no slot yet, or being relocated): then
+//! per-CPU operations report the slow path and the owner's central fallback takes the update.
+//! The readers' view is the word without the mark: the slot whose cells hold the per-CPU part
+//! of the value (0 if none). A relocation disables the word, so while it copies, readers still
+//! read the old cells, which no adder writes any more (the grace period saw to that) and which
+//! therefore hold exactly what is being copied; one store then publishes the new slot to both.
+//! Only `set` changes cells in place (it zeroes them), inside a `seq` write section.
 
-use pcpu_rseq::sync::{AtomicU8, AtomicUsize, Ordering};
+use pcpu_rseq::sync::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use pcpu_rseq::DISABLED;
 
 /// No per-CPU slot; updates take the owner's slow path.
@@ -32,17 +35,19 @@ pub const DEAD: u8 = 4;
 ///
 /// `repr(C)` with the slot word first: a header's address is its slot word's, so a user may
 /// keep data for the add path at a fixed distance after it (see
-/// `pcpu_rseq::add_fold_beside`).
+/// `pcpu_rseq::add_fold_beside`). 16 bytes.
 #[derive(Debug)]
 #[repr(C)]
 pub struct Header {
     pub(crate) slot: AtomicUsize,
-    pub(crate) cells: AtomicUsize,
-    pub(crate) seq: AtomicUsize,
+    pub(crate) seq: AtomicU32,
     pub(crate) state: AtomicU8,
 }
 
 const _: () = assert!(core::mem::offset_of!(Header, slot) == 0);
+// 16 bytes on real atomics (loom's are larger).
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::size_of::<Header>() == 16);
 
 impl Default for Header {
     fn default() -> Self {
@@ -55,8 +60,7 @@ impl Header {
     pub fn new() -> Self {
         Header {
             slot: AtomicUsize::new(DISABLED),
-            cells: AtomicUsize::new(0),
-            seq: AtomicUsize::new(0),
+            seq: AtomicU32::new(0),
             state: AtomicU8::new(UNATTACHED),
         }
     }
@@ -104,12 +108,16 @@ impl Header {
 /// pageset slots; they take plain cell addresses so that a loom model can drive the very same
 /// code over loom atomics. `docs/PROTOCOLS.md` gives the argument for each step.
 impl Header {
-    /// Attach step: makes `addr` the header's slot (readers' and adders' view) and turns
-    /// per-CPU operation on. The caller holds the `ATTACHING` state.
+    /// The readers' view: the slot whose cells hold the per-CPU part (0 if none).
+    #[inline]
+    pub(crate) fn cells(&self) -> usize {
+        self.slot.load(Ordering::Acquire) & !DISABLED
+    }
+
+    /// Attach step: makes `addr` (a slot of zeroed cells) the header's slot, readers' and
+    /// adders' view at once, and turns per-CPU operation on. The caller holds the
+    /// `ATTACHING` state.
     pub fn publish_first(&self, addr: usize) {
-        self.write_begin();
-        self.cells.store(addr, Ordering::Release);
-        self.write_end();
         self.slot.store(addr, Ordering::Release);
         self.state.store(ATTACHED, Ordering::Release);
     }
@@ -124,7 +132,7 @@ impl Header {
         {
             return false;
         }
-        if self.cells.load(Ordering::Acquire) != expected {
+        if self.cells() != expected {
             self.state.store(ATTACHED, Ordering::Release);
             return false;
         }
@@ -134,19 +142,18 @@ impl Header {
     /// Relocation step 1 (claimed header): per-CPU operation off; adders take the slow path
     /// from their next critical section on. Returns the old slot.
     pub fn disable(&self) -> usize {
-        let old = self.cells.load(Ordering::Acquire);
+        let old = self.cells();
         self.slot.store(old | DISABLED, Ordering::Release);
         old
     }
 
     /// Relocation step 3, after the grace period that follows [`disable`](Self::disable):
-    /// `copy(old, new)` moves the cells inside a `seq` write section, then `new` is published.
+    /// `copy(old, new)` copies the cells, then one store publishes `new` to readers and
+    /// adders. Readers meanwhile read the old cells, which nobody writes any more.
     pub fn move_to(&self, new: usize, copy: impl FnOnce(usize, usize)) {
-        let old = self.cells.load(Ordering::Acquire);
-        self.write_begin();
+        let old = self.cells();
         copy(old, new);
-        self.cells.store(new, Ordering::Release);
-        self.write_end();
+        // Release: a reader or adder that sees `new` sees the copied cells.
         self.slot.store(new, Ordering::Release);
     }
 
@@ -157,8 +164,7 @@ impl Header {
 
     /// Gives a claimed header its old slot back (a failed relocation).
     pub fn abort(&self) {
-        self.slot
-            .store(self.cells.load(Ordering::Acquire), Ordering::Release);
+        self.slot.store(self.cells(), Ordering::Release);
         self.state.store(ATTACHED, Ordering::Release);
     }
 
@@ -172,7 +178,7 @@ impl Header {
                 crate::sync_yield();
                 continue;
             }
-            let result = read(self.cells.load(Ordering::Acquire));
+            let result = read(self.cells());
             pcpu_rseq::sync::fence(Ordering::Acquire);
             if self.seq.load(Ordering::Relaxed) == seq {
                 return result;

@@ -191,9 +191,9 @@ impl Space {
                 _ => std::thread::yield_now(), // ATTACHING or RELOCATING: briefly
             }
         }
-        let addr = header.cells.load(Ordering::Acquire);
+        let addr = header.cells();
+        // Both views at once: no slot for adders, nothing to read for readers.
         header.slot.store(DISABLED, Ordering::Release);
-        header.cells.store(0, Ordering::Release);
         // SAFETY: the slot is still assigned to this header (state was ATTACHED).
         unsafe { self.owner_word(addr) }.store(0, Ordering::Release);
         let release = self.compactions.after_lane_cleared();
@@ -246,7 +246,7 @@ impl Space {
                 Err(_) => std::thread::yield_now(),
             }
         }
-        let addr = header.cells.load(Ordering::Acquire);
+        let addr = header.cells();
         header.slot.store(addr | DISABLED, Ordering::Release);
         let fenced = pcpu_rseq::synchronize();
         if let Err(e) = fenced {
