@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     widest_add_batch_log2: AtomicU8,
     /// Which CPUs fold, how fast: decides when the batch widens.
     folds: FoldTracker,
+    /// Explicit, so that the block has no padding (see [`crate::headers`]).
+    _pad: [u8; 4],
 }
 
 /// Bytes from the header's slot word (its first word: `Header` is `repr(C)`) to the fold
@@ -45,6 +47,17 @@ const HEADER_OFFSET: usize = core::mem::offset_of!(Inner, header);
 
 const _: () = assert!(HEADER_OFFSET == 0);
 const _: () = assert!(core::mem::size_of::<Inner>() <= crate::headers::BLOCK);
+// No padding: the fields' sizes add up to the size.
+const _: () = assert!(
+    core::mem::size_of::<Inner>()
+        == core::mem::size_of::<Header>()
+            + core::mem::size_of::<pcpu_rseq::FoldParams>()
+            + 2
+            + 1
+            + 1
+            + core::mem::size_of::<FoldTracker>()
+            + 4
+);
 
 /// A per-CPU counter: two words, a plain atomic count until several CPUs update the
 /// counter, and then the handle of a per-CPU counter whose `add` is one non-atomic add to
@@ -731,6 +744,7 @@ impl Inner {
             limit_lock: AtomicBool::new(false),
             widest_add_batch_log2: AtomicU8::new(0),
             folds: FoldTracker::new(),
+            _pad: [0; 4],
         }
     }
 

@@ -25,6 +25,8 @@ struct GroupInner {
 const HEADER_OFFSET: usize = core::mem::offset_of!(GroupInner, header);
 
 const _: () = assert!(core::mem::size_of::<GroupInner>() <= crate::headers::BLOCK);
+// No padding (see `crate::headers`): the fields' sizes add up to the size.
+const _: () = assert!(core::mem::size_of::<GroupInner>() == core::mem::size_of::<Header>() + 8);
 
 /// A group of `len()` counters. Like a single [`PercpuCounter`](crate::PercpuCounter) it
 /// starts inline (its own words, one atomic count per counter, nothing else) in the default

@@ -51,7 +51,9 @@ impl HeaderStore {
         Ok(HeaderStore { cache })
     }
 
-    /// A block holding `value`.
+    /// A block holding `value`. `T` must have no padding bytes: a freed block is zeroed by
+    /// reading and clearing its words, and padding is uninitialised after a typed write (the
+    /// block types assert their size is the sum of their fields').
     ///
     /// # Errors
     /// [`CounterError::Space`] when no header page can be mapped.

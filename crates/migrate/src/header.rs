@@ -42,6 +42,10 @@ pub struct Header {
     pub(crate) slot: AtomicUsize,
     pub(crate) seq: AtomicU32,
     pub(crate) state: AtomicU8,
+    /// Explicit, so that the header has no padding: its memory may be read back as plain
+    /// words (a slot cache zeroes a freed block by reading and clearing its words), and
+    /// padding bytes are uninitialised after a typed write.
+    _pad: [u8; 3],
 }
 
 const _: () = assert!(core::mem::offset_of!(Header, slot) == 0);
@@ -62,6 +66,7 @@ impl Header {
             slot: AtomicUsize::new(DISABLED),
             seq: AtomicU32::new(0),
             state: AtomicU8::new(UNATTACHED),
+            _pad: [0; 3],
         }
     }
 
