@@ -10,6 +10,7 @@ pub mod getcpu_array;
 pub mod linux;
 #[cfg(feature = "pcpu")]
 pub mod pcpu;
+pub mod plain_atomic;
 pub mod rseq_raw;
 pub mod tls;
 
@@ -90,6 +91,7 @@ pub fn for_each(v: &mut impl Visitor) {
     v.missing(PCPU_NAME, PCPU_MISSING);
     v.visit::<rseq_raw::RseqRaw>();
     v.visit::<atomic::SharedAtomic>();
+    v.visit::<plain_atomic::PlainAtomic>();
     v.visit::<tls::Tls>();
     v.visit::<fastcounter::FastCounter>();
     v.visit::<contatori_signed::Contatori>();
