@@ -27,6 +27,10 @@ fn value(v: &Value) -> String {
         Value::Num(x) if x.is_finite() => format!("{x}"),
         Value::Num(_) => "null".to_string(),
         Value::Text(t) => quote(t),
+        Value::List(xs) => {
+            let items: Vec<String> = xs.iter().map(|&x| value(&Value::Num(x))).collect();
+            format!("[{}]", items.join(", "))
+        }
     }
 }
 

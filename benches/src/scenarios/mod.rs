@@ -149,6 +149,12 @@ pub fn populate<C: BenchCounter>(n: usize, make: impl Fn() -> C) -> (Vec<C>, f64
     (v, crate::mem::delta(before, after))
 }
 
+/// Records the repetitions of `key` for `peer` in the JSON (`<key>_reps`, in run order),
+/// beside the headline figure the scenario chose.
+pub fn record_reps(report: &mut Report, peer: &'static str, key: &str, samples: &[f64]) {
+    report.set(peer, format!("{key}_reps"), Value::List(samples.to_vec()));
+}
+
 /// Seconds since `start`.
 pub fn secs(start: Instant) -> f64 {
     start.elapsed().as_secs_f64()
