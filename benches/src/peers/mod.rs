@@ -20,6 +20,9 @@ use std::cmp::Ordering;
 /// off.
 pub const PCPU_NAME: &str = "pcpu PercpuCounter";
 
+/// The name of the pcpu row whose domain is built with `CounterMode::PerCpu`.
+pub const PCPU_PERCPU_NAME: &str = "pcpu PercpuCounter PerCpu";
+
 /// What the pcpu row shows while `pcpu-counter` does not exist.
 pub const PCPU_MISSING: &str = "n/a (needs pcpu-counter)";
 
@@ -62,6 +65,14 @@ pub trait BenchCounter: Send + Sync + Sized + 'static {
     /// For peers that keep per-CPU memory in their own mappings (pcpu): resident per-CPU bytes
     /// over what the live counters need, measured by the peer (mincore); `None` otherwise.
     fn percpu_resident_ratio() -> Option<f64> {
+        None
+    }
+
+    /// For peers with storage of their own (pcpu's mmap'd header pages and per-CPU
+    /// pagesets): `(header bytes, per-CPU bytes)` resident in the storage of the domain that
+    /// [`new`](Self::new) uses, measured by the peer (mincore); `None` otherwise. Only to break
+    /// the measured RSS down in the JSON.
+    fn own_resident_bytes() -> Option<(usize, usize)> {
         None
     }
 
