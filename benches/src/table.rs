@@ -46,6 +46,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Lines printed under the table (scenario parameters, caveats).
     pub notes: Vec<String>,
+    /// The issue-12 targets, evaluated once the scenarios have run.
+    pub targets: Vec<crate::targets::Target>,
 }
 
 impl Report {

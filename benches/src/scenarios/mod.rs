@@ -180,6 +180,30 @@ pub fn pin_to_cpu(i: usize) {
     }
 }
 
+/// Minimum, median and maximum of repeated measurements of one figure.
+#[derive(Debug, Clone, Copy)]
+pub struct Spread {
+    /// Smallest.
+    pub min: f64,
+    /// Median (the upper one of an even count).
+    pub median: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `samples` (not empty).
+    pub fn of(samples: &[f64]) -> Spread {
+        let mut v = samples.to_vec();
+        v.sort_by(f64::total_cmp);
+        Spread {
+            min: v[0],
+            median: v[v.len() / 2],
+            max: v[v.len() - 1],
+        }
+    }
+}
+
 /// Records the repetitions of `key` for `peer` in the JSON (`<key>_reps`, in run order),
 /// beside the headline figure the scenario chose.
 pub fn record_reps(report: &mut Report, peer: &'static str, key: &str, samples: &[f64]) {
