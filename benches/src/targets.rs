@@ -386,10 +386,18 @@ fn churn_runs_target(r: &Report, quick: bool) -> Target {
                 let o: Vec<String> = o.iter().map(|x| format!("{x:.2}")).collect();
                 detail.push_str(&format!("; cores the 2 threads got: {}", o.join(" ")));
             }
+            let mut controls_scaled = true;
             for control in [PCPU_NAME, RSEQ_RAW_NAME] {
                 if let Some(c) = num(r, control, "churn_2t_over_1t") {
                     detail.push_str(&format!("; control {control}: {c:.2}"));
+                    controls_scaled &= c >= 1.8;
                 }
+            }
+            if !controls_scaled {
+                detail.push_str(
+                    " -- a control did not reach 1.8 either: the machine did not give this run \
+                     2 cores, so it cannot tell the counter from the load",
+                );
             }
             (
                 Some(s.min),
