@@ -84,7 +84,8 @@ pub fn render(report: &Report, machine: &[(&str, String)]) -> String {
             };
             format!(
                 "    {{\"row\": {}, \"key\": {}, \"figure\": {}, \"goal\": {}, \"limit\": {}, \
-                 \"measured\": {}, \"met\": {}, \"spread\": {}, \"detail\": {}}}",
+                 \"measured\": {}, \"met\": {}, \"load_caveat\": {}, \"spread\": {}, \
+                 \"detail\": {}}}",
                 t.row,
                 quote(t.key),
                 quote(&t.figure),
@@ -93,6 +94,7 @@ pub fn render(report: &Report, machine: &[(&str, String)]) -> String {
                 t.measured
                     .map_or("null".to_string(), |x| value(&Value::Num(x))),
                 t.met().map_or("null".to_string(), |m| m.to_string()),
+                t.load_caveat,
                 quote(&t.spread),
                 quote(&t.detail)
             )
