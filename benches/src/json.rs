@@ -1,6 +1,7 @@
 //! The JSON output of `--json FILE`, written by hand (flat data; no serde build needed).
 
 use crate::table::{Report, Value};
+use crate::targets::Goal;
 use std::fmt::Write as _;
 
 /// Quotes and escapes a string for JSON.
@@ -27,10 +28,15 @@ fn value(v: &Value) -> String {
         Value::Num(x) if x.is_finite() => format!("{x}"),
         Value::Num(_) => "null".to_string(),
         Value::Text(t) => quote(t),
+        Value::List(xs) => {
+            let items: Vec<String> = xs.iter().map(|&x| value(&Value::Num(x))).collect();
+            format!("[{}]", items.join(", "))
+        }
     }
 }
 
-/// The whole report as JSON: `{"machine": {...}, "columns": [...], "results": {peer: {key: v}}}`.
+/// The whole report as JSON: `{"machine": {...}, "columns": [...], "results": {peer: {key: v}},
+/// "targets": [{row, key, figure, goal, limit, measured, met, spread, detail}], "notes": [...]}`.
 pub fn render(report: &Report, machine: &[(&str, String)]) -> String {
     let mut out = String::from("{\n  \"machine\": {");
     let fields: Vec<String> = machine
@@ -67,7 +73,35 @@ pub fn render(report: &Report, machine: &[(&str, String)]) -> String {
         })
         .collect();
     out.push_str(&rows.join(",\n"));
-    out.push_str("\n  },\n  \"notes\": [");
+    out.push_str("\n  },\n  \"targets\": [\n");
+    let targets: Vec<String> = report
+        .targets
+        .iter()
+        .map(|t| {
+            let (goal, limit) = match t.goal {
+                Goal::AtMost(l) => ("<=", l),
+                Goal::AtLeast(l) => (">=", l),
+            };
+            format!(
+                "    {{\"row\": {}, \"key\": {}, \"figure\": {}, \"goal\": {}, \"limit\": {}, \
+                 \"measured\": {}, \"met\": {}, \"load_caveat\": {}, \"spread\": {}, \
+                 \"detail\": {}}}",
+                t.row,
+                quote(t.key),
+                quote(&t.figure),
+                quote(goal),
+                limit,
+                t.measured
+                    .map_or("null".to_string(), |x| value(&Value::Num(x))),
+                t.met().map_or("null".to_string(), |m| m.to_string()),
+                t.load_caveat,
+                quote(&t.spread),
+                quote(&t.detail)
+            )
+        })
+        .collect();
+    out.push_str(&targets.join(",\n"));
+    out.push_str("\n  ],\n  \"notes\": [");
     let notes: Vec<String> = report.notes.iter().map(|n| quote(n)).collect();
     out.push_str(&notes.join(", "));
     out.push_str("]\n}\n");

@@ -11,6 +11,7 @@ mod mem;
 mod peers;
 mod scenarios;
 mod table;
+mod targets;
 
 use scenarios::{Ctx, SCENARIOS};
 use std::time::Instant;
@@ -77,13 +78,16 @@ fn main() {
          not the pcpu counter",
     );
     report.note(format!(
-        "run took {:.1} s{}",
+        "run took {:.1} s{}; load average {} at the end",
         scenarios::secs(started),
-        if ctx.quick { " (--quick)" } else { "" }
+        if ctx.quick { " (--quick)" } else { "" },
+        scenarios::loadavg()
     ));
+    report.targets = targets::evaluate(&report, ctx.quick);
     let header: Vec<String> = machine.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     println!("pcpu-bench | {}\n", header.join(" | "));
     print!("{}", report.render());
+    print!("\n{}", targets::render(&report.targets));
     if let Some(path) = &args.json {
         let text = json::render(&report, &machine);
         if let Err(e) = std::fs::write(path, text) {

@@ -9,6 +9,8 @@ pub enum Value {
     /// A short text (`n/a`, `-`), printed as is.
     #[cfg_attr(feature = "pcpu", allow(dead_code))] // only missing peers use it
     Text(String),
+    /// Repeated measurements of one figure, in run order (JSON only).
+    List(Vec<f64>),
 }
 
 /// A column of the table: one quantity of one scenario.
@@ -32,7 +34,7 @@ pub struct Row {
     /// The peer's name.
     pub peer: &'static str,
     /// `(column key, value)` pairs.
-    pub values: Vec<(&'static str, Value)>,
+    pub values: Vec<(String, Value)>,
 }
 
 /// Everything one run measured.
@@ -44,6 +46,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Lines printed under the table (scenario parameters, caveats).
     pub notes: Vec<String>,
+    /// The issue-12 targets, evaluated once the scenarios have run.
+    pub targets: Vec<crate::targets::Target>,
 }
 
 impl Report {
@@ -53,7 +57,8 @@ impl Report {
     }
 
     /// Records `value` for `peer` in column `key`.
-    pub fn set(&mut self, peer: &'static str, key: &'static str, value: Value) {
+    pub fn set(&mut self, peer: &'static str, key: impl Into<String>, value: Value) {
+        let key = key.into();
         let row = match self.rows.iter().position(|r| r.peer == peer) {
             Some(i) => &mut self.rows[i],
             None => {
@@ -71,7 +76,7 @@ impl Report {
     }
 
     /// Records a number.
-    pub fn num(&mut self, peer: &'static str, key: &'static str, v: f64) {
+    pub fn num(&mut self, peer: &'static str, key: impl Into<String>, v: f64) {
         self.set(peer, key, Value::Num(v));
     }
 
@@ -99,7 +104,7 @@ impl Report {
                     Some(Value::Num(v)) => format_num(*v, c.decimals),
                     // "n/a (why)": the reason is in the notes; keep the column narrow.
                     Some(Value::Text(t)) => t.split(" (").next().unwrap_or(t).to_string(),
-                    None => "-".to_string(),
+                    Some(Value::List(_)) | None => "-".to_string(),
                 });
             }
             grid.push(line);

@@ -10,7 +10,7 @@ pub struct SharedAtomic(Arc<AtomicI64>);
 
 impl BenchCounter for SharedAtomic {
     fn name() -> &'static str {
-        "shared AtomicI64 (Arc)"
+        SHARED_ATOMIC_NAME
     }
     fn new(initial: i64) -> Self {
         Self(Arc::new(AtomicI64::new(initial)))
@@ -29,3 +29,6 @@ impl BenchCounter for SharedAtomic {
         32
     }
 }
+
+/// The row label (also used by the issue-12 targets).
+pub const SHARED_ATOMIC_NAME: &str = "shared AtomicI64 (Arc)";

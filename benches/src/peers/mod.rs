@@ -10,6 +10,7 @@ pub mod getcpu_array;
 pub mod linux;
 #[cfg(feature = "pcpu")]
 pub mod pcpu;
+pub mod plain_atomic;
 pub mod rseq_raw;
 pub mod tls;
 
@@ -18,6 +19,9 @@ use std::cmp::Ordering;
 /// The name of the (default, lazy) pcpu row, also used for its `n/a` row while the feature is
 /// off.
 pub const PCPU_NAME: &str = "pcpu PercpuCounter";
+
+/// The name of the pcpu row whose domain is built with `CounterMode::PerCpu`.
+pub const PCPU_PERCPU_NAME: &str = "pcpu PercpuCounter PerCpu";
 
 /// What the pcpu row shows while `pcpu-counter` does not exist.
 pub const PCPU_MISSING: &str = "n/a (needs pcpu-counter)";
@@ -64,6 +68,14 @@ pub trait BenchCounter: Send + Sync + Sized + 'static {
         None
     }
 
+    /// For peers with storage of their own (pcpu's mmap'd header pages and per-CPU
+    /// pagesets): `(header bytes, per-CPU bytes)` resident in the storage of the domain that
+    /// [`new`](Self::new) uses, measured by the peer (mincore); `None` otherwise. Only to break
+    /// the measured RSS down in the JSON.
+    fn own_resident_bytes() -> Option<(usize, usize)> {
+        None
+    }
+
     /// A rough upper bound of the bytes one counter takes with `ncpu` CPUs. Only used to cap
     /// how many counters a memory scenario creates (so that a 16 KiB-per-counter peer does not
     /// need 16 GB); the reported figures are always measured.
@@ -90,6 +102,7 @@ pub fn for_each(v: &mut impl Visitor) {
     v.missing(PCPU_NAME, PCPU_MISSING);
     v.visit::<rseq_raw::RseqRaw>();
     v.visit::<atomic::SharedAtomic>();
+    v.visit::<plain_atomic::PlainAtomic>();
     v.visit::<tls::Tls>();
     v.visit::<fastcounter::FastCounter>();
     v.visit::<contatori_signed::Contatori>();

@@ -8,6 +8,9 @@ use super::BenchCounter;
 use crossbeam_utils::CachePadded;
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
 
+/// The row label (also used by the issue-12 targets).
+pub const RSEQ_RAW_NAME: &str = "pcpu-rseq raw cells (layer)";
+
 /// Bytes between two CPUs' cells.
 const STRIDE: usize = std::mem::size_of::<CachePadded<AtomicI64>>();
 
@@ -22,7 +25,7 @@ pub struct RseqRaw {
 
 impl BenchCounter for RseqRaw {
     fn name() -> &'static str {
-        "pcpu-rseq raw cells (layer)"
+        RSEQ_RAW_NAME
     }
     fn new(initial: i64) -> Self {
         Self::new_for_cpus(super::ncpu(), initial)

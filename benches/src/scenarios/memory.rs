@@ -1,7 +1,8 @@
 //! Scenario `memory`: resident bytes per live counter, measured with `/proc/self/statm` around
-//! the creation of up to 1,000,000 counters (each added to from 2 threads).
+//! the creation of up to 1,000,000 counters (each added to from 2 threads on 2 CPUs), plus the
+//! handle each counter is (`size_of` of the value the user stores).
 
-use super::{mark_missing, populate, progress, Ctx};
+use super::{handle_bytes, mark_missing, populate, progress, Ctx};
 use crate::peers::{for_each, ncpu, BenchCounter, Visitor};
 use crate::table::{Column, Report};
 
@@ -12,7 +13,9 @@ const COLS: [Column; 1] = [Column {
     scenario: NAME,
     key: "memory_bytes_per_counter",
     header: "B/ctr",
-    legend: "resident bytes per live counter (measured RSS delta / counters)",
+    legend: "resident bytes per live counter: measured RSS delta / counters, plus the \
+             handle (size_of the stored value: 16 B for a pcpu counter, inline or not; 8 B \
+             for an Arc or a plain AtomicI64), for every peer alike",
     decimals: 1,
 }];
 
@@ -27,10 +30,26 @@ impl Visitor for V<'_> {
             .ctx
             .counters(self.ctx.pick(1_000_000, 100_000), C::size_hint(ncpu()));
         progress(NAME, C::name(), &format!("{n} live counters"));
+        C::compact();
+        let own_before = C::own_resident_bytes();
         let (v, bytes) = populate(n, || C::new(0));
+        let own_after = C::own_resident_bytes();
         drop(v);
-        self.report.num(C::name(), COLS[0].key, bytes / n as f64);
-        self.report.num(C::name(), "memory_counters", n as f64);
+        let name = C::name();
+        let handle = handle_bytes::<C>();
+        self.report
+            .num(name, COLS[0].key, bytes / n as f64 + handle);
+        self.report
+            .num(name, "memory_rss_bytes_per_counter", bytes / n as f64);
+        self.report.num(name, "memory_handle_bytes", handle);
+        self.report.num(name, "memory_counters", n as f64);
+        if let (Some(b), Some(a)) = (own_before, own_after) {
+            let per = |x: usize, y: usize| (y as f64 - x as f64) / n as f64;
+            self.report
+                .num(name, "memory_header_bytes_per_counter", per(b.0, a.0));
+            self.report
+                .num(name, "memory_percpu_bytes_per_counter", per(b.1, a.1));
+        }
     }
 
     fn missing(&mut self, name: &'static str, why: &'static str) {

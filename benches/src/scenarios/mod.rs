@@ -131,22 +131,83 @@ pub fn prefaulted_vec<T>(n: usize) -> Vec<T> {
 }
 
 /// Creates `n` counters with `make` into a prefaulted vector, adds 1 to each from 2 threads
-/// (so that lazily allocated per-thread or per-CPU parts exist), and returns them with the
-/// resident bytes they added, measured.
-pub fn populate<C: BenchCounter>(n: usize, make: impl Fn() -> C) -> (Vec<C>, f64) {
-    let mut v = prefaulted_vec::<C>(n);
+/// pinned to CPUs 0 and 1 (so that lazily allocated per-thread or per-CPU parts exist, for 2
+/// CPUs), and returns them with the resident bytes they added, measured.
+///
+/// The baseline is taken after the peer's own `compact` and glibc's `malloc_trim(0)`, so that
+/// memory freed by earlier scenarios (pcpu keeps freed headers and slots in its own mappings
+/// until it compacts) is not silently reused. The vector is prefaulted before the baseline, so
+/// the handles' storage (`size_of::<C>()` each) is *not* in the measured bytes: callers add it
+/// (see [`handle_bytes`]). Elements are `Option<C>` so that a scenario can free counters in
+/// place, without reallocating the vector.
+pub fn populate<C: BenchCounter>(n: usize, make: impl Fn() -> C) -> (Vec<Option<C>>, f64) {
+    let mut v = prefaulted_vec::<Option<C>>(n);
+    C::compact();
     let before = crate::mem::baseline();
     for _ in 0..n {
-        v.push(make());
+        v.push(Some(make()));
     }
-    run_threads(2, |_| {
-        for c in &v {
+    run_threads(2, |i| {
+        pin_to_cpu(i);
+        for c in v.iter().flatten() {
             c.add(1);
         }
     });
     let after = crate::mem::resident_bytes();
-    assert_eq!(v[0].sum(), 2, "{}: wrong sum after populate", C::name());
+    let first = v[0].as_ref().expect("just created");
+    assert_eq!(first.sum(), 2, "{}: wrong sum after populate", C::name());
     (v, crate::mem::delta(before, after))
+}
+
+/// Bytes of one counter's handle, the value the user stores (`size_of::<C>()`): counted in
+/// every resident-bytes-per-counter figure, for every peer alike, since [`populate`] keeps the
+/// handles in a prefaulted vector outside the measured RSS.
+pub fn handle_bytes<C>() -> f64 {
+    std::mem::size_of::<C>() as f64
+}
+
+/// Pins this thread to CPU `i` modulo the CPUs of the machine (best effort: on failure the
+/// thread stays where the scheduler puts it). Used where a scenario needs 2 *CPUs* to write.
+pub fn pin_to_cpu(i: usize) {
+    let cpu = i % crate::peers::ncpu();
+    // SAFETY: `set` is a valid, zeroed cpu_set_t; CPU_SET writes inside it (`cpu` is below the
+    // possible CPUs, far below CPU_SETSIZE on any machine this runs on); sched_setaffinity
+    // reads `size_of` bytes of it. pid 0 = this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Minimum, median and maximum of repeated measurements of one figure.
+#[derive(Debug, Clone, Copy)]
+pub struct Spread {
+    /// Smallest.
+    pub min: f64,
+    /// Median (the upper one of an even count).
+    pub median: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `samples` (not empty).
+    pub fn of(samples: &[f64]) -> Spread {
+        let mut v = samples.to_vec();
+        v.sort_by(f64::total_cmp);
+        Spread {
+            min: v[0],
+            median: v[v.len() / 2],
+            max: v[v.len() - 1],
+        }
+    }
+}
+
+/// Records the repetitions of `key` for `peer` in the JSON (`<key>_reps`, in run order),
+/// beside the headline figure the scenario chose.
+pub fn record_reps(report: &mut Report, peer: &'static str, key: &str, samples: &[f64]) {
+    report.set(peer, format!("{key}_reps"), Value::List(samples.to_vec()));
 }
 
 /// Seconds since `start`.

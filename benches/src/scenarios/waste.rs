@@ -1,9 +1,10 @@
 //! Scenario `waste`: create up to 1,000,000 counters, free 90 % of them at random, then
 //! compact. Only pcpu can compact (relocate live counters out of sparse pages); peers get
 //! glibc's `malloc_trim(0)` instead, the best a malloc'd counter can do. Resident memory is
-//! compared with the ideal: the live counters at full density.
+//! compared with the ideal: the live counters at full density. As in scenario `memory`, each
+//! counter's handle (`size_of` of the stored value) counts, live ones only once freed.
 
-use super::{mark_missing, populate, progress, Ctx};
+use super::{handle_bytes, mark_missing, populate, progress, Ctx};
 use crate::peers::{for_each, ncpu, BenchCounter, Visitor};
 use crate::table::{Column, Report};
 
@@ -15,7 +16,8 @@ const COLS: [Column; 4] = [
         scenario: NAME,
         key: "waste_after_free_x_ideal",
         header: "freed/ideal",
-        legend: "resident after freeing 90% / ideal (live x full-density bytes per counter)",
+        legend: "resident after freeing 90% / ideal (live x full-density bytes per counter, \
+                 this scenario's own measurement, handles included as in B/ctr)",
         decimals: 2,
     },
     Column {
@@ -54,23 +56,28 @@ impl Visitor for V<'_> {
             .ctx
             .counters(self.ctx.pick(1_000_000, 100_000), C::size_hint(ncpu()));
         progress(NAME, C::name(), &format!("{n} counters, free 90%"));
-        let (v, full) = populate(n, || C::new(0));
-        // `populate` measured against a trimmed baseline; measure the rest against the same.
-        let base = crate::mem::resident_bytes() as f64 - full;
-        let mut slots: Vec<Option<C>> = v.into_iter().map(Some).collect();
+        // The order is drawn before the baseline and kept to the end: allocated and freed in
+        // between, it would stay in malloc's heap and count as the counters' memory.
         let mut order: Vec<usize> = (0..n).collect();
         fastrand::Rng::with_seed(0x5eed).shuffle(&mut order);
+        let (mut slots, rss_full) = populate(n, || C::new(0));
+        // `populate` measured against a trimmed baseline; measure the rest against the same.
+        let base = crate::mem::resident_bytes() as f64 - rss_full;
+        let handle = handle_bytes::<C>();
+        let full = rss_full + n as f64 * handle;
         let freed = n * 9 / 10;
         for &i in &order[..freed] {
             slots[i] = None;
         }
-        drop(order);
         let live = n - freed;
-        let after_free = crate::mem::resident_bytes() as f64 - base;
+        // Counter memory still resident (the handles' vector is outside it: prefaulted before
+        // the baseline), plus the live counters' handles.
+        let resident = || crate::mem::resident_bytes() as f64 - base + live as f64 * handle;
+        let after_free = resident();
         let percpu_free = C::percpu_resident_ratio();
         C::compact();
         crate::mem::trim();
-        let after_compact = crate::mem::resident_bytes() as f64 - base;
+        let after_compact = resident();
         let percpu_compact = C::percpu_resident_ratio();
         let ideal = full / n as f64 * live as f64;
         let name = C::name();
@@ -88,7 +95,10 @@ impl Visitor for V<'_> {
         self.report
             .num(name, "waste_after_compact_mib", after_compact / MIB);
         self.report.num(name, "waste_ideal_mib", ideal / MIB);
+        self.report
+            .num(name, "waste_after_compact_bytes", after_compact);
         drop(slots);
+        drop(order);
     }
 
     fn missing(&mut self, name: &'static str, why: &'static str) {
