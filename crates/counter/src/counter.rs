@@ -208,13 +208,11 @@ impl PercpuCounter {
         let inner = domain.headers.alloc(Inner::new(domain))?;
         // SAFETY: `inner` is a live block from the domain's store.
         let header = unsafe { &inner.as_ref().header };
-        if mode == CounterMode::PerCpu {
-            if let Err(e) = domain.space.attach(header) {
-                // SAFETY: never published: nobody else knows the block; a failed attach
-                // leaves the header unattached, so nothing else holds it either.
-                unsafe { domain.headers.retire(inner, Ok(Release::Now)) };
-                return Err(CounterError::Space(e));
-            }
+        if let Err(e) = domain.space.attach(header) {
+            // SAFETY: never published: nobody else knows the block; a failed attach leaves
+            // the header unattached, so nothing else holds it either.
+            unsafe { domain.headers.retire(inner, Ok(Release::Now)) };
+            return Err(CounterError::Space(e));
         }
         Ok(PercpuCounter {
             words: Words::new(initial, header as *const Header as usize),

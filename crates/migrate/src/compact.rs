@@ -105,7 +105,7 @@ impl Space {
             self.cache.with_pool(|pool| {
                 chosen
                     .iter()
-                    .flat_map(|&id| pool.live_slots(id).map(|(s, _)| s.addr()))
+                    .flat_map(|&id| pool.live_slots(id).map(|s| s.addr()))
                     .collect()
             })
         };
@@ -184,7 +184,7 @@ impl Space {
         let mut fresh = Vec::with_capacity(moves.len());
         if let Err(e) = self
             .cache
-            .with_pool(|pool| pool.assign_batch(moves.len(), 0, &mut fresh))
+            .with_pool(|pool| pool.assign_batch(moves.len(), &mut fresh))
         {
             restore();
             return Err(e.into());

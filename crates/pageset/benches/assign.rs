@@ -29,10 +29,10 @@ fn assign_unassign(c: &mut Criterion) {
         let mut pool = Pool::new(config).unwrap();
         // Keep some slots live so the pageset is mapped and partly full, as in steady state.
         let mut keep = Vec::new();
-        pool.assign_batch(100, 1, &mut keep).unwrap();
+        pool.assign_batch(100, &mut keep).unwrap();
         group.bench_with_input(BenchmarkId::new("pool", ncpu), &ncpu, |b, _| {
             b.iter(|| {
-                let slot = pool.assign(black_box(42)).unwrap();
+                let slot = pool.assign().unwrap();
                 pool.unassign(black_box(slot)).unwrap();
             })
         });
@@ -45,7 +45,7 @@ fn assign_unassign(c: &mut Criterion) {
                     let rounds = iters.div_ceil(64);
                     let start = std::time::Instant::now();
                     for _ in 0..rounds {
-                        pool.assign_batch(64, 7, &mut batch).unwrap();
+                        pool.assign_batch(64, &mut batch).unwrap();
                         pool.unassign_batch(&batch).unwrap();
                         batch.clear();
                     }

@@ -9,7 +9,7 @@
 //! use std::sync::atomic::{AtomicU64, Ordering};
 //!
 //! let mut pool = Pool::new(PoolConfig::new(SizeClass::B8).with_ncpu(4))?;
-//! let slot = pool.assign(0xfeed)?; // owner back-pointer 0xfeed
+//! let slot = pool.assign()?;
 //! for cpu in 0..pool.ncpu() {
 //!     let cell = (slot.addr() + cpu * pool.stride()) as *mut u64;
 //!     // SAFETY: `slot` is assigned and `pool` is alive, so the cell is mapped, 8-aligned
@@ -18,7 +18,8 @@
 //!     assert_eq!(cell.load(Ordering::Relaxed), 0); // handed out zeroed
 //!     cell.fetch_add(cpu as u64 + 1, Ordering::Relaxed);
 //! }
-//! assert_eq!(pool.owner(slot), Some(0xfeed));
+//! let id = pool.pageset_of(slot).unwrap();
+//! assert!(pool.live_slots(id).eq([slot])); // the one live slot of its pageset
 //! pool.unassign(slot)?; // zeroes the cells
 //! assert!(pool.unassign(slot).is_err()); // double unassign is caught
 //! pool.release(); // the pageset is empty: unmapped
@@ -37,10 +38,10 @@
 //! for 2. Pagesets are mapped with `MADV_NOHUGEPAGE` so a huge page never populates several
 //! CPUs' units at once.
 //!
-//! A **[`Pool`]** serves one [`SizeClass`] from any number of pagesets, and keeps for each
-//! assigned slot an *owner* back-pointer (a `usize` set by the layer above), so that a
-//! relocator emptying a pageset can find who holds each live slot
-//! ([`Pool::live_slots`]).
+//! A **[`Pool`]** serves one [`SizeClass`] from any number of pagesets, and lists the live
+//! slots of each ([`Pool::live_slots`]), so that a relocator emptying a pageset can find
+//! them. It keeps no per-slot data besides one live bit: who holds a slot is the layer
+//! above's business (pcpu-migrate stores it in an extra lane of the slot itself).
 //!
 //! ## Densest first
 //!

@@ -35,8 +35,6 @@ pub(crate) struct Pageset {
     pub draining: bool,
     /// Bit `s` set = slot `s` is assigned.
     live: Vec<u64>,
-    /// Owner back-pointer of each assigned slot.
-    owners: Vec<usize>,
     /// Assigned slots on each page (of the unit; the same on every CPU).
     page_assigned: Vec<u32>,
     /// Page known to read zero and hold no memory on every CPU (never assigned since the
@@ -49,7 +47,6 @@ impl Pageset {
     /// leaves nothing behind.
     pub fn map(geom: &Geometry) -> Result<Pageset, PagesetError> {
         let live = try_vec(geom.capacity.div_ceil(64), 0u64)?;
-        let owners = try_vec(geom.capacity, 0usize)?;
         let page_assigned = try_vec(geom.pages_per_unit, 0u32)?;
         let page_clean = try_vec(geom.pages_per_unit, true)?;
         let map = MmapOptions::new()
@@ -75,7 +72,6 @@ impl Pageset {
             assigned: 0,
             draining: false,
             live,
-            owners,
             page_assigned,
             page_clean,
         })
@@ -89,17 +85,9 @@ impl Pageset {
         self.live[s / 64] & (1 << (s % 64)) != 0
     }
 
-    pub fn owner(&self, s: usize) -> usize {
-        self.owners[s]
-    }
-
-    pub fn set_owner(&mut self, s: usize, owner: usize) {
-        self.owners[s] = owner;
-    }
-
     /// Assigns the lowest free slot (lowest-first packs live slots into the first pages, so
     /// the tail pages of a sparse pageset can be released). The pageset must not be full.
-    pub fn take_lowest(&mut self, geom: &Geometry, owner: usize) -> usize {
+    pub fn take_lowest(&mut self, geom: &Geometry) -> usize {
         let (w, word) = self
             .live
             .iter()
@@ -110,7 +98,6 @@ impl Pageset {
         let s = w * 64 + (!word).trailing_zeros() as usize;
         debug_assert!(s < geom.capacity, "bitmap tail bits are never free");
         self.live[w] |= 1 << (s % 64);
-        self.owners[s] = owner;
         let page = s / geom.slots_per_page;
         self.page_assigned[page] += 1;
         self.page_clean[page] = false;
@@ -122,7 +109,6 @@ impl Pageset {
     pub fn put(&mut self, geom: &Geometry, s: usize) {
         debug_assert!(self.is_live(s));
         self.live[s / 64] &= !(1 << (s % 64));
-        self.owners[s] = 0;
         self.page_assigned[s / geom.slots_per_page] -= 1;
         self.assigned -= 1;
     }

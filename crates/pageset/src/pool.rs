@@ -117,28 +117,23 @@ impl Pool {
         self.probe.enabled() && self.geom.ncpu >= self.probe_min_ncpu
     }
 
-    /// Assigns one slot, zeroed on every CPU, recording `owner` as its back-pointer.
+    /// Assigns one slot, zeroed on every CPU.
     ///
     /// Densest first: the slot comes from the fullest non-draining pageset with room, and
     /// within it the lowest free slot; a pageset is mapped only when none has room.
-    pub fn assign(&mut self, owner: usize) -> Result<Slot, PagesetError> {
+    pub fn assign(&mut self) -> Result<Slot, PagesetError> {
         let index = match self.buckets.densest() {
             Some(index) => index,
             None => self.map_pageset()?,
         };
-        Ok(self.take(index, owner))
+        Ok(self.take(index))
     }
 
-    /// Assigns `n` slots with the same `owner`, appending them to `out`.
+    /// Assigns `n` slots, appending them to `out`.
     ///
     /// All or nothing: on error nothing is assigned and `out` is unchanged (pagesets mapped
     /// for the batch are unmapped again).
-    pub fn assign_batch(
-        &mut self,
-        n: usize,
-        owner: usize,
-        out: &mut Vec<Slot>,
-    ) -> Result<(), PagesetError> {
+    pub fn assign_batch(&mut self, n: usize, out: &mut Vec<Slot>) -> Result<(), PagesetError> {
         out.try_reserve(n).map_err(|_| PagesetError::OutOfMemory {
             bytes: n.saturating_mul(8),
         })?;
@@ -161,7 +156,7 @@ impl Pool {
         }
         for _ in 0..n {
             let index = self.buckets.densest().expect("room was mapped above");
-            out.push(self.take(index, owner));
+            out.push(self.take(index));
         }
         Ok(())
     }
@@ -248,24 +243,6 @@ impl Pool {
         Ok(())
     }
 
-    /// Changes the owner back-pointer of a live slot.
-    pub fn set_owner(&mut self, slot: Slot, owner: usize) -> Result<(), PagesetError> {
-        let (index, s) = self.locate_live(slot)?;
-        self.entries[index as usize]
-            .pageset
-            .as_mut()
-            .expect("located")
-            .set_owner(s, owner);
-        Ok(())
-    }
-
-    /// The owner back-pointer of `slot`; `None` if the slot is not assigned by this pool.
-    pub fn owner(&self, slot: Slot) -> Option<usize> {
-        let (index, s) = self.locate(slot).ok()?;
-        let ps = self.entries[index as usize].pageset.as_ref()?;
-        ps.is_live(s).then(|| ps.owner(s))
-    }
-
     /// The pageset `slot` lies in (assigned or not); `None` for an address outside every
     /// pageset of this pool or off a slot boundary.
     pub fn pageset_of(&self, slot: Slot) -> Option<PagesetId> {
@@ -316,8 +293,7 @@ impl Pool {
         })
     }
 
-    /// The live slots of pageset `id` and their owners, in address order (empty if `id` is
-    /// not mapped).
+    /// The live slots of pageset `id`, in address order (empty if `id` is not mapped).
     pub fn live_slots(&self, id: PagesetId) -> LiveSlots<'_> {
         LiveSlots {
             pageset: self.get(id),
@@ -460,14 +436,14 @@ impl Pool {
     }
 
     /// Assigns the lowest free slot of assignable pageset `index`.
-    fn take(&mut self, index: u32, owner: usize) -> Slot {
+    fn take(&mut self, index: u32) -> Slot {
         let geom = self.geom;
         let ps = self.entries[index as usize]
             .pageset
             .as_mut()
             .expect("bucketed");
         debug_assert!(!ps.draining && ps.assigned < geom.capacity);
-        let s = ps.take_lowest(&geom, owner);
+        let s = ps.take_lowest(&geom);
         let (assigned, base) = (ps.assigned, ps.base());
         self.buckets.remove(index);
         if assigned < geom.capacity {
@@ -554,7 +530,7 @@ impl Pool {
     }
 }
 
-/// Iterator over the live `(slot, owner)` pairs of one pageset; see [`Pool::live_slots`].
+/// Iterator over the live slots of one pageset; see [`Pool::live_slots`].
 #[derive(Debug)]
 pub struct LiveSlots<'a> {
     pageset: Option<&'a Pageset>,
@@ -563,13 +539,13 @@ pub struct LiveSlots<'a> {
 }
 
 impl Iterator for LiveSlots<'_> {
-    type Item = (Slot, usize);
+    type Item = Slot;
 
-    fn next(&mut self) -> Option<(Slot, usize)> {
+    fn next(&mut self) -> Option<Slot> {
         let ps = self.pageset?;
         let s = ps.next_live(self.next)?;
         self.next = s + 1;
         let addr = NonZeroUsize::new(ps.base() + s * self.size).expect("mappings are not at 0");
-        Some((Slot::from_nonzero(addr), ps.owner(s)))
+        Some(Slot::from_nonzero(addr))
     }
 }

@@ -52,7 +52,7 @@ fn invalid_configs_are_errors() {
 fn nothing_mapped_until_first_assign() {
     let mut p = pool(SizeClass::B8, 4, 1);
     assert_eq!(p.stats().pagesets_mapped, 0);
-    let s = p.assign(1).unwrap();
+    let s = p.assign().unwrap();
     assert_eq!(p.stats().pagesets_mapped, 1);
     assert_eq!(p.stats().bytes_mapped, 4 * page_size());
     assert_eq!(p.stride(), page_size());
@@ -64,7 +64,7 @@ fn densest_first_and_lowest_slot() {
     let mut p = pool(SizeClass::B64, 2, 1);
     let cap = p.slots_per_pageset();
     let mut a = Vec::new();
-    p.assign_batch(2 * cap, 7, &mut a).unwrap();
+    p.assign_batch(2 * cap, &mut a).unwrap();
     assert_eq!(p.stats().pagesets_mapped, 2);
     let first = p.pageset_of(a[0]).unwrap();
     let second = p.pageset_of(a[cap]).unwrap();
@@ -74,18 +74,18 @@ fn densest_first_and_lowest_slot() {
         p.unassign(s).unwrap();
     }
     p.unassign(a[cap + 5]).unwrap();
-    let s = p.assign(9).unwrap();
+    let s = p.assign().unwrap();
     assert_eq!(s, a[cap + 5], "densest pageset, lowest free slot");
-    let s = p.assign(9).unwrap();
+    let s = p.assign().unwrap();
     assert_eq!(s, a[1], "then the lowest free slot of the next densest");
     // Draining the first pageset excludes it: a new pageset is mapped instead.
     p.set_draining(first, true).unwrap();
-    let s = p.assign(9).unwrap();
+    let s = p.assign().unwrap();
     let third = p.pageset_of(s).unwrap();
     assert!(third != first && third != second);
     assert_eq!(p.stats().pagesets_draining, 1);
     p.set_draining(first, false).unwrap();
-    let s = p.assign(9).unwrap();
+    let s = p.assign().unwrap();
     assert_eq!(s, a[2]);
 }
 
@@ -93,8 +93,8 @@ fn densest_first_and_lowest_slot() {
 fn double_unassign_and_foreign_slots_are_errors() {
     let mut p = pool(SizeClass::B16, 2, 1);
     let mut q = pool(SizeClass::B16, 2, 1);
-    let s = p.assign(1).unwrap();
-    let t = q.assign(2).unwrap();
+    let s = p.assign().unwrap();
+    let t = q.assign().unwrap();
     assert!(matches!(q.unassign(s), Err(PagesetError::ForeignSlot(_))));
     assert!(matches!(p.unassign(t), Err(PagesetError::ForeignSlot(_))));
     // SAFETY: a misaligned address is rejected by the pool, never written through.
@@ -105,27 +105,31 @@ fn double_unassign_and_foreign_slots_are_errors() {
     p.unassign(s).unwrap();
     assert!(matches!(p.unassign(s), Err(PagesetError::NotAssigned(_))));
     assert!(matches!(
-        p.set_owner(s, 3),
+        p.unassign_batch(&[s]),
         Err(PagesetError::NotAssigned(_))
     ));
-    assert_eq!(p.owner(s), None);
+    let id = p.pageset_of(s).unwrap();
+    assert_eq!(p.live_slots(id).count(), 0);
     assert_eq!(p.stats().assigned, 0);
     assert_eq!(q.stats().assigned, 1);
 }
 
 #[test]
-fn owners_and_live_slots() {
+fn live_slots_lists_exactly_the_live_slots() {
     let mut p = pool(SizeClass::B32, 3, 1);
-    let slots: Vec<Slot> = (0..10).map(|i| p.assign(100 + i).unwrap()).collect();
-    p.set_owner(slots[4], 999).unwrap();
+    let slots: Vec<Slot> = (0..10).map(|_| p.assign().unwrap()).collect();
     p.unassign(slots[7]).unwrap();
+    p.unassign(slots[0]).unwrap();
     let id = p.pageset_of(slots[0]).unwrap();
-    let live: Vec<(Slot, usize)> = p.live_slots(id).collect();
-    assert_eq!(live.len(), 9);
-    for (slot, owner) in live {
-        assert_eq!(p.owner(slot), Some(owner));
-    }
-    assert_eq!(p.owner(slots[4]), Some(999));
+    let live: Vec<Slot> = p.live_slots(id).collect();
+    let mut want: Vec<Slot> = [&slots[1..7], &slots[8..]].concat();
+    want.sort_unstable();
+    assert_eq!(live, want, "the live slots, in address order");
+    // A slot assigned again is listed again.
+    let s = p.assign().unwrap();
+    assert_eq!(s, slots[0], "lowest free slot");
+    assert_eq!(p.live_slots(id).count(), 9);
+    assert_eq!(p.live_slots(id).next(), Some(s));
     let stats = p.pagesets();
     assert_eq!(stats.len(), 1);
     assert_eq!(
@@ -139,14 +143,14 @@ fn reassigned_slot_reads_zero_with_and_without_pagemap() {
     for probe in [true, false] {
         let mut p = pool(SizeClass::B32, 8, 1);
         p.set_pagemap_probe(probe);
-        let s = p.assign(0).unwrap();
+        let s = p.assign().unwrap();
         for cpu in [0, 3, 7] {
             for w in 0..4 {
                 cell(&p, s, cpu, w).store(0xdead_beef + w as u64, Ordering::Relaxed);
             }
         }
         p.unassign(s).unwrap();
-        let t = p.assign(0).unwrap();
+        let t = p.assign().unwrap();
         assert_eq!(s, t);
         for cpu in 0..8 {
             for w in 0..4 {
@@ -165,7 +169,7 @@ fn release_gives_back_free_pages_and_empty_pagesets() {
     let mut p = pool(SizeClass::B64, 4, 4);
     let per_page = page_size() / 64;
     let mut slots = Vec::new();
-    p.assign_batch(3 * per_page, 0, &mut slots).unwrap(); // pages 0..3 of the unit
+    p.assign_batch(3 * per_page, &mut slots).unwrap(); // pages 0..3 of the unit
     for &s in &slots {
         for cpu in 0..4 {
             cell(&p, s, cpu, 0).store(1, Ordering::Relaxed);
@@ -194,18 +198,19 @@ fn release_gives_back_free_pages_and_empty_pagesets() {
     );
     assert_eq!((st.pages_released, st.pagesets_unmapped), (8, 1));
     // The pool keeps working after unmapping everything.
-    let s = p.assign(5).unwrap();
-    assert_eq!(p.owner(s), Some(5));
+    let s = p.assign().unwrap();
+    let id = p.pageset_of(s).unwrap();
+    assert!(p.live_slots(id).eq([s]));
 }
 
 #[test]
 fn stale_pageset_ids_are_rejected() {
     let mut p = pool(SizeClass::B8, 1, 1);
-    let s = p.assign(0).unwrap();
+    let s = p.assign().unwrap();
     let id = p.pageset_of(s).unwrap();
     p.unassign(s).unwrap();
     p.release();
-    let s = p.assign(0).unwrap();
+    let s = p.assign().unwrap();
     let id2 = p.pageset_of(s).unwrap();
     assert_ne!(id, id2);
     assert!(matches!(

@@ -19,7 +19,7 @@ fn cell(pool: &Pool, slot: Slot, cpu: usize) -> &AtomicU64 {
 fn memory_follows_writing_cpus() {
     let mut pool = Pool::new(PoolConfig::new(SizeClass::B8).with_ncpu(NCPU)).unwrap();
     let mut slots = Vec::new();
-    pool.assign_batch(SLOTS, 0, &mut slots).unwrap();
+    pool.assign_batch(SLOTS, &mut slots).unwrap();
     assert_eq!(pool.stats().bytes_resident, 0, "assign touches no memory");
     for &slot in &slots {
         cell(&pool, slot, 0).fetch_add(1, Ordering::Relaxed);
@@ -48,7 +48,7 @@ fn memory_follows_writing_cpus() {
         "double unassign in a batch"
     );
     let mut again = Vec::new();
-    pool.assign_batch(SLOTS / 2, 1, &mut again).unwrap();
+    pool.assign_batch(SLOTS / 2, &mut again).unwrap();
     for &slot in &again {
         assert_eq!(cell(&pool, slot, 0).load(Ordering::Relaxed), 0);
         assert_eq!(cell(&pool, slot, 1).load(Ordering::Relaxed), 0);
@@ -79,7 +79,7 @@ fn release_drops_resident_pages() {
     let mut pool = Pool::new(PoolConfig::new(SizeClass::B8).with_ncpu(NCPU)).unwrap();
     let cap = pool.slots_per_pageset();
     let mut slots = Vec::new();
-    pool.assign_batch(cap, 0, &mut slots).unwrap();
+    pool.assign_batch(cap, &mut slots).unwrap();
     for &slot in &slots {
         for cpu in [0, 17, 255] {
             cell(&pool, slot, cpu).store(9, Ordering::Relaxed);

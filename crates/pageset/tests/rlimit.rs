@@ -7,7 +7,7 @@
 
 use std::process::Command;
 
-use pcpu_pageset::{PagesetError, Pool, PoolConfig, SizeClass};
+use pcpu_pageset::{PagesetError, Pool, PoolConfig, SizeClass, Slot};
 
 const CHILD_ENV: &str = "PCPU_PAGESET_RLIMIT_CHILD";
 
@@ -63,7 +63,7 @@ fn rlimit_child() {
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &rl) }, 0);
 
     let err = loop {
-        match pool.assign(slots.len()) {
+        match pool.assign() {
             Ok(slot) => slots.push(slot),
             Err(e) => break e,
         }
@@ -86,22 +86,24 @@ fn rlimit_child() {
     );
 
     // A batch that needs new pagesets fails as a whole, handing out nothing.
-    assert!(pool.assign_batch(3 * cap, 7, &mut batch).is_err());
+    assert!(pool.assign_batch(3 * cap, &mut batch).is_err());
     assert!(batch.is_empty());
     assert_eq!(pool.stats().assigned, slots.len());
     assert_eq!(pool.stats().pagesets_mapped, mapped);
 
-    // Still usable: free a few slots, assign again (no new mapping needed).
-    for slot in slots.drain(10..20) {
+    // Still usable: free a few slots, assign again (no new mapping needed): the pool hands
+    // back exactly the freed slots, the only free ones.
+    let mut freed: Vec<Slot> = slots.drain(10..20).collect();
+    for &slot in &freed {
         pool.unassign(slot).unwrap();
     }
-    for i in 0..10 {
-        let slot = pool.assign(1000 + i).unwrap();
-        assert_eq!(pool.owner(slot), Some(1000 + i));
-        slots.push(slot);
-    }
-    assert!(pool.assign(0).is_err(), "still full");
-    pool.assign_batch(0, 0, &mut batch).unwrap();
+    let mut again: Vec<Slot> = (0..10).map(|_| pool.assign().unwrap()).collect();
+    freed.sort_unstable();
+    again.sort_unstable();
+    assert_eq!(again, freed);
+    slots.extend(again);
+    assert!(pool.assign().is_err(), "still full");
+    pool.assign_batch(0, &mut batch).unwrap();
 
     // Free a whole pageset's worth, release it, and mapping works again.
     for slot in slots.drain(..) {
@@ -109,7 +111,8 @@ fn rlimit_child() {
     }
     let r = pool.release();
     assert_eq!(r.pagesets_unmapped, mapped);
-    let slot = pool.assign(5).unwrap();
-    assert_eq!(pool.owner(slot), Some(5));
+    let slot = pool.assign().unwrap();
+    let id = pool.pageset_of(slot).unwrap();
+    assert!(pool.live_slots(id).eq([slot]));
     assert_eq!(pool.stats().pagesets_mapped, 1);
 }

@@ -40,7 +40,7 @@ impl Design for Locked {
     fn exec(&self) {
         let mut held = [None::<Slot>; SLOTS_PER_EXEC];
         for h in &mut held {
-            *h = Some(self.0.lock().unwrap().assign(0).unwrap());
+            *h = Some(self.0.lock().unwrap().assign().unwrap());
         }
         for s in held.into_iter().flatten() {
             self.0.lock().unwrap().unassign(black_box(s)).unwrap();

@@ -113,7 +113,7 @@ mod pageset_impl {
             slot.unwrap_or_else(|| unreachable!("slot address 0"))
         }
         fn assign_batch(&mut self, n: usize, out: &mut Vec<Slot>) -> Result<(), PagesetError> {
-            Pool::assign_batch(self, n, 0, out)
+            Pool::assign_batch(self, n, out)
         }
         fn unassign(&mut self, slot: Slot) -> Result<(), PagesetError> {
             Pool::unassign(self, slot)

@@ -11,12 +11,9 @@ use pcpu_pageset::{PagesetError, PagesetId, Pool, PoolConfig, SizeClass, Slot};
 /// One operation of a test sequence.
 #[derive(Clone, Debug)]
 pub enum Op {
-    Assign {
-        owner: usize,
-    },
+    Assign,
     AssignBatch {
         n: usize,
-        owner: usize,
     },
     Unassign {
         pick: usize,
@@ -43,10 +40,6 @@ pub enum Op {
         word: usize,
         value: u64,
     },
-    SetOwner {
-        pick: usize,
-        owner: usize,
-    },
     SetDraining {
         pick: usize,
         on: bool,
@@ -60,11 +53,8 @@ impl Op {
     pub fn decode(kind: u8, a: u64, b: u64, c: u64) -> Op {
         let (a, b) = (a as usize, b as usize);
         match kind % 16 {
-            0..=3 => Op::Assign { owner: a },
-            4 => Op::AssignBatch {
-                n: b % 64,
-                owner: a,
-            },
+            0..=3 => Op::Assign,
+            4 => Op::AssignBatch { n: b % 64 },
             5 | 6 => Op::Unassign { pick: a },
             7 => Op::UnassignBatch {
                 pick: a,
@@ -73,13 +63,12 @@ impl Op {
             },
             8 => Op::UnassignStale { pick: a },
             9 => Op::UnassignForeign { pick: a, offset: b },
-            10 | 11 => Op::Write {
+            10..=12 => Op::Write {
                 pick: a,
                 cpu: b,
                 word: b >> 16,
                 value: c,
             },
-            12 => Op::SetOwner { pick: a, owner: b },
             13 => Op::SetDraining {
                 pick: a,
                 on: b % 2 == 0,
@@ -102,7 +91,6 @@ pub struct Harness {
     cap: usize,
     /// Live slots, in a stable order for picking.
     live: Vec<Slot>,
-    owners: HashMap<Slot, usize>,
     /// Expected non-zero cell contents: (slot, cpu, word) -> value.
     cells: HashMap<(Slot, usize, usize), u64>,
     /// Recently unassigned slots.
@@ -124,7 +112,6 @@ impl Harness {
             pool,
             cap,
             live: Vec::new(),
-            owners: HashMap::new(),
             cells: HashMap::new(),
             freed: Vec::new(),
             pagesets: BTreeMap::new(),
@@ -173,12 +160,23 @@ impl Harness {
             .sum()
     }
 
-    fn record_assigned(&mut self, slot: Slot, owner: usize) -> bool {
+    /// Whether the pool lists `slot` among the live slots of its pageset (listed in address
+    /// order, so the search stops at `slot`).
+    fn pool_lists(&self, slot: Slot) -> bool {
+        self.pool
+            .pageset_of(slot)
+            .is_some_and(|id| self.pool.live_slots(id).find(|&s| s >= slot) == Some(slot))
+    }
+
+    fn record_assigned(&mut self, slot: Slot) -> bool {
         assert!(
-            !self.owners.contains_key(&slot),
+            !self.slot_pageset.contains_key(&slot),
             "slot {slot:?} handed out twice"
         );
-        assert_eq!(self.pool.owner(slot), Some(owner), "owner round-trip");
+        assert!(
+            self.pool_lists(slot),
+            "assigned slot {slot:?} not listed live"
+        );
         let id = self
             .pool
             .pageset_of(slot)
@@ -188,7 +186,6 @@ impl Harness {
         assert!(!ps.draining, "assigned from a draining pageset");
         ps.assigned += 1;
         assert!(ps.assigned <= self.cap);
-        self.owners.insert(slot, owner);
         self.slot_pageset.insert(slot, id);
         self.live.push(slot);
         self.freed.retain(|&s| s != slot);
@@ -197,7 +194,6 @@ impl Harness {
 
     /// Updates the model for a slot the pool has just unassigned.
     fn forget(&mut self, slot: Slot) {
-        self.owners.remove(&slot);
         for cpu in 0..self.pool.ncpu() {
             for w in 0..self.pool.class().bytes() / 8 {
                 self.cells.remove(&(slot, cpu, w));
@@ -205,7 +201,10 @@ impl Harness {
         }
         let id = self.slot_pageset.remove(&slot).unwrap();
         self.pagesets.get_mut(&id).unwrap().assigned -= 1;
-        assert_eq!(self.pool.owner(slot), None);
+        assert!(
+            !self.pool_lists(slot),
+            "unassigned slot {slot:?} still listed live"
+        );
         self.freed.push(slot);
         if self.freed.len() > 64 {
             self.freed.remove(0);
@@ -214,9 +213,9 @@ impl Harness {
 
     pub fn apply(&mut self, op: &Op) {
         match *op {
-            Op::Assign { owner } => {
+            Op::Assign => {
                 let expect = self.densest_occupancy();
-                let slot = self.pool.assign(owner).expect("assign");
+                let slot = self.pool.assign().expect("assign");
                 self.read_all_zero(slot);
                 let id = self.pool.pageset_of(slot).unwrap();
                 let had = self.pagesets.get(&id).map(|p| p.assigned);
@@ -225,21 +224,19 @@ impl Harness {
                     // A pageset unknown to the model: a new mapping (counted by `check`).
                     None => assert_eq!(had, None, "mapped a pageset while one had room"),
                 }
-                self.record_assigned(slot, owner);
+                self.record_assigned(slot);
             }
-            Op::AssignBatch { n, owner } => {
+            Op::AssignBatch { n } => {
                 let need = n.saturating_sub(self.assignable()).div_ceil(self.cap);
                 let mut out = vec![];
-                self.pool
-                    .assign_batch(n, owner, &mut out)
-                    .expect("assign_batch");
+                self.pool.assign_batch(n, &mut out).expect("assign_batch");
                 assert_eq!(out.len(), n);
                 let distinct: HashSet<Slot> = out.iter().copied().collect();
                 assert_eq!(distinct.len(), n, "batch handed out a slot twice");
                 let mut new = 0;
                 for slot in out {
                     self.read_all_zero(slot);
-                    new += usize::from(self.record_assigned(slot, owner));
+                    new += usize::from(self.record_assigned(slot));
                 }
                 assert_eq!(new, need, "batch mapped more pagesets than it needed");
             }
@@ -271,7 +268,7 @@ impl Harness {
                     let after = self.pool.stats();
                     assert_eq!((after.assigned, after.free), (before.assigned, before.free));
                     for &slot in &batch {
-                        assert_eq!(self.pool.owner(slot), self.owners.get(&slot).copied());
+                        assert!(self.pool_lists(slot), "failed batch unassigned {slot:?}");
                     }
                     return;
                 }
@@ -315,7 +312,7 @@ impl Harness {
                     self.pool.unassign(slot),
                     Err(PagesetError::ForeignSlot(_))
                 ));
-                assert!(self.pool.owner(slot).is_none());
+                assert!(!self.pool_lists(slot));
                 assert_eq!(self.pool.stats().assigned, before);
             }
             Op::Write {
@@ -333,17 +330,6 @@ impl Harness {
                 let value = value | 1;
                 self.cell(slot, cpu, word).store(value, Ordering::Relaxed);
                 self.cells.insert((slot, cpu, word), value);
-            }
-            Op::SetOwner { pick, owner } => {
-                if self.live.is_empty() {
-                    return;
-                }
-                let slot = self.live[pick % self.live.len()];
-                self.pool
-                    .set_owner(slot, owner)
-                    .expect("set_owner of a live slot");
-                self.owners.insert(slot, owner);
-                assert_eq!(self.pool.owner(slot), Some(owner));
             }
             Op::SetDraining { pick, on } => {
                 if self.pagesets.is_empty() {
@@ -407,15 +393,17 @@ impl Harness {
                 (p.assigned, p.free, p.draining),
                 (m.assigned, self.cap - m.assigned, m.draining)
             );
-            let live: Vec<(Slot, usize)> = self.pool.live_slots(p.id).collect();
+            let live: Vec<Slot> = self.pool.live_slots(p.id).collect();
             assert_eq!(live.len(), m.assigned);
-            for (slot, owner) in live {
-                assert_eq!(self.owners.get(&slot), Some(&owner));
+            assert!(
+                live.windows(2).all(|w| w[0] < w[1]),
+                "live slots not in address order"
+            );
+            for slot in live {
                 assert_eq!(self.slot_pageset.get(&slot), Some(&p.id));
             }
         }
         for &slot in &self.live {
-            assert_eq!(self.pool.owner(slot), self.owners.get(&slot).copied());
             for cpu in 0..self.pool.ncpu() {
                 for w in 0..self.pool.class().bytes() / 8 {
                     let want = self.cells.get(&(slot, cpu, w)).copied().unwrap_or(0);
