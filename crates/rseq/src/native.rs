@@ -13,9 +13,24 @@
 //! 3. Neither: the thread has no rseq, and the operations report
 //!    [`SlowPath`](crate::SlowPath) (rseq mode) or run on atomics (portable mode).
 
-#[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
+use crate::abi::RseqArea;
+
+/// How this thread got its rseq area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// glibc's area.
+    Glibc(*mut RseqArea),
+    /// Our own area, registered now.
+    Own(*mut RseqArea),
+    /// No usable area.
+    None,
+}
+
+#[cfg(all(target_os = "linux", not(loom)))]
 mod imp {
+    use super::Found;
     use crate::abi::{self, RseqArea};
+    use crate::arch;
     use std::cell::UnsafeCell;
     use std::sync::OnceLock;
 
@@ -54,40 +69,22 @@ mod imp {
         unsafe { libc::getauxval(abi::AT_RSEQ_FEATURE_SIZE) as usize }
     }
 
-    /// The x86_64 thread pointer (`%fs:0` holds the TCB's own address).
-    #[inline(always)]
-    fn thread_pointer() -> usize {
-        let tp: usize;
-        // SAFETY: on x86_64 Linux the TCB's first word is its own address (the TLS ABI), and
-        // reading it has no side effects.
-        unsafe {
-            core::arch::asm!("mov {}, qword ptr fs:0", out(reg) tp,
-                options(nostack, readonly, preserves_flags, pure));
-        }
-        tp
-    }
-
     std::thread_local! {
         // No destructor, const-initialised: a plain static-TLS object that lives as long as the
         // thread, so the kernel never writes into freed memory.
         static OWN_AREA: UnsafeCell<RseqArea> = const { UnsafeCell::new(RseqArea::new()) };
     }
 
-    /// How this thread got its rseq area.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Found {
-        /// glibc's area.
-        Glibc(*mut RseqArea),
-        /// Our own area, registered now.
-        Own(*mut RseqArea),
-        /// No usable area.
-        None,
-    }
-
-    /// Finds glibc's area for this thread, or registers our own.
+    /// Finds glibc's area for this thread, or registers our own (never on a target without
+    /// sections: there an area would be of no use).
     pub fn find_or_register() -> Found {
+        if !arch::HAS_RSEQ_ASM {
+            return Found::None;
+        }
         if let Some(g) = glibc_rseq().filter(|g| g.size > 0) {
-            let area = thread_pointer().wrapping_add_signed(g.offset) as *mut RseqArea;
+            // glibc's offset is from the thread pointer of the architecture (positive on
+            // x86_64, negative on aarch64, where the area sits below the TCB).
+            let area = arch::thread_pointer().wrapping_add_signed(g.offset) as *mut RseqArea;
             // SAFETY: glibc reports a non-zero size, so `area` is this thread's registered
             // `struct rseq` inside its TCB, live for the life of the thread.
             if unsafe { abi::read_cpu_id(area) } >= 0 {
@@ -121,11 +118,19 @@ mod imp {
     }
 }
 
-#[cfg(not(all(target_os = "linux", target_arch = "x86_64", not(loom))))]
+#[cfg(not(all(target_os = "linux", not(loom))))]
 mod imp {
-    /// rseq is not implemented for this target (or we run under loom).
+    use super::Found;
+
+    /// rseq is Linux-only (and never runs under loom).
     pub fn usable_here() -> bool {
         false
+    }
+
+    /// No rseq here.
+    #[allow(dead_code)]
+    pub fn find_or_register() -> Found {
+        Found::None
     }
 
     /// No kernel rseq information on this target.

@@ -7,7 +7,7 @@
 //! still writes the old cells.
 
 use crate::sync::{AtomicI64, AtomicUsize, Ordering};
-use crate::thread;
+use crate::{arch, thread};
 
 /// Mark bit of a slot word: per-CPU operation is off; operations report [`SlowPath`].
 ///
@@ -63,12 +63,10 @@ pub unsafe fn add(
     delta: i64,
 ) -> Result<(), SlowPath> {
     let state = thread::state();
-    #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
-    if state > thread::NO_RSEQ {
+    if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
         // SAFETY: `state` is this thread's registered area; the cells are as the caller
         // guarantees.
-        let out =
-            unsafe { crate::x86_64::add(state as *mut _, slot.as_ptr(), stride, ncpu, delta) };
+        let out = unsafe { arch::add(state as *mut _, slot.as_ptr(), stride, ncpu, delta) };
         return out.into_result();
     }
     if state == thread::NO_RSEQ {
@@ -168,10 +166,11 @@ pub unsafe fn add_fold_at(
 #[derive(Debug)]
 #[repr(C)]
 pub struct FoldParams {
-    stride: usize,
-    ncpu: usize,
-    bias: core::sync::atomic::AtomicI64,
-    neg_bias: core::sync::atomic::AtomicI64,
+    // pub(crate): the sections take the field offsets (`crate::arch`).
+    pub(crate) stride: usize,
+    pub(crate) ncpu: usize,
+    pub(crate) bias: core::sync::atomic::AtomicI64,
+    pub(crate) neg_bias: core::sync::atomic::AtomicI64,
 }
 
 /// Largest batch, and largest `|delta|` that one critical section adds: their sum stays
@@ -351,15 +350,14 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
         return Err(SlowPath);
     }
     let state = thread::state();
-    #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
-    if state > thread::NO_RSEQ {
+    if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
         let area = state as *mut _;
         // SAFETY: as in `add`; the parameters are live where `PARAMS_AFTER_SLOT` says; the
         // variant matches the sign of `delta`, and `|delta| ≤ MAX_FOLD`. (For a constant
         // delta, as in `inc`, the sign test disappears.)
         let out = unsafe {
             if delta >= 0 {
-                crate::x86_64::add_fold::<PARAMS_AFTER_SLOT, true>(
+                arch::add_fold::<PARAMS_AFTER_SLOT, true>(
                     area,
                     slot.cast::<usize>(),
                     params,
@@ -367,7 +365,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
                     offset,
                 )
             } else {
-                crate::x86_64::add_fold::<PARAMS_AFTER_SLOT, false>(
+                arch::add_fold::<PARAMS_AFTER_SLOT, false>(
                     area,
                     slot.cast::<usize>(),
                     params,
@@ -416,8 +414,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
 }
 
 /// The uncommon outcomes of an rseq `add_fold`: aborts to count, the slow path, a fold (the
-/// status bits are described at `x86_64::FoldOutcome`).
-#[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
+/// status bits are described at `arch::FoldOutcome`).
 #[cold]
 #[inline(never)]
 fn fold_outcome(raw_status: usize, value: i64) -> Result<i64, SlowPath> {
@@ -477,11 +474,9 @@ pub unsafe fn exchange(
     new: i64,
 ) -> Result<i64, SlowPath> {
     let state = thread::state();
-    #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
-    if state > thread::NO_RSEQ {
+    if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
         // SAFETY: as in `add`.
-        let out =
-            unsafe { crate::x86_64::exchange(state as *mut _, slot.as_ptr(), stride, ncpu, new) };
+        let out = unsafe { arch::exchange(state as *mut _, slot.as_ptr(), stride, ncpu, new) };
         return out.into_result();
     }
     if state == thread::NO_RSEQ {
@@ -575,7 +570,6 @@ pub unsafe fn portable_exchange(
 /// ```
 pub fn current_cpu() -> usize {
     let state = thread::state();
-    #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
     if state > thread::NO_RSEQ {
         // SAFETY: `state` is this thread's live, registered area.
         let cpu = unsafe { crate::abi::read_cpu_id(state as *const _) };
