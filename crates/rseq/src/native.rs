@@ -17,6 +17,8 @@ use crate::abi::RseqArea;
 
 /// How this thread got its rseq area.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Only Linux constructs the areas.
+#[cfg_attr(not(all(target_os = "linux", not(loom))), allow(dead_code))]
 pub enum Found {
     /// glibc's area.
     Glibc(*mut RseqArea),

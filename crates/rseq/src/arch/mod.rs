@@ -44,7 +44,10 @@ mod imp;
 #[path = "none.rs"]
 mod imp;
 
-pub(crate) use imp::{add, add_fold, exchange, pop, push, thread_pointer, HAS_RSEQ_ASM, RSEQ_SIG};
+pub(crate) use imp::{add, add_fold, exchange, pop, push, HAS_RSEQ_ASM, RSEQ_SIG};
+// Used by the Linux registration code only (not off Linux, not under loom).
+#[allow(unused_imports)]
+pub(crate) use imp::thread_pointer;
 
 /// Byte offset of `cpu_id` in the rseq area.
 pub(crate) const CPU_ID: usize = core::mem::offset_of!(RseqArea, cpu_id);
@@ -98,4 +101,5 @@ pub(crate) struct FoldOutcome {
 // The layouts the sections assume.
 const _: () = assert!(FP_STRIDE % 8 == 0 && FP_NCPU % 8 == 0);
 const _: () = assert!(FP_BIAS % 8 == 0 && FP_NEG_BIAS % 8 == 0);
-const _: () = assert!(STACK_ITEMS >= 8);
+const _: () = assert!(STACK_ITEMS >= 8 && STACK_TOP != STACK_FLAGS);
+const _: () = assert!(CPU_ID + 4 <= RSEQ_CS);
