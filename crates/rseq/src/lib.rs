@@ -62,7 +62,9 @@ mod thread;
 
 pub use cpus::{parse_cpu_list, possible_cpus, POSSIBLE_PATH};
 pub use fence::{epoch_grace_period, fence_cpu, synchronize};
-pub use mode::{env_forces_portable, force_portable, mode, Mode, ModeAlreadyChosen, ENV_VAR};
+pub use mode::{
+    env_forces_portable, force_portable, mode, Mode, ModeAlreadyChosen, ENV_VAR, EXPECT_ENV_VAR,
+};
 pub use native::kernel_feature_size;
 pub use ops::{
     add, add_fold, add_fold_at, add_fold_beside, add_fold_with, add_fold_with_offset, current_cpu,

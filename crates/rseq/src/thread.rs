@@ -89,7 +89,10 @@ fn resolve_rseq() -> (usize, Registration) {
     match crate::native::find_or_register() {
         crate::native::Found::Glibc(area) => (area as usize, Registration::Glibc),
         crate::native::Found::Own(area) => (area as usize, Registration::Own),
-        crate::native::Found::None => (NO_RSEQ, Registration::Unavailable),
+        crate::native::Found::None => {
+            crate::mode::expectation_failed("a thread found no rseq area");
+            (NO_RSEQ, Registration::Unavailable)
+        }
     }
 }
 
