@@ -121,7 +121,11 @@ pub const EXPECT_ENV_VAR: &str = "PCPU_EXPECT_MODE";
 #[cold]
 pub(crate) fn expectation_failed(what: &str) {
     if std::env::var(EXPECT_ENV_VAR).is_ok_and(|v| v == "rseq") {
-        eprintln!("pcpu-rseq: {EXPECT_ENV_VAR}=rseq, but {what}; aborting");
+        // Straight to stderr: a test harness captures `eprintln!`, and the abort would lose it.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("pcpu-rseq: {EXPECT_ENV_VAR}=rseq, but {what}; aborting\n").as_bytes(),
+        );
         std::process::abort();
     }
 }
