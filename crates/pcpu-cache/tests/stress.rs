@@ -6,7 +6,8 @@
 //!
 //! `PCPU_STRESS_SCALE` (a float, default 1.0) scales the work per thread, e.g. `0.01` under
 //! valgrind.
-#![cfg(not(loom))]
+// The signal storm needs Unix signals.
+#![cfg(all(unix, not(loom)))]
 
 use pcpu_cache::{CacheConfig, PagesetCache, SlotCache};
 use pcpu_pageset::{Pool, PoolConfig, SizeClass};
