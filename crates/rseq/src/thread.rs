@@ -96,6 +96,15 @@ fn resolve_rseq() -> (usize, Registration) {
     }
 }
 
+/// This thread's own rseq registration ended (its TLS is being destroyed): from now on its
+/// operations report the slow path.
+#[cfg(not(loom))]
+#[allow(dead_code)] // Linux only
+pub(crate) fn lost_area() {
+    let _ = STATE.try_with(|c| c.set(NO_RSEQ));
+    let _ = KIND.try_with(|c| c.set(Some(Registration::Unavailable)));
+}
+
 /// How the current thread runs per-CPU operations (resolving it now if needed).
 ///
 /// ```
