@@ -40,16 +40,14 @@ pub fn install_handler() {
 #[cfg(not(unix))]
 pub fn install_handler() {}
 
-/// A worker's identity for the storm.
-#[cfg(unix)]
-type Tid = libc::pthread_t;
-#[cfg(not(unix))]
+/// A worker's identity for the storm: its `pthread_t` as an integer (a pointer on musl,
+/// which is not `Send`).
 type Tid = usize;
 
 #[cfg(unix)]
 fn current() -> Tid {
     // SAFETY: pthread_self has no preconditions.
-    unsafe { libc::pthread_self() }
+    unsafe { libc::pthread_self() as usize }
 }
 
 #[cfg(not(unix))]
@@ -64,7 +62,7 @@ fn current() -> Tid {
 #[cfg(unix)]
 unsafe fn kick(t: Tid) -> bool {
     // SAFETY: the caller guarantees `t` is live.
-    unsafe { libc::pthread_kill(t, libc::SIGUSR1) == 0 }
+    unsafe { libc::pthread_kill(t as libc::pthread_t, libc::SIGUSR1) == 0 }
 }
 
 /// No signals off Unix.
