@@ -8,8 +8,12 @@ use crate::{PagesetError, SizeClass};
 pub fn page_size() -> usize {
     static PAGE: OnceLock<usize> = OnceLock::new();
     *PAGE.get_or_init(|| {
+        #[cfg(unix)]
         // SAFETY: sysconf has no preconditions; it only reads a system constant.
         let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        // Windows: 4 KiB pages on every architecture it runs on.
+        #[cfg(not(unix))]
+        let n = 4096;
         usize::try_from(n)
             .ok()
             .filter(|&n| n.is_power_of_two())

@@ -84,7 +84,8 @@
 //! ## Memory accounting
 //!
 //! [`Pool::stats`] and [`Pool::pagesets`] report assigned/free slots, pagesets and bytes
-//! mapped, and bytes resident read from `mincore(2)` for each mapping (not estimated).
+//! mapped, and bytes resident read from `mincore(2)` for each mapping (not estimated; on a
+//! target without `mincore`, Windows, `resident_known` is false and residency unavailable).
 //! `mincore` counts a page that was only read (mapped to the shared zero page) as
 //! resident, so after a reader summed all CPUs of a slot the figure is an upper bound until
 //! the next release.

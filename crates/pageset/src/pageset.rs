@@ -56,6 +56,8 @@ impl Pageset {
                 bytes: geom.map_len,
                 source,
             })?;
+        // Linux only (other systems have no transparent huge pages to refuse).
+        #[cfg(any(target_os = "linux", target_os = "android"))]
         // SAFETY: the range is exactly our fresh private anonymous mapping. MADV_NOHUGEPAGE
         // only changes how future faults are served (no huge pages: a 2 MiB page would
         // populate many CPUs' units at once and defeat "memory follows the writing CPUs");
@@ -216,17 +218,10 @@ impl Pageset {
                 // SAFETY: pages [start, p) of CPU `cpu`'s unit lie inside the live mapping
                 // (cpu < ncpu, p ≤ pages_per_unit) and the offset is page-aligned. No slot
                 // on them is assigned, so no owner may access them, and free slots read zero;
-                // MADV_DONTNEED on private anonymous memory makes them read zero again, so
-                // nothing observable changes. No Rust reference into the mapping exists.
-                let rc = unsafe {
-                    libc::madvise(
-                        base.add(cpu * geom.unit + start * geom.page)
-                            .cast::<libc::c_void>(),
-                        len,
-                        libc::MADV_DONTNEED,
-                    )
-                };
-                if rc == 0 {
+                // discarding them makes them read zero again (or changes nothing), so nothing
+                // observable changes. No Rust reference into the mapping exists.
+                let done = unsafe { discard(base.add(cpu * geom.unit + start * geom.page), len) };
+                if done {
                     released += p - start;
                 } else {
                     ok = false;
@@ -241,9 +236,10 @@ impl Pageset {
         released
     }
 
-    /// Bytes resident (mincore) in this pageset; the mapped size if mincore fails.
-    pub fn resident_bytes(&self, geom: &Geometry) -> usize {
-        resident::mincore_bytes(self.map.as_ptr(), geom.map_len, geom.page).unwrap_or(geom.map_len)
+    /// Bytes resident (mincore) in this pageset; `None` if mincore failed or this target has
+    /// none.
+    pub fn resident_bytes(&self, geom: &Geometry) -> Option<usize> {
+        resident::mincore_bytes(self.map.as_ptr(), geom.map_len, geom.page)
     }
 
     /// The next live slot at index ≥ `from`, if any.
@@ -260,5 +256,31 @@ impl Pageset {
             w += 1;
             word = *self.live.get(w)?;
         }
+    }
+}
+
+/// Gives the pages of `[addr, addr + len)` back to the system so that they read zero again;
+/// false if it did not (the pages then keep their memory and their contents, and the caller
+/// keeps treating them as possibly written).
+///
+/// Linux: `MADV_DONTNEED`, which on private anonymous memory drops the pages and makes them
+/// read zero. Elsewhere `MADV_DONTNEED` is only a hint that may keep the contents (macOS,
+/// the BSDs), so nothing is released there: memory comes back when a whole pageset is
+/// unmapped.
+///
+/// # Safety
+/// `[addr, addr + len)` is a page-aligned range of a live private anonymous mapping with no
+/// Rust reference into it, whose contents nobody needs (every slot on it is free).
+unsafe fn discard(addr: *mut u8, len: usize) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: as the caller guarantees; MADV_DONTNEED on private anonymous memory only
+        // replaces the pages with zero pages.
+        unsafe { libc::madvise(addr.cast::<libc::c_void>(), len, libc::MADV_DONTNEED) == 0 }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = (addr, len);
+        false
     }
 }

@@ -261,6 +261,7 @@ impl Pool {
             .map(|&(_, index)| {
                 let entry = &self.entries[index as usize];
                 let ps = entry.pageset.as_ref().expect("indexed pagesets are mapped");
+                let resident = ps.resident_bytes(&self.geom);
                 PagesetStats {
                     id: PagesetId {
                         index,
@@ -272,7 +273,8 @@ impl Pool {
                     free: self.geom.capacity - ps.assigned,
                     draining: ps.draining,
                     bytes_mapped: self.geom.map_len,
-                    bytes_resident: ps.resident_bytes(&self.geom),
+                    bytes_resident: resident.unwrap_or(0),
+                    resident_known: resident.is_some(),
                 }
             })
             .collect()
@@ -281,6 +283,7 @@ impl Pool {
     /// Statistics of one pageset; `None` if `id` is not mapped.
     pub fn pageset_stats(&self, id: PagesetId) -> Option<PagesetStats> {
         let ps = self.get(id)?;
+        let resident = ps.resident_bytes(&self.geom);
         Some(PagesetStats {
             id,
             base: ps.base(),
@@ -289,7 +292,8 @@ impl Pool {
             free: self.geom.capacity - ps.assigned,
             draining: ps.draining,
             bytes_mapped: self.geom.map_len,
-            bytes_resident: ps.resident_bytes(&self.geom),
+            bytes_resident: resident.unwrap_or(0),
+            resident_known: resident.is_some(),
         })
     }
 
@@ -365,6 +369,7 @@ impl Pool {
 
     /// Statistics of the whole pool; `bytes_resident` costs one `mincore` per pageset.
     pub fn stats(&self) -> PoolStats {
+        let mut resident_known = true;
         let bytes_resident = self
             .by_addr
             .iter()
@@ -373,7 +378,9 @@ impl Pool {
                     .pageset
                     .as_ref()
                     .expect("indexed");
-                ps.resident_bytes(&self.geom)
+                let r = ps.resident_bytes(&self.geom);
+                resident_known &= r.is_some();
+                r.unwrap_or(0)
             })
             .sum();
         PoolStats {
@@ -384,6 +391,7 @@ impl Pool {
             pagesets_draining: self.draining,
             bytes_mapped: self.mapped * self.geom.map_len,
             bytes_resident,
+            resident_known,
             pagesets_created: self.pagesets_created,
             pages_released: self.pages_released,
             pagesets_unmapped: self.pagesets_unmapped,

@@ -15,10 +15,15 @@
 //!   as not resident, and skipping it would leave stale data. If pagemap is unavailable
 //!   (no procfs, a sandbox) zeroing falls back to reading every CPU's cell.
 
-use std::{fs::File, os::unix::fs::FileExt};
+//!
+//! Targets without `mincore` (Windows) report residency as unknown rather than guess, and
+//! targets without pagemap (everything but Linux) zero by reading every CPU's cell.
+
+use std::fs::File;
 
 /// Bytes resident (per `mincore`) in `[addr, addr + len)`, a page-aligned range of a live
-/// mapping. `None` if `mincore` failed.
+/// mapping. `None` if `mincore` failed or this target has none.
+#[cfg(unix)]
 pub(crate) fn mincore_bytes(addr: *const u8, len: usize, page: usize) -> Option<usize> {
     let pages = len.div_ceil(page);
     let mut vec: Vec<u8> = Vec::new();
@@ -27,11 +32,30 @@ pub(crate) fn mincore_bytes(addr: *const u8, len: usize, page: usize) -> Option<
     // SAFETY: `addr` is page-aligned and `[addr, addr + len)` is mapped (the caller holds the
     // mapping); `vec` has one byte for each of the `ceil(len / page)` pages, which is all
     // mincore writes. mincore only reads page tables, never the memory itself.
-    let rc = unsafe { libc::mincore(addr as *mut libc::c_void, len, vec.as_mut_ptr()) };
+    // The vector's element type is `unsigned char` on Linux, `char` on the BSDs and macOS.
+    let rc = unsafe { libc::mincore(addr as *mut libc::c_void, len, vec.as_mut_ptr().cast()) };
     if rc != 0 {
         return None;
     }
     Some(vec.iter().filter(|&&b| b & 1 != 0).count() * page)
+}
+
+/// No `mincore` on this target: residency is unknown.
+#[cfg(not(unix))]
+pub(crate) fn mincore_bytes(_addr: *const u8, _len: usize, _page: usize) -> Option<usize> {
+    None
+}
+
+/// `pread` of exactly `buf.len()` bytes at `offset`; false on any failure.
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> bool {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset).is_ok()
+}
+
+/// No pagemap off Unix (nor off Linux, where opening it already fails).
+#[cfg(not(unix))]
+fn read_exact_at(_file: &File, _buf: &mut [u8], _offset: u64) -> bool {
+    false
 }
 
 const PM_PRESENT: u64 = 1 << 63;
@@ -108,7 +132,7 @@ impl PageProbe {
             return false;
         };
         let offset = (first / page) as u64 * 8;
-        if file.read_exact_at(&mut self.buf[..bytes], offset).is_err() {
+        if !read_exact_at(file, &mut self.buf[..bytes], offset) {
             return false;
         }
         for i in 0..n {

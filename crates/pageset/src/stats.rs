@@ -19,8 +19,11 @@ pub struct PagesetStats {
     pub draining: bool,
     /// Bytes mapped (`ncpu × unit`).
     pub bytes_mapped: usize,
-    /// Bytes resident, read from `mincore(2)`.
+    /// Bytes resident, read from `mincore(2)`; 0 when not [`resident_known`](Self::resident_known).
     pub bytes_resident: usize,
+    /// Whether `bytes_resident` was read: false on targets without `mincore` (Windows) or if
+    /// it failed. Residency is then unavailable, never estimated.
+    pub resident_known: bool,
 }
 
 impl PagesetStats {
@@ -46,8 +49,13 @@ pub struct PoolStats {
     /// Bytes mapped now.
     pub bytes_mapped: usize,
     /// Bytes resident now, read from `mincore(2)` over every mapping (see
-    /// [`resident`](crate#memory-accounting) for what that counts).
+    /// [`resident`](crate#memory-accounting) for what that counts); only the mappings whose
+    /// residency could be read count, see [`resident_known`](Self::resident_known).
     pub bytes_resident: usize,
+    /// Whether `bytes_resident` covers every mapping: false on targets without `mincore`
+    /// (Windows), or if it failed for a mapping. Residency is then unavailable (0 for those
+    /// mappings), never estimated.
+    pub resident_known: bool,
     /// Pagesets mapped since the pool was created.
     pub pagesets_created: u64,
     /// CPU pages given back with `MADV_DONTNEED` since the pool was created (a page released

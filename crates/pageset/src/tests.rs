@@ -176,6 +176,9 @@ fn release_gives_back_free_pages_and_empty_pagesets() {
         }
     }
     assert_eq!(p.stats().bytes_resident, 3 * 4 * page_size());
+    // Linux has mincore: residency is read, never unknown.
+    assert!(p.stats().resident_known);
+    assert!(p.pagesets().iter().all(|ps| ps.resident_known));
     // Free pages 1 and 2 entirely.
     for &s in &slots[per_page..] {
         p.unassign(s).unwrap();

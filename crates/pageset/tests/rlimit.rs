@@ -3,7 +3,8 @@
 //! The parent test re-runs this test binary with `PCPU_PAGESET_RLIMIT_CHILD=1`, running only
 //! `rlimit_child`, which lowers its own address-space limit and grows a pool until assign
 //! fails. Its exit code (0, or 101 for a failed assertion) carries the verdict; a crash
-//! (abort on allocation failure, SIGSEGV) fails the parent too.
+//! (abort on allocation failure, SIGSEGV) fails the parent too. Unix only (`setrlimit`).
+#![cfg(unix)]
 
 use std::process::Command;
 

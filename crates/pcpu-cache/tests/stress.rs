@@ -6,7 +6,8 @@
 //!
 //! `PCPU_STRESS_SCALE` (a float, default 1.0) scales the work per thread, e.g. `0.01` under
 //! valgrind.
-#![cfg(not(loom))]
+// The signal storm needs Unix signals.
+#![cfg(all(unix, not(loom)))]
 
 use pcpu_cache::{CacheConfig, PagesetCache, SlotCache};
 use pcpu_pageset::{Pool, PoolConfig, SizeClass};
@@ -44,7 +45,8 @@ fn alloc_free_under_signals_and_drains() {
     let pool = Pool::new(PoolConfig::new(SizeClass::B8)).expect("pool");
     let cache: PagesetCache =
         SlotCache::new(pool, CacheConfig::new().with_capacity(32).with_batch(8)).unwrap();
-    let threads: Mutex<Vec<libc::pthread_t>> = Mutex::new(Vec::new());
+    // As integers: `pthread_t` is a pointer on musl, which is not `Send`.
+    let threads: Mutex<Vec<usize>> = Mutex::new(Vec::new());
     let done = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let signals = AtomicU64::new(0);
@@ -61,7 +63,7 @@ fn alloc_free_under_signals_and_drains() {
                 threads
                     .lock()
                     .unwrap()
-                    .push(unsafe { libc::pthread_self() });
+                    .push(unsafe { libc::pthread_self() } as usize);
                 let mut rng = fastrand::Rng::with_seed(t as u64);
                 let mut held = Vec::new();
                 let mut tag = (t as u64 + 1) << 32;
@@ -116,7 +118,8 @@ fn alloc_free_under_signals_and_drains() {
                 if let Some(target) = target {
                     // SAFETY: every registered thread stays alive until `exit`, which waits
                     // for this loop to end.
-                    let rc = unsafe { libc::pthread_kill(target, libc::SIGUSR1) };
+                    let rc =
+                        unsafe { libc::pthread_kill(target as libc::pthread_t, libc::SIGUSR1) };
                     assert_eq!(rc, 0);
                     signals.fetch_add(1, Ordering::Relaxed);
                 }

@@ -17,7 +17,10 @@
 
 /// Signature placed before every abort handler; the kernel refuses (SIGSEGV) to jump to an
 /// abort handler whose preceding four bytes differ from the one given at registration.
-pub const RSEQ_SIG: u32 = 0x5305_3053;
+///
+/// It depends on the architecture: `0x53053053` on x86_64 (the operand of a `ud1`),
+/// `0xd428bc00` on aarch64 (the word of `brk #0x45e0`).
+pub const RSEQ_SIG: u32 = crate::arch::RSEQ_SIG;
 
 /// Length of the area this crate registers itself (the original ABI size).
 pub const RSEQ_AREA_LEN: u32 = 32;

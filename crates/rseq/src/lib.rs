@@ -41,13 +41,14 @@
 //! assert_eq!(total, 4000);
 //! ```
 //!
-//! Only x86_64 Linux has rseq sections for now; every other target (and `--cfg loom`) runs
-//! the portable backend. The area layout and the section structure are written so an aarch64
-//! port only adds an `aarch64.rs` beside [`x86_64`](self#).
+//! x86_64 and aarch64 Linux have rseq sections; every other target (and `--cfg loom`) runs
+//! the portable backend. The sections of each architecture live in one module behind one
+//! `cfg` (`src/arch/`); a port to another architecture adds one file there.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 pub mod abi;
+mod arch;
 mod cpus;
 pub mod epoch;
 mod fence;
@@ -58,12 +59,12 @@ mod ops;
 mod stack;
 pub mod sync;
 mod thread;
-#[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
-mod x86_64;
 
 pub use cpus::{parse_cpu_list, possible_cpus, POSSIBLE_PATH};
 pub use fence::{epoch_grace_period, fence_cpu, synchronize};
-pub use mode::{env_forces_portable, force_portable, mode, Mode, ModeAlreadyChosen, ENV_VAR};
+pub use mode::{
+    env_forces_portable, force_portable, mode, Mode, ModeAlreadyChosen, ENV_VAR, EXPECT_ENV_VAR,
+};
 pub use native::kernel_feature_size;
 pub use ops::{
     add, add_fold, add_fold_at, add_fold_beside, add_fold_with, add_fold_with_offset, current_cpu,

@@ -96,9 +96,36 @@ fn decide() -> Mode {
     } else {
         RSEQ
     };
-    match MODE.compare_exchange(UNDECIDED, wanted, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => decode(wanted),
-        Err(chosen) => decode(chosen),
+    let mode =
+        match MODE.compare_exchange(UNDECIDED, wanted, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => decode(wanted),
+            Err(chosen) => decode(chosen),
+        }
+        .unwrap_or(Mode::Portable);
+    if mode != Mode::Rseq {
+        expectation_failed("the portable backend was chosen");
     }
-    .unwrap_or(Mode::Portable)
+    mode
+}
+
+/// Name of the environment variable with which a test run demands the rseq backend:
+/// `PCPU_EXPECT_MODE=rseq` aborts the process (after a message on stderr) if the backend
+/// chosen on the first per-CPU operation is not rseq, or if a thread in rseq mode finds no
+/// rseq area. CI sets it wherever rseq must run (on real kernels, in virtual machines, with
+/// musl or static binaries), so that a test that would pass on the portable backend cannot
+/// hide a fast path that silently did not run. Choosing the portable backend explicitly
+/// ([`force_portable`]) is not checked.
+pub const EXPECT_ENV_VAR: &str = "PCPU_EXPECT_MODE";
+
+/// Aborts if `PCPU_EXPECT_MODE=rseq` (see [`EXPECT_ENV_VAR`]); `what` says what went wrong.
+#[cold]
+pub(crate) fn expectation_failed(what: &str) {
+    if std::env::var(EXPECT_ENV_VAR).is_ok_and(|v| v == "rseq") {
+        // Straight to stderr: a test harness captures `eprintln!`, and the abort would lose it.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("pcpu-rseq: {EXPECT_ENV_VAR}=rseq, but {what}; aborting\n").as_bytes(),
+        );
+        std::process::abort();
+    }
 }

@@ -4,18 +4,37 @@
 //! 1. glibc's registration. glibc 2.35+ registers a `struct rseq` inside its thread control
 //!    block for every thread and exports `__rseq_offset` (from the thread pointer) and
 //!    `__rseq_size`. Both are looked up with `dlsym` at run time rather than linked, so the
-//!    crate still links on musl and older glibc. A size of 0 means glibc did not register (it
+//!    crate still links on musl and older glibc; a static glibc program (`crt-static`), where
+//!    `dlsym` finds nothing, links them directly. A size of 0 means glibc did not register (it
 //!    was told not to by `GLIBC_TUNABLES=glibc.pthread.rseq=0`, or the syscall failed, as under
 //!    valgrind). glibc 2.36 reports 20 although it registers 32 bytes; only `cpu_id` and
 //!    `rseq_cs` are used here, and both lie within the first 16 bytes.
-//! 2. Our own registration: a 32-byte-aligned area in a thread-local with no destructor, so it
-//!    stays valid until the thread is gone, registered lazily on the thread's first operation.
+//! 2. Our own registration: a 32-byte-aligned area in a thread-local, registered lazily on
+//!    the thread's first operation and unregistered by a TLS destructor (musl frees a
+//!    detached thread's TLS before the thread is gone).
 //! 3. Neither: the thread has no rseq, and the operations report
 //!    [`SlowPath`](crate::SlowPath) (rseq mode) or run on atomics (portable mode).
 
-#[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
+use crate::abi::RseqArea;
+
+/// How this thread got its rseq area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Only Linux constructs the areas.
+#[cfg_attr(not(all(target_os = "linux", not(loom))), allow(dead_code))]
+pub enum Found {
+    /// glibc's area.
+    Glibc(*mut RseqArea),
+    /// Our own area, registered now.
+    Own(*mut RseqArea),
+    /// No usable area.
+    None,
+}
+
+#[cfg(all(target_os = "linux", not(loom)))]
 mod imp {
+    use super::Found;
     use crate::abi::{self, RseqArea};
+    use crate::arch;
     use std::cell::UnsafeCell;
     use std::sync::OnceLock;
 
@@ -31,20 +50,43 @@ mod imp {
     /// glibc's exported rseq symbols, if this libc has them.
     pub fn glibc_rseq() -> Option<GlibcRseq> {
         static GLIBC: OnceLock<Option<GlibcRseq>> = OnceLock::new();
-        *GLIBC.get_or_init(|| {
-            // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no preconditions;
-            // it returns null when the symbol does not exist.
-            let offset = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr()) };
-            // SAFETY: as above.
-            let size = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr()) };
-            if offset.is_null() || size.is_null() {
-                return None;
-            }
-            // SAFETY: glibc defines `__rseq_offset` as `const ptrdiff_t` and `__rseq_size` as
-            // `const unsigned int`; both are initialised before any user code runs.
-            let (offset, size) = unsafe { (*(offset as *const isize), *(size as *const u32)) };
-            Some(GlibcRseq { offset, size })
-        })
+        *GLIBC.get_or_init(glibc_symbols)
+    }
+
+    /// A dynamically linked program: `dlsym`, so that the crate links where the symbols do
+    /// not exist (musl, glibc before 2.35).
+    #[cfg(not(all(target_env = "gnu", target_feature = "crt-static")))]
+    fn glibc_symbols() -> Option<GlibcRseq> {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no preconditions;
+        // it returns null when the symbol does not exist.
+        let offset = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr()) };
+        // SAFETY: as above.
+        let size = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr()) };
+        if offset.is_null() || size.is_null() {
+            return None;
+        }
+        // SAFETY: glibc defines `__rseq_offset` as `const ptrdiff_t` and `__rseq_size` as
+        // `const unsigned int`; both are initialised before any user code runs.
+        let (offset, size) = unsafe { (*(offset as *const isize), *(size as *const u32)) };
+        Some(GlibcRseq { offset, size })
+    }
+
+    /// A static glibc program (`-C target-feature=+crt-static`): `dlsym` finds nothing in
+    /// a program without a dynamic symbol table, yet glibc registered its area, so that
+    /// ours would be refused (EINVAL). The symbols are linked directly instead, which
+    /// needs glibc 2.35 or later (older static glibc does not register rseq either, but
+    /// then the link fails: build those without crt-static).
+    #[cfg(all(target_env = "gnu", target_feature = "crt-static"))]
+    fn glibc_symbols() -> Option<GlibcRseq> {
+        extern "C" {
+            static __rseq_offset: isize;
+            static __rseq_size: u32;
+        }
+        // SAFETY: glibc (2.35+) defines both as constants (`const ptrdiff_t`,
+        // `const unsigned int`) set before any user code runs; reading them has no side
+        // effects.
+        let (offset, size) = unsafe { (__rseq_offset, __rseq_size) };
+        Some(GlibcRseq { offset, size })
     }
 
     /// `getauxval(AT_RSEQ_FEATURE_SIZE)`: how much of `struct rseq` this kernel fills in (0 on
@@ -54,40 +96,55 @@ mod imp {
         unsafe { libc::getauxval(abi::AT_RSEQ_FEATURE_SIZE) as usize }
     }
 
-    /// The x86_64 thread pointer (`%fs:0` holds the TCB's own address).
-    #[inline(always)]
-    fn thread_pointer() -> usize {
-        let tp: usize;
-        // SAFETY: on x86_64 Linux the TCB's first word is its own address (the TLS ABI), and
-        // reading it has no side effects.
-        unsafe {
-            core::arch::asm!("mov {}, qword ptr fs:0", out(reg) tp,
-                options(nostack, readonly, preserves_flags, pure));
-        }
-        tp
-    }
-
     std::thread_local! {
-        // No destructor, const-initialised: a plain static-TLS object that lives as long as the
-        // thread, so the kernel never writes into freed memory.
+        // No destructor, const-initialised: a plain static-TLS object, never freed while the
+        // thread runs Rust code. It may be freed *before the thread is gone*, though: musl's
+        // detached threads unmap their stack and TLS and then run a few instructions before
+        // the exit syscall, and the kernel, writing `cpu_id` on a return to user space in
+        // between, would kill the process with SIGSEGV. So `UNREGISTER` below ends the
+        // registration in the thread's TLS destructors, first.
         static OWN_AREA: UnsafeCell<RseqArea> = const { UnsafeCell::new(RseqArea::new()) };
+        // Touched once our registration succeeds, so that its destructor runs at thread exit.
+        static UNREGISTER: Unregister = const { Unregister };
     }
 
-    /// How this thread got its rseq area.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Found {
-        /// glibc's area.
-        Glibc(*mut RseqArea),
-        /// Our own area, registered now.
-        Own(*mut RseqArea),
-        /// No usable area.
-        None,
+    /// `rseq(2)` flag: end the registration.
+    const RSEQ_FLAG_UNREGISTER: libc::c_int = 1;
+
+    /// Ends this thread's own registration when its TLS is destroyed (see `OWN_AREA`).
+    struct Unregister;
+
+    impl Drop for Unregister {
+        fn drop(&mut self) {
+            // Later operations on this thread (another TLS destructor dropping a counter) take
+            // the slow path instead of running sections on an unregistered area.
+            crate::thread::lost_area();
+            let area = OWN_AREA.with(|a| a.get());
+            // SAFETY: `area` is this thread's live, registered area (this guard exists only
+            // after a successful registration); unregistering with the same length and
+            // signature only ends the kernel's use of it.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rseq,
+                    area,
+                    abi::RSEQ_AREA_LEN,
+                    RSEQ_FLAG_UNREGISTER,
+                    abi::RSEQ_SIG,
+                )
+            };
+        }
     }
 
-    /// Finds glibc's area for this thread, or registers our own.
+    /// Finds glibc's area for this thread, or registers our own (never on a target without
+    /// sections: there an area would be of no use).
     pub fn find_or_register() -> Found {
+        if !arch::HAS_RSEQ_ASM {
+            return Found::None;
+        }
         if let Some(g) = glibc_rseq().filter(|g| g.size > 0) {
-            let area = thread_pointer().wrapping_add_signed(g.offset) as *mut RseqArea;
+            // glibc's offset is from the thread pointer of the architecture (positive on
+            // x86_64, negative on aarch64, where the area sits below the TCB).
+            let area = arch::thread_pointer().wrapping_add_signed(g.offset) as *mut RseqArea;
             // SAFETY: glibc reports a non-zero size, so `area` is this thread's registered
             // `struct rseq` inside its TCB, live for the life of the thread.
             if unsafe { abi::read_cpu_id(area) } >= 0 {
@@ -108,6 +165,11 @@ mod imp {
             unsafe { libc::syscall(libc::SYS_rseq, area, abi::RSEQ_AREA_LEN, 0, abi::RSEQ_SIG) };
         // SAFETY: `area` is the live thread-local above.
         if rc == 0 && unsafe { abi::read_cpu_id(area) } >= 0 {
+            // During TLS destruction the guard cannot be set up: then keep no registration.
+            if UNREGISTER.try_with(|_| ()).is_err() {
+                drop(Unregister);
+                return Found::None;
+            }
             Found::Own(area)
         } else {
             Found::None
@@ -121,11 +183,19 @@ mod imp {
     }
 }
 
-#[cfg(not(all(target_os = "linux", target_arch = "x86_64", not(loom))))]
+#[cfg(not(all(target_os = "linux", not(loom))))]
 mod imp {
-    /// rseq is not implemented for this target (or we run under loom).
+    use super::Found;
+
+    /// rseq is Linux-only (and never runs under loom).
     pub fn usable_here() -> bool {
         false
+    }
+
+    /// No rseq here.
+    #[allow(dead_code)]
+    pub fn find_or_register() -> Found {
+        Found::None
     }
 
     /// No kernel rseq information on this target.

@@ -7,7 +7,7 @@
 //! still writes the old cells.
 
 use crate::sync::{AtomicI64, AtomicUsize, Ordering};
-use crate::thread;
+use crate::{arch, thread};
 
 /// Mark bit of a slot word: per-CPU operation is off; operations report [`SlowPath`].
 ///
@@ -63,12 +63,10 @@ pub unsafe fn add(
     delta: i64,
 ) -> Result<(), SlowPath> {
     let state = thread::state();
-    #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
-    if state > thread::NO_RSEQ {
+    if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
         // SAFETY: `state` is this thread's registered area; the cells are as the caller
         // guarantees.
-        let out =
-            unsafe { crate::x86_64::add(state as *mut _, slot.as_ptr(), stride, ncpu, delta) };
+        let out = unsafe { arch::add(state as *mut _, slot_ptr(slot), stride, ncpu, delta) };
         return out.into_result();
     }
     if state == thread::NO_RSEQ {
@@ -76,6 +74,13 @@ pub unsafe fn add(
     }
     // SAFETY: forwarded from the caller.
     unsafe { cold_portable_add(slot, stride, ncpu, delta) }
+}
+
+/// The slot word's address, for a section to load it (`AtomicUsize` has `usize`'s layout;
+/// loom's atomics have no `as_ptr`, and no section runs under loom).
+#[inline(always)]
+fn slot_ptr(slot: &AtomicUsize) -> *const usize {
+    (slot as *const AtomicUsize).cast::<usize>()
 }
 
 /// [`portable_add`] out of line, so the rseq fast path stays a small leaf.
@@ -100,6 +105,11 @@ unsafe fn cold_portable_add(
 /// nothing was folded. After every call each cell holds less than the largest batch used on
 /// these cells in absolute value (less than `batch` if all calls use the same one), except on
 /// the portable backend while another thread is between its add and its fold.
+///
+/// Memory ordering: a non-zero result is returned after a release fence, so the emptying of
+/// the cell happens before anything the caller stores next. A caller that adds the result to
+/// a central count (with any ordering) and a reader that loads that count with `Acquire` and
+/// then the cells therefore never count the fold twice, on weak memory (aarch64) too.
 ///
 /// ```
 /// use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
@@ -168,10 +178,11 @@ pub unsafe fn add_fold_at(
 #[derive(Debug)]
 #[repr(C)]
 pub struct FoldParams {
-    stride: usize,
-    ncpu: usize,
-    bias: core::sync::atomic::AtomicI64,
-    neg_bias: core::sync::atomic::AtomicI64,
+    // pub(crate): the sections take the field offsets (`crate::arch`).
+    pub(crate) stride: usize,
+    pub(crate) ncpu: usize,
+    pub(crate) bias: core::sync::atomic::AtomicI64,
+    pub(crate) neg_bias: core::sync::atomic::AtomicI64,
 }
 
 /// Largest batch, and largest `|delta|` that one critical section adds: their sum stays
@@ -351,15 +362,14 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
         return Err(SlowPath);
     }
     let state = thread::state();
-    #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
-    if state > thread::NO_RSEQ {
+    if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
         let area = state as *mut _;
         // SAFETY: as in `add`; the parameters are live where `PARAMS_AFTER_SLOT` says; the
         // variant matches the sign of `delta`, and `|delta| ≤ MAX_FOLD`. (For a constant
         // delta, as in `inc`, the sign test disappears.)
         let out = unsafe {
             if delta >= 0 {
-                crate::x86_64::add_fold::<PARAMS_AFTER_SLOT, true>(
+                arch::add_fold::<PARAMS_AFTER_SLOT, true>(
                     area,
                     slot.cast::<usize>(),
                     params,
@@ -367,7 +377,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
                     offset,
                 )
             } else {
-                crate::x86_64::add_fold::<PARAMS_AFTER_SLOT, false>(
+                arch::add_fold::<PARAMS_AFTER_SLOT, false>(
                     area,
                     slot.cast::<usize>(),
                     params,
@@ -416,8 +426,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
 }
 
 /// The uncommon outcomes of an rseq `add_fold`: aborts to count, the slow path, a fold (the
-/// status bits are described at `x86_64::FoldOutcome`).
-#[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
+/// status bits are described at `arch::FoldOutcome`).
 #[cold]
 #[inline(never)]
 fn fold_outcome(raw_status: usize, value: i64) -> Result<i64, SlowPath> {
@@ -427,6 +436,7 @@ fn fold_outcome(raw_status: usize, value: i64) -> Result<i64, SlowPath> {
     if raw_status & 1 != 0 {
         Err(SlowPath)
     } else if raw_status & 2 != 0 {
+        folded();
         Ok(value)
     } else {
         Ok(0)
@@ -453,7 +463,10 @@ unsafe fn cold_portable_add_fold(
             let now = cell.fetch_add(delta, Ordering::Relaxed).wrapping_add(delta);
             if now.unsigned_abs() >= batch.unsigned_abs() {
                 // Take everything the cell holds (other portable adders may have added since).
-                cell.swap(0, Ordering::Relaxed)
+                let taken = cell.swap(0, Ordering::Relaxed);
+                // The caller adds `taken` to a central count next: see `folded`.
+                folded();
+                taken
             } else {
                 0
             }
@@ -461,8 +474,24 @@ unsafe fn cold_portable_add_fold(
     }
 }
 
+/// Orders the emptying of a cell before whatever the caller stores next (the central add of
+/// the value taken out of it), so that a reader that loads the central count with `Acquire`
+/// and then the cells, as `sum()` does, and sees the fold in the central count, also sees
+/// the emptied cell: a fold may be missed by a reader (it is in flight) but never counted
+/// twice. A release fence pairs with that acquire load whatever the ordering of the caller's
+/// add (every later read-modify-write of the count continues its release sequence). An
+/// ordering on the swap itself could not do this: a release or acq-rel swap orders what came
+/// before it, not the store after it (`tests/loom.rs`, `fold_is_never_counted_twice_by_a_reader`
+/// fails with one). Free on x86_64 (a compiler barrier under TSO); `dmb ish` on aarch64, paid
+/// once per fold, not per add.
+#[inline(always)]
+fn folded() {
+    crate::sync::fence(Ordering::Release);
+}
+
 /// Stores `new` into the current CPU's cell and returns what it held: the batch-fold primitive
-/// (take this CPU's part, move it to a central count).
+/// (take this CPU's part, move it to a central count). Like [`add_fold`], it returns after a
+/// release fence, so the caller's next store (the central add) is ordered after the cell's.
 ///
 /// # Errors
 /// [`SlowPath`] as for [`add`]; nothing was changed then.
@@ -477,12 +506,12 @@ pub unsafe fn exchange(
     new: i64,
 ) -> Result<i64, SlowPath> {
     let state = thread::state();
-    #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
-    if state > thread::NO_RSEQ {
+    if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
         // SAFETY: as in `add`.
-        let out =
-            unsafe { crate::x86_64::exchange(state as *mut _, slot.as_ptr(), stride, ncpu, new) };
-        return out.into_result();
+        let out = unsafe { arch::exchange(state as *mut _, slot_ptr(slot), stride, ncpu, new) };
+        let out = out.into_result();
+        folded();
+        return out;
     }
     if state == thread::NO_RSEQ {
         return Err(SlowPath);
@@ -558,7 +587,9 @@ pub unsafe fn portable_exchange(
     // SAFETY: forwarded from the caller.
     unsafe {
         with_portable_cell(slot, 0, stride, ncpu, |cell| {
-            cell.swap(new, Ordering::Relaxed)
+            let old = cell.swap(new, Ordering::Relaxed);
+            folded();
+            old
         })
     }
 }
@@ -575,7 +606,6 @@ pub unsafe fn portable_exchange(
 /// ```
 pub fn current_cpu() -> usize {
     let state = thread::state();
-    #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
     if state > thread::NO_RSEQ {
         // SAFETY: `state` is this thread's live, registered area.
         let cpu = unsafe { crate::abi::read_cpu_id(state as *const _) };

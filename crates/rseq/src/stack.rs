@@ -20,7 +20,7 @@
 //! shared pool; it never waits.
 
 use crate::sync::{yield_now, AtomicUsize, Ordering};
-use crate::thread;
+use crate::{arch, thread};
 use std::io;
 
 /// `flags` bit: the stack is stopped; its CPU takes the slow path.
@@ -28,9 +28,10 @@ pub const STOPPED: usize = 1;
 /// `flags` bit: a portable-backend operation holds the stack.
 pub const LOCKED: usize = 2;
 
-const TOP: usize = 0;
-const FLAGS: usize = 1;
-const ITEMS: usize = 2;
+// Word indexes in one CPU's stack (the sections take them as byte offsets, `crate::arch`).
+pub(crate) const TOP: usize = 0;
+pub(crate) const FLAGS: usize = 1;
+pub(crate) const ITEMS: usize = 2;
 const WORDS_PER_LINE: usize = 8;
 
 /// Why a stack operation did not happen.
@@ -189,13 +190,12 @@ impl PercpuStacks {
     #[inline]
     pub fn pop(&self) -> Result<usize, StackMiss> {
         let state = thread::state();
-        #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
-        if state > thread::NO_RSEQ {
+        if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
             // SAFETY: `state` is this thread's registered area; `lines` is `ncpu` stacks of
             // `stride_words` 8-byte words laid out as the section expects, `top <= capacity`
             // always holds, and the memory lives as long as `self`.
             let out = unsafe {
-                crate::x86_64::pop(
+                arch::pop(
                     state as *mut _,
                     self.lines.as_ptr() as *mut u8,
                     self.stride_words * 8,
@@ -234,11 +234,10 @@ impl PercpuStacks {
     #[inline]
     pub fn push(&self, item: usize) -> Result<(), StackMiss> {
         let state = thread::state();
-        #[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
-        if state > thread::NO_RSEQ {
+        if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
             // SAFETY: as in `pop`; every stack has room for `capacity` items.
             let out = unsafe {
-                crate::x86_64::push(
+                arch::push(
                     state as *mut _,
                     self.lines.as_ptr() as *mut u8,
                     self.stride_words * 8,

@@ -84,18 +84,25 @@ fn resolve() -> usize {
     state
 }
 
-#[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
+#[cfg(not(loom))]
 fn resolve_rseq() -> (usize, Registration) {
     match crate::native::find_or_register() {
         crate::native::Found::Glibc(area) => (area as usize, Registration::Glibc),
         crate::native::Found::Own(area) => (area as usize, Registration::Own),
-        crate::native::Found::None => (NO_RSEQ, Registration::Unavailable),
+        crate::native::Found::None => {
+            crate::mode::expectation_failed("a thread found no rseq area");
+            (NO_RSEQ, Registration::Unavailable)
+        }
     }
 }
 
-#[cfg(all(not(all(target_os = "linux", target_arch = "x86_64")), not(loom)))]
-fn resolve_rseq() -> (usize, Registration) {
-    (NO_RSEQ, Registration::Unavailable)
+/// This thread's own rseq registration ended (its TLS is being destroyed): from now on its
+/// operations report the slow path.
+#[cfg(not(loom))]
+#[allow(dead_code)] // Linux only
+pub(crate) fn lost_area() {
+    let _ = STATE.try_with(|c| c.set(NO_RSEQ));
+    let _ = KIND.try_with(|c| c.set(Some(Registration::Unavailable)));
 }
 
 /// How the current thread runs per-CPU operations (resolving it now if needed).
@@ -160,10 +167,12 @@ pub(crate) fn portable_cpu() -> usize {
 }
 
 /// Adds to this thread's count of aborted critical sections (cold: aborts are rare).
-#[cfg(not(loom))]
 #[cold]
 pub(crate) fn record_aborts(n: usize) {
+    #[cfg(not(loom))]
     ABORTS.with(|c| c.set(c.get() + n as u64));
+    #[cfg(loom)]
+    let _ = n;
 }
 
 /// How many rseq critical sections of this thread were aborted (by preemption, migration or a

@@ -111,3 +111,43 @@ fn add_against_disable_and_fold() {
         );
     });
 }
+
+/// A fold against a concurrent `sum()`: the adder's `add_fold` empties the cell and the
+/// caller adds what it took to the central count (with a relaxed add, as a counter may); a
+/// reader loads the central count (acquire) and then the cell, as `PercpuCounter::sum` does.
+/// The fold may be missed (it is in flight) but never counted twice: a reader that sees the
+/// fold in the central count must see the emptied cell. On weak memory this needs the fold's
+/// emptying store to be ordered before the central add (`add_fold` issues a release fence
+/// before returning a folded value); with only relaxed orderings the reader may see both.
+#[test]
+fn fold_is_never_counted_twice_by_a_reader() {
+    loom::model(|| {
+        let cells: Arc<[AtomicI64; 1]> = Arc::new([AtomicI64::new(0)]);
+        let central = Arc::new(AtomicI64::new(0));
+        let slot = Arc::new(AtomicUsize::new(cells.as_ptr() as usize));
+        let adder = {
+            let (cells, central, slot) =
+                (Arc::clone(&cells), Arc::clone(&central), Arc::clone(&slot));
+            loom::thread::spawn(move || {
+                pcpu_rseq::simulate_cpu(Some(0));
+                // Batch 1: the add folds at once.
+                // SAFETY: `slot` addresses the one cell of `cells`, alive in this closure.
+                let moved = unsafe { pcpu_rseq::add_fold(&slot, 8, 1, 1, 1) }.unwrap();
+                assert_eq!(moved, 1);
+                central.fetch_add(moved, Ordering::Relaxed);
+                drop(cells);
+            })
+        };
+        let seen_central = central.load(Ordering::Acquire);
+        let seen_cell = cells[0].load(Ordering::Relaxed);
+        assert!(
+            seen_central + seen_cell <= 1,
+            "a reader counted the fold twice (central {seen_central}, cell {seen_cell})"
+        );
+        adder.join().unwrap();
+        assert_eq!(
+            central.load(Ordering::Relaxed) + cells[0].load(Ordering::Relaxed),
+            1
+        );
+    });
+}

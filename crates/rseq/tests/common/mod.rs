@@ -16,9 +16,11 @@ pub fn scaled(n: u64) -> u64 {
     ((n as f64 * scale) as u64).max(1)
 }
 
+#[cfg(unix)]
 extern "C" fn on_signal(_: libc::c_int) {}
 
 /// Installs a no-op SIGUSR1 handler (SA_RESTART) once.
+#[cfg(unix)]
 pub fn install_handler() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -32,6 +34,44 @@ pub fn install_handler() {
             assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
         }
     });
+}
+
+/// No signals off Unix: the storm sends none there.
+#[cfg(not(unix))]
+pub fn install_handler() {}
+
+/// A worker's identity for the storm: its `pthread_t` as an integer (a pointer on musl,
+/// which is not `Send`).
+type Tid = usize;
+
+#[cfg(unix)]
+fn current() -> Tid {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as usize }
+}
+
+#[cfg(not(unix))]
+fn current() -> Tid {
+    0
+}
+
+/// Sends SIGUSR1 to `t`; true if a signal was sent.
+///
+/// # Safety
+/// `t` is a live thread.
+#[cfg(unix)]
+unsafe fn kick(t: Tid) -> bool {
+    // SAFETY: the caller guarantees `t` is live.
+    unsafe { libc::pthread_kill(t as libc::pthread_t, libc::SIGUSR1) == 0 }
+}
+
+/// No signals off Unix.
+///
+/// # Safety
+/// None.
+#[cfg(not(unix))]
+unsafe fn kick(_t: Tid) -> bool {
+    false
 }
 
 /// Runs `threads` workers (each gets its index) while another thread sends SIGUSR1 to random
@@ -52,8 +92,7 @@ pub fn with_signal_storm<R: Send>(
                 let ids = Arc::clone(&ids);
                 let (work, finished, storm_over) = (&work, &finished, &storm_over);
                 s.spawn(move || {
-                    // SAFETY: pthread_self has no preconditions.
-                    ids.lock().unwrap().push(unsafe { libc::pthread_self() });
+                    ids.lock().unwrap().push(current());
                     let r = work(i);
                     finished.fetch_add(1, Ordering::SeqCst);
                     while !storm_over.load(Ordering::SeqCst) {
@@ -75,8 +114,9 @@ pub fn with_signal_storm<R: Send>(
             };
             if let Some(t) = target {
                 // SAFETY: `t` is a live worker: workers do not exit before `storm_over`.
-                unsafe { libc::pthread_kill(t, libc::SIGUSR1) };
-                sent += 1;
+                if unsafe { kick(t) } {
+                    sent += 1;
+                }
             }
             if sent % 64 == 0 {
                 std::thread::yield_now();

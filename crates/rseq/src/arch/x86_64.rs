@@ -8,14 +8,14 @@
 //!      .quad 4f, (5f - 4f), 6f       abort_ip = 6f
 //!   .popsection
 //!   2: lea tmp, [rip + 9b]           (re)arm: point the area's rseq_cs at the descriptor
-//!      mov [area + 8], tmp
+//!      mov [area + RSEQ_CS], tmp
 //!   4: ... read cpu_id and bounds-check it, load what relocation may change (in the
 //!      order each section picks: add_fold tests the slot word first) ...
 //!      <one committing store or add>
 //!   5:                               post-commit: the section is over
 //!   .pushsection __rseq_failure, "ax"
 //!      .byte 0x0f, 0xb9, 0x3d        `ud1` opcode bytes, then the signature as its operand,
-//!      .long 0x53053053              which the kernel checks at abort_ip - 4
+//!      .long RSEQ_SIG                which the kernel checks at abort_ip - 4
 //!   6: inc aborts; jmp 2b            abort: count it and retry from the top
 //!   .popsection
 //! ```
@@ -26,10 +26,33 @@
 //! cell nobody reads until the commit publishes it). Labels start at 2: `0` and `1` combinations
 //! read as binary literals (rustc's `binary_asm_labels` lint).
 //!
+//! Field offsets (`RSEQ_CS`, `CPU_ID`, the fold parameters', the stack words') are `const`
+//! operands from [`super`], taken with `offset_of!`.
+//!
 //! Status register: 0 = done, 1 = slow path (CPU out of range, or disabled / stopped),
 //! 2 = stack empty (pop) or full (push); `add_fold` has its own encoding (`FoldOutcome`).
 
+use super::{FoldOutcome, Outcome};
 use crate::abi::RseqArea;
+
+/// The sections below are real.
+pub(crate) const HAS_RSEQ_ASM: bool = true;
+
+/// The x86_64 signature: with the bytes `0f b9 3d` before it, a harmless `ud1` instruction.
+pub(crate) const RSEQ_SIG: u32 = 0x5305_3053;
+
+/// The thread pointer (`%fs:0` holds the TCB's own address).
+#[inline(always)]
+pub(crate) fn thread_pointer() -> usize {
+    let tp: usize;
+    // SAFETY: on x86_64 Linux the TCB's first word is its own address (the TLS ABI), and
+    // reading it has no side effects.
+    unsafe {
+        core::arch::asm!("mov {}, qword ptr fs:0", out(reg) tp,
+            options(nostack, readonly, preserves_flags, pure));
+    }
+    tp
+}
 
 /// One critical section: the frame every section shares around its `body` lines.
 ///
@@ -37,7 +60,8 @@ use crate::abi::RseqArea;
 /// (`4:`), the post-commit label (`5:`, right after the body, whose last instruction must be
 /// the commit), and the abort handler (`6:`, in `__rseq_failure`, behind the signature), which
 /// runs `abort` (count the abort) and retries from `2:`. The operands must name `area` (the
-/// rseq area) and `tmp` (a scratch register).
+/// rseq area) and `tmp` (a scratch register); the macro adds `rseq_cs`, `cpu_id` (the area's
+/// field offsets) and `sig`.
 macro_rules! rseq_section {
     ($abort:expr; $($body:expr,)* ; $($operands:tt)*) => {
         core::arch::asm!(
@@ -49,52 +73,23 @@ macro_rules! rseq_section {
             ".popsection",
             "2:",
             "lea {tmp}, [rip + 9b]",
-            "mov qword ptr [{area} + 8], {tmp}",
+            "mov qword ptr [{area} + {rseq_cs}], {tmp}",
             "4:",
             $($body,)*
             "5:",
             ".pushsection __rseq_failure, \"ax\"",
             ".byte 0x0f, 0xb9, 0x3d",
-            ".long 0x53053053",
+            ".long {sig}",
             "6:",
             $abort,
             "jmp 2b",
             ".popsection",
+            rseq_cs = const super::RSEQ_CS,
+            cpu_id = const super::CPU_ID,
+            sig = const RSEQ_SIG,
             $($operands)*
         )
     };
-}
-
-/// Result of one section: status and the number of aborts it took.
-pub(crate) struct Outcome<T> {
-    pub status: u32,
-    pub value: T,
-    pub aborts: usize,
-}
-
-impl<T> Outcome<T> {
-    /// The value if the section committed, counting its aborts on this thread either way.
-    #[inline(always)]
-    pub fn into_result(self) -> Result<T, crate::SlowPath> {
-        if self.aborts != 0 {
-            crate::thread::record_aborts(self.aborts);
-        }
-        if self.status == 0 {
-            Ok(self.value)
-        } else {
-            Err(crate::SlowPath)
-        }
-    }
-}
-
-/// Result of `add_fold`: the raw status word and the value to fold.
-///
-/// Status bits: 0 = slow path (nothing was added), 1 = the section folded (`value` is what the
-/// cell held), the rest = the abort count × 4. So `raw_status == 0` alone says "committed, no
-/// abort, nothing to fold", and `value` is meaningful only when bit 1 is set.
-pub(crate) struct FoldOutcome {
-    pub raw_status: usize,
-    pub value: i64,
 }
 
 /// Adds `delta` to the cell `*slot + cpu * stride` unless `*slot` carries the disabled mark.
@@ -119,7 +114,7 @@ pub(crate) unsafe fn add(
     unsafe {
         rseq_section!("inc {aborts}";
             "mov {st:e}, 1",
-            "mov {cpu:e}, dword ptr [{area} + 4]",
+            "mov {cpu:e}, dword ptr [{area} + {cpu_id}]",
             "cmp {cpu}, {ncpu}",
             "jae 5f",
             "mov {tmp}, qword ptr [{slot}]",
@@ -195,22 +190,22 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
     // counters (offset 0: one load and one add fewer on the way to the cell's address);
     // `$threshold` and `$keep` are the one-sided check.
     macro_rules! section {
-        ($pb:literal; $offset_step:literal; $threshold:literal; $keep:literal; $($extra:tt)*) => {
+        ($pb:literal; $offset_step:literal; $threshold:expr; $keep:literal; $($extra:tt)*) => {
             rseq_section!("or {st}, 1\nadd {st}, 4\nand {st}, -3";
                 // The slot word first: a disabled one (a counter without a slot) leaves at
                 // once, without the CPU steps.
                 "mov {tmp}, qword ptr [{slot}]",
                 "test {tmp}, 1",
                 "jnz 5f",
-                "mov {cpu:e}, dword ptr [{area} + 4]",
-                concat!("cmp {cpu}, qword ptr [", $pb, " + 8]"),
+                "mov {cpu:e}, dword ptr [{area} + {cpu_id}]",
+                concat!("cmp {cpu}, qword ptr [", $pb, " + {fp_ncpu}]"),
                 "jae 5f",
-                concat!("imul {cpu}, qword ptr [", $pb, "]"),
+                concat!("imul {cpu}, qword ptr [", $pb, " + {fp_stride}]"),
                 "add {tmp}, {cpu}",
                 $offset_step,
                 "mov {cur}, qword ptr [{tmp}]",
                 "add {cur}, {delta}",
-                concat!("cmp {cur}, qword ptr [", $pb, " + ", $threshold, "]"),
+                concat!("cmp {cur}, qword ptr [", $pb, " + {threshold}]"),
                 concat!($keep, " 3f"),
                 "mov {out}, {cur}",
                 "xor {cur:e}, {cur:e}",
@@ -227,6 +222,9 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
                 cur = out(reg) _,
                 out = out(reg) out,
                 st = inout(reg) 1usize => st,
+                fp_ncpu = const super::FP_NCPU,
+                fp_stride = const super::FP_STRIDE,
+                threshold = const $threshold,
                 $($extra)*
                 options(nostack),
             )
@@ -236,9 +234,9 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
     macro_rules! direction {
         ($pb:literal; $offset_step:literal; $($extra:tt)*) => {
             if UP {
-                section!($pb; $offset_step; "16"; "jle"; $($extra)*)
+                section!($pb; $offset_step; super::FP_BIAS; "jle"; $($extra)*)
             } else {
-                section!($pb; $offset_step; "24"; "jge"; $($extra)*)
+                section!($pb; $offset_step; super::FP_NEG_BIAS; "jge"; $($extra)*)
             }
         };
     }
@@ -284,7 +282,7 @@ pub(crate) unsafe fn exchange(
         rseq_section!("inc {aborts}";
             "mov {st:e}, 1",
             "xor {old:e}, {old:e}",
-            "mov {cpu:e}, dword ptr [{area} + 4]",
+            "mov {cpu:e}, dword ptr [{area} + {cpu_id}]",
             "cmp {cpu}, {ncpu}",
             "jae 5f",
             "mov {tmp}, qword ptr [{slot}]",
@@ -340,21 +338,21 @@ pub(crate) unsafe fn pop(
         rseq_section!("inc {aborts}";
             "mov {st:e}, 1",
             "xor {item:e}, {item:e}",
-            "mov {cpu:e}, dword ptr [{area} + 4]",
+            "mov {cpu:e}, dword ptr [{area} + {cpu_id}]",
             "cmp {cpu}, {ncpu}",
             "jae 5f",
             "imul {cpu}, {stride}",
             "add {cpu}, {stacks}",
-            "cmp qword ptr [{cpu} + 8], 0",
+            "cmp qword ptr [{cpu} + {flags}], 0",
             "jne 5f",
-            "mov {tmp}, qword ptr [{cpu}]",
+            "mov {tmp}, qword ptr [{cpu} + {top}]",
             "mov {st:e}, 2",
             "test {tmp}, {tmp}",
             "jz 5f",
-            "mov {item}, qword ptr [{cpu} + {tmp} * 8 + 8]",
+            "mov {item}, qword ptr [{cpu} + {tmp} * 8 + {below_top}]",
             "dec {tmp}",
             "xor {st:e}, {st:e}",
-            "mov qword ptr [{cpu}], {tmp}",
+            "mov qword ptr [{cpu} + {top}], {tmp}",
             ;
             area = in(reg) area,
             stacks = in(reg) stacks,
@@ -365,6 +363,9 @@ pub(crate) unsafe fn pop(
             item = out(reg) item,
             st = out(reg) status,
             aborts = inout(reg) 0usize => aborts,
+            top = const super::STACK_TOP,
+            flags = const super::STACK_FLAGS,
+            below_top = const super::STACK_ITEMS - 8,
             options(nostack),
         );
     }
@@ -396,21 +397,21 @@ pub(crate) unsafe fn push(
     unsafe {
         rseq_section!("inc {aborts}";
             "mov {st:e}, 1",
-            "mov {cpu:e}, dword ptr [{area} + 4]",
+            "mov {cpu:e}, dword ptr [{area} + {cpu_id}]",
             "cmp {cpu}, {ncpu}",
             "jae 5f",
             "imul {cpu}, {stride}",
             "add {cpu}, {stacks}",
-            "cmp qword ptr [{cpu} + 8], 0",
+            "cmp qword ptr [{cpu} + {flags}], 0",
             "jne 5f",
-            "mov {tmp}, qword ptr [{cpu}]",
+            "mov {tmp}, qword ptr [{cpu} + {top}]",
             "mov {st:e}, 2",
             "cmp {tmp}, {cap}",
             "jae 5f",
-            "mov qword ptr [{cpu} + {tmp} * 8 + 16], {item}",
+            "mov qword ptr [{cpu} + {tmp} * 8 + {items}], {item}",
             "inc {tmp}",
             "xor {st:e}, {st:e}",
-            "mov qword ptr [{cpu}], {tmp}",
+            "mov qword ptr [{cpu} + {top}], {tmp}",
             ;
             area = in(reg) area,
             stacks = in(reg) stacks,
@@ -422,6 +423,9 @@ pub(crate) unsafe fn push(
             cpu = out(reg) _,
             st = out(reg) status,
             aborts = inout(reg) 0usize => aborts,
+            top = const super::STACK_TOP,
+            flags = const super::STACK_FLAGS,
+            items = const super::STACK_ITEMS,
             options(nostack),
         );
     }

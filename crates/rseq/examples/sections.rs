@@ -1,0 +1,89 @@
+//! Each operation the upper crates use, in a function of its own, so that `objdump -d` shows
+//! its fast path and `.ci/section-sizes` can count its instructions (docs/PERFORMANCE.md).
+//! Running it performs each operation once and prints the mode.
+//!
+//! Run: `cargo run --release -p pcpu-rseq --example sections`
+
+use pcpu_rseq::sync::{AtomicI64, AtomicUsize};
+use pcpu_rseq::{FoldParams, PercpuStacks, SlowPath, StackMiss};
+use std::hint::black_box;
+
+/// A counter's layout: the slot word, then its fold parameters.
+#[repr(C)]
+pub struct Site {
+    slot: AtomicUsize,
+    params: FoldParams,
+}
+
+/// `pcpu_rseq::add`.
+#[inline(never)]
+#[no_mangle]
+pub fn pcpu_section_add(slot: &AtomicUsize, ncpu: usize, delta: i64) -> Result<(), SlowPath> {
+    // SAFETY: `main` passes a slot word addressing `ncpu` live cells 8 bytes apart.
+    unsafe { pcpu_rseq::add(slot, 8, ncpu, delta) }
+}
+
+/// `pcpu_rseq::add_fold_beside`: a counter's `add`.
+#[inline(never)]
+#[no_mangle]
+pub fn pcpu_section_add_fold_beside(site: &Site, delta: i64) -> Result<i64, SlowPath> {
+    // SAFETY: the parameters lie 8 bytes after the slot word, within `site`.
+    unsafe { pcpu_rseq::add_fold_beside::<8>((site as *const Site).cast(), delta) }
+}
+
+/// `pcpu_rseq::add_fold_with_offset`: a counter group's add.
+#[inline(never)]
+#[no_mangle]
+pub fn pcpu_section_add_fold_with_offset(
+    slot: &AtomicUsize,
+    params: &FoldParams,
+    offset: usize,
+    delta: i64,
+) -> Result<i64, SlowPath> {
+    // SAFETY: as for `pcpu_section_add`, with the cells `offset` bytes in.
+    unsafe { pcpu_rseq::add_fold_with_offset(slot, params, offset, delta) }
+}
+
+/// `pcpu_rseq::exchange`.
+#[inline(never)]
+#[no_mangle]
+pub fn pcpu_section_exchange(slot: &AtomicUsize, ncpu: usize, new: i64) -> Result<i64, SlowPath> {
+    // SAFETY: as for `pcpu_section_add`.
+    unsafe { pcpu_rseq::exchange(slot, 8, ncpu, new) }
+}
+
+/// `PercpuStacks::pop`.
+#[inline(never)]
+#[no_mangle]
+pub fn pcpu_section_pop(stacks: &PercpuStacks) -> Result<usize, StackMiss> {
+    stacks.pop()
+}
+
+/// `PercpuStacks::push`.
+#[inline(never)]
+#[no_mangle]
+pub fn pcpu_section_push(stacks: &PercpuStacks, item: usize) -> Result<(), StackMiss> {
+    stacks.push(item)
+}
+
+fn main() {
+    let ncpu = pcpu_rseq::possible_cpus();
+    let cells: Vec<AtomicI64> = (0..ncpu * 2).map(|_| AtomicI64::new(0)).collect();
+    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let site = Site {
+        slot: AtomicUsize::new(cells.as_ptr() as usize),
+        params: FoldParams::new(8, ncpu, 32),
+    };
+    let stacks = PercpuStacks::new(ncpu, 4).unwrap();
+    let _ = black_box(pcpu_section_add(black_box(&slot), ncpu, 1));
+    let _ = black_box(pcpu_section_add_fold_beside(black_box(&site), 1));
+    let _ = black_box(pcpu_section_add_fold_with_offset(&slot, &site.params, 0, 1));
+    let _ = black_box(pcpu_section_exchange(&slot, ncpu, 0));
+    let _ = black_box(pcpu_section_push(&stacks, 1));
+    let _ = black_box(pcpu_section_pop(&stacks));
+    println!(
+        "mode {:?}, registration {:?}",
+        pcpu_rseq::mode(),
+        pcpu_rseq::registration()
+    );
+}

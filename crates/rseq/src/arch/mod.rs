@@ -1,0 +1,105 @@
+//! The architecture boundary: the only place that names an architecture.
+//!
+//! One module per architecture holds its critical sections (one `asm!` block each), its
+//! thread pointer and its rseq signature; exactly one of them is compiled in as `imp`, chosen
+//! by the one `cfg` per module below. Every other target, and `--cfg loom` (asm cannot run
+//! inside a model), gets [`none`](self#), whose [`HAS_RSEQ_ASM`] is `false` and whose sections
+//! are never called: the callers (`ops.rs`, `stack.rs`, `thread.rs`, `native.rs`) test
+//! `HAS_RSEQ_ASM` (a constant, so the dead branch disappears) and are the same code on every
+//! target, which `cargo check` on non-Linux targets therefore type-checks too.
+//!
+//! Each module provides, with the signatures of `x86_64.rs`:
+//!
+//! | item | what |
+//! |---|---|
+//! | `HAS_RSEQ_ASM` | `true` if the sections below are real |
+//! | `RSEQ_SIG` | the signature passed at registration and placed before every abort handler |
+//! | `thread_pointer()` | the thread pointer glibc's `__rseq_offset` is relative to |
+//! | `add`, `add_fold`, `exchange` | the cell sections (see `x86_64.rs` for their contracts) |
+//! | `pop`, `push` | the per-CPU stack sections |
+//!
+//! The field offsets the sections use are the `const`s below, taken with `offset_of!` from
+//! the structures themselves ([`RseqArea`], [`FoldParams`](crate::FoldParams), the stack
+//! layout), and passed to `asm!` as `const` operands, never written as literals.
+//!
+//! Porting to another architecture (riscv64, say) means adding `riscv64.rs` with the items
+//! above and one `cfg`'d `mod` line here; nothing outside this directory changes. See
+//! docs/ARCHITECTURE.md.
+
+use crate::abi::RseqArea;
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64", not(loom)))]
+#[path = "x86_64.rs"]
+mod imp;
+
+#[cfg(all(target_os = "linux", target_arch = "aarch64", not(loom)))]
+#[path = "aarch64.rs"]
+mod imp;
+
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    not(loom)
+)))]
+#[path = "none.rs"]
+mod imp;
+
+pub(crate) use imp::{add, add_fold, exchange, pop, push, HAS_RSEQ_ASM, RSEQ_SIG};
+// Used by the Linux registration code only (not off Linux, not under loom).
+#[allow(unused_imports)]
+pub(crate) use imp::thread_pointer;
+
+/// Byte offset of `cpu_id` in the rseq area.
+pub(crate) const CPU_ID: usize = core::mem::offset_of!(RseqArea, cpu_id);
+/// Byte offset of `rseq_cs` in the rseq area.
+pub(crate) const RSEQ_CS: usize = core::mem::offset_of!(RseqArea, rseq_cs);
+/// Byte offsets of the [`FoldParams`](crate::FoldParams) fields.
+pub(crate) const FP_STRIDE: usize = core::mem::offset_of!(crate::FoldParams, stride);
+pub(crate) const FP_NCPU: usize = core::mem::offset_of!(crate::FoldParams, ncpu);
+pub(crate) const FP_BIAS: usize = core::mem::offset_of!(crate::FoldParams, bias);
+pub(crate) const FP_NEG_BIAS: usize = core::mem::offset_of!(crate::FoldParams, neg_bias);
+/// Byte offsets in one CPU's stack (see `stack.rs`): the item count, the flags, item 0.
+pub(crate) const STACK_TOP: usize = crate::stack::TOP * 8;
+pub(crate) const STACK_FLAGS: usize = crate::stack::FLAGS * 8;
+pub(crate) const STACK_ITEMS: usize = crate::stack::ITEMS * 8;
+
+/// Result of one section: status and the number of aborts it took.
+///
+/// Status: 0 = done, 1 = slow path (CPU out of range, or disabled / stopped), 2 = stack empty
+/// (pop) or full (push).
+pub(crate) struct Outcome<T> {
+    pub status: u32,
+    pub value: T,
+    pub aborts: usize,
+}
+
+impl<T> Outcome<T> {
+    /// The value if the section committed, counting its aborts on this thread either way.
+    #[inline(always)]
+    pub fn into_result(self) -> Result<T, crate::SlowPath> {
+        if self.aborts != 0 {
+            crate::thread::record_aborts(self.aborts);
+        }
+        if self.status == 0 {
+            Ok(self.value)
+        } else {
+            Err(crate::SlowPath)
+        }
+    }
+}
+
+/// Result of `add_fold`: the raw status word and the value to fold.
+///
+/// Status bits: 0 = slow path (nothing was added), 1 = the section folded (`value` is what the
+/// cell held), the rest = the abort count × 4. So `raw_status == 0` alone says "committed, no
+/// abort, nothing to fold", and `value` is meaningful only when bit 1 is set.
+pub(crate) struct FoldOutcome {
+    pub raw_status: usize,
+    pub value: i64,
+}
+
+// The layouts the sections assume.
+const _: () = assert!(FP_STRIDE % 8 == 0 && FP_NCPU % 8 == 0);
+const _: () = assert!(FP_BIAS % 8 == 0 && FP_NEG_BIAS % 8 == 0);
+const _: () = assert!(STACK_ITEMS >= 8 && STACK_TOP != STACK_FLAGS);
+const _: () = assert!(CPU_ID + 4 <= RSEQ_CS);
