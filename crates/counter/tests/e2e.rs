@@ -14,6 +14,8 @@
 //! (default 1.0) scales the sizes (counters owned per worker, ops between clock checks).
 //! Run it in the three environments (default, `GLIBC_TUNABLES=glibc.pthread.rseq=0`,
 //! `PCPU_RSEQ=off`) and under valgrind, where the portable backend runs.
+// Signals, pthread_kill: Unix only (the other targets only check that it builds).
+#![cfg(unix)]
 
 use pcpu_counter::{CounterMode, Domain, PercpuCounter, PercpuCounterGroup};
 use std::cmp::Ordering as Cmp;
@@ -349,8 +351,11 @@ fn e2e_random_api_under_signal_storm_is_exact() {
             .map(|t| {
                 let (world, ids, finished, storm_over) = (&world, &ids, &finished, &storm_over);
                 s.spawn(move || {
-                    // SAFETY: pthread_self has no preconditions.
-                    ids.lock().unwrap().push(unsafe { libc::pthread_self() });
+                    // SAFETY: pthread_self has no preconditions. Kept as an integer: on musl
+                    // `pthread_t` is a pointer, which is not `Send`.
+                    ids.lock()
+                        .unwrap()
+                        .push(unsafe { libc::pthread_self() } as usize);
                     let _finish = Finish {
                         finished,
                         storm_over,
@@ -371,7 +376,7 @@ fn e2e_random_api_under_signal_storm_is_exact() {
             if let Some(t) = target {
                 // SAFETY: `t` is a live worker thread: workers (even panicking ones, through
                 // `Finish`) do not exit before `storm_over` is set below.
-                let rc = unsafe { libc::pthread_kill(t, libc::SIGUSR1) };
+                let rc = unsafe { libc::pthread_kill(t as libc::pthread_t, libc::SIGUSR1) };
                 assert_eq!(rc, 0, "pthread_kill");
                 sent += 1;
             }

@@ -1,6 +1,8 @@
 //! A counter created before `fork` keeps working in the child and in the parent, with
 //! independent totals. This file holds one test so that no other test thread is inside a
 //! critical section or pinned epoch when the process forks.
+// fork: Unix only.
+#![cfg(unix)]
 
 use pcpu_counter::{CounterMode, Domain, PercpuCounter};
 

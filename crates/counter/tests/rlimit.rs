@@ -1,6 +1,8 @@
 //! With `RLIMIT_AS` lowered, `try_new` returns an error and the existing counters keep
 //! working. The parent test re-runs this binary as a child (`PCPU_COUNTER_RLIMIT_CHILD=1`)
 //! that lowers its own limit; its exit code carries the verdict, so an abort fails the test.
+// RLIMIT_AS and re-running itself as a child: Unix only.
+#![cfg(unix)]
 
 use pcpu_counter::{CounterMode, Domain, PercpuCounter};
 use std::process::Command;

@@ -16,15 +16,23 @@ pub struct Waste {
     pub owner_lane_bytes: usize,
     /// Bytes mapped.
     pub mapped_bytes: usize,
+    /// Whether the resident figures were read: false on targets without `mincore`
+    /// (Windows) or when it failed; the resident figures are then 0 and [`ratio`](Self::ratio)
+    /// is NaN (unavailable, never guessed).
+    pub resident_known: bool,
 }
 
 impl Waste {
-    /// Resident per-CPU bytes (owner lane excluded) per live byte; 0 with nothing live.
+    /// Resident per-CPU bytes (owner lane excluded) per live byte; 0 with nothing live; NaN
+    /// when residency is unavailable (a NaN ratio is above no limit, so a waste policy never
+    /// compacts on it).
     ///
     /// The two resident figures come from separate `mincore` sweeps, so under concurrent
     /// use the owner lanes' share can exceed the total: the difference then counts as 0.
     pub fn ratio(&self) -> f64 {
-        if self.live_bytes == 0 {
+        if !self.resident_known {
+            f64::NAN
+        } else if self.live_bytes == 0 {
             0.0
         } else {
             self.resident_bytes.saturating_sub(self.owner_lane_bytes) as f64
@@ -40,34 +48,20 @@ impl Space {
         let (assigned, stats, class, sets) = self
             .cache
             .with_pool(|p| (p.assigned(), p.stats(), p.cell_bytes(), p.pagesets()));
-        let owner_lane_bytes = sets
+        let owner_lanes: Option<usize> = sets
             .iter()
-            .map(|s| resident_in(s.base + self.ncpu * self.stride, self.stride))
+            .map(|s| pcpu_pageset::resident_bytes(s.base + self.ncpu * self.stride, self.stride))
             .sum();
         let live = assigned.saturating_sub(cached);
         Waste {
             live_objects: live,
             live_bytes: live * class * self.ncpu,
             resident_bytes: stats.bytes_resident,
-            owner_lane_bytes,
+            owner_lane_bytes: owner_lanes.unwrap_or(0),
             mapped_bytes: stats.bytes_mapped,
+            resident_known: stats.resident_known && owner_lanes.is_some(),
         }
     }
-}
-
-/// Resident bytes of `[start, start + len)` (page-aligned, inside a live mapping), by mincore.
-fn resident_in(start: usize, len: usize) -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-    let pages = len.div_ceil(page);
-    let mut vec = vec![0u8; pages];
-    // SAFETY: mincore only reads page tables and writes one byte per page into `vec`, which
-    // has that many; if a compactor unmapped the range meanwhile it fails with ENOMEM (no UB).
-    let rc = unsafe { libc::mincore(start as *mut libc::c_void, len, vec.as_mut_ptr()) };
-    if rc != 0 {
-        return 0;
-    }
-    vec.iter().filter(|&&b| b & 1 == 1).count() * page
 }
 
 #[cfg(test)]
@@ -85,7 +79,18 @@ mod tests {
             resident_bytes: 4096,
             owner_lane_bytes: 8192,
             mapped_bytes: 1 << 20,
+            resident_known: true,
         };
         assert_eq!(w.ratio(), 0.0);
+        let unknown = Waste {
+            resident_known: false,
+            ..w
+        };
+        assert!(unknown.ratio().is_nan(), "unavailable, not guessed");
+        assert_eq!(
+            unknown.ratio().partial_cmp(&1.0),
+            None,
+            "a waste policy compares the ratio with its limit: never above it"
+        );
     }
 }

@@ -130,6 +130,7 @@ pub use class::SizeClass;
 pub use config::{page_size, PoolConfig};
 pub use error::PagesetError;
 pub use pool::{LiveSlots, Pool};
+pub use resident::resident_bytes;
 pub use slot::{PagesetId, Slot};
 pub use stats::{PagesetStats, PoolStats, ReleaseStats};
 

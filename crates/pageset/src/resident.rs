@@ -40,6 +40,18 @@ pub(crate) fn mincore_bytes(addr: *const u8, len: usize, page: usize) -> Option<
     Some(vec.iter().filter(|&&b| b & 1 != 0).count() * page)
 }
 
+/// Bytes resident in `[addr, addr + len)` per `mincore(2)`: `None` if the range is not
+/// page-aligned or not mapped, or this target has no `mincore` (residency is then unknown,
+/// never guessed). Only page tables are read, never the memory, so any range is safe to ask
+/// about.
+pub fn resident_bytes(addr: usize, len: usize) -> Option<usize> {
+    let page = crate::page_size();
+    if addr % page != 0 || len == 0 {
+        return None;
+    }
+    mincore_bytes(addr as *const u8, len, page)
+}
+
 /// No `mincore` on this target: residency is unknown.
 #[cfg(not(unix))]
 pub(crate) fn mincore_bytes(_addr: *const u8, _len: usize, _page: usize) -> Option<usize> {
