@@ -5,7 +5,7 @@ use crate::widen::FoldTracker;
 use crate::word;
 use crate::words::Words;
 use crate::CounterError;
-use pcpu_migrate::{Header, Release};
+use pcpu_migrate::Header;
 use pcpu_rseq::sync::{AtomicBool, AtomicU8, Ordering};
 use std::cmp::Ordering as Cmp;
 
@@ -205,17 +205,11 @@ impl PercpuCounter {
                 words: Words::new(initial, state),
             });
         }
-        let inner = domain.headers.alloc(Inner::new(domain))?;
-        // SAFETY: `inner` is a live block from the domain's store.
-        let header = unsafe { &inner.as_ref().header };
-        if let Err(e) = domain.space.attach(header) {
-            // SAFETY: never published: nobody else knows the block; a failed attach leaves
-            // the header unattached, so nothing else holds it either.
-            unsafe { domain.headers.retire(inner, Ok(Release::Now)) };
-            return Err(CounterError::Space(e));
-        }
+        let h = domain
+            .headers
+            .alloc_attached(Inner::new(domain), &domain.space)?;
         Ok(PercpuCounter {
-            words: Words::new(initial, header as *const Header as usize),
+            words: Words::new(initial, h),
         })
     }
 
@@ -358,33 +352,12 @@ impl PercpuCounter {
     fn sample(&self) {
         let s = self.load();
         if let Some(next) = self.words.note_sample(s, pcpu_rseq::current_cpu()) {
-            // Failure (no memory) leaves the counter inline; nothing is lost either way.
-            let _ = self.upgrade(next, true);
+            // No count moves: the inline count stays a part of the value (`crate::words`).
+            let domain = crate::registry::get(word::domain(next));
+            domain
+                .headers
+                .upgrade(&self.words, next, Inner::new(domain), &domain.space);
         }
-    }
-
-    /// Moves an inline counter to a header (with a per-CPU slot if `per_cpu`) and returns
-    /// the header address; if another thread upgraded it first, returns that header.
-    ///
-    /// No count moves: the inline count stays a part of the value, so adds that read the
-    /// inline state just before the switch and land in it afterwards are counted too.
-    #[cold]
-    fn upgrade(&self, s: usize, per_cpu: bool) -> Result<usize, CounterError> {
-        let domain = crate::registry::get(word::domain(s));
-        let inner = domain.headers.alloc(Inner::new(domain))?;
-        // SAFETY: a live block from the store, not yet shared.
-        let header = unsafe { &inner.as_ref().header };
-        let h = header as *const Header as usize;
-        if let Err(now) = self.words.publish(s, h) {
-            // SAFETY: never published, never attached: ours alone.
-            unsafe { domain.headers.retire(inner, Ok(Release::Now)) };
-            return Ok(now);
-        }
-        if per_cpu {
-            // Failure (no memory) leaves the header atomic; the count is safe either way.
-            let _ = domain.space.attach(header);
-        }
-        Ok(h)
     }
 
     /// The block of the header at `w`.
@@ -733,6 +706,12 @@ enum Form<'a> {
     Header(&'a Inner),
 }
 
+impl crate::headers::Block for Inner {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+}
+
 impl Inner {
     fn new(domain: &'static Domain) -> Inner {
         Inner {
@@ -781,13 +760,9 @@ impl Drop for PercpuCounter {
                 let _ = domain.maybe_compact();
             }
         }
-        // SAFETY: we own the counter: no add or read can run through it any more.
-        let detached = unsafe { domain.space.detach(&inner.header) };
-        // SAFETY: the block's address, from the word (so with the store's provenance, not
-        // that of a shared reference); never null.
-        let block = unsafe { core::ptr::NonNull::new_unchecked((w - HEADER_OFFSET) as *mut Inner) };
-        // SAFETY: the block came from the domain's store, its header was just detached, and
-        // we are its only owner.
-        unsafe { domain.headers.retire(block, detached) };
+        // SAFETY: `w` is the header of an `Inner` of the domain's store, attached (if at
+        // all) to the domain's space; we own the counter: no add or read can run through it
+        // any more.
+        unsafe { domain.headers.drop_block::<Inner>(w, &domain.space) };
     }
 }

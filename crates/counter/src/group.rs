@@ -6,9 +6,8 @@ use crate::domain::{CounterMode, Domain};
 use crate::word;
 use crate::words::Words;
 use crate::CounterError;
-use pcpu_migrate::{Header, Release, Space};
+use pcpu_migrate::{Header, Space};
 use pcpu_rseq::sync::Ordering;
-use std::ptr::NonNull;
 
 /// Most counters in one group (the 64-byte size class).
 pub const MAX_GROUP: usize = 8;
@@ -25,6 +24,23 @@ struct GroupInner {
 const HEADER_OFFSET: usize = core::mem::offset_of!(GroupInner, header);
 
 const _: () = assert!(core::mem::size_of::<GroupInner>() <= crate::headers::BLOCK);
+// The header first: its address is the block's (`crate::headers::Block`).
+const _: () = assert!(HEADER_OFFSET == 0);
+
+impl crate::headers::Block for GroupInner {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+}
+
+impl GroupInner {
+    fn new(domain: &'static Domain) -> GroupInner {
+        GroupInner {
+            header: Header::new(),
+            domain,
+        }
+    }
+}
 // No padding (see `crate::headers`): the fields' sizes add up to the size.
 const _: () = assert!(core::mem::size_of::<GroupInner>() == core::mem::size_of::<Header>() + 8);
 
@@ -95,30 +111,12 @@ impl PercpuCounterGroup {
                 len: n,
             });
         }
-        let h = Self::new_header(domain, space)?;
+        let h = domain
+            .headers
+            .alloc_attached(GroupInner::new(domain), space)?;
         Ok(PercpuCounterGroup {
             words: Words::zeroed(h),
             len: n,
-        })
-    }
-
-    /// A header block attached to a slot of `space`; returns the header's address.
-    fn new_header(domain: &'static Domain, space: &Space) -> Result<usize, CounterError> {
-        let inner = Self::new_block(domain)?;
-        // SAFETY: a live block of the store, ours alone.
-        let header = unsafe { &inner.as_ref().header };
-        if let Err(e) = space.attach(header) {
-            // SAFETY: never attached, never shared.
-            unsafe { domain.headers.retire(inner, Ok(Release::Now)) };
-            return Err(CounterError::Space(e));
-        }
-        Ok(header as *const Header as usize)
-    }
-
-    fn new_block(domain: &'static Domain) -> Result<NonNull<GroupInner>, CounterError> {
-        domain.headers.alloc(GroupInner {
-            header: Header::new(),
-            domain,
         })
     }
 
@@ -236,22 +234,12 @@ impl PercpuCounterGroup {
             return;
         };
         let domain = crate::registry::get(word::domain(next));
-        let Ok(inner) = Self::new_block(domain) else {
-            return; // no memory: stay inline, nothing is lost
-        };
-        // SAFETY: a live block from the store, not yet shared.
-        let header = unsafe { &inner.as_ref().header };
-        if self
-            .words
-            .publish(next, header as *const Header as usize)
-            .is_err()
-        {
-            // SAFETY: never published, never attached: ours alone.
-            unsafe { domain.headers.retire(inner, Ok(Release::Now)) };
-            return;
-        }
-        // Failure (no memory) leaves the header atomic; the counts are safe either way.
-        let _ = Self::space_of(domain, self.len).attach(header);
+        domain.headers.upgrade(
+            &self.words,
+            next,
+            GroupInner::new(domain),
+            Self::space_of(domain, self.len),
+        );
     }
 
     /// Counter `i`'s count (inline adds and folds): O(1), off from [`sum`](Self::sum) by at
@@ -312,14 +300,13 @@ impl Drop for PercpuCounterGroup {
         };
         let domain = inner.domain;
         let space = Self::space_of(domain, self.len);
-        // SAFETY: we own the group: nobody adds or reads through it any more.
-        let detached = unsafe { space.detach(&inner.header) };
-        let h = self.words.state();
-        // SAFETY: the block's address, from the state word (the store's provenance); never
-        // null.
-        let block = unsafe { NonNull::new_unchecked((h - HEADER_OFFSET) as *mut GroupInner) };
-        // SAFETY: the block came from the domain's store and was just detached; we are its
-        // only owner.
-        unsafe { domain.headers.retire(block, detached) };
+        // SAFETY: the state word holds the header of a `GroupInner` of the domain's store,
+        // attached (if at all) to the group's space; we own the group: nobody adds or reads
+        // through it any more.
+        unsafe {
+            domain
+                .headers
+                .drop_block::<GroupInner>(self.words.state(), space)
+        };
     }
 }

@@ -12,9 +12,10 @@
 //! compacted. Retiring a header whose address a compactor may have read waits for an epoch
 //! grace period first, exactly as the heap blocks before it did ([`HeaderStore::retire`]).
 
+use crate::words::Words;
 use crate::CounterError;
 use pcpu_cache::{CacheConfig, SlotCache, SlotSource};
-use pcpu_migrate::{MigrateError, Release};
+use pcpu_migrate::{Header, MigrateError, Release, Space};
 use pcpu_pageset::{Pool, PoolConfig, SizeClass};
 use std::ptr::NonNull;
 
@@ -24,6 +25,13 @@ pub(crate) const BLOCK: usize = 64;
 /// Bytes of header storage mapped at a time (4096 headers): few mappings even for millions
 /// of counters, and pages are populated only as headers are handed out.
 const UNIT: usize = 256 * 1024;
+
+/// A header block type: its relocatable [`Header`] is its first field, so a header's
+/// address is its block's.
+pub(crate) trait Block {
+    /// The block's header.
+    fn header(&self) -> &Header;
+}
 
 /// The fixed blocks of one domain.
 pub(crate) struct HeaderStore {
@@ -57,7 +65,7 @@ impl HeaderStore {
     ///
     /// # Errors
     /// [`CounterError::Space`] when no header page can be mapped.
-    pub(crate) fn alloc<T>(&self, value: T) -> Result<NonNull<T>, CounterError> {
+    fn alloc<T>(&self, value: T) -> Result<NonNull<T>, CounterError> {
         const {
             assert!(core::mem::size_of::<T>() <= BLOCK && BLOCK % core::mem::align_of::<T>() == 0);
         }
@@ -73,17 +81,81 @@ impl HeaderStore {
         Ok(unsafe { NonNull::new_unchecked(raw) })
     }
 
+    /// A block holding `value` whose header is attached to a slot of `space` (a per-CPU
+    /// counter's or group's creation); returns the header's address, for a state word.
+    ///
+    /// # Errors
+    /// No header block, or no slot: nothing is kept then.
+    pub(crate) fn alloc_attached<T: Block>(
+        &'static self,
+        value: T,
+        space: &Space,
+    ) -> Result<usize, CounterError> {
+        let block = self.alloc(value)?;
+        // SAFETY: a live block from this store, ours alone.
+        let header = unsafe { block.as_ref() }.header();
+        if let Err(e) = space.attach(header) {
+            // SAFETY: never attached, never shared.
+            unsafe { self.retire(block, Ok(Release::Now)) };
+            return Err(CounterError::Space(e));
+        }
+        Ok(header as *const Header as usize)
+    }
+
+    /// The lazy upgrade ([`crate::lazy`]): switches `words` from the inline state `seen` to a
+    /// new block holding `value`, then attaches its header to a slot of `space`. Nothing
+    /// changes if another thread switched first; without memory the counter stays inline (no
+    /// block) or its header atomic (no slot). Nothing is lost either way.
+    pub(crate) fn upgrade<T: Block, const N: usize>(
+        &'static self,
+        words: &Words<N>,
+        seen: usize,
+        value: T,
+        space: &Space,
+    ) {
+        let Ok(block) = self.alloc(value) else {
+            return;
+        };
+        // SAFETY: a live block from this store, not yet shared.
+        let header = unsafe { block.as_ref() }.header();
+        if words
+            .publish(seen, header as *const Header as usize)
+            .is_err()
+        {
+            // SAFETY: never published, never attached: ours alone.
+            unsafe { self.retire(block, Ok(Release::Now)) };
+            return;
+        }
+        let _ = space.attach(header);
+    }
+
+    /// Detaches the header at `h` from `space` and gives its block back (a header counter's
+    /// or group's drop).
+    ///
+    /// # Safety
+    /// `h` is the header address of a block of this store holding a `T` (from
+    /// [`alloc_attached`](Self::alloc_attached) or [`upgrade`](Self::upgrade)), its header
+    /// attached to `space` if at all, and nobody adds through or reads it any more, or will.
+    pub(crate) unsafe fn drop_block<T: Block>(&'static self, h: usize, space: &Space) {
+        // The block's address is the header's (its first field), taken from the state word,
+        // so with the store's provenance rather than that of a shared reference.
+        let block = h as *mut T;
+        // SAFETY: a live `T` (caller); the reference ends before the block is retired.
+        let header = unsafe { (*block).header() };
+        // SAFETY: nobody uses the header any more (caller).
+        let detached = unsafe { space.detach(header) };
+        // SAFETY: a block of this store holding a `T` (so not null), its header just
+        // detached; nobody else refers to it.
+        unsafe { self.retire(NonNull::new_unchecked(block), detached) };
+    }
+
     /// Drops the `T` in `block` and gives the block back: now if `detached` says no compactor
     /// can hold its address, else after pcpu's epoch grace period.
     ///
     /// # Safety
     /// `block` came from [`alloc`](Self::alloc) of this store with this `T`, its header (if
     /// any) was just detached with result `detached`, and nothing else refers to it.
-    pub(crate) unsafe fn retire<T>(
-        &'static self,
-        block: NonNull<T>,
-        detached: Result<Release, MigrateError>,
-    ) {
+    unsafe fn retire<T>(&'static self, block: NonNull<T>, detached: Result<Release, MigrateError>) {
         let addr = block.as_ptr() as usize;
         // SAFETY: the caller's block holds a live `T` that nobody else uses.
         unsafe { block.as_ptr().drop_in_place() };
