@@ -487,11 +487,15 @@ impl PercpuCounter {
         self.words.read(|h| {
             // SAFETY: the address comes from this counter's state word: its live header.
             let inner = unsafe { Self::inner_of(h) };
-            let mut cells = [0i64];
             // Whatever the header's state: a slot being attached is already in the readers'
             // view before any add can reach it, so an add that returned is never missed.
-            inner.domain().space.sum_words(&inner.header, &mut cells);
-            cells[0]
+            // SAFETY: the header is attached through its domain's space (which lives for
+            // the process), whose geometry the fold parameters copy; one word per CPU.
+            unsafe {
+                inner
+                    .header
+                    .sum_word(inner.fold.stride(), inner.fold.ncpu(), 0)
+            }
         })
     }
 

@@ -275,7 +275,13 @@ impl PercpuCounterGroup {
     /// [`CounterError::Index`] if `i >= len()`.
     pub fn sum(&self, i: usize) -> Result<i64, CounterError> {
         self.check(i)?;
-        Ok(self.sum_all()[i])
+        let len = self.len;
+        Ok(self.words.read_at(i, |h| {
+            // SAFETY: the address comes from our state word: the live header.
+            let inner = unsafe { Self::inner_of(h) };
+            // Whatever the header's state: see `PercpuCounter::sum`.
+            Self::space_of(inner.domain, len).sum_word(&inner.header, i)
+        }))
     }
 
     /// Every counter's exact value when no add runs concurrently, read in one pass.

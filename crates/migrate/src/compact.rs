@@ -13,10 +13,11 @@
 //! 4. for each batch: assign new slots from the pool (densest non-draining first), disable
 //!    per-CPU operation on every header of the batch, run **one** grace period
 //!    (`pcpu_rseq::synchronize`), copy the non-zero cells to the new slot (readers still read
-//!    the old cells, which nobody writes now), publish the new slot, wait one epoch grace period for readers,
-//!    and unassign the old slots;
-//! 5. un-drain what could not be emptied, and release: empty pagesets are unmapped, empty
-//!    pages given back.
+//!    the old cells, which nobody writes now), publish the new slot inside the header's `seq`
+//!    write section, and unassign the old slots at once: a reader still reading one sees
+//!    `seq` changed and reads again;
+//! 5. un-drain what could not be emptied, and release: empty pagesets give their pages back
+//!    (their address space is kept, so a late reader never faults), empty pages too.
 
 use crate::header::Header;
 use crate::space::Space;
@@ -144,7 +145,7 @@ impl Space {
             match self.relocate_batch(&moves) {
                 Ok(n) => {
                     report.slots_moved += n;
-                    report.grace_periods += 2;
+                    report.grace_periods += 1;
                 }
                 Err(e) => {
                     result = Err(e);
@@ -174,8 +175,9 @@ impl Space {
         result.map(|()| report)
     }
 
-    /// Moves every claimed header of `moves` to a fresh slot with one grace period for adders
-    /// and one for readers. On error, every header is restored to its old slot.
+    /// Moves every claimed header of `moves` to a fresh slot with one grace period (for
+    /// adders; readers need none, see [`Header::move_to`]). On error, every header is
+    /// restored to its old slot.
     fn relocate_batch(&self, moves: &[Move<'_>]) -> Result<usize, MigrateError> {
         if moves.is_empty() {
             return Ok(0);
@@ -218,8 +220,7 @@ impl Space {
                 }
             });
         }
-        // Grace period 2: no reader (pinned in `sum_words`) still reads an old slot.
-        pcpu_rseq::epoch_grace_period();
+        // No second grace period: a reader still on an old slot fails its `seq` check.
         self.cache.with_pool(|pool| {
             for m in moves {
                 // SAFETY: `old` is still assigned and now unused.

@@ -13,9 +13,15 @@
 //! of the value (0 if none). A relocation disables the word, so while it copies, readers still
 //! read the old cells, which no adder writes any more (the grace period saw to that) and which
 //! therefore hold exactly what is being copied; one store then publishes the new slot to both.
-//! Only `set` changes cells in place (it zeroes them), inside a `seq` write section.
+//! That store sits in a `seq` write section, and so does `set`'s zeroing of cells in place.
+//!
+//! Readers take no guard and wait for no one: a reader that loaded the old slot may read its
+//! cells after they were freed, zeroed or handed to another object, but every such write
+//! comes after the write section (whose release fence it follows), so the reader's closing
+//! `seq` check fails and it reads again. Reading a freed slot is harmless because its memory
+//! stays mapped (the space's pool keeps the address space of emptied pagesets).
 
-use pcpu_rseq::sync::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use pcpu_rseq::sync::{AtomicI64, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use pcpu_rseq::DISABLED;
 
 /// No per-CPU slot; updates take the owner's slow path.
@@ -155,14 +161,19 @@ impl Header {
     /// Relocation step 3, after the grace period that follows [`disable`](Self::disable):
     /// `copy(old, new)` copies the cells, then one store publishes `new` to readers and
     /// adders. Readers meanwhile read the old cells, which nobody writes any more.
+    ///
+    /// The store is a `seq` write section: once this returns, the old slot may be freed and
+    /// reused at once, because a reader that still reads it will see `seq` changed.
     pub fn move_to(&self, new: usize, copy: impl FnOnce(usize, usize)) {
         let old = self.cells();
         copy(old, new);
+        self.write_begin();
         // Release: a reader or adder that sees `new` sees the copied cells.
         self.slot.store(new, Ordering::Release);
+        self.write_end();
     }
 
-    /// Last step (after the readers' grace period): the header is an ordinary attached one.
+    /// Last step (after the old slot was given back): the header is an ordinary attached one.
     pub fn finish(&self) {
         self.state.store(ATTACHED, Ordering::Release);
     }
@@ -173,9 +184,27 @@ impl Header {
         self.state.store(ATTACHED, Ordering::Release);
     }
 
+    /// Word `w` of the header's cells, added up over `ncpu` CPUs `stride` bytes apart (0 with
+    /// no slot), read in a `seq` read section as [`read_consistent`](Self::read_consistent)
+    /// does: what [`Space::sum_word`](crate::Space::sum_word) reads, for a caller that keeps
+    /// the space's geometry beside the header (one pointer chase less).
+    ///
+    /// # Safety
+    /// The header is attached through a [`Space`](crate::Space) that outlives the call and
+    /// whose objects have `ncpu` CPUs, `stride` bytes apart, and more than `w` words.
+    #[inline]
+    pub unsafe fn sum_word(&self, stride: usize, ncpu: usize, w: usize) -> i64 {
+        // SAFETY: forwarded from the caller.
+        self.read_consistent(|addr| unsafe { cells_total(addr, stride, ncpu, w) })
+    }
+
     /// Reader side: runs `read(cells)` (with `cells` 0 when there is no slot) until it ran
-    /// inside one `seq` read section with no move in between, and returns its result. The
-    /// caller must hold an epoch guard, so that the slot it reads is not retired meanwhile.
+    /// inside one `seq` read section with no move in between, and returns its result.
+    ///
+    /// `read` may run on a slot that is being freed or reused meanwhile (its result is then
+    /// thrown away): it must read the cells with atomic loads only, from memory that stays
+    /// mapped (a [`Space`](crate::Space)'s pool keeps its address space), and have no other
+    /// effect than its result.
     pub fn read_consistent<R>(&self, mut read: impl FnMut(usize) -> R) -> R {
         loop {
             let seq = self.seq.load(Ordering::Acquire);
@@ -190,4 +219,27 @@ impl Header {
             }
         }
     }
+}
+
+/// Word `w` of every CPU's cell of the slot at `addr` (0 for no slot), added up: `ncpu` cells
+/// `stride` bytes apart. Each total is kept in a register: accumulating into memory after
+/// zeroing it (a `memset`) stalls a sum on store forwarding.
+///
+/// # Safety
+/// `addr` is 0 or was a slot of a [`Space`](crate::Space)'s pool that is still alive (the
+/// slot may have been freed since: the pool keeps its address space mapped), whose objects
+/// have `ncpu` CPUs `stride` bytes apart and more than `w` words.
+#[inline]
+pub(crate) unsafe fn cells_total(addr: usize, stride: usize, ncpu: usize, w: usize) -> i64 {
+    if addr == 0 {
+        return 0;
+    }
+    (0..ncpu).fold(0i64, |total, cpu| {
+        // SAFETY: the cell lies in the pool's mapping, which stays mapped while the pool
+        // lives even if the slot is freed meanwhile; it is an 8-aligned i64 word; the load is
+        // atomic, so it races with no write (a value read from a reused slot is thrown away
+        // by the caller's `seq` check).
+        let cell = unsafe { &*((addr + cpu * stride + w * 8) as *const AtomicI64) };
+        total.wrapping_add(cell.load(Ordering::Relaxed))
+    })
 }

@@ -67,8 +67,11 @@ impl Space {
     /// # Errors
     /// [`MigrateError`] for an invalid configuration.
     pub fn new(config: SpaceConfig) -> Result<Space, MigrateError> {
-        let mut pool_config =
-            PoolConfig::new(config.class).with_ncpu(config.ncpu.saturating_add(1));
+        // Keep the address space of emptied pagesets: readers (`sum_words`) take no guard
+        // and may load from a slot a compactor has just freed; that memory must stay mapped.
+        let mut pool_config = PoolConfig::new(config.class)
+            .with_ncpu(config.ncpu.saturating_add(1))
+            .with_keep_address_space(true);
         if let Some(unit) = config.unit_bytes {
             pool_config = pool_config.with_unit_bytes(unit);
         }
@@ -208,22 +211,31 @@ impl Space {
     /// Adds up word `w` of every CPU's cell of `header` into `out[w]`, consistently with
     /// relocation: a relocation in progress is waited out (it takes microseconds), a finished
     /// one is seen whole. Exact when nothing adds concurrently.
+    ///
+    /// `header` must be attached through this space (a header of another space gives a
+    /// wrong total, and may read past a slot).
     pub fn sum_words(&self, header: &Header, out: &mut [i64]) {
-        // Pinned: a relocator frees old cells only after a grace period that waits for us.
-        let _guard = pcpu_rseq::epoch::pin();
+        let words = out.len().min(self.words);
+        // No guard: a slot freed under us stays mapped (the pool keeps its address space),
+        // and the `seq` check throws away what was read from it.
         header.read_consistent(|addr| {
-            out.iter_mut().for_each(|o| *o = 0);
-            if addr == 0 {
-                return;
-            }
-            for cpu in 0..self.ncpu {
-                for (w, o) in out.iter_mut().enumerate().take(self.words) {
-                    // SAFETY: `addr` was the header's slot within this read section and the
-                    // pinned guard keeps it assigned and mapped; cpu/w are in range.
-                    *o = o.wrapping_add(unsafe { self.cell(addr, cpu, w) }.load(Ordering::Relaxed));
-                }
+            for (w, o) in out.iter_mut().enumerate().take(words) {
+                // SAFETY: the header is attached through this space (documented above), which
+                // lives; w < words.
+                *o = unsafe { crate::header::cells_total(addr, self.stride, self.ncpu, w) };
             }
         });
+    }
+
+    /// Word `w` of every CPU's cell of `header`, added up, as [`sum_words`](Self::sum_words)
+    /// reads it; 0 for a word out of range.
+    #[inline]
+    pub fn sum_word(&self, header: &Header, w: usize) -> i64 {
+        if w >= self.words {
+            return 0;
+        }
+        // SAFETY: as in `sum_words`; w < words, checked above.
+        unsafe { header.sum_word(self.stride, self.ncpu, w) }
     }
 
     /// Zeroes the per-CPU part of `header` (for `set`): stops per-CPU operation, waits a grace

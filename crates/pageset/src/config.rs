@@ -37,6 +37,16 @@ pub struct PoolConfig {
     /// multiple of the page size. Default [`PoolConfig::DEFAULT_UNIT_BYTES`] (or one page if
     /// pages are larger).
     pub unit_bytes: usize,
+    /// Keep the address space of emptied pagesets instead of unmapping them: their memory is
+    /// given back (`MADV_DONTNEED`) and the mapping is reused by the next pageset the pool
+    /// needs. Default false.
+    ///
+    /// Why: a reader that does not synchronise with the pool (pcpu-migrate's `sum` reads a
+    /// slot's cells and then checks a sequence count, without a grace period) may still load
+    /// from a slot after it was freed. Such a load must return *some* value, which the
+    /// reader then discards; with the mapping kept it does, where an unmapped range would
+    /// fault. The cost is address space only, up to the most pagesets ever mapped at once.
+    pub keep_address_space: bool,
 }
 
 impl PoolConfig {
@@ -58,6 +68,7 @@ impl PoolConfig {
             class,
             ncpu: pcpu_rseq::possible_cpus(),
             unit_bytes: PoolConfig::DEFAULT_UNIT_BYTES.max(page_size()),
+            keep_address_space: false,
         }
     }
 
@@ -69,6 +80,15 @@ impl PoolConfig {
     /// The same configuration with `unit_bytes` bytes per CPU unit.
     pub fn with_unit_bytes(self, unit_bytes: usize) -> PoolConfig {
         PoolConfig { unit_bytes, ..self }
+    }
+
+    /// The same configuration, keeping (or not) the address space of emptied pagesets; see
+    /// [`keep_address_space`](Self::keep_address_space).
+    pub fn with_keep_address_space(self, keep_address_space: bool) -> PoolConfig {
+        PoolConfig {
+            keep_address_space,
+            ..self
+        }
     }
 }
 
@@ -95,6 +115,8 @@ pub(crate) struct Geometry {
     pub slots_per_page: usize,
     /// Bytes of one pageset mapping (`ncpu * unit`).
     pub map_len: usize,
+    /// Emptied pagesets keep their mapping for reuse (see [`PoolConfig::keep_address_space`]).
+    pub keep_address_space: bool,
 }
 
 impl Geometry {
@@ -132,6 +154,7 @@ impl Geometry {
             capacity: config.unit_bytes / size,
             slots_per_page: page / size,
             map_len,
+            keep_address_space: config.keep_address_space,
         })
     }
 }

@@ -81,6 +81,11 @@
 //! again at a page boundary would then cost `ncpu` madvise calls plus `ncpu` page faults
 //! each time. The layer above calls `release` periodically or after draining.
 //!
+//! With [`PoolConfig::keep_address_space`], an emptied pageset is not unmapped: its pages
+//! are given back the same way and its mapping is kept for the next pageset the pool needs.
+//! A reader that loads from a freed slot without synchronising with the pool (and discards
+//! what it read, as pcpu-migrate's sequence-checked `sum` does) then never faults.
+//!
 //! ## Memory accounting
 //!
 //! [`Pool::stats`] and [`Pool::pagesets`] report assigned/free slots, pagesets and bytes

@@ -46,6 +46,10 @@ pub struct Pool {
     pagesets_unmapped: u64,
     probe: PageProbe,
     probe_min_ncpu: usize,
+    /// Emptied pagesets whose mapping is kept for reuse ([`PoolConfig::keep_address_space`]);
+    /// their pages were given back. Capacity for every mapped pageset is reserved when it is
+    /// mapped, so keeping one never allocates (and never has to fall back to unmapping).
+    kept: Vec<Pageset>,
 }
 
 impl Pool {
@@ -73,6 +77,7 @@ impl Pool {
             pagesets_unmapped: 0,
             probe: PageProbe::new(true),
             probe_min_ncpu: Pool::PROBE_MIN_NCPU,
+            kept: Vec::new(),
         })
     }
 
@@ -395,6 +400,7 @@ impl Pool {
             pagesets_created: self.pagesets_created,
             pages_released: self.pages_released,
             pagesets_unmapped: self.pagesets_unmapped,
+            bytes_kept: self.kept.len() * self.geom.map_len,
         }
     }
 
@@ -468,6 +474,13 @@ impl Pool {
         let oom = |bytes| PagesetError::OutOfMemory { bytes };
         // Reserve all bookkeeping first so nothing below can fail after the mapping exists.
         self.by_addr.try_reserve(1).map_err(|_| oom(16))?;
+        if self.geom.keep_address_space {
+            // Room to keep every pageset mapped now, this one included (`unmap` pushes).
+            let room = self.mapped + 1;
+            self.kept
+                .try_reserve(room)
+                .map_err(|_| oom(room * size_of::<Pageset>()))?;
+        }
         let index = if self.vacant != NONE {
             self.vacant
         } else {
@@ -486,9 +499,12 @@ impl Pool {
             Some(entry) => entry.gen.wrapping_add(1),
             None => 0,
         };
-        let ps = Pageset::map(&self.geom).inspect_err(|_e| {
-            crate::slow_path_event!(class = %self.geom.class, error = %_e, "mapping a pageset failed");
-        })?;
+        let ps = match self.kept.pop() {
+            Some(ps) => ps,
+            None => Pageset::map(&self.geom).inspect_err(|_e| {
+                crate::slow_path_event!(class = %self.geom.class, error = %_e, "mapping a pageset failed");
+            })?,
+        };
         let base = ps.base();
         if index == self.vacant {
             let entry = &mut self.entries[index as usize];
@@ -515,10 +531,11 @@ impl Pool {
         Ok(index)
     }
 
-    /// Unmaps empty pageset `index`.
+    /// Unmaps empty pageset `index`, or gives its pages back and keeps its mapping for reuse
+    /// ([`PoolConfig::keep_address_space`]).
     fn unmap(&mut self, index: u32) {
         let entry = &mut self.entries[index as usize];
-        let ps = entry.pageset.take().expect("mapped");
+        let mut ps = entry.pageset.take().expect("mapped");
         debug_assert_eq!(ps.assigned, 0);
         entry.next_vacant = self.vacant;
         self.vacant = index;
@@ -534,7 +551,17 @@ impl Pool {
         self.by_addr.remove(at);
         self.mapped -= 1;
         self.pagesets_unmapped += 1;
-        drop(ps); // munmap
+        if self.geom.keep_address_space {
+            self.pages_released += ps.release_pages(&self.geom) as u64;
+            ps.draining = false;
+            debug_assert!(
+                self.kept.len() < self.kept.capacity(),
+                "reserved when mapped"
+            );
+            self.kept.push(ps);
+        } else {
+            drop(ps); // munmap
+        }
     }
 }
 

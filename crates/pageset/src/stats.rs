@@ -61,8 +61,14 @@ pub struct PoolStats {
     /// CPU pages given back with `MADV_DONTNEED` since the pool was created (a page released
     /// on all 64 CPUs counts 64).
     pub pages_released: u64,
-    /// Pagesets unmapped since the pool was created.
+    /// Pagesets unmapped since the pool was created (with
+    /// [`keep_address_space`](crate::PoolConfig::keep_address_space): emptied, their pages
+    /// given back and their mapping kept for reuse).
     pub pagesets_unmapped: u64,
+    /// Address space of emptied pagesets kept for reuse
+    /// ([`keep_address_space`](crate::PoolConfig::keep_address_space)): mapped, holding no
+    /// memory (where `MADV_DONTNEED` gives pages back: Linux), not counted in `bytes_mapped`.
+    pub bytes_kept: usize,
 }
 
 /// What one [`Pool::release`](crate::Pool::release) gave back.
@@ -70,8 +76,9 @@ pub struct PoolStats {
 pub struct ReleaseStats {
     /// CPU pages released with `MADV_DONTNEED`.
     pub pages_released: usize,
-    /// Pagesets unmapped (they were empty).
+    /// Pagesets unmapped (they were empty), or kept for reuse with their pages given back
+    /// ([`keep_address_space`](crate::PoolConfig::keep_address_space)).
     pub pagesets_unmapped: usize,
-    /// Address space given back by the unmapped pagesets.
+    /// Address space given back by the unmapped pagesets (or kept for reuse).
     pub bytes_unmapped: usize,
 }

@@ -223,3 +223,34 @@ fn stale_pageset_ids_are_rejected() {
     assert_eq!(p.live_slots(id).count(), 0);
     assert_eq!(p.live_slots(id2).count(), 1);
 }
+
+#[test]
+fn kept_address_space_stays_readable_and_is_reused() {
+    let config = PoolConfig::new(SizeClass::B8)
+        .with_ncpu(2)
+        .with_unit_bytes(page_size());
+    let mut pool = Pool::new(config.with_keep_address_space(true)).unwrap();
+    let slot = pool.assign().unwrap();
+    cell(&pool, slot, 1, 0).store(7, Ordering::Relaxed);
+    let base = pool.pagesets()[0].base;
+    pool.unassign(slot).unwrap();
+    let released = pool.release();
+    assert_eq!(released.pagesets_unmapped, 1);
+    let st = pool.stats();
+    assert_eq!((st.pagesets_mapped, st.bytes_mapped), (0, 0));
+    assert_eq!(st.bytes_kept, 2 * page_size());
+    // Still mapped: a stray reader of the freed slot reads zero instead of faulting.
+    assert_eq!(cell(&pool, slot, 1, 0).load(Ordering::Relaxed), 0);
+    // The next pageset is the kept mapping, and it is handed out zeroed.
+    let again = pool.assign().unwrap();
+    assert_eq!(pool.pagesets()[0].base, base);
+    assert_eq!(pool.stats().bytes_kept, 0);
+    assert_eq!(cell(&pool, again, 1, 0).load(Ordering::Relaxed), 0);
+
+    // Without the option the emptied pageset is unmapped and nothing is kept.
+    let mut plain = Pool::new(config).unwrap();
+    let slot = plain.assign().unwrap();
+    plain.unassign(slot).unwrap();
+    assert_eq!(plain.release().pagesets_unmapped, 1);
+    assert_eq!(plain.stats().bytes_kept, 0);
+}

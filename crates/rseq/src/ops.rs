@@ -205,6 +205,18 @@ impl FoldParams {
         }
     }
 
+    /// Bytes from one CPU's cell to the next CPU's.
+    #[inline(always)]
+    pub const fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// CPUs covered.
+    #[inline(always)]
+    pub const fn ncpu(&self) -> usize {
+        self.ncpu
+    }
+
     const fn clamp(batch: i64) -> i64 {
         if batch < 1 {
             1
