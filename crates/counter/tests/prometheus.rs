@@ -1,14 +1,22 @@
 //! The `prometheus-client` feature: `pcpu_counter::prometheus::{Counter, Gauge}` updated from
 //! several threads and encoded in the text exposition format, exact; the storage trait on
-//! per-CPU counters.
+//! per-CPU counters; and the `prometheus_endpoint` example scraped over loopback.
 //! Run: `cargo test -p pcpu-counter --features prometheus-client --test prometheus`.
 #![cfg(feature = "prometheus-client")]
 
-use pcpu_counter::prometheus::{Counter, Gauge};
+// The example's server, built here as a module: the test scrapes the example's own code.
+#[allow(dead_code)]
+#[path = "../examples/prometheus_endpoint.rs"]
+mod endpoint;
+
+use pcpu_counter::prometheus::{Counter, Gauge, CONTENT_TYPE};
 use pcpu_counter::{CounterMode, Domain, PercpuCounter};
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::{counter, family::Family, gauge};
 use prometheus_client::registry::{Registry, Unit};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -208,4 +216,82 @@ fn counter_values_out_of_range() {
     negative.inner().add(-5);
     assert_eq!(negative.get(), 0);
     assert_eq!(negative.inc(), 0, "the previous value is never below 0");
+}
+
+/// One raw request: the whole response, head and body.
+fn raw(addr: std::net::SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The example's server on 127.0.0.1: requests from three threads, then a scrape over
+/// loopback whose response (status, headers, every sample) is exact.
+#[test]
+fn the_example_endpoint_serves_exact_totals() {
+    let server = Arc::new(endpoint::Server::new());
+    let addr = endpoint::start(Arc::clone(&server), 0).unwrap();
+    assert!(addr.ip().is_loopback());
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                for _ in 0..40 {
+                    assert_eq!(
+                        endpoint::get(addr, "/").unwrap(),
+                        (200, endpoint::HELLO.to_string())
+                    );
+                }
+                assert_eq!(endpoint::get(addr, "/missing").unwrap().0, 404);
+                let post = raw(addr, "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+                assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+                let garbage = raw(addr, "hello\r\n\r\n");
+                assert!(garbage.starts_with("HTTP/1.1 400 "), "{garbage}");
+            });
+        }
+    });
+
+    let response = raw(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n",
+    );
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let mut head = head.lines();
+    assert_eq!(head.next(), Some("HTTP/1.1 200 OK"));
+    let headers: Vec<&str> = head.collect();
+    assert!(headers.contains(&format!("Content-Type: {CONTENT_TYPE}").as_str()));
+    assert!(headers.contains(&format!("Content-Length: {}", body.len()).as_str()));
+
+    let sent = 120 * endpoint::HELLO.len()
+        + 3 * endpoint::NOT_FOUND.len()
+        + 3 * "method not allowed\n".len()
+        + 3 * "bad request\n".len();
+    let expected = format!(
+        "# HELP http_requests HTTP requests served.\n\
+         # TYPE http_requests counter\n\
+         http_requests_total{{route=\"/\",status=\"200\"}} 120\n\
+         http_requests_total{{route=\"other\",status=\"404\"}} 3\n\
+         http_requests_total{{route=\"/metrics\",status=\"405\"}} 3\n\
+         http_requests_total{{route=\"other\",status=\"400\"}} 3\n\
+         # HELP http_response_bytes HTTP response body bytes sent.\n\
+         # TYPE http_response_bytes counter\n\
+         # UNIT http_response_bytes bytes\n\
+         http_response_bytes_total {sent}\n\
+         # HELP http_requests_in_flight HTTP requests being served.\n\
+         # TYPE http_requests_in_flight gauge\n\
+         http_requests_in_flight 1\n\
+         # EOF\n"
+    );
+    assert_eq!(sorted_lines(body), sorted_lines(&expected), "{body}");
+    // The scrape itself is counted after it was encoded: the server's own handle sees it.
+    assert_eq!(server.in_flight.get(), 0);
+    let scrapes = server.requests.get_or_create(&endpoint::RequestLabels {
+        route: "/metrics",
+        status: 200,
+    });
+    assert_eq!(scrapes.get(), 1);
 }
