@@ -73,6 +73,8 @@ mod lazy;
 mod loom_tests;
 #[cfg(all(feature = "metrics", not(loom)))]
 mod metrics_impl;
+#[cfg(all(feature = "prometheus-client", not(loom)))]
+pub mod prometheus;
 #[cfg(not(loom))]
 mod registry;
 #[cfg(not(loom))]
