@@ -734,15 +734,6 @@ impl Inner {
     }
 }
 
-std::thread_local! {
-    /// Drops seen by this thread: every [`AUTO_COMPACT_EVERY`]th one checks the domain's
-    /// waste policy (a thread-local tick, so destroy touches no shared line for it).
-    static DROPS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
-}
-
-/// How often (in drops per thread) a domain with a waste policy checks it.
-const AUTO_COMPACT_EVERY: u32 = 4096;
-
 impl Drop for PercpuCounter {
     fn drop(&mut self) {
         let w = self.words.state_mut();
@@ -753,17 +744,6 @@ impl Drop for PercpuCounter {
         // SAFETY: a header address; we own the counter.
         let inner = unsafe { Self::inner_of(w) };
         let domain = inner.domain();
-        if domain.has_waste_policy() {
-            let tick = DROPS.with(|d| {
-                let n = d.get().wrapping_add(1);
-                d.set(n);
-                n
-            });
-            if tick % AUTO_COMPACT_EVERY == 0 {
-                // A failed compaction loses nothing; the next check tries again.
-                let _ = domain.maybe_compact();
-            }
-        }
         // SAFETY: `w` is the header of an `Inner` of the domain's store, attached (if at
         // all) to the domain's space; we own the counter: no add or read can run through it
         // any more.

@@ -1,6 +1,7 @@
 //! [`Domain`]: the allocator instance behind counters — pagesets, per-CPU caches and the
 //! compactor — with its configuration.
 
+use crate::compactor::Compactor;
 use crate::headers::HeaderStore;
 use crate::CounterError;
 use pcpu_migrate::{CompactPolicy, CompactReport, Space, SpaceConfig, Waste};
@@ -92,9 +93,9 @@ impl DomainBuilder {
         self
     }
 
-    /// Runs a compaction from [`Domain::maybe_compact`] when resident per-CPU memory exceeds
-    /// `ratio` × what live counters need. With this set, counter drops also check the policy
-    /// themselves, once every 4096 drops per thread.
+    /// The waste limit of [`Domain::maybe_compact`]: it compacts when the estimated per-CPU
+    /// memory exceeds `ratio` × what live counters need ([`Domain::waste_estimate`]). Nothing
+    /// checks it by itself: call `maybe_compact`, or run [`Domain::spawn_compactor`].
     pub fn compact_when_waste_above(mut self, ratio: f64) -> Self {
         self.compact_when_waste_above = Some(ratio);
         self
@@ -323,25 +324,71 @@ impl Domain {
         }
     }
 
-    /// Compacts if resident per-CPU memory exceeds the configured ratio × what live counters
-    /// need ([`Waste::ratio`]; a slow path: it reads `mincore`). Returns the report if it ran.
+    /// Compacts if the estimated per-CPU memory exceeds the ratio set with
+    /// [`DomainBuilder::compact_when_waste_above`] × what live counters need (see
+    /// [`waste_estimate`](Self::waste_estimate)); nothing without that setting. Returns the
+    /// report if it ran.
     ///
     /// # Errors
     /// As for [`compact`](Self::compact).
     pub fn maybe_compact(&self) -> Result<Option<CompactReport>, CounterError> {
-        let Some(limit) = self.compact_when_waste_above else {
-            return Ok(None);
-        };
-        let w = self.space.waste();
-        if w.live_bytes > 0 && w.ratio() > limit {
+        match self.compact_when_waste_above {
+            Some(limit) => self.compact_if_waste_above(limit),
+            None => Ok(None),
+        }
+    }
+
+    /// Compacts if [`waste_estimate`](Self::waste_estimate) is above `limit`.
+    pub(crate) fn compact_if_waste_above(
+        &self,
+        limit: f64,
+    ) -> Result<Option<CompactReport>, CounterError> {
+        if self.waste_estimate() > limit {
             return self.compact().map(Some);
         }
         Ok(None)
     }
 
-    /// True if [`DomainBuilder::compact_when_waste_above`] was set.
-    pub(crate) fn has_waste_policy(&self) -> bool {
-        self.compact_when_waste_above.is_some()
+    /// The worst estimated waste over the domain's spaces (single counters and each group
+    /// size): slots that the pages holding live counters could hold, per live counter; 1.0 is
+    /// dense. O(1) in the number of counters and pagesets: it reads counts the allocator
+    /// keeps (no `mincore`), so a policy may poll it. See
+    /// [`Space::waste_estimate`](pcpu_migrate::Space::waste_estimate) for how it compares
+    /// with the measured [`Waste::ratio`].
+    pub fn waste_estimate(&self) -> f64 {
+        core::iter::once(&self.space)
+            .chain(&self.group_spaces)
+            .map(Space::waste_estimate)
+            .fold(0.0, f64::max)
+    }
+
+    /// Starts a thread that applies a waste policy to this domain: every `every`, it compacts
+    /// if [`waste_estimate`](Self::waste_estimate) is above `waste_above` (a ratio, at least
+    /// 1.0). Compaction then never runs on the threads that create and drop counters. A
+    /// failed compaction loses nothing; it is logged (`tracing` warning) and retried at the
+    /// next check. The thread stops when the returned [`Compactor`] is dropped.
+    ///
+    /// ```
+    /// use pcpu_counter::{CounterMode, Domain, PercpuCounter};
+    /// use std::time::Duration;
+    ///
+    /// let domain = Domain::builder().mode(CounterMode::PerCpu).build()?;
+    /// let compactor = domain.spawn_compactor(Duration::from_millis(100), 2.0)?;
+    /// let counters = PercpuCounter::new_many_in(domain, 10_000, 0)?;
+    /// drop(counters); // the thread compacts (if it must) in its own time
+    /// compactor.stop();
+    /// # Ok::<(), pcpu_counter::CounterError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`CounterError::Config`] for a zero interval or a limit below 1.0 (or NaN);
+    /// [`CounterError::Thread`] if the thread cannot start.
+    pub fn spawn_compactor(
+        &'static self,
+        every: std::time::Duration,
+        waste_above: f64,
+    ) -> Result<Compactor, CounterError> {
+        Compactor::spawn(self, every, waste_above)
     }
 
     /// Measures the domain.

@@ -11,6 +11,8 @@ pub enum CounterError {
     Config(&'static str),
     /// A counter group of this size is not supported (1..=8).
     GroupSize(usize),
+    /// A thread could not be started (the compactor's).
+    Thread(std::io::Error),
     /// No counter with this index in the group.
     Index {
         /// The index given.
@@ -26,6 +28,7 @@ impl core::fmt::Display for CounterError {
             CounterError::OutOfMemory => f.write_str("out of memory for a counter header"),
             CounterError::Space(e) => write!(f, "per-CPU memory: {e}"),
             CounterError::Config(why) => write!(f, "invalid domain configuration: {why}"),
+            CounterError::Thread(e) => write!(f, "cannot start a thread: {e}"),
             CounterError::GroupSize(n) => {
                 write!(f, "a counter group holds 1 to 8 counters, not {n}")
             }
@@ -40,6 +43,7 @@ impl std::error::Error for CounterError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             CounterError::Space(e) => Some(e),
+            CounterError::Thread(e) => Some(e),
             _ => None,
         }
     }

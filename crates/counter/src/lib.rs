@@ -59,6 +59,8 @@
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 #[cfg(not(loom))]
+mod compactor;
+#[cfg(not(loom))]
 mod counter;
 #[cfg(not(loom))]
 mod domain;
@@ -82,6 +84,8 @@ mod widen;
 mod word;
 mod words;
 
+#[cfg(not(loom))]
+pub use compactor::Compactor;
 #[cfg(not(loom))]
 pub use counter::PercpuCounter;
 #[cfg(not(loom))]

@@ -100,47 +100,59 @@ impl Space {
                 Err(e) => result = Err(e.into()),
             }
         }
-        let live: Vec<usize> = if result.is_err() {
-            Vec::new()
-        } else {
-            self.cache.with_pool(|pool| {
-                chosen
+        let mut live: Vec<usize> = Vec::new();
+        if result.is_ok() {
+            // Fallible: the list can be large (8 bytes a live object), and a compaction under
+            // memory pressure must fail with an error, not abort the process.
+            result = self.cache.with_pool(|pool| {
+                let n: usize = chosen
                     .iter()
-                    .flat_map(|&id| pool.live_slots(id).map(|s| s.addr()))
-                    .collect()
-            })
-        };
+                    .filter_map(|&id| pool.pageset_stats(id))
+                    .map(|s| s.assigned)
+                    .sum();
+                try_reserve(&mut live, n)?;
+                live.extend(
+                    chosen
+                        .iter()
+                        .flat_map(|&id| pool.live_slots(id).map(|s| s.addr())),
+                );
+                Ok(())
+            });
+        }
+        let mut moves: Vec<Move<'_>> = Vec::new();
+        if let Err(e) = try_reserve(&mut moves, live.len().min(BATCH)) {
+            result = result.and(Err(e));
+            live.clear();
+        }
         for chunk in live.chunks(BATCH) {
             // Claim under a pinned guard: a header is freed only after a grace period, so an
             // owner read from the lane stays valid until we have claimed or skipped it.
-            let moves: Vec<Move<'_>> = {
+            moves.clear();
+            {
                 let _guard = pcpu_rseq::epoch::pin();
-                chunk
-                    .iter()
-                    .filter_map(|&old| {
-                        // SAFETY: `old` was listed live under the pool lock. It may have been
-                        // freed and even unassigned since (detach, then a spill), but its
-                        // pageset stays mapped: only `release`, which runs under the compaction
-                        // mutex we hold, unmaps.
-                        let owner = unsafe { self.owner_word(old) }.load(Ordering::Acquire);
-                        if owner == 0 {
-                            return None;
-                        }
-                        // SAFETY: a non-zero owner lane holds the address of a live header: we
-                        // announced this compaction (behind a fence) before reading, so a
-                        // detach that clears the lane after our read sees us and defers the
-                        // header's free to an epoch, which our pin holds back.
-                        let header: &Header = unsafe { &*(owner as *const Header) };
-                        if !header.try_claim(old) {
-                            return None;
-                        }
-                        // SAFETY: RELOCATING is held by us, so detach waits for us: the header
-                        // stays alive beyond the guard.
-                        let header = unsafe { &*(header as *const Header) };
-                        Some(Move { header, old })
-                    })
-                    .collect()
-            };
+                moves.extend(chunk.iter().filter_map(|&old| {
+                    // SAFETY: `old` was listed live under the pool lock. It may have been
+                    // freed and even unassigned since (detach, then a spill), but its
+                    // pageset stays mapped: only `release`, which runs under the compaction
+                    // mutex we hold, unmaps.
+                    let owner = unsafe { self.owner_word(old) }.load(Ordering::Acquire);
+                    if owner == 0 {
+                        return None;
+                    }
+                    // SAFETY: a non-zero owner lane holds the address of a live header: we
+                    // announced this compaction (behind a fence) before reading, so a
+                    // detach that clears the lane after our read sees us and defers the
+                    // header's free to an epoch, which our pin holds back.
+                    let header: &Header = unsafe { &*(owner as *const Header) };
+                    if !header.try_claim(old) {
+                        return None;
+                    }
+                    // SAFETY: RELOCATING is held by us, so detach waits for us: the header
+                    // stays alive beyond the guard.
+                    let header = unsafe { &*(header as *const Header) };
+                    Some(Move { header, old })
+                }));
+            }
             report.slots_skipped += chunk.len() - moves.len();
             match self.relocate_batch(&moves) {
                 Ok(n) => {
@@ -183,7 +195,11 @@ impl Space {
             return Ok(0);
         }
         let restore = || moves.iter().for_each(|m| m.header.abort());
-        let mut fresh = Vec::with_capacity(moves.len());
+        let mut fresh = Vec::new();
+        if let Err(e) = try_reserve(&mut fresh, moves.len()) {
+            restore();
+            return Err(e);
+        }
         if let Err(e) = self
             .cache
             .with_pool(|pool| pool.assign_batch(moves.len(), &mut fresh))
@@ -233,6 +249,14 @@ impl Space {
         moves.iter().for_each(|m| m.header.finish());
         Ok(moves.len())
     }
+}
+
+/// Reserves room for `n` more elements, or the error a compaction reports.
+fn try_reserve<T>(v: &mut Vec<T>, n: usize) -> Result<(), MigrateError> {
+    v.try_reserve_exact(n)
+        .map_err(|_| MigrateError::OutOfMemory {
+            bytes: n.saturating_mul(size_of::<T>()),
+        })
 }
 
 /// Picks the pagesets to evacuate: keep the fullest whose free room holds the live objects of

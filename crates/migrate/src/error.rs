@@ -12,6 +12,11 @@ pub enum MigrateError {
     Pool(PagesetError),
     /// A grace period (membarrier fence) failed.
     Fence(std::io::Error),
+    /// The heap could not hold the compactor's bookkeeping (this many bytes).
+    OutOfMemory {
+        /// Bytes asked for.
+        bytes: usize,
+    },
 }
 
 impl core::fmt::Display for MigrateError {
@@ -20,6 +25,12 @@ impl core::fmt::Display for MigrateError {
             MigrateError::Cache(e) => write!(f, "slot cache: {e}"),
             MigrateError::Pool(e) => write!(f, "pageset pool: {e}"),
             MigrateError::Fence(e) => write!(f, "grace period: {e}"),
+            MigrateError::OutOfMemory { bytes } => {
+                write!(
+                    f,
+                    "out of memory for {bytes} bytes of compaction bookkeeping"
+                )
+            }
         }
     }
 }
@@ -30,6 +41,7 @@ impl std::error::Error for MigrateError {
             MigrateError::Cache(e) => Some(e),
             MigrateError::Pool(e) => Some(e),
             MigrateError::Fence(e) => Some(e),
+            MigrateError::OutOfMemory { .. } => None,
         }
     }
 }

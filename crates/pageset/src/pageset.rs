@@ -89,7 +89,8 @@ impl Pageset {
 
     /// Assigns the lowest free slot (lowest-first packs live slots into the first pages, so
     /// the tail pages of a sparse pageset can be released). The pageset must not be full.
-    pub fn take_lowest(&mut self, geom: &Geometry) -> usize {
+    /// Returns the slot, and whether its page held no assigned slot before.
+    pub fn take_lowest(&mut self, geom: &Geometry) -> (usize, bool) {
         let (w, word) = self
             .live
             .iter()
@@ -104,15 +105,18 @@ impl Pageset {
         self.page_assigned[page] += 1;
         self.page_clean[page] = false;
         self.assigned += 1;
-        s
+        (s, self.page_assigned[page] == 1)
     }
 
-    /// Marks slot `s` free. It must be live and already zeroed.
-    pub fn put(&mut self, geom: &Geometry, s: usize) {
+    /// Marks slot `s` free. It must be live and already zeroed. Returns whether its page
+    /// holds no assigned slot any more.
+    pub fn put(&mut self, geom: &Geometry, s: usize) -> bool {
         debug_assert!(self.is_live(s));
         self.live[s / 64] &= !(1 << (s % 64));
-        self.page_assigned[s / geom.slots_per_page] -= 1;
+        let page = s / geom.slots_per_page;
+        self.page_assigned[page] -= 1;
         self.assigned -= 1;
+        self.page_assigned[page] == 0
     }
 
     /// Zeroes slot `s` on every CPU without touching pages that surely read zero.

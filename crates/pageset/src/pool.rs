@@ -37,6 +37,8 @@ pub struct Pool {
     by_addr: Vec<(usize, u32)>,
     buckets: Buckets,
     assigned: usize,
+    /// Pages (of one CPU's unit; the same on every CPU) holding at least one assigned slot.
+    occupied_pages: usize,
     /// Free slots in pagesets that are not draining.
     assignable: usize,
     mapped: usize,
@@ -69,6 +71,7 @@ impl Pool {
             by_addr: Vec::new(),
             buckets: Buckets::new(geom.capacity),
             assigned: 0,
+            occupied_pages: 0,
             assignable: 0,
             mapped: 0,
             draining: 0,
@@ -180,16 +183,17 @@ impl Pool {
             .expect("located");
         let probe = (geom.ncpu >= self.probe_min_ncpu).then_some(&mut self.probe);
         ps.zero_slot(&geom, s, probe);
-        ps.put(&geom, s);
+        let emptied_page = ps.put(&geom, s);
         let (assigned, draining) = (ps.assigned, ps.draining);
-        self.account_put(index, assigned, draining);
+        self.account_put(index, assigned, draining, emptied_page);
         Ok(())
     }
 
     /// Bookkeeping after one slot of pageset `index` went back: the pool's count, and the
     /// pageset's occupancy bucket unless it is draining (draining pagesets are in none).
-    fn account_put(&mut self, index: u32, assigned: usize, draining: bool) {
+    fn account_put(&mut self, index: u32, assigned: usize, draining: bool, emptied_page: bool) {
         self.assigned -= 1;
+        self.occupied_pages -= usize::from(emptied_page);
         if !draining {
             self.buckets.remove(index);
             self.buckets.insert(index, assigned);
@@ -241,9 +245,9 @@ impl Pool {
                 }
             }
             ps.zero_slot_masked(&geom, s, have_mask.then_some(&mask[..]));
-            ps.put(&geom, s);
+            let emptied_page = ps.put(&geom, s);
             let (assigned, draining) = (ps.assigned, ps.draining);
-            self.account_put(index, assigned, draining);
+            self.account_put(index, assigned, draining, emptied_page);
         }
         Ok(())
     }
@@ -372,6 +376,19 @@ impl Pool {
         stats
     }
 
+    /// Pages of a CPU's unit (the same pages on every CPU) that hold at least one assigned
+    /// slot, kept as slots come and go: O(1). `occupied_pages() × page size × ncpu` bounds
+    /// what assigned slots can keep resident (before a release, freed pages may stay
+    /// resident too; after it they do not).
+    pub fn occupied_pages(&self) -> usize {
+        self.occupied_pages
+    }
+
+    /// Slots one page holds (of one CPU's unit).
+    pub fn slots_per_page(&self) -> usize {
+        self.geom.slots_per_page
+    }
+
     /// Statistics of the whole pool; `bytes_resident` costs one `mincore` per pageset.
     pub fn stats(&self) -> PoolStats {
         let mut resident_known = true;
@@ -401,6 +418,7 @@ impl Pool {
             pages_released: self.pages_released,
             pagesets_unmapped: self.pagesets_unmapped,
             bytes_kept: self.kept.len() * self.geom.map_len,
+            pages_occupied: self.occupied_pages,
         }
     }
 
@@ -457,13 +475,14 @@ impl Pool {
             .as_mut()
             .expect("bucketed");
         debug_assert!(!ps.draining && ps.assigned < geom.capacity);
-        let s = ps.take_lowest(&geom);
+        let (s, first_on_page) = ps.take_lowest(&geom);
         let (assigned, base) = (ps.assigned, ps.base());
         self.buckets.remove(index);
         if assigned < geom.capacity {
             self.buckets.insert(index, assigned);
         }
         self.assigned += 1;
+        self.occupied_pages += usize::from(first_on_page);
         self.assignable -= 1;
         let addr = NonZeroUsize::new(base + s * geom.size).expect("mappings are not at 0");
         Slot::from_nonzero(addr)

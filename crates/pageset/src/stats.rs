@@ -69,6 +69,8 @@ pub struct PoolStats {
     /// ([`keep_address_space`](crate::PoolConfig::keep_address_space)): mapped, holding no
     /// memory (where `MADV_DONTNEED` gives pages back: Linux), not counted in `bytes_mapped`.
     pub bytes_kept: usize,
+    /// Pages of a CPU's unit holding at least one assigned slot ([`Pool::occupied_pages`](crate::Pool::occupied_pages)).
+    pub pages_occupied: usize,
 }
 
 /// What one [`Pool::release`](crate::Pool::release) gave back.

@@ -382,6 +382,12 @@ impl Harness {
             self.pagesets.len() * self.pool.pageset_bytes()
         );
         assert!(stats.bytes_resident <= stats.bytes_mapped);
+        // The O(1) count of occupied pages against the pages of the live slots.
+        let page = pcpu_pageset::page_size();
+        let occupied: std::collections::BTreeSet<usize> =
+            self.live.iter().map(|s| s.addr() / page).collect();
+        assert_eq!(stats.pages_occupied, occupied.len());
+        assert_eq!(self.pool.occupied_pages(), occupied.len());
         let pagesets = self.pool.pagesets();
         assert_eq!(pagesets.len(), self.pagesets.len());
         for p in &pagesets {
