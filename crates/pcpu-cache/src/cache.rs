@@ -281,7 +281,9 @@ impl<S: SlotSource> SlotCache<S> {
     /// the pool directly.
     ///
     /// # Errors
-    /// [`CacheError::Pool`] if the pool cannot grow.
+    /// [`CacheError::Pool`] if the pool cannot grow and no CPU's magazine holds a free slot
+    /// (under memory pressure a refill takes smaller batches, then takes the cached slots of
+    /// every CPU back, before it gives up).
     #[inline]
     pub fn alloc(&self) -> Res<S::Slot, S> {
         match self.stacks.pop() {
@@ -296,16 +298,68 @@ impl<S: SlotSource> SlotCache<S> {
     #[cold]
     #[inline(never)]
     fn refill(&self) -> Res<S::Slot, S> {
+        match self.refill_from_pool() {
+            // The pool cannot give even one slot: under memory pressure, the free slots
+            // parked in other CPUs' magazines are still there. Take them back, then try once
+            // more (`alloc_slow` does the same if that fails too).
+            Err(CacheError::Pool(e)) => self.after_reclaim(e, Self::alloc_slow_once),
+            result => result,
+        }
+    }
+
+    /// Returns the slots cached on every CPU to the pool and, if there were any, runs `retry`;
+    /// else gives `e` back. For the allocation paths when the pool cannot grow.
+    #[cold]
+    fn after_reclaim<T>(&self, e: S::Error, retry: impl FnOnce(&Self) -> Res<T, S>) -> Res<T, S> {
+        if self.reclaim_cached() > 0 {
+            retry(self)
+        } else {
+            Err(CacheError::Pool(e))
+        }
+    }
+
+    /// Empties into the pool every magazine that holds slots and is not stopped, and returns
+    /// how many slots went back. Magazines that look empty cost nothing (no fence); a stopped
+    /// one is skipped, never waited for: its stopper may be this very thread (an allocation
+    /// inside [`with_stopped`](Self::with_stopped)). Errors of the pool taking a slot back
+    /// leave that slot out of the count.
+    fn reclaim_cached(&self) -> usize {
+        let mut total = 0;
+        for cpu in 0..self.stacks.ncpu() {
+            if self.stacks.len_hint(cpu) == 0 {
+                continue;
+            }
+            let Ok(mut stopped) = self.stacks.try_stop(cpu) else {
+                continue;
+            };
+            let mut guard = self.lock();
+            let shared = &mut *guard;
+            let mut err = None;
+            let n = Self::empty_into_pool(&mut stopped, 0, shared, &mut err);
+            shared.counters.drained_slots += n as u64;
+            total += n;
+        }
+        total
+    }
+
+    /// A batch from the pool into this CPU's magazine, one slot of it returned. When the pool
+    /// cannot give the configured batch, smaller ones are tried, down to one slot.
+    fn refill_from_pool(&self) -> Res<S::Slot, S> {
         let mut guard = self.lock();
         let Shared {
             source,
             scratch,
             counters,
         } = &mut *guard;
-        scratch.clear();
-        source
-            .assign_batch(self.batch, scratch)
-            .map_err(CacheError::Pool)?;
+        let mut want = self.batch;
+        loop {
+            scratch.clear();
+            match source.assign_batch(want, scratch) {
+                Ok(()) => break,
+                Err(_) if want > 1 => want /= 2,
+                Err(e) => return Err(CacheError::Pool(e)),
+            }
+        }
         let Some(keep) = scratch.pop() else {
             return Err(CacheError::ShortBatch);
         };
@@ -331,6 +385,15 @@ impl<S: SlotSource> SlotCache<S> {
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self) -> Res<S::Slot, S> {
+        match self.alloc_slow_once() {
+            // As in `refill`: reclaim the slots cached on the CPUs, then try once more.
+            Err(CacheError::Pool(e)) => self.after_reclaim(e, Self::alloc_slow_once),
+            result => result,
+        }
+    }
+
+    /// One slot straight from the pool.
+    fn alloc_slow_once(&self) -> Res<S::Slot, S> {
         let mut guard = self.lock();
         let Shared {
             source,
@@ -347,9 +410,19 @@ impl<S: SlotSource> SlotCache<S> {
     /// once): as many as this CPU's magazine has, the rest from the pool in one locked call.
     ///
     /// # Errors
-    /// [`CacheError::Pool`] if the pool cannot grow; `out` is then as it was (the slots taken
-    /// so far went back to the pool).
+    /// [`CacheError::Pool`] if the pool cannot grow even after the cached slots of every CPU
+    /// went back to it; `out` is then as it was (the slots taken so far went back to the
+    /// pool).
     pub fn alloc_batch(&self, n: usize, out: &mut Vec<S::Slot>) -> Res<(), S> {
+        match self.alloc_batch_once(n, out) {
+            // As in `refill`: reclaim the slots cached on the CPUs, then try once more.
+            Err(CacheError::Pool(e)) => self.after_reclaim(e, |c| c.alloc_batch_once(n, out)),
+            result => result,
+        }
+    }
+
+    /// [`alloc_batch`](Self::alloc_batch) without reclaiming cached slots on failure.
+    fn alloc_batch_once(&self, n: usize, out: &mut Vec<S::Slot>) -> Res<(), S> {
         let start = out.len();
         out.reserve(n);
         while out.len() - start < n {
