@@ -2,14 +2,23 @@
 //! remove_pageset (and allocs/frees while a magazine is stopped) from several simulated CPUs
 //! keeps every slot in exactly one place, never hands out a cached or live slot, hands out
 //! only zeroed slots, and keeps the books: pool assigned == live + cached.
+//!
+//! Allocation failures are part of the model: an allocation must succeed whenever this CPU's
+//! magazine and the pool's free slots can cover it (see [`Model::must_cover`]), and one that
+//! fails must report the pool's exhaustion and change nothing. So an `alloc` that fails when
+//! it should not (always, say) fails the model.
 #![cfg(not(loom))]
 
-use pcpu_cache::{simulate_cpu, CacheConfig, HeapSource, SlotCache, SlotSource};
+use pcpu_cache::{simulate_cpu, CacheConfig, CacheError, HeapSource, HeapSourceError};
+use pcpu_cache::{SlotCache, SlotSource};
 use proptest::prelude::*;
 use std::collections::HashSet;
 
 const NCPU: usize = 4;
 const CELL: usize = 16;
+/// The heap source's size: `PAGESETS × PER_PAGESET` slots.
+const PAGESETS: usize = 6;
+const PER_PAGESET: usize = 8;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -44,9 +53,57 @@ struct Model {
     live: Vec<(std::num::NonZeroUsize, u64)>,
     next_tag: u64,
     stride: usize,
+    /// Allocations that succeeded and failed, for the end-of-case report.
+    allocated: usize,
+    failed: usize,
 }
 
 impl Model {
+    /// Slots the pool can still assign (no pageset is draining between operations).
+    fn pool_free(&self) -> usize {
+        PAGESETS * PER_PAGESET - self.cache.with_pool(|p| p.assigned())
+    }
+
+    /// Whether an allocation of `n` slots on `cpu` must succeed: the cache takes what it
+    /// needs from `cpu`'s magazine (`from_magazine`: a running one; a stopped one is
+    /// bypassed) and asks the pool for the rest in one batch of at least `pool_batch`
+    /// slots (a refill asks for a whole batch). A cache that also took from other
+    /// magazines or asked for less would succeed more often, never less.
+    fn must_cover(&self, cpu: usize, n: usize, from_magazine: bool, pool_batch: usize) -> bool {
+        let cached = if from_magazine {
+            self.cache.stats().cached_per_cpu[cpu]
+        } else {
+            0
+        };
+        n <= cached || self.pool_free() >= (n - cached).max(pool_batch)
+    }
+
+    /// Checks an allocation's outcome against [`must_cover`](Self::must_cover), computed
+    /// before it (`must`); a failure must be the pool's exhaustion.
+    fn expect_outcome<T>(
+        &mut self,
+        what: &str,
+        must: bool,
+        r: &Result<T, CacheError<HeapSourceError>>,
+    ) {
+        match r {
+            Ok(_) => self.allocated += 1,
+            Err(e) => {
+                assert!(
+                    !must,
+                    "{what} failed ({e}) although the magazine and the pool's {} free slots \
+                     covered it",
+                    self.pool_free()
+                );
+                assert!(
+                    matches!(e, CacheError::Pool(HeapSourceError::Exhausted)),
+                    "{what} failed with {e}, not the pool's exhaustion"
+                );
+                self.failed += 1;
+            }
+        }
+    }
+
     fn cached(&self) -> Vec<std::num::NonZeroUsize> {
         let mut all = Vec::new();
         for cpu in 0..NCPU {
@@ -113,27 +170,35 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
         .with_capacity(capacity)
         .with_batch(batch)
         .with_max_cached(max_cached);
-    let cache = SlotCache::new(HeapSource::new(NCPU, CELL, 6, 8), config).unwrap();
+    let cache = SlotCache::new(HeapSource::new(NCPU, CELL, PAGESETS, PER_PAGESET), config).unwrap();
     let stride = cache.with_pool(|p| p.stride());
     let mut m = Model {
         cache,
         live: Vec::new(),
         next_tag: 0,
         stride,
+        allocated: 0,
+        failed: 0,
     };
     let mut last = m.cache.stats();
     for op in ops {
         match op {
             Op::Alloc(cpu) => {
                 simulate_cpu(Some(cpu));
-                if let Ok(s) = m.cache.alloc() {
+                let must = m.must_cover(cpu, 1, true, batch);
+                let r = m.cache.alloc();
+                m.expect_outcome("alloc", must, &r);
+                if let Ok(s) = r {
                     m.take(s, cpu);
                 }
             }
             Op::AllocBatch(cpu, n) => {
                 simulate_cpu(Some(cpu));
+                let must = m.must_cover(cpu, n, true, 0);
                 let mut out = Vec::new();
-                match m.cache.alloc_batch(n, &mut out) {
+                let r = m.cache.alloc_batch(n, &mut out);
+                m.expect_outcome("alloc_batch", must, &r);
+                match r {
                     Ok(()) => {
                         assert_eq!(out.len(), n);
                         for s in out {
@@ -177,7 +242,9 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
             }
             Op::AllocStopped(cpu) => {
                 simulate_cpu(Some(cpu));
+                let must = m.must_cover(cpu, 1, false, 1);
                 let r = m.cache.with_stopped(cpu, |_| m.cache.alloc()).unwrap();
+                m.expect_outcome("alloc (magazine stopped)", must, &r);
                 if let Ok(s) = r {
                     m.take(s, cpu);
                 }
@@ -204,6 +271,12 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
         assert!(now.refills >= last.refills && now.spills >= last.spills);
         last = now;
     }
+    // Allocations were asked for and, where the model says they had to, made.
+    let asked = m.allocated + m.failed;
+    assert!(
+        asked == 0 || m.allocated > 0,
+        "{asked} allocations, none succeeded"
+    );
     // Everything back: free all, drain, and the pool is empty.
     simulate_cpu(Some(0));
     while !m.live.is_empty() {
@@ -236,25 +309,46 @@ proptest! {
     }
 }
 
+/// A pool limited to 4 slots, refilled 2 at a time from one CPU: exactly 4 allocations, then
+/// the pool's error (not a panic, not a short count), and allocation works again once a slot
+/// is back. (A limit that is not a multiple of the batch leaves slots a whole-batch refill
+/// cannot take: issue 14, item 5.)
 #[test]
 fn exhausted_pool_is_an_error_not_a_panic() {
     let mut src = HeapSource::new(2, 8, 1, 4);
-    src.set_limit(3);
+    src.set_limit(4);
     let cache = SlotCache::new(src, CacheConfig::new().with_batch(2)).unwrap();
     simulate_cpu(Some(0));
     let mut held = Vec::new();
-    while let Ok(s) = cache.alloc() {
-        held.push(s);
-        assert!(held.len() <= 3);
-    }
+    let err = loop {
+        match cache.alloc() {
+            Ok(s) => held.push(s),
+            Err(e) => break e,
+        }
+        assert!(held.len() <= 4, "more slots than the pool's limit");
+    };
+    assert_eq!(held.len(), 4, "every slot within the limit is handed out");
+    assert!(
+        matches!(err, CacheError::Pool(HeapSourceError::Exhausted)),
+        "{err}"
+    );
     assert!(matches!(
         cache.alloc(),
-        Err(pcpu_cache::CacheError::Pool(
-            pcpu_cache::HeapSourceError::Exhausted
-        ))
+        Err(CacheError::Pool(HeapSourceError::Exhausted))
     ));
     let mut out = Vec::new();
     assert!(cache.alloc_batch(5, &mut out).is_err());
+    assert!(out.is_empty());
+    assert_eq!(
+        cache.with_pool(|p| p.assigned()),
+        4,
+        "a failure assigns nothing"
+    );
+    // SAFETY: the slot came from `cache` and is not used any more.
+    unsafe { cache.free(held.pop().unwrap()) }.unwrap();
+    held.push(cache.alloc().expect("a freed slot can be allocated again"));
+    let mut out = Vec::new();
+    cache.alloc_batch(0, &mut out).unwrap();
     assert!(out.is_empty());
     simulate_cpu(None);
 }

@@ -10,7 +10,14 @@
 //!   the CPU cannot change between reading it and committing. It is -1 before registration and
 //!   -2 when registration failed, both of which fail the unsigned bounds check.
 //! - `rseq_cs` (offset 8): written by user space with the descriptor of the section about to
-//!   run; the kernel clears it on abort.
+//!   run; the kernel clears it on abort, and every section here clears it again right after
+//!   its commit. The kernel reads the descriptor it points at, and the signature before the
+//!   descriptor's abort handler, whenever it preempts the thread or delivers it a signal, even
+//!   long after the section ended; the ABI asks user space to clear it before that memory
+//!   goes away. The descriptors and handlers live in the object that holds pcpu's code, which
+//!   `dlclose` can unmap while glibc's area (and the thread) lives on: a stale `rseq_cs` would
+//!   then kill the thread with SIGSEGV on its next preemption or signal (tested by
+//!   `crates/cdylib-test`).
 //!
 //! Never written here: `cpu_id_start`, `cpu_id`, `node_id`, `mm_cid`. They belong to the
 //! kernel, and recent kernels may kill a process that writes them.

@@ -1,33 +1,103 @@
 //! `param_test`-style stress of every critical section: 64 threads on this 2-core machine,
 //! random yields, and a signal storm, with exact accounting at the end.
 //!
+//! Backends: every test states what it needs ([`common::needs`]). All run on rseq and on the
+//! portable backend (`PCPU_RSEQ=off`, valgrind) with the same exact totals, except
+//! `aborts_happen_and_are_retried_exactly_once`, which observes rseq aborts; a test that
+//! cannot run here is skipped loudly (a `SKIPPED` line on stderr and in `PCPU_TEST_LEDGER`,
+//! from which CI lists the skipped tests and fails a step in which none ran).
+//!
+//! Cells: each CPU's cell is a 64-byte line of which only the first word may change, and
+//! [`GUARDS`] lines after the last CPU's stay zero; every test that adds checks both for every
+//! line, so a section that wrote beside its cell or past the CPU range fails. The totals are
+//! over every CPU's cell; `pinned_threads_land_in_their_cpus_cells` also checks each CPU's
+//! cell exactly.
+//!
 //! Sizes scale with `PCPU_STRESS_SCALE` (CI runs a short version under valgrind, where the
 //! portable backend runs instead).
 
 mod common;
 
-use common::{scaled, with_signal_storm};
+use common::{needs, scaled, with_signal_storm, Needs};
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
 use pcpu_rseq::{Mode, PercpuStacks, StackMiss};
 
 const THREADS: usize = 64;
 
-#[repr(align(64))]
-struct Cell(AtomicI64);
+/// Lines after the last CPU's cell that must stay zero.
+const GUARDS: usize = 4;
 
-fn cells(ncpu: usize) -> Vec<Cell> {
-    (0..ncpu).map(|_| Cell(AtomicI64::new(0))).collect()
+/// One CPU's cell: a cache line, whose first word is the counter.
+#[repr(C, align(64))]
+struct Cell {
+    value: AtomicI64,
+    rest: [AtomicI64; 7],
 }
 
-fn total(cells: &[Cell]) -> i64 {
-    cells.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+/// The cells of `ncpu` CPUs, 64 bytes apart, then [`GUARDS`] lines that nobody may write.
+struct Cells {
+    ncpu: usize,
+    lines: Vec<Cell>,
+}
+
+impl Cells {
+    fn new(ncpu: usize) -> Cells {
+        let lines = (0..ncpu + GUARDS)
+            .map(|_| Cell {
+                value: AtomicI64::new(0),
+                rest: Default::default(),
+            })
+            .collect();
+        Cells { ncpu, lines }
+    }
+
+    /// A slot word addressing CPU 0's cell (stride 64).
+    fn slot(&self) -> AtomicUsize {
+        AtomicUsize::new(self.lines.as_ptr() as usize)
+    }
+
+    fn get(&self, cpu: usize) -> i64 {
+        self.lines[cpu].value.load(Ordering::Relaxed)
+    }
+
+    /// The sum of every CPU's cell, after checking that nothing else was written.
+    fn total(&self) -> i64 {
+        self.check_untouched();
+        (0..self.ncpu).map(|c| self.get(c)).sum()
+    }
+
+    /// Only the first word of each of the `ncpu` lines may have changed.
+    fn check_untouched(&self) {
+        for (i, line) in self.lines.iter().enumerate() {
+            let rest: Vec<i64> = line
+                .rest
+                .iter()
+                .map(|w| w.load(Ordering::Relaxed))
+                .collect();
+            assert!(
+                rest.iter().all(|&w| w == 0),
+                "line {i} written beside its cell: {rest:?}"
+            );
+            if i >= self.ncpu {
+                assert_eq!(
+                    line.value.load(Ordering::Relaxed),
+                    0,
+                    "guard line {i} written (CPU range is 0..{})",
+                    self.ncpu
+                );
+            }
+        }
+    }
 }
 
 #[test]
 fn add_under_signal_storm_is_exact() {
+    if !needs("add_under_signal_storm_is_exact", Needs::Any) {
+        return;
+    }
     let ncpu = pcpu_rseq::possible_cpus();
-    let cells = cells(ncpu);
-    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let cells = Cells::new(ncpu);
+    let slot = cells.slot();
     let per_thread = scaled(1_000_000);
     let slow = AtomicI64::new(0);
     let (aborts, signals) = with_signal_storm(THREADS, |i| {
@@ -53,14 +123,17 @@ fn add_under_signal_storm_is_exact() {
         0,
         "no slot is disabled: nothing may take the slow path"
     );
-    assert_eq!(total(&cells), THREADS as i64 * per_thread as i64);
+    assert_eq!(cells.total(), THREADS as i64 * per_thread as i64);
 }
 
 #[test]
 fn exchange_folds_lose_nothing() {
+    if !needs("exchange_folds_lose_nothing", Needs::Any) {
+        return;
+    }
     let ncpu = pcpu_rseq::possible_cpus();
-    let cells = cells(ncpu);
-    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let cells = Cells::new(ncpu);
+    let slot = cells.slot();
     let per_thread = scaled(1_000_000);
     let (taken, _) = with_signal_storm(THREADS, |i| {
         let mut rng = fastrand::Rng::with_seed(100 + i as u64);
@@ -80,11 +153,14 @@ fn exchange_folds_lose_nothing() {
     });
     let taken: i64 = taken.iter().sum();
     assert!(taken > 0);
-    assert_eq!(taken + total(&cells), THREADS as i64 * per_thread as i64);
+    assert_eq!(taken + cells.total(), THREADS as i64 * per_thread as i64);
 }
 
 #[test]
 fn stack_pop_push_lose_and_duplicate_nothing() {
+    if !needs("stack_pop_push_lose_and_duplicate_nothing", Needs::Any) {
+        return;
+    }
     let ncpu = pcpu_rseq::possible_cpus();
     let items = 4096usize;
     let stacks = PercpuStacks::new(ncpu, items).unwrap();
@@ -160,13 +236,12 @@ fn stack_pop_push_lose_and_duplicate_nothing() {
 /// A section interrupted by a signal or preemption must be restarted and counted once.
 #[test]
 fn aborts_happen_and_are_retried_exactly_once() {
-    if pcpu_rseq::mode() != Mode::Rseq {
-        eprintln!("portable backend: no critical sections to abort");
+    if !needs("aborts_happen_and_are_retried_exactly_once", Needs::Rseq) {
         return;
     }
     let ncpu = pcpu_rseq::possible_cpus();
-    let cells = cells(ncpu);
-    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let cells = Cells::new(ncpu);
+    let slot = cells.slot();
     // Keep adding under a signal storm until aborts were observed (bounded by a round cap, not
     // by time); every add must still count exactly once.
     let mut added = 0i64;
@@ -192,14 +267,17 @@ fn aborts_happen_and_are_retried_exactly_once() {
         aborts > 0,
         "a signal storm must abort some critical sections"
     );
-    assert_eq!(total(&cells), added);
+    assert_eq!(cells.total(), added);
 }
 
 #[test]
 fn add_fold_moves_every_unit_exactly_once() {
+    if !needs("add_fold_moves_every_unit_exactly_once", Needs::Any) {
+        return;
+    }
     let ncpu = pcpu_rseq::possible_cpus();
-    let cells = cells(ncpu);
-    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let cells = Cells::new(ncpu);
+    let slot = cells.slot();
     let per_thread = scaled(500_000);
     let batch = 16;
     let (results, _) = with_signal_storm(THREADS, |i| {
@@ -219,11 +297,12 @@ fn add_fold_moves_every_unit_exactly_once() {
     let added: i64 = results.iter().map(|r| r.0).sum();
     let folded: i64 = results.iter().map(|r| r.1).sum();
     assert_ne!(folded, 0);
-    assert_eq!(folded + total(&cells), added);
-    for c in &cells {
+    assert_eq!(folded + cells.total(), added);
+    for c in 0..ncpu {
         assert!(
-            c.0.load(Ordering::Relaxed).abs() < batch,
-            "every cell stays below the batch"
+            cells.get(c).abs() < batch,
+            "CPU {c}'s cell {} not below the batch",
+            cells.get(c)
         );
     }
 }
@@ -237,10 +316,16 @@ struct Site {
 
 #[test]
 fn add_fold_while_the_batch_widens_keeps_cells_in_bounds() {
+    if !needs(
+        "add_fold_while_the_batch_widens_keeps_cells_in_bounds",
+        Needs::Any,
+    ) {
+        return;
+    }
     let ncpu = pcpu_rseq::possible_cpus();
-    let cells = cells(ncpu);
+    let cells = Cells::new(ncpu);
     let site = Site {
-        slot: AtomicUsize::new(cells.as_ptr() as usize),
+        slot: cells.slot(),
         params: pcpu_rseq::FoldParams::new(64, ncpu, 32),
     };
     // A pointer to the whole site: the section reads the parameters through it.
@@ -263,8 +348,8 @@ fn add_fold_while_the_batch_widens_keeps_cells_in_bounds() {
             // signal storm waiting for it.
             let mut out_of_bounds = 0i64;
             let mut check = || {
-                for c in &cells {
-                    let v = c.0.load(Ordering::Relaxed);
+                for c in 0..ncpu {
+                    let v = cells.get(c);
                     if check_live && v.abs() >= site.params.batch() {
                         out_of_bounds += 1;
                     }
@@ -315,12 +400,96 @@ fn add_fold_while_the_batch_widens_keeps_cells_in_bounds() {
         "cells seen at or beyond the batch while it widened"
     );
     assert_eq!(
-        folded + slow + total(&cells),
+        folded + slow + cells.total(),
         added,
         "no unit lost or doubled"
     );
     assert_eq!(site.params.batch(), 1 << 40);
-    for c in &cells {
-        assert!(c.0.load(Ordering::Relaxed).abs() < site.params.batch());
+    for c in 0..ncpu {
+        assert!(cells.get(c).abs() < site.params.batch());
     }
+}
+
+/// Threads pinned to CPUs (round-robin over the CPUs this process may use) add, exchange and
+/// add_fold: every operation of a thread pinned to CPU `c` must land in `c`'s cell, on rseq
+/// (the section reads `c` from the kernel) and on the portable backend (`sched_getcpu`). So
+/// for every CPU, its cell plus what was taken out of it (exchanges, folds) equals what its
+/// threads added, and the cells of CPUs no thread ran on stay zero.
+#[test]
+fn pinned_threads_land_in_their_cpus_cells() {
+    const TEST: &str = "pinned_threads_land_in_their_cpus_cells";
+    let Some(allowed) = common::allowed_cpus().filter(|a| !a.is_empty()) else {
+        common::skip(TEST, "this thread's CPU affinity cannot be read");
+        return;
+    };
+    // Probe on a thread of its own (pinning this one would pin the harness's thread).
+    let first = allowed[0];
+    if !std::thread::spawn(move || common::pin_to(first))
+        .join()
+        .unwrap()
+    {
+        common::skip(TEST, "threads cannot be pinned (sched_setaffinity refused)");
+        return;
+    }
+    if !needs(TEST, Needs::Any) {
+        return;
+    }
+    let ncpu = pcpu_rseq::possible_cpus();
+    assert!(
+        allowed.iter().all(|&c| c < ncpu),
+        "allowed CPUs {allowed:?} beyond the {ncpu} possible ones"
+    );
+    let cells = Cells::new(ncpu);
+    let slot = cells.slot();
+    let per_thread = scaled(200_000);
+    let (results, _) = with_signal_storm(THREADS, |i| {
+        let cpu = allowed[i % allowed.len()];
+        assert!(common::pin_to(cpu), "pinning worker {i} to CPU {cpu}");
+        let mut rng = fastrand::Rng::with_seed(900 + i as u64);
+        // What this thread added to, and took out of, its CPU's cell.
+        let (mut added, mut taken) = (0i64, 0i64);
+        for n in 0..per_thread {
+            let delta = rng.i64(-5..=6);
+            match n % 61 {
+                0 => {
+                    // SAFETY: `slot` addresses `ncpu` live cells, 64 bytes apart, outliving
+                    // the workers.
+                    taken += unsafe { pcpu_rseq::exchange(&slot, 64, ncpu, 0) }.unwrap();
+                }
+                1..=30 => {
+                    // SAFETY: as above.
+                    taken += unsafe { pcpu_rseq::add_fold(&slot, 64, ncpu, delta, 16) }.unwrap();
+                    added += delta;
+                }
+                _ => {
+                    // SAFETY: as above.
+                    unsafe { pcpu_rseq::add(&slot, 64, ncpu, delta) }.unwrap();
+                    added += delta;
+                }
+            }
+            if rng.u32(..1000) == 0 {
+                std::thread::yield_now();
+            }
+        }
+        (cpu, added, taken)
+    });
+    cells.check_untouched();
+    for c in 0..ncpu {
+        let added: i64 = results.iter().filter(|r| r.0 == c).map(|r| r.1).sum();
+        let taken: i64 = results.iter().filter(|r| r.0 == c).map(|r| r.2).sum();
+        assert_eq!(
+            cells.get(c) + taken,
+            added,
+            "CPU {c}: cell {} + taken {taken} != added by its threads",
+            cells.get(c)
+        );
+    }
+    let used = (0..ncpu)
+        .filter(|&c| results.iter().any(|r| r.0 == c))
+        .count();
+    assert_eq!(
+        used,
+        allowed.len().min(THREADS),
+        "every allowed CPU had a thread"
+    );
 }

@@ -14,6 +14,7 @@
 //!   4: ... ldr cpu_id (after the arm), bounds-check it, load what relocation may change ...
 //!      <one committing str>
 //!   5:                               post-commit: the section is over
+//!      str  xzr, [area, #RSEQ_CS]    disarm: every way out (commit or early exit) passes here
 //!   .pushsection __rseq_failure, "ax"
 //!      .inst 0xd428bc00              the signature: `brk #0x45e0`, which the kernel checks at
 //!   6: ...; b 2b                     abort_ip - 4; abort: count it and retry from the top
@@ -23,7 +24,8 @@
 //! As in the kernel's selftests (`rseq-arm64.h`) and librseq (`arch/aarch64.h`): the
 //! signature is a `brk` whose immediate is uncommon, so reaching it by mistake traps; the arm
 //! uses `adrp`/`add` (the descriptor is in another section, possibly beyond `adr`'s reach);
-//! `cpu_id` is loaded only after the store to `rseq_cs`, inside [4, 5).
+//! `cpu_id` is loaded only after the store to `rseq_cs`, inside [4, 5). After the section
+//! `rseq_cs` is cleared, as on x86_64 (why: `x86_64.rs`).
 //!
 //! Weak memory. Inside a section only program order on this CPU matters (the kernel aborts
 //! the section on preemption or migration). What other CPUs see:
@@ -86,6 +88,7 @@ macro_rules! rseq_section {
             "4:",
             $($body,)*
             "5:",
+            "str xzr, [{area}, #{rseq_cs}]",
             ".pushsection __rseq_failure, \"ax\"",
             ".inst {sig}",
             "6:",

@@ -103,3 +103,103 @@ const _: () = assert!(FP_STRIDE % 8 == 0 && FP_NCPU % 8 == 0);
 const _: () = assert!(FP_BIAS % 8 == 0 && FP_NEG_BIAS % 8 == 0);
 const _: () = assert!(STACK_ITEMS >= 8 && STACK_TOP != STACK_FLAGS);
 const _: () = assert!(CPU_ID + 4 <= RSEQ_CS);
+
+/// Every section leaves the area's `rseq_cs` at 0, on every way out (committed, slow path,
+/// stack empty or full, folded): a thread whose `rseq_cs` still pointed at a descriptor after
+/// the object holding it was unloaded (`dlclose`) would be killed on its next preemption or
+/// signal. `crates/cdylib-test` tests the unload itself.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::abi::RseqArea;
+    use crate::sync::{AtomicI64, AtomicUsize};
+    use crate::{FoldParams, PercpuStacks, DISABLED};
+
+    /// The calling thread's `rseq_cs`, or `None` if it runs no sections (portable backend).
+    fn rseq_cs() -> Option<u64> {
+        let state = crate::thread::state();
+        if !super::HAS_RSEQ_ASM || state <= crate::thread::NO_RSEQ {
+            return None;
+        }
+        let area = state as *const RseqArea;
+        // SAFETY: a state above NO_RSEQ is this thread's registered area, live while the
+        // thread runs; the read is volatile because the kernel also writes the field.
+        Some(unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*area).rseq_cs)) })
+    }
+
+    /// A slot word followed by its fold parameters, as `add_fold_beside` reads them.
+    #[repr(C)]
+    struct Site {
+        slot: AtomicUsize,
+        params: FoldParams,
+    }
+
+    #[test]
+    fn every_section_clears_rseq_cs() {
+        if rseq_cs().is_none() {
+            eprintln!(
+                "SKIPPED every_section_clears_rseq_cs: needs the rseq backend, this thread \
+                 runs {:?}",
+                crate::registration()
+            );
+            return;
+        }
+        let ncpu = crate::possible_cpus();
+        // Two words per CPU: `add_fold_with_offset` uses the second.
+        let cells: Vec<AtomicI64> = (0..2 * ncpu).map(|_| AtomicI64::new(0)).collect();
+        let slot = AtomicUsize::new(cells.as_ptr() as usize);
+        let disabled = AtomicUsize::new(DISABLED);
+        let params = FoldParams::new(16, ncpu, 4);
+        let site = Site {
+            slot: AtomicUsize::new(cells.as_ptr() as usize),
+            params: FoldParams::new(16, ncpu, 4),
+        };
+        let site_slot = (&site as *const Site).cast::<AtomicUsize>();
+        let stacks = PercpuStacks::new(ncpu, 2).unwrap();
+        let check = |what: &str| assert_eq!(rseq_cs(), Some(0), "{what} left rseq_cs set");
+        // Every call below: `slot` and `site.slot` address `ncpu` live cells of two words,
+        // 16 bytes apart, outliving the calls; `site_slot` points at the whole site, whose
+        // parameters follow the slot word at offset 8.
+        for i in 0..200 {
+            // SAFETY: as above.
+            unsafe { crate::add(&slot, 16, ncpu, 1) }.unwrap();
+            check("add");
+            // SAFETY: as above; `ncpu = 0` puts every CPU out of range.
+            assert!(unsafe { crate::add(&slot, 16, 0, 1) }.is_err());
+            check("add (CPU out of range)");
+            // SAFETY: as above; a disabled slot word is never dereferenced.
+            assert!(unsafe { crate::add(&disabled, 16, ncpu, 1) }.is_err());
+            check("add (disabled slot)");
+            // SAFETY: as above. Batch 4: every few calls fold.
+            unsafe { crate::add_fold(&slot, 16, ncpu, 1, 4) }.unwrap();
+            check("add_fold up");
+            // SAFETY: as above.
+            unsafe { crate::add_fold(&slot, 16, ncpu, -1, 4) }.unwrap();
+            check("add_fold down");
+            // SAFETY: as above.
+            assert!(unsafe { crate::add_fold(&disabled, 16, ncpu, 1, 4) }.is_err());
+            check("add_fold (disabled slot)");
+            // SAFETY: as above.
+            unsafe { crate::add_fold_with(&slot, &params, 1) }.unwrap();
+            check("add_fold_with");
+            // SAFETY: as above; offset 8 is each CPU's second word.
+            unsafe { crate::add_fold_with_offset(&slot, &params, 8, 1) }.unwrap();
+            check("add_fold_with_offset");
+            // SAFETY: as above.
+            unsafe { crate::add_fold_beside::<8>(site_slot, 1) }.unwrap();
+            check("add_fold_beside");
+            // SAFETY: as above.
+            unsafe { crate::exchange(&slot, 16, ncpu, i) }.unwrap();
+            check("exchange");
+            // Fill this CPU's stack until it is full, then empty it (a migration only changes
+            // which CPU's stack; at most ncpu × 2 pushes succeed).
+            while stacks.push(1).is_ok() {
+                check("push");
+            }
+            check("push (full)");
+            while stacks.pop().is_ok() {
+                check("pop");
+            }
+            check("pop (empty)");
+        }
+    }
+}

@@ -13,6 +13,7 @@
 //!      order each section picks: add_fold tests the slot word first) ...
 //!      <one committing store or add>
 //!   5:                               post-commit: the section is over
+//!      mov [area + RSEQ_CS], 0       disarm: every way out (commit or early exit) passes here
 //!   .pushsection __rseq_failure, "ax"
 //!      .byte 0x0f, 0xb9, 0x3d        `ud1` opcode bytes, then the signature as its operand,
 //!      .long RSEQ_SIG                which the kernel checks at abort_ip - 4
@@ -20,11 +21,17 @@
 //!   .popsection
 //! ```
 //!
-//! The kernel clears `rseq_cs` when it aborts a section, so the retry re-arms it. Everything
-//! inside [4, 5) is register work or loads until the single committing instruction, so an abort
-//! anywhere before the commit leaves memory untouched (push's item store goes above `top`, to a
-//! cell nobody reads until the commit publishes it). Labels start at 2: `0` and `1` combinations
-//! read as binary literals (rustc's `binary_asm_labels` lint).
+//! The kernel clears `rseq_cs` when it aborts a section, so the retry re-arms it. Every exit
+//! (the commit, and each early `jmp 5f`) clears it again, outside the section. Left armed, it
+//! would keep pointing into this object after the section, and once a `dlclose` unmapped a
+//! library holding pcpu, the kernel would fail to read the descriptor on the thread's next
+//! preemption or signal and kill it (see `rseq_cs` in [`crate::abi`]). The clear costs one
+//! store per operation (docs/PERFORMANCE.md).
+//!
+//! Everything inside [4, 5) is register work or loads until the single committing
+//! instruction, so an abort anywhere before the commit leaves memory untouched (push's item
+//! store goes above `top`, to a cell nobody reads until the commit publishes it). Labels start
+//! at 2: `0` and `1` combinations read as binary literals (rustc's `binary_asm_labels` lint).
 //!
 //! Field offsets (`RSEQ_CS`, `CPU_ID`, the fold parameters', the stack words') are `const`
 //! operands from [`super`], taken with `offset_of!`.
@@ -58,10 +65,11 @@ pub(crate) fn thread_pointer() -> usize {
 ///
 /// The descriptor (`9:`, in `__rseq_cs`), the re-arm of `rseq_cs` (`2:`), the start label
 /// (`4:`), the post-commit label (`5:`, right after the body, whose last instruction must be
-/// the commit), and the abort handler (`6:`, in `__rseq_failure`, behind the signature), which
-/// runs `abort` (count the abort) and retries from `2:`. The operands must name `area` (the
-/// rseq area) and `tmp` (a scratch register); the macro adds `rseq_cs`, `cpu_id` (the area's
-/// field offsets) and `sig`.
+/// the commit; early exits jump there too) followed by the clear of `rseq_cs`, and the abort
+/// handler (`6:`, in `__rseq_failure`, behind the signature), which runs `abort` (count the
+/// abort) and retries from `2:`. The operands must name `area` (the rseq area) and `tmp` (a
+/// scratch register); the macro adds `rseq_cs`, `cpu_id` (the area's field offsets) and
+/// `sig`.
 macro_rules! rseq_section {
     ($abort:expr; $($body:expr,)* ; $($operands:tt)*) => {
         core::arch::asm!(
@@ -77,6 +85,7 @@ macro_rules! rseq_section {
             "4:",
             $($body,)*
             "5:",
+            "mov qword ptr [{area} + {rseq_cs}], 0",
             ".pushsection __rseq_failure, \"ax\"",
             ".byte 0x0f, 0xb9, 0x3d",
             ".long {sig}",
