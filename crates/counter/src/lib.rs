@@ -1,6 +1,6 @@
-//! # pcpu-counter
+#![doc = include_str!("../README.md")]
 //!
-//! Per-CPU counters for Linux user space, with Linux `percpu_counter` semantics:
+//! ## How a counter works
 //!
 //! - `add` is one non-atomic add to this CPU's cell inside a restartable sequence (no `lock`
 //!   prefix, no shared cache line); the CPU's part folds into a central count at ±batch, and a
@@ -94,8 +94,3 @@ pub use group::{PercpuCounterGroup, MAX_GROUP};
 pub use metrics_impl::{PcpuRecorder, PcpuStorage};
 #[cfg(not(loom))]
 pub use pcpu_migrate::{CompactPolicy, CompactReport, Waste};
-
-/// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
