@@ -52,6 +52,7 @@
 //! | `percpu_counter_limited_add` | [`limited_add`](PercpuCounter::limited_add) | upper limit only; negative deltas always added |
 //! | CPU hotplug fold | — | cells of every possible CPU are summed; nothing to fold |
 //! | — | [`Domain::compact`] | relocates live counters and releases memory |
+#![cfg_attr(docsrs, feature(doc_cfg), doc(auto_cfg(hide(loom))))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 // Under `--cfg loom` only the counter's own words and their steps are built (the layers
