@@ -1,6 +1,6 @@
-//! # pcpu-counter
+#![doc = include_str!("../README.md")]
 //!
-//! Per-CPU counters for Linux user space, with Linux `percpu_counter` semantics:
+//! ## How a counter works
 //!
 //! - `add` is one non-atomic add to this CPU's cell inside a restartable sequence (no `lock`
 //!   prefix, no shared cache line); the CPU's part folds into a central count at ±batch, and a
@@ -52,6 +52,7 @@
 //! | `percpu_counter_limited_add` | [`limited_add`](PercpuCounter::limited_add) | upper limit only; negative deltas always added |
 //! | CPU hotplug fold | — | cells of every possible CPU are summed; nothing to fold |
 //! | — | [`Domain::compact`] | relocates live counters and releases memory |
+#![cfg_attr(docsrs, feature(doc_cfg), doc(auto_cfg(hide(loom))))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 // Under `--cfg loom` only the counter's own words and their steps are built (the layers
@@ -98,8 +99,3 @@ pub use group::{PercpuCounterGroup, MAX_GROUP};
 pub use metrics_impl::{PcpuRecorder, PcpuStorage};
 #[cfg(not(loom))]
 pub use pcpu_migrate::{CompactPolicy, CompactReport, Waste};
-
-/// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;

@@ -1,31 +1,4 @@
-//! # pcpu-pageset
-//!
-//! A per-CPU slot allocator for Linux user space: every slot is one small cell (8, 16, 32 or
-//! 64 bytes) *per CPU*, all cells of a slot at the same offset in each CPU's part of one
-//! mapping. It is the backing store of the pcpu counters, and usable on its own.
-//!
-//! ```
-//! use pcpu_pageset::{Pool, PoolConfig, SizeClass};
-//! use std::sync::atomic::{AtomicU64, Ordering};
-//!
-//! let mut pool = Pool::new(PoolConfig::new(SizeClass::B8).with_ncpu(4))?;
-//! let slot = pool.assign()?;
-//! for cpu in 0..pool.ncpu() {
-//!     let cell = (slot.addr() + cpu * pool.stride()) as *mut u64;
-//!     // SAFETY: `slot` is assigned and `pool` is alive, so the cell is mapped, 8-aligned
-//!     // and ours; nothing else accesses it.
-//!     let cell = unsafe { AtomicU64::from_ptr(cell) };
-//!     assert_eq!(cell.load(Ordering::Relaxed), 0); // handed out zeroed
-//!     cell.fetch_add(cpu as u64 + 1, Ordering::Relaxed);
-//! }
-//! let id = pool.pageset_of(slot).unwrap();
-//! assert!(pool.live_slots(id).eq([slot])); // the one live slot of its pageset
-//! pool.unassign(slot)?; // zeroes the cells
-//! assert!(pool.unassign(slot).is_err()); // double unassign is caught
-//! pool.release(); // the pageset is empty: unmapped
-//! assert_eq!(pool.stats().pagesets_mapped, 0);
-//! # Ok::<(), pcpu_pageset::PagesetError>(())
-//! ```
+#![doc = include_str!("../README.md")]
 //!
 //! ## Layout
 //!

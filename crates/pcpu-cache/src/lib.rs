@@ -1,9 +1,4 @@
-//! # pcpu-cache
-//!
-//! Per-CPU magazines of free per-CPU slots, so that creating and destroying counters scales
-//! with cores: the common `alloc`/`free` touches only the current CPU's magazine, and the pool
-//! (one [`pcpu_pageset::Pool`](https://docs.rs/pcpu-pageset) per size class, behind a mutex) is
-//! visited once per *batch* of slots.
+#![doc = include_str!("../README.md")]
 //!
 //! ## The protocol
 //!

@@ -1,17 +1,11 @@
-//! # pcpu-rseq
+#![doc = include_str!("../README.md")]
 //!
-//! Per-CPU operations for Linux user space through restartable sequences (rseq), with a
-//! portable atomic backend chosen at run time when rseq is missing.
-//!
-//! A restartable sequence is a short block of code that the kernel restarts (jumps to an abort
-//! handler) if the thread is preempted, migrated or signalled while inside it. A block that
-//! reads the current CPU id and then commits with one store therefore runs *as if* it owned
-//! that CPU: an add to a per-CPU counter needs no `lock` prefix and no shared cache line.
+//! ## In this crate
 //!
 //! What this crate gives the layers above it:
 //! - the ABI ([`abi`]): glibc's registration found at run time (`__rseq_offset`,
 //!   `__rseq_size` through `dlsym`), or a per-thread registration of our own;
-//! - critical sections: per-CPU [`add`], [`exchange`], and per-CPU stacks
+//! - critical sections: per-CPU [`add`], [`add_fold`], [`exchange`], and per-CPU stacks
 //!   ([`PercpuStacks`] pop/push, stop/fence/restart);
 //! - grace periods: [`synchronize`] and [`fence_cpu`] (membarrier rseq fences, or
 //!   crossbeam-epoch on the portable backend);
@@ -19,27 +13,6 @@
 //! - the portable backend ([`Mode::Portable`]): the same operations on atomics, forced with
 //!   `PCPU_RSEQ=off` or [`force_portable`], and the backend loom and proptest drive
 //!   ([`simulate_cpu`]).
-//!
-//! ```
-//! use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
-//!
-//! let ncpu = pcpu_rseq::possible_cpus();
-//! let cells: Vec<AtomicI64> = (0..ncpu).map(|_| AtomicI64::new(0)).collect();
-//! let slot = AtomicUsize::new(cells.as_ptr() as usize);
-//! std::thread::scope(|s| {
-//!     for _ in 0..4 {
-//!         s.spawn(|| {
-//!             for _ in 0..1000 {
-//!                 // SAFETY: `slot` addresses `ncpu` live i64 cells, 8 bytes apart, that
-//!                 // outlive every adder.
-//!                 unsafe { pcpu_rseq::add(&slot, 8, ncpu, 1) }.unwrap();
-//!             }
-//!         });
-//!     }
-//! });
-//! let total: i64 = cells.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-//! assert_eq!(total, 4000);
-//! ```
 //!
 //! x86_64 and aarch64 Linux have rseq sections; every other target (and `--cfg loom`) runs
 //! the portable backend. The sections of each architecture live in one module behind one
