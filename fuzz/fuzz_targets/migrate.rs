@@ -3,7 +3,7 @@
 //! detach, compact (random policy), drain, trim and release on a `pcpu_migrate::Space`,
 //! checked after every step against an exact model:
 //! - every live object's total (central + `sum_words`), word by word, is exact;
-//! - attached headers have a slot and are `ATTACHED`; unattached ones stay disabled;
+//! - attached headers have a slot and are `State::Attached`; unattached ones stay disabled;
 //! - the space counts exactly the attached objects as live (`waste().live_objects`), and a
 //!   compaction never moves more than that;
 //! - at the end, with everything detached and the caches drained, the pool is empty.
@@ -13,7 +13,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use pcpu_migrate::header::{ATTACHED, UNATTACHED};
+use pcpu_migrate::header::State;
 use pcpu_migrate::{CompactPolicy, Header, Release, Space, SpaceConfig};
 use pcpu_pageset::SizeClass;
 use pcpu_rseq::{simulate_cpu, DISABLED};
@@ -49,7 +49,8 @@ struct Harness {
 impl Harness {
     fn total(&self, o: &Obj) -> [i64; 8] {
         let mut cells = [0i64; 8];
-        self.space.sum_words(&o.header, &mut cells[..self.words]);
+        // SAFETY: every header of the harness is attached through its space, or dead.
+        unsafe { self.space.sum_words(&o.header, &mut cells[..self.words]) };
         let mut out = o.central;
         out.iter_mut().zip(cells).for_each(|(t, c)| *t += c);
         out
@@ -71,11 +72,11 @@ impl Harness {
                 .load(std::sync::atomic::Ordering::Relaxed);
             if o.attached {
                 attached += 1;
-                assert_eq!(o.header.state(), ATTACHED, "object {i} state");
+                assert_eq!(o.header.state(), State::Attached, "object {i} state");
                 assert!(o.header.is_attached());
                 assert_eq!(slot & DISABLED, 0, "object {i}: attached but disabled");
             } else {
-                assert_eq!(o.header.state(), UNATTACHED, "object {i} state");
+                assert_eq!(o.header.state(), State::Unattached, "object {i} state");
                 assert_eq!(slot, DISABLED, "object {i}: unattached but has a slot");
             }
         }
@@ -163,7 +164,8 @@ fuzz_target!(|data: &[u8]| {
                     let header = Box::new(Header::new());
                     let attach = op.word % 4 != 0;
                     if attach {
-                        assert!(h.space.attach(&header).expect("attach"));
+                        // SAFETY: boxed; `detach` runs before the box is dropped.
+                        assert!(unsafe { h.space.attach(&header) }.expect("attach"));
                     }
                     h.objs[i] = Some(Obj {
                         header,
@@ -176,7 +178,8 @@ fuzz_target!(|data: &[u8]| {
             // attach an existing object (a second attach is refused)
             6 => {
                 if let Some(o) = &mut h.objs[i] {
-                    let did = h.space.attach(&o.header).expect("attach");
+                    // SAFETY: as above.
+                    let did = unsafe { h.space.attach(&o.header) }.expect("attach");
                     assert_eq!(did, !o.attached, "attach of an attached header");
                     o.attached = true;
                 }
@@ -194,29 +197,29 @@ fuzz_target!(|data: &[u8]| {
                     r.slots_moved
                 );
                 assert_eq!(r.slots_skipped, 0, "nothing runs concurrently");
-                let draining = h.space.cache().with_pool(|p| p.stats().pagesets_draining);
+                let draining = h.space.pool_stats().pagesets_draining;
                 assert_eq!(draining, 0, "compaction left pagesets draining");
             }
             // take the cells (what `set` does): the total moves to central, unchanged
             9 => {
                 if let Some(o) = &mut h.objs[i] {
                     let mut out = [0i64; 8];
-                    h.space
-                        .take_cells(&o.header, &mut out[..h.words])
+                    // SAFETY: attached through this space, or never attached.
+                    unsafe { h.space.take_cells(&o.header, &mut out[..h.words]) }
                         .expect("take_cells");
                     o.central.iter_mut().zip(out).for_each(|(c, t)| *c += t);
                     let mut cells = [0i64; 8];
-                    h.space.sum_words(&o.header, &mut cells[..h.words]);
+                    // SAFETY: as above.
+                    unsafe { h.space.sum_words(&o.header, &mut cells[..h.words]) };
                     assert_eq!(cells, [0; 8], "cells not empty after take_cells");
                 }
             }
             10 => {
-                let cache = h.space.cache();
                 if op.word % 2 == 0 {
-                    cache.drain_all().expect("drain_all");
-                    assert_eq!(cache.stats().cached, 0);
+                    h.space.drain_caches().expect("drain_caches");
+                    assert_eq!(h.space.cache_stats().cached, 0);
                 } else {
-                    cache.trim(op.batch as usize % 4).expect("trim");
+                    h.space.trim_caches(op.batch as usize % 4).expect("trim");
                 }
             }
             _ => {
@@ -230,11 +233,9 @@ fuzz_target!(|data: &[u8]| {
         h.detach(i);
     }
     h.check();
-    h.space.cache().drain_all().expect("drain_all");
-    let pool = h.space.cache().with_pool(|p| {
-        p.release();
-        p.stats()
-    });
+    h.space.drain_caches().expect("drain_caches");
+    h.space.release();
+    let pool = h.space.pool_stats();
     assert_eq!(pool.assigned, 0, "slots left assigned");
     assert_eq!(pool.pagesets_mapped, 0, "pagesets left mapped");
 });

@@ -527,10 +527,8 @@ impl PercpuCounter {
     pub fn set(&self, value: i64) -> Result<(), CounterError> {
         if let Form::Header(inner) = self.form() {
             let mut taken = [0i64];
-            inner
-                .domain()
-                .space
-                .take_cells(&inner.header, &mut taken)
+            // SAFETY: the header is attached (if at all) through its domain's space.
+            unsafe { inner.domain().space.take_cells(&inner.header, &mut taken) }
                 .map_err(CounterError::Space)?;
         }
         self.central().store(value, Ordering::Release);

@@ -296,7 +296,7 @@ impl Domain {
             .compact(&self.policy)
             .map_err(CounterError::Space)?;
         for space in &self.group_spaces {
-            if space.cache().with_pool(|p| p.stats().pagesets_mapped) == 0 {
+            if space.pagesets_mapped() == 0 {
                 continue;
             }
             let r = space.compact(&self.policy).map_err(CounterError::Space)?;
@@ -396,7 +396,7 @@ impl Domain {
         let (header_blocks, header_bytes_resident) = self.headers.stats();
         DomainStats {
             waste: self.space.waste(),
-            cache: self.space.cache().stats(),
+            cache: self.space.cache_stats(),
             header_blocks,
             header_bytes_resident,
         }

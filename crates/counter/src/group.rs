@@ -280,7 +280,8 @@ impl PercpuCounterGroup {
             // SAFETY: the address comes from our state word: the live header.
             let inner = unsafe { Self::inner_of(h) };
             // Whatever the header's state: see `PercpuCounter::sum`.
-            Self::space_of(inner.domain, len).sum_word(&inner.header, i)
+            // SAFETY: the header is attached (if at all) through the space for `len`.
+            unsafe { Self::space_of(inner.domain, len).sum_word(&inner.header, i) }
         }))
     }
 
@@ -292,7 +293,8 @@ impl PercpuCounterGroup {
             let inner = unsafe { Self::inner_of(h) };
             let mut cells = [0i64; MAX_GROUP];
             // Whatever the header's state: see `PercpuCounter::sum`.
-            Self::space_of(inner.domain, len).sum_words(&inner.header, &mut cells);
+            // SAFETY: the header is attached (if at all) through the space for `len`.
+            unsafe { Self::space_of(inner.domain, len).sum_words(&inner.header, &mut cells) };
             cells
         });
         all[..len].to_vec()

@@ -94,7 +94,10 @@ impl HeaderStore {
         let block = self.alloc(value)?;
         // SAFETY: a live block from this store, ours alone.
         let header = unsafe { block.as_ref() }.header();
-        if let Err(e) = space.attach(header) {
+        // SAFETY: the header sits in a block of this store, which never moves; the block is
+        // given back only through `drop_block`, which detaches first and retires the block
+        // as the detach's `Release` says.
+        if let Err(e) = unsafe { space.attach(header) } {
             // SAFETY: never attached, never shared.
             unsafe { self.retire(block, Ok(Release::Now)) };
             return Err(CounterError::Space(e));
@@ -126,7 +129,9 @@ impl HeaderStore {
             unsafe { self.retire(block, Ok(Release::Now)) };
             return;
         }
-        let _ = space.attach(header);
+        // SAFETY: as in `alloc_attached`: a block of this store, given back only through
+        // `drop_block`.
+        let _ = unsafe { space.attach(header) };
     }
 
     /// Detaches the header at `h` from `space` and gives its block back (a header counter's

@@ -85,7 +85,7 @@ impl World {
         let seen = self.words.state();
         assert!(word::is_inline(seen));
         self.words.publish(seen, self.header_addr()).unwrap();
-        self.header.publish_first(self.cells.as_ptr() as usize);
+        self.header.model_attach(self.cells.as_ptr() as usize);
     }
 
     /// A compaction moving the slot from `cells` to `moved` (the steps `Space::compact` runs),
@@ -95,30 +95,26 @@ impl World {
         self.relocate_with(true);
     }
 
-    /// [`relocate`](Self::relocate), with the adders' grace period only if `adders` may run.
-    /// Without adders it waits for nothing, and leaving it out lets loom explore a reader
-    /// that spans the whole move: loom never preempts a thread across another's yield loop
-    /// (the grace period spins with yields), so with it the reader would finish first.
+    /// [`relocate`](Self::relocate), with the adders' grace period only if `adders` may run
+    /// (see `Header::model_relocate`).
     fn relocate_with(&self, adders: bool) {
-        assert!(self.header.try_claim(self.cells.as_ptr() as usize));
-        self.header.disable();
-        if adders {
-            pcpu_rseq::synchronize().unwrap();
-        }
-        self.header
-            .move_to(self.moved.as_ptr() as usize, |old, new| {
-                assert_eq!(
-                    (old, new),
-                    (self.cells.as_ptr() as usize, self.moved.as_ptr() as usize)
-                );
+        let (old, new) = (self.cells.as_ptr() as usize, self.moved.as_ptr() as usize);
+        self.header.model_relocate(
+            old,
+            new,
+            |from, to| {
+                assert_eq!((from, to), (old, new));
                 for (o, n) in self.cells.iter().zip(&self.moved) {
                     n.store(o.load(Ordering::Relaxed), Ordering::Relaxed);
                 }
-            });
-        for o in &self.cells {
-            o.store(1_000_000, Ordering::Relaxed);
-        }
-        self.header.finish();
+            },
+            |_| {
+                for o in &self.cells {
+                    o.store(1_000_000, Ordering::Relaxed);
+                }
+            },
+            adders,
+        );
     }
 }
 

@@ -15,7 +15,7 @@
 //! an epoch grace period, which waits for the compactor's guard. With no compaction running
 //! the answer is [`Release::Now`] and nothing waits. pcpu-counter's header storage reuses a
 //! block as soon as it is given back, so this handshake is what keeps a compactor off a block
-//! that holds another counter; `tests/loom.rs` models it with a block that is reused.
+//! that holds another counter; `src/loom_tests.rs` models it with a block that is reused.
 
 use pcpu_rseq::sync::{fence, AtomicUsize, Ordering};
 

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `slot` | attach, relocate, detach, set (state-exclusive) | adders, inside their critical section; readers, inside a `seq` read section |
 //! | `seq` | set (odd while it zeroes cells in place) | readers |
-//! | `state` | CAS by attach / relocate / detach | the compactor, detach |
+//! | `state` | [`State`] transitions, each a method below (attach, relocate, set, detach) | the compactor, detach, set |
 //!
 //! `slot` holds both views. The adders' view is the word itself: the address of CPU 0's
 //! cell, or that address (or 0) with [`DISABLED`] set (no slot yet, or being relocated): then
@@ -24,16 +24,54 @@
 use pcpu_rseq::sync::{AtomicI64, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use pcpu_rseq::DISABLED;
 
-/// No per-CPU slot; updates take the owner's slow path.
-pub const UNATTACHED: u8 = 0;
-/// Being given its first slot.
-pub const ATTACHING: u8 = 1;
-/// Has a slot; per-CPU operation on.
-pub const ATTACHED: u8 = 2;
-/// A compactor is moving its slot.
-pub const RELOCATING: u8 = 3;
-/// Detached for good (its owner is being dropped).
-pub const DEAD: u8 = 4;
+/// Where a header is in its life. Every transition is one method of [`Header`], so the
+/// protocol lives here, in one place, and the loom models (`src/loom_tests.rs`) drive the very
+/// steps that [`Space`](crate::Space) runs.
+///
+/// ```text
+/// Unattached --begin_attach--> Attaching --publish_first--> Attached
+///      ^                            |                       |   ^
+///      +------abort_attach----------+      try_claim / begin_take | finish / abort / finish_take
+///                                                           v   |
+///      Dead <--begin_detach-- (Unattached | Attached)    Relocating
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// No per-CPU slot; updates take the owner's slow path.
+    Unattached = 0,
+    /// Being given its first slot.
+    Attaching = 1,
+    /// Has a slot; per-CPU operation on.
+    Attached = 2,
+    /// A compactor is moving its slot, or `set` is zeroing its cells.
+    Relocating = 3,
+    /// Detached for good (its owner is being dropped).
+    Dead = 4,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            0 => State::Unattached,
+            1 => State::Attaching,
+            2 => State::Attached,
+            3 => State::Relocating,
+            _ => State::Dead,
+        }
+    }
+}
+
+/// What [`Header::begin_detach`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Detached {
+    /// It was dead already.
+    Already,
+    /// It never had a slot: no compactor can know it.
+    NoSlot,
+    /// It had the slot at this address, which is now taken away from adders and readers.
+    Slot(usize),
+}
 
 /// Header of one relocatable per-CPU object. Put it at a stable address (a `Box`) and free it
 /// only after a crossbeam-epoch grace period (a compactor may still look at it): see
@@ -71,7 +109,7 @@ impl Header {
         Header {
             slot: AtomicUsize::new(DISABLED),
             seq: AtomicU32::new(0),
-            state: AtomicU8::new(UNATTACHED),
+            state: AtomicU8::new(State::Unattached as u8),
             _pad: [0; 3],
         }
     }
@@ -93,16 +131,30 @@ impl Header {
 
     /// True once the object has a per-CPU slot (it may be mid-relocation).
     pub fn is_attached(&self) -> bool {
-        matches!(self.state.load(Ordering::Acquire), ATTACHED | RELOCATING)
+        matches!(self.state(), State::Attached | State::Relocating)
     }
 
-    /// Current state (one of the constants of this module).
-    pub fn state(&self) -> u8 {
-        self.state.load(Ordering::Acquire)
+    /// Current state.
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// The one state change: `from` → `to` if the state is `from` (`AcqRel`), else the state
+    /// found.
+    fn transition(&self, from: State, to: State) -> Result<(), State> {
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .map(drop)
+            .map_err(State::from_u8)
+    }
+
+    /// Sets the state; only for a transition the caller owns (it holds the state it leaves).
+    fn set_state(&self, to: State) {
+        self.state.store(to as u8, Ordering::Release);
     }
 
     /// Begins a `seq` write section (cells are about to move).
-    pub(crate) fn write_begin(&self) {
+    fn write_begin(&self) {
         self.seq.fetch_add(1, Ordering::Relaxed);
         // Orders the odd count before the cell stores that follow: a reader that sees any of
         // them (and fences Acquire after its loads) then sees the count changed.
@@ -110,7 +162,7 @@ impl Header {
     }
 
     /// Ends a `seq` write section.
-    pub(crate) fn write_end(&self) {
+    fn write_end(&self) {
         self.seq.fetch_add(1, Ordering::Release);
     }
 }
@@ -125,34 +177,99 @@ impl Header {
         self.slot.load(Ordering::Acquire) & !DISABLED
     }
 
-    /// Attach step: makes `addr` (a slot of zeroed cells) the header's slot, readers' and
-    /// adders' view at once, and turns per-CPU operation on. The caller holds the
-    /// `ATTACHING` state.
-    pub fn publish_first(&self, addr: usize) {
-        self.slot.store(addr, Ordering::Release);
-        self.state.store(ATTACHED, Ordering::Release);
+    /// Attach step 1: claims an unattached header for attaching (`Unattached → Attaching`).
+    /// False if it is attached, being attached, or dead.
+    pub(crate) fn begin_attach(&self) -> bool {
+        self.transition(State::Unattached, State::Attaching).is_ok()
     }
 
-    /// Relocation step 0: claims an attached header whose slot is `expected` (ATTACHED →
-    /// RELOCATING). False if it is being attached, dropped or moved, or lives elsewhere.
-    pub fn try_claim(&self, expected: usize) -> bool {
-        if self
-            .state
-            .compare_exchange(ATTACHED, RELOCATING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+    /// Attach step 2: makes `addr` (a slot of zeroed cells) the header's slot, readers' and
+    /// adders' view at once, and turns per-CPU operation on. The caller holds `Attaching`.
+    pub(crate) fn publish_first(&self, addr: usize) {
+        self.slot.store(addr, Ordering::Release);
+        self.set_state(State::Attached);
+    }
+
+    /// Attach failed (no slot): back to `Unattached`. The caller holds `Attaching`.
+    pub(crate) fn abort_attach(&self) {
+        self.set_state(State::Unattached);
+    }
+
+    /// Relocation step 0: claims an attached header whose slot is `expected` (`Attached →
+    /// Relocating`). False if it is being attached, dropped or moved, or lives elsewhere.
+    pub(crate) fn try_claim(&self, expected: usize) -> bool {
+        if self.transition(State::Attached, State::Relocating).is_err() {
             return false;
         }
         if self.cells() != expected {
-            self.state.store(ATTACHED, Ordering::Release);
+            self.set_state(State::Attached);
             return false;
         }
         true
     }
 
-    /// Relocation step 1 (claimed header): per-CPU operation off; adders take the slow path
-    /// from their next critical section on. Returns the old slot.
-    pub fn disable(&self) -> usize {
+    /// `set` step 0: claims an attached header to zero its cells in place (`Attached →
+    /// Relocating`), waiting out an attach or a relocation in progress. Returns its slot, or
+    /// `None` if it has none (unattached or dead): nothing to zero.
+    pub(crate) fn begin_take(&self) -> Option<usize> {
+        loop {
+            match self.transition(State::Attached, State::Relocating) {
+                Ok(()) => return Some(self.cells()),
+                Err(State::Unattached | State::Dead) => return None,
+                Err(_) => crate::sync_yield(), // briefly: attaching or relocating
+            }
+        }
+    }
+
+    /// `set`'s protocol on this header: claim it ([`begin_take`](Self::begin_take)), turn
+    /// per-CPU operation off, wait one grace period (no adder writes the cells after it), run
+    /// `zero(cells)` inside a `seq` write section (readers retry around it), and turn per-CPU
+    /// operation back on, same slot. `Ok(None)` if it has no slot.
+    ///
+    /// # Errors
+    /// The grace period failed: nothing was zeroed, and per-CPU operation is back on.
+    pub(crate) fn take<R>(&self, zero: impl FnOnce(usize) -> R) -> std::io::Result<Option<R>> {
+        let Some(addr) = self.begin_take() else {
+            return Ok(None);
+        };
+        self.disable();
+        if let Err(e) = pcpu_rseq::synchronize() {
+            self.abort();
+            return Err(e);
+        }
+        self.write_begin();
+        let r = zero(addr);
+        self.write_end();
+        self.abort(); // per-CPU operation back on, same slot
+        Ok(Some(r))
+    }
+
+    /// Detach: takes the header out of service for good (`Unattached | Attached → Dead`),
+    /// waiting out an attach or a relocation in progress; with a slot, both views of it are
+    /// cleared (adders take the slow path, readers read nothing).
+    pub(crate) fn begin_detach(&self) -> Detached {
+        loop {
+            match self.state() {
+                State::Dead => return Detached::Already,
+                s @ (State::Unattached | State::Attached) => {
+                    if self.transition(s, State::Dead).is_err() {
+                        continue;
+                    }
+                    if s == State::Unattached {
+                        return Detached::NoSlot;
+                    }
+                    let addr = self.cells();
+                    self.slot.store(DISABLED, Ordering::Release);
+                    return Detached::Slot(addr);
+                }
+                State::Attaching | State::Relocating => crate::sync_yield(), // briefly
+            }
+        }
+    }
+
+    /// Relocation step 1, and `set` step 1 (claimed header): per-CPU operation off; adders
+    /// take the slow path from their next critical section on. Returns the old slot.
+    pub(crate) fn disable(&self) -> usize {
         let old = self.cells();
         self.slot.store(old | DISABLED, Ordering::Release);
         old
@@ -164,7 +281,7 @@ impl Header {
     ///
     /// The store is a `seq` write section: once this returns, the old slot may be freed and
     /// reused at once, because a reader that still reads it will see `seq` changed.
-    pub fn move_to(&self, new: usize, copy: impl FnOnce(usize, usize)) {
+    pub(crate) fn move_to(&self, new: usize, copy: impl FnOnce(usize, usize)) {
         let old = self.cells();
         copy(old, new);
         self.write_begin();
@@ -173,15 +290,17 @@ impl Header {
         self.write_end();
     }
 
-    /// Last step (after the old slot was given back): the header is an ordinary attached one.
-    pub fn finish(&self) {
-        self.state.store(ATTACHED, Ordering::Release);
+    /// Last step of a relocation (after the old slot was given back): the header is an
+    /// ordinary attached one.
+    pub(crate) fn finish(&self) {
+        self.set_state(State::Attached);
     }
 
-    /// Gives a claimed header its old slot back (a failed relocation).
-    pub fn abort(&self) {
+    /// Gives a claimed header its slot back and turns per-CPU operation on again: a failed
+    /// relocation, and the last step of `set`.
+    pub(crate) fn abort(&self) {
         self.slot.store(self.cells(), Ordering::Release);
-        self.state.store(ATTACHED, Ordering::Release);
+        self.set_state(State::Attached);
     }
 
     /// Word `w` of the header's cells, added up over `ncpu` CPUs `stride` bytes apart (0 with
@@ -242,4 +361,39 @@ pub(crate) unsafe fn cells_total(addr: usize, stride: usize, ncpu: usize, w: usi
         let cell = unsafe { &*((addr + cpu * stride + w * 8) as *const AtomicI64) };
         total.wrapping_add(cell.load(Ordering::Relaxed))
     })
+}
+
+/// Entry points for other crates' loom models (built only under `--cfg loom`): the steps a
+/// [`Space`](crate::Space) runs, over cells the model provides. pcpu-counter's model drives
+/// its counter words against them.
+#[cfg(loom)]
+impl Header {
+    /// Attaches to the slot at `addr`, as `Space::attach` does once it has a slot.
+    pub fn model_attach(&self, addr: usize) {
+        assert!(self.begin_attach(), "a model attaches an unattached header");
+        self.publish_first(addr);
+    }
+
+    /// Moves the header from its slot `old` to `new` in the order of a compaction batch of one
+    /// (`Space::compact`): claim, disable, the adders' grace period (only if `adders` may
+    /// run: loom never preempts a thread across another's yield loop, so without adders it
+    /// is left out to let a reader span the move), copy + publish, `retire(old)` at once (a
+    /// reuse), finish.
+    pub fn model_relocate(
+        &self,
+        old: usize,
+        new: usize,
+        copy: impl FnOnce(usize, usize),
+        retire: impl FnOnce(usize),
+        adders: bool,
+    ) {
+        assert!(self.try_claim(old), "a model relocates an attached header");
+        self.disable();
+        if adders {
+            pcpu_rseq::synchronize().expect("grace period");
+        }
+        self.move_to(new, copy);
+        retire(old);
+        self.finish();
+    }
 }

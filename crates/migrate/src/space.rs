@@ -8,11 +8,10 @@
 
 use crate::error::MigrateError;
 use crate::handshake::{Compactions, Release};
-use crate::header::{Header, ATTACHED, ATTACHING, DEAD, RELOCATING, UNATTACHED};
+use crate::header::{Detached, Header};
 use pcpu_cache::{CacheConfig, SlotCache, SlotSource};
-use pcpu_pageset::{Pool, PoolConfig, SizeClass, Slot};
+use pcpu_pageset::{Pool, PoolConfig, SizeClass};
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
-use pcpu_rseq::DISABLED;
 
 /// How a [`Space`] is built.
 #[derive(Debug, Clone, Copy)]
@@ -105,10 +104,38 @@ impl Space {
         self.words
     }
 
-    /// The slot cache (for statistics and draining). Do not call the pool's `release` through
-    /// it while a compaction may run: use [`release`](Self::release).
-    pub fn cache(&self) -> &SlotCache<Pool> {
-        &self.cache
+    /// Statistics of the per-CPU slot caches. (The cache itself is not public: with its pool
+    /// in hand, safe code could unassign a slot that a header still uses.)
+    pub fn cache_stats(&self) -> pcpu_cache::CacheStats {
+        self.cache.stats()
+    }
+
+    /// Pagesets mapped now (O(1)).
+    pub fn pagesets_mapped(&self) -> usize {
+        self.cache.with_pool(|p| p.pagesets_mapped())
+    }
+
+    /// Statistics of the pool (one `mincore` per pageset for the resident bytes).
+    pub fn pool_stats(&self) -> pcpu_pageset::PoolStats {
+        self.cache.with_pool(|p| p.stats())
+    }
+
+    /// Returns every slot cached on the CPUs to the pool (what a compaction does first), with
+    /// their number.
+    ///
+    /// # Errors
+    /// The pool refused a slot, or a fence failed; the other CPUs are still drained.
+    pub fn drain_caches(&self) -> Result<usize, MigrateError> {
+        self.cache.drain_all().map_err(MigrateError::from)
+    }
+
+    /// Returns cached slots to the pool until each CPU's cache holds at most `keep_per_cpu`,
+    /// with their number.
+    ///
+    /// # Errors
+    /// As for [`drain_caches`](Self::drain_caches).
+    pub fn trim_caches(&self, keep_per_cpu: usize) -> Result<usize, MigrateError> {
+        self.cache.trim(keep_per_cpu).map_err(MigrateError::from)
     }
 
     /// The owner word of the slot at `addr`.
@@ -137,18 +164,19 @@ impl Space {
     ///
     /// # Errors
     /// The cache could not get a slot (the pool cannot grow); the header stays unattached.
-    pub fn attach(&self, header: &Header) -> Result<bool, MigrateError> {
-        if header
-            .state
-            .compare_exchange(UNATTACHED, ATTACHING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+    ///
+    /// # Safety
+    /// From now on a compactor reaches the header through the slot's owner lane, at any time:
+    /// the header must stay at this address, and its memory must not be freed or reused,
+    /// until [`detach`](Self::detach) has returned and then as its [`Release`] says.
+    pub unsafe fn attach(&self, header: &Header) -> Result<bool, MigrateError> {
+        if !header.begin_attach() {
             return Ok(false);
         }
         let slot = match self.cache.alloc() {
             Ok(slot) => slot,
             Err(e) => {
-                header.state.store(UNATTACHED, Ordering::Release);
+                header.abort_attach();
                 return Err(e.into());
             }
         };
@@ -173,31 +201,17 @@ impl Space {
     /// The cache refused the slot (a bug elsewhere); the header is dead anyway.
     ///
     /// # Safety
-    /// Nobody adds through or reads `header` any more, or will.
+    /// `header` is unattached, dead, or attached through this space; nobody adds through or
+    /// reads it any more, or will.
     pub unsafe fn detach(&self, header: &Header) -> Result<Release, MigrateError> {
-        loop {
-            match header.state.load(Ordering::Acquire) {
-                DEAD => return Ok(Release::AfterEpoch),
-                s @ (UNATTACHED | ATTACHED) => {
-                    if header
-                        .state
-                        .compare_exchange(s, DEAD, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                    {
-                        if s == UNATTACHED {
-                            // Never in an owner lane: no compactor knows this header.
-                            return Ok(Release::Now);
-                        }
-                        break;
-                    }
-                }
-                _ => std::thread::yield_now(), // ATTACHING or RELOCATING: briefly
-            }
-        }
-        let addr = header.cells();
-        // Both views at once: no slot for adders, nothing to read for readers.
-        header.slot.store(DISABLED, Ordering::Release);
-        // SAFETY: the slot is still assigned to this header (state was ATTACHED).
+        let addr = match header.begin_detach() {
+            Detached::Already => return Ok(Release::AfterEpoch),
+            // Never in an owner lane: no compactor knows this header.
+            Detached::NoSlot => return Ok(Release::Now),
+            Detached::Slot(addr) => addr,
+        };
+        // SAFETY: the slot is still assigned to this header (it was attached through this
+        // space, the caller says, and dead now: no compactor moves it any more).
         unsafe { self.owner_word(addr) }.store(0, Ordering::Release);
         let release = self.compactions.after_lane_cleared();
         // SAFETY: `addr` came from this cache; the caller guarantees nobody uses the header,
@@ -212,16 +226,17 @@ impl Space {
     /// relocation: a relocation in progress is waited out (it takes microseconds), a finished
     /// one is seen whole. Exact when nothing adds concurrently.
     ///
-    /// `header` must be attached through this space (a header of another space gives a
-    /// wrong total, and may read past a slot).
-    pub fn sum_words(&self, header: &Header, out: &mut [i64]) {
+    /// # Safety
+    /// `header` is unattached, dead, or attached through this space (the cells of another
+    /// space's slot may be laid out with another stride: reading them so may leave the slot).
+    pub unsafe fn sum_words(&self, header: &Header, out: &mut [i64]) {
         let words = out.len().min(self.words);
         // No guard: a slot freed under us stays mapped (the pool keeps its address space),
         // and the `seq` check throws away what was read from it.
         header.read_consistent(|addr| {
             for (w, o) in out.iter_mut().enumerate().take(words) {
-                // SAFETY: the header is attached through this space (documented above), which
-                // lives; w < words.
+                // SAFETY: the header's slots come from this space (caller), which lives;
+                // w < words.
                 *o = unsafe { crate::header::cells_total(addr, self.stride, self.ncpu, w) };
             }
         });
@@ -229,12 +244,15 @@ impl Space {
 
     /// Word `w` of every CPU's cell of `header`, added up, as [`sum_words`](Self::sum_words)
     /// reads it; 0 for a word out of range.
+    ///
+    /// # Safety
+    /// As for [`sum_words`](Self::sum_words).
     #[inline]
-    pub fn sum_word(&self, header: &Header, w: usize) -> i64 {
+    pub unsafe fn sum_word(&self, header: &Header, w: usize) -> i64 {
         if w >= self.words {
             return 0;
         }
-        // SAFETY: as in `sum_words`; w < words, checked above.
+        // SAFETY: the header's slots come from this space (caller); w < words, checked above.
         unsafe { header.sum_word(self.stride, self.ncpu, w) }
     }
 
@@ -244,44 +262,28 @@ impl Space {
     ///
     /// # Errors
     /// The grace period failed; nothing was zeroed and per-CPU operation is back on.
-    pub fn take_cells(&self, header: &Header, out: &mut [i64]) -> Result<(), MigrateError> {
+    ///
+    /// # Safety
+    /// `header` is unattached, dead, or attached through this space (its cells are written).
+    pub unsafe fn take_cells(&self, header: &Header, out: &mut [i64]) -> Result<(), MigrateError> {
         out.iter_mut().for_each(|o| *o = 0);
-        loop {
-            match header.state.compare_exchange(
-                ATTACHED,
-                RELOCATING,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(UNATTACHED) | Err(DEAD) => return Ok(()),
-                Err(_) => std::thread::yield_now(),
-            }
-        }
-        let addr = header.cells();
-        header.slot.store(addr | DISABLED, Ordering::Release);
-        let fenced = pcpu_rseq::synchronize();
-        if let Err(e) = fenced {
-            header.slot.store(addr, Ordering::Release);
-            header.state.store(ATTACHED, Ordering::Release);
-            return Err(MigrateError::Fence(e));
-        }
-        header.write_begin();
-        for cpu in 0..self.ncpu {
-            for (w, o) in out.iter_mut().enumerate().take(self.words) {
-                // SAFETY: the slot is assigned to this header (RELOCATING is ours).
-                let cell = unsafe { self.cell(addr, cpu, w) };
-                let v = cell.load(Ordering::Relaxed);
-                if v != 0 {
-                    cell.store(0, Ordering::Relaxed);
-                    *o = o.wrapping_add(v);
+        header
+            .take(|addr| {
+                for cpu in 0..self.ncpu {
+                    for (w, o) in out.iter_mut().enumerate().take(self.words) {
+                        // SAFETY: the slot is assigned to this header (a slot of this space,
+                        // the caller says; the claim is ours, so nobody moves or frees it).
+                        let cell = unsafe { self.cell(addr, cpu, w) };
+                        let v = cell.load(Ordering::Relaxed);
+                        if v != 0 {
+                            cell.store(0, Ordering::Relaxed);
+                            *o = o.wrapping_add(v);
+                        }
+                    }
                 }
-            }
-        }
-        header.write_end();
-        header.slot.store(addr, Ordering::Release);
-        header.state.store(ATTACHED, Ordering::Release);
-        Ok(())
+            })
+            .map(drop)
+            .map_err(MigrateError::Fence)
     }
 
     /// Gives memory back: empty pages (`MADV_DONTNEED`) and empty pagesets (unmapped). Runs
@@ -291,14 +293,5 @@ impl Space {
     pub fn release(&self) -> pcpu_pageset::ReleaseStats {
         let _compacting = self.compact_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.cache.with_pool(|pool| pool.release())
-    }
-
-    /// The slot handle of an address handed out by this space (for tests and tools).
-    ///
-    /// # Safety
-    /// `addr` came from this space's pool.
-    pub unsafe fn slot_of(addr: usize) -> Slot {
-        // SAFETY: forwarded.
-        unsafe { <Pool as SlotSource>::slot_from_addr(addr) }
     }
 }

@@ -45,7 +45,8 @@ fn add(space: &Space, o: &Obj, delta: i64) {
 
 fn total(space: &Space, o: &Obj) -> i64 {
     let mut cells = [0i64];
-    space.sum_words(&o.header, &mut cells);
+    // SAFETY: every header of this test is attached through `space` (or dead).
+    unsafe { space.sum_words(&o.header, &mut cells) };
     o.central.load(Ordering::Relaxed) + cells[0]
 }
 
@@ -65,7 +66,8 @@ fn adders_and_compactor_lose_nothing() {
     // many pagesets, so the compactor has work from the start.
     let all: Vec<Box<Obj>> = (0..40_000).map(|_| new_obj()).collect();
     for o in &all {
-        space.attach(&o.header).unwrap();
+        // SAFETY: boxed, and detached before it is dropped (the box stays alive meanwhile).
+        unsafe { space.attach(&o.header) }.unwrap();
     }
     let mut objs = Vec::new();
     for (i, o) in all.into_iter().enumerate() {
@@ -76,7 +78,7 @@ fn adders_and_compactor_lose_nothing() {
             let _ = unsafe { space.detach(&o.header) }.unwrap();
         }
     }
-    space.cache().drain_all().unwrap();
+    space.drain_caches().unwrap();
     let stop = AtomicBool::new(false);
     let added = AtomicI64::new(0);
     let moved = AtomicU64::new(0);
@@ -114,13 +116,14 @@ fn adders_and_compactor_lose_nothing() {
             moved.fetch_add(r.slots_moved as u64, Ordering::Relaxed);
             let temps: Vec<Box<Obj>> = (0..1024).map(|_| new_obj()).collect();
             for o in &temps {
-                space.attach(&o.header).unwrap();
+                // SAFETY: boxed, detached before the box is dropped (below).
+                unsafe { space.attach(&o.header) }.unwrap();
             }
             for o in temps.iter().filter(|_| rng.bool()) {
                 // SAFETY: temps are never added to.
                 let _ = unsafe { space.detach(&o.header) }.unwrap();
             }
-            space.cache().drain_all().unwrap();
+            space.drain_caches().unwrap();
             for o in &temps {
                 // SAFETY: as above; detaching a dead header is a no-op.
                 let _ = unsafe { space.detach(&o.header) }.unwrap();
@@ -161,7 +164,8 @@ fn waste_scenario_compaction_gives_memory_back() {
         })
         .collect();
     for (i, o) in objs.iter().enumerate() {
-        space.attach(&o.header).unwrap();
+        // SAFETY: boxed, and detached before it is dropped.
+        unsafe { space.attach(&o.header) }.unwrap();
         add(&space, o, (i % 7) as i64 + 1);
     }
     let mut rng = fastrand::Rng::with_seed(42);
@@ -175,7 +179,7 @@ fn waste_scenario_compaction_gives_memory_back() {
         }
     }
     let want: Vec<i64> = live.iter().map(|o| total(&space, o)).collect();
-    space.cache().drain_all().unwrap();
+    space.drain_caches().unwrap();
     space.release();
     let before = space.waste();
     let report = space.compact(&CompactPolicy::default()).unwrap();

@@ -384,6 +384,11 @@ impl Pool {
         self.occupied_pages
     }
 
+    /// Pagesets mapped now (O(1); [`stats`](Self::stats) reads `mincore` besides).
+    pub fn pagesets_mapped(&self) -> usize {
+        self.mapped
+    }
+
     /// Slots one page holds (of one CPU's unit).
     pub fn slots_per_page(&self) -> usize {
         self.geom.slots_per_page

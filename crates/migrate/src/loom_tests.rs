@@ -1,13 +1,14 @@
-//! loom models of the relocation protocol ([`Header`]'s steps, the same code `Space` runs),
-//! on the portable backend with crossbeam-epoch under `--cfg crossbeam_loom`.
+//! loom models of the header protocol: [`Header`]'s steps, the code `Space` runs for attach,
+//! relocation, `set` and detach, on the portable backend with crossbeam-epoch under
+//! `--cfg crossbeam_loom` (in the crate, as sharded-slab keeps its models: the steps are
+//! `pub(crate)`).
 //!
 //! Run: `RUSTFLAGS="--cfg loom --cfg crossbeam_loom" LOOM_MAX_PREEMPTIONS=2 \
-//!       cargo test -p pcpu-migrate --release --test loom`
-#![cfg(loom)]
+//!       cargo test -p pcpu-migrate --release --lib loom`
 
+use crate::header::{Detached, Header, State};
 use loom::sync::atomic::{AtomicI64, Ordering};
 use loom::sync::Arc;
-use pcpu_migrate::Header;
 
 const NCPU: usize = 2;
 const STRIDE: usize = std::mem::size_of::<AtomicI64>();
@@ -27,7 +28,7 @@ impl World {
             old: old.map(AtomicI64::new),
             new: [AtomicI64::new(0), AtomicI64::new(0)],
         });
-        w.header.publish_first(w.old.as_ptr() as usize);
+        w.header.model_attach(w.old.as_ptr() as usize);
         w
     }
 
@@ -45,27 +46,41 @@ impl World {
         self.relocate_with(true);
     }
 
-    /// [`relocate`](Self::relocate), with the adders' grace period only if `adders` may run.
-    /// Without adders it waits for nothing, and leaving it out lets loom explore a reader
-    /// that spans the whole move: loom never preempts a thread across another's yield loop
-    /// (the grace period spins with yields), so with it the reader would finish first.
+    /// [`relocate`](Self::relocate), with the adders' grace period only if `adders` may run
+    /// (see [`Header::model_relocate`]).
     fn relocate_with(&self, adders: bool) {
-        assert!(self.header.try_claim(self.old.as_ptr() as usize));
-        self.header.disable();
-        if adders {
-            pcpu_rseq::synchronize().unwrap();
-        }
-        self.header.move_to(self.new.as_ptr() as usize, |old, new| {
-            assert_eq!(old, self.old.as_ptr() as usize);
-            assert_eq!(new, self.new.as_ptr() as usize);
-            for (o, n) in self.old.iter().zip(&self.new) {
-                n.store(o.load(Ordering::Relaxed), Ordering::Relaxed);
-            }
-        });
-        for o in &self.old {
-            o.store(1_000_000, Ordering::Relaxed);
-        }
-        self.header.finish();
+        let (old, new) = (self.old.as_ptr() as usize, self.new.as_ptr() as usize);
+        self.header.model_relocate(
+            old,
+            new,
+            |from, to| {
+                assert_eq!((from, to), (old, new));
+                for (o, n) in self.old.iter().zip(&self.new) {
+                    n.store(o.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+            },
+            |_| {
+                for o in &self.old {
+                    o.store(1_000_000, Ordering::Relaxed);
+                }
+            },
+            adders,
+        );
+    }
+
+    /// A thread on CPU 1 adding 1 through the header, as an owner does: per-CPU, or to the
+    /// central count when the slot is disabled.
+    fn spawn_adder(w: &Arc<World>) -> loom::thread::JoinHandle<()> {
+        let w = Arc::clone(w);
+        loom::thread::spawn(move || {
+            pcpu_rseq::simulate_cpu(Some(1));
+            // SAFETY: the slot word addresses `old` or `new` (NCPU cells, STRIDE apart), both
+            // alive while `w` is, or is disabled.
+            match unsafe { pcpu_rseq::add_fold(w.header.slot_word(), STRIDE, NCPU, 1, 100) } {
+                Ok(moved) => w.central.fetch_add(moved, Ordering::Relaxed),
+                Err(_) => w.central.fetch_add(1, Ordering::Relaxed),
+            };
+        })
     }
 
     fn exact(&self) -> i64 {
@@ -84,18 +99,7 @@ impl World {
 fn relocation_against_add() {
     loom::model(|| {
         let w = World::new([0, 0]);
-        let adder = {
-            let w = Arc::clone(&w);
-            loom::thread::spawn(move || {
-                pcpu_rseq::simulate_cpu(Some(1));
-                // SAFETY: the slot word addresses `old` or `new` (NCPU cells, STRIDE apart),
-                // both alive while `w` is.
-                match unsafe { pcpu_rseq::add_fold(w.header.slot_word(), STRIDE, NCPU, 1, 100) } {
-                    Ok(moved) => w.central.fetch_add(moved, Ordering::Relaxed),
-                    Err(_) => w.central.fetch_add(1, Ordering::Relaxed),
-                };
-            })
-        };
+        let adder = World::spawn_adder(&w);
         w.relocate();
         adder.join().unwrap();
         assert_eq!(w.exact(), 1, "the add counts exactly once");
@@ -132,8 +136,8 @@ fn relocation_against_exact_read() {
 /// reused block while it holds one.
 #[test]
 fn header_reuse_against_compactor() {
+    use crate::handshake::{Compactions, Release};
     use loom::sync::atomic::AtomicUsize;
-    use pcpu_migrate::handshake::{Compactions, Release};
 
     struct Block {
         header: Header,
@@ -149,7 +153,7 @@ fn header_reuse_against_compactor() {
             reused: AtomicUsize::new(0),
         });
         let slot = block.cells.as_ptr() as usize;
-        block.header.publish_first(slot);
+        block.header.model_attach(slot);
         // The slot's owner lane, as `Space::attach` writes it.
         let lane = Arc::new(AtomicUsize::new(&block.header as *const Header as usize));
         let compactions = Arc::new(Compactions::new());
@@ -191,5 +195,75 @@ fn header_reuse_against_compactor() {
         }
         block.reused.store(1, Ordering::Release);
         compactor.join().unwrap();
+    });
+}
+
+/// `set` against an add: the add counts exactly once, either in what `take` zeroed (it ran
+/// before), in the central count (it met the disabled slot), or in the cells after `set`
+/// turned per-CPU operation back on.
+#[test]
+fn take_against_add() {
+    loom::model(|| {
+        let w = World::new([3, 4]);
+        let adder = World::spawn_adder(&w);
+        let taken = w
+            .header
+            .take(|addr| {
+                // As `Space::take_cells`: a plain load, then a store of 0 (not a swap: only the
+                // protocol keeps adders off the cells meanwhile).
+                w.cells_at(addr)
+                    .iter()
+                    .map(|c| {
+                        let v = c.load(Ordering::Relaxed);
+                        c.store(0, Ordering::Relaxed);
+                        v
+                    })
+                    .sum::<i64>()
+            })
+            .unwrap()
+            .expect("attached");
+        adder.join().unwrap();
+        assert_eq!(
+            w.header.state(),
+            State::Attached,
+            "per-CPU operation back on"
+        );
+        assert_eq!(taken + w.exact(), 8, "the add counts exactly once");
+    });
+}
+
+/// Detach against a compactor moving the slot: detach waits the move out and takes the slot
+/// the header has at the end (the new one if it moved), never the old one the compactor
+/// frees; a compactor that comes after detach cannot claim the dead header.
+#[test]
+fn detach_against_relocation() {
+    loom::model(|| {
+        let w = World::new([3, 4]);
+        let compactor = {
+            let w = Arc::clone(&w);
+            loom::thread::spawn(move || {
+                if !w.header.try_claim(w.old.as_ptr() as usize) {
+                    return false;
+                }
+                w.header.disable();
+                w.header.move_to(w.new.as_ptr() as usize, |_, _| {});
+                w.header.finish();
+                true
+            })
+        };
+        let detached = w.header.begin_detach();
+        let moved = compactor.join().unwrap();
+        let expected = if moved {
+            w.new.as_ptr()
+        } else {
+            w.old.as_ptr()
+        } as usize;
+        assert_eq!(detached, Detached::Slot(expected));
+        assert_eq!(w.header.state(), State::Dead);
+        assert!(
+            !w.header.try_claim(expected),
+            "a dead header cannot be claimed"
+        );
+        assert_eq!(w.header.begin_detach(), Detached::Already);
     });
 }
