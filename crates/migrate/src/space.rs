@@ -286,10 +286,9 @@ impl Space {
             .map_err(MigrateError::Fence)
     }
 
-    /// Gives memory back: empty pages (`MADV_DONTNEED`) and empty pagesets (unmapped). Runs
-    /// under the compaction mutex, because a compactor reads owner lanes without the pool lock
-    /// and relies on nothing being unmapped meanwhile. Use this rather than calling
-    /// `release` on the pool through [`cache`](Self::cache).
+    /// Gives memory back: empty pages (`MADV_DONTNEED`) and the pages of empty pagesets (whose
+    /// address space the pool keeps for reuse). Runs under the compaction mutex, because a
+    /// compactor reads owner lanes without the pool lock.
     pub fn release(&self) -> pcpu_pageset::ReleaseStats {
         let _compacting = self.compact_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.cache.with_pool(|pool| pool.release())
