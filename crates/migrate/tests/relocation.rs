@@ -53,7 +53,7 @@ fn total(space: &Space, o: &Obj) -> i64 {
 fn adders_and_compactor_lose_nothing() {
     let secs = env_f64("PCPU_STRESS_SECS", 30.0);
     let mut config = SpaceConfig::new(SizeClass::B8);
-    config.unit_bytes = Some(4096); // small pagesets: many of them to compact
+    config.unit_bytes = Some(pcpu_pageset::page_size()); // small pagesets: many to compact
     let space = Space::new(config).unwrap();
     let new_obj = || {
         Box::new(Obj {
