@@ -2,7 +2,7 @@
 //! add_batch, set, limited_add, compare, read/sum/error_bound, counter groups, compaction,
 //! drop), issued from simulated CPUs and sometimes the real one, against an exact model.
 //!
-//! Each input builds its own small domain (`ncpu` 1..=4, 4 KiB units, random batch and mode)
+//! Each input builds its own small domain (`ncpu` 1..=4, one-page units, random batch and mode)
 //! and a few counters of the global domain. After every step, for every counter:
 //! `sum() == model`, `|read() − sum()| ≤ error_bound()`, the `_positive` variants,
 //! `compare(model) == Equal`, per-CPU state matching the mode; for every group, `sum_all()` and
@@ -155,7 +155,7 @@ fuzz_target!(|data: &[u8]| {
             None => {
                 let mut builder = Domain::builder()
                     .ncpu(ncpu)
-                    .unit_bytes(4096)
+                    .unit_bytes(pcpu_pageset::page_size())
                     .mode(mode_of(mode));
                 if let Some(b) = BATCHES[key.1] {
                     builder = builder.batch(b);

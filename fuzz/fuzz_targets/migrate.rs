@@ -111,7 +111,7 @@ fuzz_target!(|data: &[u8]| {
     let ncpu = 1 + ncpu as usize % 4;
     let mut config = SpaceConfig::new(class);
     config.ncpu = ncpu;
-    config.unit_bytes = Some(4096);
+    config.unit_bytes = Some(pcpu_pageset::page_size());
     config.cache.capacity = 1 + capacity as usize % 8;
     config.cache.batch = 1 + batch as usize % 4;
     let space = Space::new(config).expect("space config");

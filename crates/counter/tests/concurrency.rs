@@ -9,12 +9,14 @@ use std::time::Duration;
 fn a_callers_crossbeam_guard_does_not_block_compaction_or_set() {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        let page = pcpu_pageset::page_size();
         let domain = Domain::builder()
             .mode(CounterMode::PerCpu)
-            .unit_bytes(4096)
+            .unit_bytes(page)
             .build()
             .unwrap();
-        let all = PercpuCounter::new_many_in(domain, 4096, 1).unwrap();
+        // Eight one-page pagesets of 8-byte cells, one counter in 8 kept: sparse, to compact.
+        let all = PercpuCounter::new_many_in(domain, 8 * (page / 8), 1).unwrap();
         let live: Vec<_> = all.into_iter().step_by(8).collect();
         // A guard of crossbeam's *default* collector, as any crossbeam data structure takes.
         let _guard = crossbeam_epoch::pin();

@@ -322,7 +322,11 @@ fn pick<'a>(rng: &mut fastrand::Rng, v: &'a mut [Owned]) -> Option<&'a mut Owned
 fn e2e_random_api_under_signal_storm_is_exact() {
     install_handler();
     let secs = env_f64("PCPU_STRESS_SECS", 10.0);
-    let domain = Domain::builder().unit_bytes(4096).build().unwrap();
+    // One-page units (4 KiB, or 16 KiB on arm64 16k kernels): small pagesets, many of them.
+    let domain = Domain::builder()
+        .unit_bytes(pcpu_pageset::page_size())
+        .build()
+        .unwrap();
     let shared: Vec<PercpuCounter> = (0..SHARED)
         .map(|i| {
             let mode = [CounterMode::Lazy, CounterMode::PerCpu, CounterMode::Atomic][i % 3];
@@ -423,10 +427,11 @@ fn e2e_random_api_under_signal_storm_is_exact() {
     registrations.sort();
     registrations.dedup();
     eprintln!(
-        "e2e: {:.1} s, mode {:?}, registrations {registrations:?}, {} ops, {} counters created, \
-         {} sets, {} compactions, {} signals, {} rseq aborts",
+        "e2e: {:.1} s, mode {:?}, registrations {registrations:?}, page size {}, {} ops, \
+         {} counters created, {} sets, {} compactions, {} signals, {} rseq aborts",
         elapsed.as_secs_f64(),
         pcpu_rseq::mode(),
+        pcpu_pageset::page_size(),
         sum(|r| r.ops),
         sum(|r| r.created),
         sum(|r| r.sets),

@@ -43,7 +43,7 @@ proptest! {
     #[test]
     fn api_matches_model(mode in prop_oneof![Just(CounterMode::Lazy), Just(CounterMode::PerCpu), Just(CounterMode::Atomic)],
                          ops in proptest::collection::vec(op(), 1..120)) {
-        let domain = Domain::builder().ncpu(NCPU).batch(16).mode(mode).unit_bytes(4096).build().unwrap();
+        let domain = Domain::builder().ncpu(NCPU).batch(16).mode(mode).unit_bytes(pcpu_pageset::page_size()).build().unwrap();
         let mut counters: Vec<PercpuCounter> = (0..3).map(|_| PercpuCounter::new_in(domain, 0).unwrap()).collect();
         let mut model = [0i64; 3];
         for op in ops {

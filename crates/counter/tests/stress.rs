@@ -16,7 +16,11 @@ fn scaled(n: u64) -> u64 {
 
 #[test]
 fn adds_creates_destroys_and_compaction_lose_nothing() {
-    let domain = Domain::builder().unit_bytes(4096).build().unwrap();
+    // One-page units: small pagesets, many of them for the compactor.
+    let domain = Domain::builder()
+        .unit_bytes(pcpu_pageset::page_size())
+        .build()
+        .unwrap();
     let shared: Vec<PercpuCounter> = (0..4)
         .map(|i| {
             let mode = if i == 0 {

@@ -55,7 +55,7 @@ proptest! {
     fn totals_survive_any_interleaving(ops in proptest::collection::vec(op(), 1..300)) {
         let mut config = SpaceConfig::new(SizeClass::B64);
         config.ncpu = NCPU;
-        config.unit_bytes = Some(4096);
+        config.unit_bytes = Some(pcpu_pageset::page_size());
         config.cache.capacity = 4;
         config.cache.batch = 2;
         let space = Space::new(config).unwrap();
@@ -65,7 +65,19 @@ proptest! {
             unsafe { space.attach(&o.header) }.unwrap();
             o
         };
-        let mut objs: Vec<Option<Obj>> = (0..OBJS).map(|_| Some(new_obj())).collect();
+        // The objects start spread over ~OBJS / 64 pagesets whatever the page size, so that
+        // compaction has pagesets to empty: a one-page pageset holds 64 of these slots with
+        // 4 KiB pages, 256 with 16 KiB ones, where every fourth object attached is kept.
+        let spread = space.cache().with_pool(|p| p.slots_per_pageset()).div_ceil(64);
+        let mut objs: Vec<Option<Obj>> = Vec::new();
+        let mut spare = Vec::new();
+        for i in 0..OBJS * spread {
+            if i % spread == 0 { objs.push(Some(new_obj())); } else { spare.push(new_obj()); }
+        }
+        for o in spare {
+            // SAFETY: single-threaded, and never added to.
+            let _ = unsafe { space.detach(&o.header) }.unwrap();
+        }
         let mut model = [0i64; OBJS];
         for op in ops {
             match op {

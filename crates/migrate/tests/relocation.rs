@@ -54,7 +54,7 @@ fn total(space: &Space, o: &Obj) -> i64 {
 fn adders_and_compactor_lose_nothing() {
     let secs = env_f64("PCPU_STRESS_SECS", 30.0);
     let mut config = SpaceConfig::new(SizeClass::B8);
-    config.unit_bytes = Some(4096); // small pagesets: many of them to compact
+    config.unit_bytes = Some(pcpu_pageset::page_size()); // small pagesets: many to compact
     let space = Space::new(config).unwrap();
     let new_obj = || {
         Box::new(Obj {
@@ -108,7 +108,9 @@ fn adders_and_compactor_lose_nothing() {
             occupancy_below: 1.01,
         };
         let mut rng = fastrand::Rng::with_seed(99);
-        while Instant::now() < deadline {
+        // At least one round, even when starting the adders took the whole duration (as it
+        // can in an emulated VM with a short PCPU_STRESS_SECS).
+        loop {
             let r = space.compact(&policy).unwrap();
             if std::env::var("PCPU_DEBUG").is_ok() {
                 eprintln!("{r:?}");
@@ -131,6 +133,9 @@ fn adders_and_compactor_lose_nothing() {
             // Headers may be looked at by a compactor until a grace period passes; the next
             // compaction runs on this thread, so none is in flight now.
             drop(temps);
+            if Instant::now() >= deadline {
+                break;
+            }
         }
         stop.store(true, Ordering::Relaxed);
     });

@@ -50,15 +50,16 @@ pub struct PoolConfig {
 }
 
 impl PoolConfig {
-    /// Default unit: 16 KiB, four 4 KiB pages per CPU.
+    /// Default unit: 16 KiB per CPU, four pages where pages are 4 KiB (one page on 16 KiB-page
+    /// kernels; [`PoolConfig::new`] takes one page where pages are larger still).
     ///
     /// Why 16 KiB: a pageset then holds 2048 8-byte slots (256 of 64 bytes), so even a
     /// process with 10⁵ counters needs only ~50 mappings (far below `vm.max_map_count`) and
     /// assignment rarely has to map; memory is given back per *page* (on every CPU) and
     /// populated per page on first write, so a larger unit does not cost resident memory,
     /// only address space (4 MiB per pageset at 256 CPUs) and bookkeeping. Four pages per
-    /// unit also lets a sparse pageset give back its tail pages before it is empty, because
-    /// slots are assigned lowest-first.
+    /// unit (with 4 KiB pages) also lets a sparse pageset give back its tail pages before it is
+    /// empty, because slots are assigned lowest-first.
     pub const DEFAULT_UNIT_BYTES: usize = 16 * 1024;
 
     /// The default configuration for `class`: [`pcpu_rseq::possible_cpus`] CPUs and

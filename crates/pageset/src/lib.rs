@@ -3,7 +3,8 @@
 //! ## Layout
 //!
 //! A **pageset** is one anonymous private mapping of `ncpu × unit` bytes, `unit` a multiple of
-//! the page size ([`PoolConfig::DEFAULT_UNIT_BYTES`] = 16 KiB by default, justified there).
+//! the runtime page size ([`PoolConfig::DEFAULT_UNIT_BYTES`] = 16 KiB by default, or one page
+//! where pages are larger; justified there).
 //! Slot `s` of CPU `c` is at `base + c × unit + s × size`: a [`Slot`] is the address of CPU
 //! 0's cell, and CPU `c`'s cell is `slot.addr() + c × stride`, [`Pool::stride`] = `unit`. A
 //! CPU writes only inside its own unit, so pages are populated only for the CPUs that write:

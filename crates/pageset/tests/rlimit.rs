@@ -45,10 +45,9 @@ fn rlimit_child() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return; // only meaningful in the re-executed child
     }
-    // 64 simulated CPUs x 16 KiB = 1 MiB per pageset, 2048 slots each.
-    let config = PoolConfig::new(SizeClass::B8)
-        .with_ncpu(64)
-        .with_unit_bytes(16 * 1024);
+    // 64 simulated CPUs x the default unit (16 KiB, or a page where pages are larger): with
+    // 16 KiB, 1 MiB per pageset and 2048 slots each.
+    let config = PoolConfig::new(SizeClass::B8).with_ncpu(64);
     let mut pool = Pool::new(config).unwrap();
     let cap = pool.slots_per_pageset();
     let mut slots = Vec::with_capacity(1 << 20);
