@@ -110,6 +110,11 @@ impl Space {
         self.cache.stats()
     }
 
+    /// Objects one pageset holds.
+    pub fn slots_per_pageset(&self) -> usize {
+        self.cache.with_pool(|p| p.slots_per_pageset())
+    }
+
     /// Pagesets mapped now (O(1)).
     pub fn pagesets_mapped(&self) -> usize {
         self.cache.with_pool(|p| p.pagesets_mapped())

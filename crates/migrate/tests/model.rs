@@ -68,7 +68,7 @@ proptest! {
         // The objects start spread over ~OBJS / 64 pagesets whatever the page size, so that
         // compaction has pagesets to empty: a one-page pageset holds 64 of these slots with
         // 4 KiB pages, 256 with 16 KiB ones, where every fourth object attached is kept.
-        let spread = space.cache().with_pool(|p| p.slots_per_pageset()).div_ceil(64);
+        let spread = space.slots_per_pageset().div_ceil(64);
         let mut objs: Vec<Option<Obj>> = Vec::new();
         let mut spare = Vec::new();
         for i in 0..OBJS * spread {
