@@ -285,6 +285,22 @@ impl PercpuCounter {
     /// the counter's batch (the domain's, or wider if this counter is contended, see
     /// [`error_bound`](Self::error_bound)).
     ///
+    /// # Signal handlers
+    ///
+    /// `add`, `inc` and `dec` may be called from a signal handler, on every backend, with
+    /// these limits:
+    /// - a handler that interrupts pcpu itself on its thread (a slot cache's lock, a header
+    ///   allocation, an upgrade, a compaction, a portable section's epoch pin) never takes
+    ///   those paths again: its add goes to the counter's central count, one atomic add
+    ///   (`pcpu_rseq::in_slow_path`); nothing deadlocks and nothing is lost;
+    /// - a handler that interrupts code *outside* pcpu may still upgrade a lazy counter (which
+    ///   allocates, and may take a lock another thread holds) or, on the portable backend,
+    ///   pin an epoch (which may free memory). If it can interrupt the allocator, update only
+    ///   counters that cannot allocate on add: [`CounterMode::Atomic`] on any backend, or
+    ///   [`CounterMode::PerCpu`] with rseq (its add is one restartable sequence).
+    ///
+    /// `sum`, `set`, creating and dropping counters, and compaction are not async-signal-safe.
+    ///
     /// ```
     /// let c = pcpu_counter::PercpuCounter::new(0);
     /// c.add(-3);
@@ -350,6 +366,11 @@ impl PercpuCounter {
     #[cold]
     #[inline(never)]
     fn sample(&self) {
+        // In a signal handler that interrupted a pcpu slow path of this thread (an upgrade, a
+        // cache's lock, an allocation): no upgrade, the inline count already took the add.
+        if pcpu_rseq::in_slow_path() {
+            return;
+        }
         let s = self.load();
         if let Some(next) = self.words.note_sample(s, pcpu_rseq::current_cpu()) {
             // No count moves: the inline count stays a part of the value (`crate::words`).

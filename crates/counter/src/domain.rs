@@ -285,6 +285,8 @@ impl Domain {
     /// # Errors
     /// A grace period or the pool failed; no update is lost either way.
     pub fn compact(&self) -> Result<CompactReport, CounterError> {
+        // Grace periods, locks and allocations: a slow path a signal handler must not re-enter.
+        let _slow = pcpu_rseq::enter_slow_path();
         let report = self.compact_spaces()?;
         self.headers.release()?;
         Ok(report)

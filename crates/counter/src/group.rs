@@ -229,6 +229,10 @@ impl PercpuCounterGroup {
     #[cold]
     #[inline(never)]
     fn sample(&self) {
+        // As `PercpuCounter::sample`: never upgrade inside an interrupted slow path.
+        if pcpu_rseq::in_slow_path() {
+            return;
+        }
         let s = self.words.state();
         let Some(next) = self.words.note_sample(s, pcpu_rseq::current_cpu()) else {
             return;

@@ -91,6 +91,8 @@ impl HeaderStore {
         value: T,
         space: &Space,
     ) -> Result<usize, CounterError> {
+        // Allocation and locks: a slow path a signal handler must not re-enter.
+        let _slow = pcpu_rseq::enter_slow_path();
         let block = self.alloc(value)?;
         // SAFETY: a live block from this store, ours alone.
         let header = unsafe { block.as_ref() }.header();
@@ -116,6 +118,8 @@ impl HeaderStore {
         value: T,
         space: &Space,
     ) {
+        // As in `alloc_attached`.
+        let _slow = pcpu_rseq::enter_slow_path();
         let Ok(block) = self.alloc(value) else {
             return;
         };
@@ -142,6 +146,8 @@ impl HeaderStore {
     /// [`alloc_attached`](Self::alloc_attached) or [`upgrade`](Self::upgrade)), its header
     /// attached to `space` if at all, and nobody adds through or reads it any more, or will.
     pub(crate) unsafe fn drop_block<T: Block>(&'static self, h: usize, space: &Space) {
+        // Detach, free, and maybe an epoch deferral that allocates: as in `alloc_attached`.
+        let _slow = pcpu_rseq::enter_slow_path();
         // The block's address is the header's (its first field), taken from the state word,
         // so with the store's provenance rather than that of a shared reference.
         let block = h as *mut T;

@@ -1,6 +1,7 @@
 //! End-to-end stress through the public API: 64 threads (on however few cores) create,
 //! destroy, add to, set and compact counters and counter groups at random, while a storm
-//! thread hits random workers with SIGUSR1 (a no-op handler with `SA_RESTART`), for a bounded
+//! thread hits random workers with SIGUSR1 (a handler that adds 1 to a shared lazy counter,
+//! with `SA_RESTART`), for a bounded
 //! time. Everything is checked exactly:
 //! - shared counters and groups: each worker tracks what it added; after the join, every
 //!   `sum()` equals the total of all workers' adds (plus the initial value), and
@@ -17,6 +18,9 @@
 // Signals, pthread_kill: Unix only (the other targets only check that it builds).
 #![cfg(unix)]
 
+mod common;
+
+use common::env_f64;
 use pcpu_counter::{CounterMode, Domain, PercpuCounter, PercpuCounterGroup};
 use std::cmp::Ordering as Cmp;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -28,32 +32,25 @@ const SHARED: usize = 8;
 /// Sizes of the shared groups (2 and 4: not the single counters' space).
 const SHARED_GROUPS: [usize; 2] = [2, 4];
 
-fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|v: &f64| v.is_finite() && *v > 0.0)
-        .unwrap_or(default)
-}
-
 /// `PCPU_STRESS_SCALE` × `n`, at least 1.
 fn scaled(n: usize) -> usize {
     ((n as f64 * env_f64("PCPU_STRESS_SCALE", 1.0)) as usize).max(1)
 }
 
-extern "C" fn on_signal(_: libc::c_int) {}
+/// Added to by the signal handler only: it must end at exactly the number of signals handled.
+static HANDLER_ADDS: PercpuCounter = PercpuCounter::new_const(0);
+static HANDLED: AtomicU64 = AtomicU64::new(0);
 
-/// Installs a no-op SIGUSR1 handler with `SA_RESTART`.
+extern "C" fn on_signal(_: libc::c_int) {
+    HANDLER_ADDS.inc();
+    HANDLED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Installs the SIGUSR1 handler.
 fn install_handler() {
-    // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; we then set a handler
-    // that does nothing (async-signal-safe) and SA_RESTART.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as *const () as usize;
-        sa.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut sa.sa_mask);
-        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
-    }
+    // SAFETY: the handler adds to a counter and an atomic: async-signal-safe (see
+    // `PercpuCounter::add`).
+    unsafe { common::install_sigusr1(on_signal) };
 }
 
 /// Counts a worker as finished when dropped (also when it panics), then keeps its thread
@@ -368,27 +365,10 @@ fn e2e_random_api_under_signal_storm_is_exact() {
                 })
             })
             .collect();
-        let mut rng = fastrand::Rng::with_seed(7);
-        let mut sent = 0u64;
-        let mut rounds = 0u64;
-        while finished.load(Ordering::SeqCst) < WORKERS {
-            rounds += 1;
-            let target = {
-                let ids = ids.lock().unwrap();
-                (!ids.is_empty()).then(|| ids[rng.usize(..ids.len())])
-            };
-            if let Some(t) = target {
-                // SAFETY: `t` is a live worker thread: workers (even panicking ones, through
-                // `Finish`) do not exit before `storm_over` is set below.
-                let rc = unsafe { libc::pthread_kill(t as libc::pthread_t, libc::SIGUSR1) };
-                assert_eq!(rc, 0, "pthread_kill");
-                sent += 1;
-            }
-            if sent % 64 == 0 {
-                std::thread::yield_now();
-            }
-        }
-        eprintln!("e2e: storm: {rounds} rounds, {sent} signals");
+        // SAFETY: workers (even panicking ones, through `Finish`) do not exit before
+        // `storm_over` is set below.
+        let sent = unsafe { common::storm(&ids, &finished, WORKERS, 7, 64) };
+        eprintln!("e2e: storm: {sent} signals");
         signals.store(sent, Ordering::Relaxed);
         storm_over.store(true, Ordering::SeqCst);
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -411,6 +391,11 @@ fn e2e_random_api_under_signal_storm_is_exact() {
             .collect();
         assert_eq!(group.sum_all(), want, "shared group {g}");
     }
+    assert_eq!(
+        HANDLER_ADDS.sum(),
+        HANDLED.load(Ordering::Relaxed) as i64,
+        "adds made by the signal handler"
+    );
     let per_cpu = shared.iter().filter(|c| c.is_per_cpu()).count();
     assert_eq!(
         domain.stats().waste.live_objects,

@@ -3,7 +3,7 @@
 use crate::error::{CacheError, ConfigError};
 use crate::percpu::{PercpuStacks, StackMiss, StopError, StoppedStack};
 use crate::source::SlotSource;
-use crate::sync::{self, Mutex, MutexGuard};
+use crate::sync::{self, Locked, Mutex};
 
 /// Sizes of a [`SlotCache`].
 ///
@@ -263,7 +263,7 @@ impl<S: SlotSource> SlotCache<S> {
         self.batch
     }
 
-    fn lock(&self) -> MutexGuard<'_, Shared<S>> {
+    fn lock(&self) -> Locked<'_, Shared<S>> {
         sync::lock(&self.shared)
     }
 

@@ -29,6 +29,7 @@ pub mod membarrier;
 mod mode;
 mod native;
 mod ops;
+mod reentry;
 mod stack;
 pub mod sync;
 mod thread;
@@ -43,6 +44,7 @@ pub use ops::{
     add, add_fold, add_fold_at, add_fold_beside, add_fold_with, add_fold_with_offset, current_cpu,
     exchange, portable_add, portable_exchange, FoldParams, SlowPath, DISABLED, MAX_FOLD,
 };
+pub use reentry::{enter_slow_path, in_slow_path, SlowPathGuard};
 pub use stack::{
     PercpuStacks, StackConfigError, StackMiss, StopError, StoppedStack, LOCKED, STOPPED,
 };

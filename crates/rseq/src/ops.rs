@@ -544,9 +544,12 @@ unsafe fn with_portable_cell<R>(
     ncpu: usize,
     op: impl FnOnce(&AtomicI64) -> R,
 ) -> Result<R, SlowPath> {
-    if ncpu == 0 {
+    // A signal handler that interrupted a slow path of this thread (this very section's pin,
+    // say) must not pin: the caller's central count takes the update (`crate::reentry`).
+    if ncpu == 0 || crate::in_slow_path() {
         return Err(SlowPath);
     }
+    let _busy = crate::enter_slow_path();
     // The guard is the portable grace period's read side: a relocator that disabled or
     // replaced the slot word waits (crate::synchronize) until every guard pinned before it has
     // been dropped, so the old cells see no write after that.
