@@ -445,8 +445,24 @@ impl PercpuCounter {
         let inner = unsafe { Self::inner_of(w) };
         let (batch, max) = (inner.fold.batch(), inner.domain().max_batch);
         if batch < max && inner.folds.note_fold(pcpu_rseq::current_cpu()) {
-            inner.fold.widen(batch.saturating_mul(2).min(max));
+            Self::widen(inner, batch, max);
         }
+    }
+
+    /// Doubles the batch of a contended counter ([`crate::widen`]): rare (at most
+    /// log2(max_batch / batch) times in a counter's life), so off the fold's path.
+    #[cold]
+    #[inline(never)]
+    fn widen(inner: &Inner, batch: i64, max: i64) {
+        let wider = batch.saturating_mul(2).min(max);
+        inner.fold.widen(wider);
+        crate::slow_path_event!(
+            debug,
+            from = batch,
+            to = wider,
+            max_batch = max,
+            "pcpu: batch widened: folds keep moving the central count between CPUs"
+        );
     }
 
     /// The counter's count (inline adds and folds): O(1), off from [`sum`](Self::sum) by at

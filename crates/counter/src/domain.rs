@@ -365,8 +365,8 @@ impl Domain {
     /// Starts a thread that applies a waste policy to this domain: every `every`, it compacts
     /// if [`waste_estimate`](Self::waste_estimate) is above `waste_above` (a ratio, at least
     /// 1.0). Compaction then never runs on the threads that create and drop counters. A
-    /// failed compaction loses nothing; it is logged (`tracing` warning) and retried at the
-    /// next check. The thread stops when the returned [`Compactor`] is dropped.
+    /// failed compaction loses nothing; it is counted ([`Compactor::failures`]), logged (a
+    /// `tracing` warning, with the `tracing` feature) and retried at the next check. The thread stops when the returned [`Compactor`] is dropped.
     ///
     /// ```
     /// use pcpu_counter::{CounterMode, Domain, PercpuCounter};

@@ -114,6 +114,11 @@ impl HeaderStore {
         space: &Space,
     ) {
         let Ok(block) = self.alloc(value) else {
+            crate::slow_path_event!(
+                debug,
+                counters = N,
+                "pcpu: a counter stays inline: no header block"
+            );
             return;
         };
         // SAFETY: a live block from this store, not yet shared.
@@ -126,7 +131,15 @@ impl HeaderStore {
             unsafe { self.retire(block, Ok(Release::Now)) };
             return;
         }
-        let _ = space.attach(header);
+        let attached = space.attach(header);
+        crate::slow_path_event!(
+            debug,
+            counters = N,
+            per_cpu = attached.is_ok(),
+            error = attached.as_ref().err().map(tracing::field::display),
+            "pcpu: lazy upgrade: a counter went per-CPU"
+        );
+        let _ = attached;
     }
 
     /// Detaches the header at `h` from `space` and gives its block back (a header counter's

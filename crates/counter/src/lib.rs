@@ -59,6 +59,18 @@
 // below map real memory): `src/loom_tests.rs` models them against pcpu-migrate's header.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+/// A `tracing` event when the `tracing` feature is on; nothing otherwise (the arguments are
+/// not evaluated then). Slow paths only: never on an add's fast path.
+#[cfg(not(loom))]
+macro_rules! slow_path_event {
+    ($level:ident, $($arg:tt)*) => {{
+        #[cfg(feature = "tracing")]
+        tracing::$level!($($arg)*);
+    }};
+}
+#[cfg(not(loom))]
+pub(crate) use slow_path_event;
+
 #[cfg(not(loom))]
 mod compactor;
 #[cfg(not(loom))]
