@@ -46,4 +46,4 @@ pub use ops::{
 pub use stack::{
     PercpuStacks, StackConfigError, StackMiss, StopError, StoppedStack, LOCKED, STOPPED,
 };
-pub use thread::{aborts_on_this_thread, registration, simulate_cpu, Registration};
+pub use thread::{aborts_on_this_thread, aborts_total, registration, simulate_cpu, Registration};
