@@ -220,6 +220,7 @@ impl PercpuCounterGroup {
             }
             Err(_) => {
                 self.words.count_at(i).fetch_add(delta, Ordering::Relaxed);
+                inner.domain.totals.slow_path_add();
             }
         }
     }
@@ -234,12 +235,14 @@ impl PercpuCounterGroup {
             return;
         };
         let domain = crate::registry::get(word::domain(next));
-        domain.headers.upgrade(
+        if domain.headers.upgrade(
             &self.words,
             next,
             GroupInner::new(domain),
             Self::space_of(domain, self.len),
-        );
+        ) {
+            domain.totals.upgraded();
+        }
     }
 
     /// Counter `i`'s count (inline adds and folds): O(1), off from [`sum`](Self::sum) by at

@@ -105,21 +105,22 @@ impl HeaderStore {
     /// The lazy upgrade ([`crate::lazy`]): switches `words` from the inline state `seen` to a
     /// new block holding `value`, then attaches its header to a slot of `space`. Nothing
     /// changes if another thread switched first; without memory the counter stays inline (no
-    /// block) or its header atomic (no slot). Nothing is lost either way.
+    /// block) or its header atomic (no slot). Nothing is lost either way. True if this call
+    /// switched the counter.
     pub(crate) fn upgrade<T: Block, const N: usize>(
         &'static self,
         words: &Words<N>,
         seen: usize,
         value: T,
         space: &Space,
-    ) {
+    ) -> bool {
         let Ok(block) = self.alloc(value) else {
             crate::slow_path_event!(
                 debug,
                 counters = N,
                 "pcpu: a counter stays inline: no header block"
             );
-            return;
+            return false;
         };
         // SAFETY: a live block from this store, not yet shared.
         let header = unsafe { block.as_ref() }.header();
@@ -129,7 +130,7 @@ impl HeaderStore {
         {
             // SAFETY: never published, never attached: ours alone.
             unsafe { self.retire(block, Ok(Release::Now)) };
-            return;
+            return false;
         }
         let attached = space.attach(header);
         crate::slow_path_event!(
@@ -140,6 +141,7 @@ impl HeaderStore {
             "pcpu: lazy upgrade: a counter went per-CPU"
         );
         let _ = attached;
+        true
     }
 
     /// Detaches the header at `h` from `space` and gives its block back (a header counter's

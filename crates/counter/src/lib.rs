@@ -93,6 +93,8 @@ pub mod prometheus;
 #[cfg(not(loom))]
 mod registry;
 #[cfg(not(loom))]
+mod stats;
+#[cfg(not(loom))]
 mod widen;
 mod word;
 mod words;
@@ -102,7 +104,7 @@ pub use compactor::Compactor;
 #[cfg(not(loom))]
 pub use counter::PercpuCounter;
 #[cfg(not(loom))]
-pub use domain::{Backend, CounterMode, Domain, DomainBuilder, DomainStats};
+pub use domain::{Backend, CounterMode, Domain, DomainBuilder};
 #[cfg(not(loom))]
 pub use error::CounterError;
 #[cfg(not(loom))]
@@ -111,3 +113,5 @@ pub use group::{PercpuCounterGroup, MAX_GROUP};
 pub use metrics_impl::{PcpuRecorder, PcpuStorage};
 #[cfg(not(loom))]
 pub use pcpu_migrate::{CompactPolicy, CompactReport, Waste};
+#[cfg(not(loom))]
+pub use stats::{DomainStats, DomainTotals, SpaceStats};

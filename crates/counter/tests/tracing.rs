@@ -7,7 +7,10 @@
 //! it sees the backend choice whichever test makes it. Tests run concurrently: each looks
 //! only at what its own thread recorded.
 
-use pcpu_counter::{CounterMode, Domain, PercpuCounter};
+mod common;
+
+use common::{alternate, per_cpu_domain, sparse_counters, widen_to};
+use pcpu_counter::{Domain, PercpuCounter};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, Once};
 use std::thread::ThreadId;
@@ -156,18 +159,7 @@ fn lazy_upgrade_is_reported() {
     setup();
     let domain = Domain::builder().ncpu(4).build().unwrap();
     let c = PercpuCounter::new_in(domain, 0).unwrap();
-    // Samples come every 64 of the counter's adds: move to another (simulated) CPU between
-    // two of them, so that every sample is a switch.
-    for round in 0..64 {
-        pcpu_rseq::simulate_cpu(Some(round % 2));
-        for _ in 0..64 {
-            c.inc();
-        }
-        if c.is_per_cpu() {
-            break;
-        }
-    }
-    pcpu_rseq::simulate_cpu(None);
+    alternate(64, || c.inc());
     assert!(c.is_per_cpu(), "alternating CPUs must upgrade the counter");
     let upgrades = mine("pcpu: lazy upgrade");
     assert_eq!(upgrades.len(), 1, "{upgrades:?}");
@@ -192,24 +184,9 @@ fn a_counter_used_from_one_cpu_reports_no_upgrade() {
 #[test]
 fn batch_widening_is_reported() {
     setup();
-    let domain = Domain::builder()
-        .ncpu(4)
-        .batch(32)
-        .max_batch(64)
-        .mode(CounterMode::PerCpu)
-        .build()
-        .unwrap();
+    let domain = per_cpu_domain(32, 64);
     let c = PercpuCounter::new_in(domain, 0).unwrap();
-    // Folds alternating between CPUs, fast (see tests/widen.rs); a loaded machine may need
-    // several windows.
-    for f in 0..2_000_000 {
-        pcpu_rseq::simulate_cpu(Some(f % 4));
-        c.add(c.batch());
-        if c.batch() == 64 {
-            break;
-        }
-    }
-    pcpu_rseq::simulate_cpu(None);
+    widen_to(&c, 64);
     assert_eq!(c.batch(), 64, "never widened");
     let widened = mine("pcpu: batch widened");
     assert_eq!(widened.len(), 1, "{widened:?}");
@@ -221,22 +198,8 @@ fn batch_widening_is_reported() {
 #[test]
 fn compaction_span_records_what_moved() {
     setup();
-    let domain = Domain::builder()
-        .ncpu(4)
-        .mode(CounterMode::PerCpu)
-        .build()
-        .unwrap();
-    // Several pagesets' worth of counters (16 KiB units: 2048 8-byte slots), 9 in 10 dropped:
-    // the sparse pagesets empty into the dense one.
-    let mut counters = PercpuCounter::new_many_in(domain, 8192, 0).unwrap();
-    for (i, c) in counters.iter().enumerate() {
-        c.add(i as i64);
-    }
-    let mut i = 0;
-    counters.retain(|_| {
-        i += 1;
-        i % 10 == 0
-    });
+    let domain = per_cpu_domain(32, 4096);
+    let counters = sparse_counters(domain);
     let report = domain.compact().unwrap();
     assert!(report.slots_moved > 0, "{report:?}");
     let spans = mine("pcpu_compact");
