@@ -1,5 +1,5 @@
 //! [`DomainStats`]: what a domain holds (every space, the header storage) and what it has
-//! done (running totals).
+//! done (running totals), serialisable behind the `serde` feature.
 //!
 //! The totals are counted on slow paths only. Most are rare events counted with one relaxed
 //! atomic add on the domain (a compaction, a lazy upgrade, a batch widening). Slow-path adds
@@ -15,10 +15,15 @@ use pcpu_migrate::Waste;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// What a [`Domain`](crate::Domain) holds, measured, and what it has done so far.
+///
+/// With the `serde` feature it implements `serde::Serialize` (the fields as named here;
+/// [`Waste`] and [`CacheStats`] as structs of their public fields).
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct DomainStats {
     /// Live against resident per-CPU memory, every space added up (single counters and
     /// groups); `resident_known` only if it is known for every space.
+    #[cfg_attr(feature = "serde", serde(with = "WasteDef"))]
     pub waste: Waste,
     /// Each space: single counters (8 bytes per CPU), then groups of 2, 3–4 and 5–8 counters
     /// (16, 32 and 64 bytes per CPU).
@@ -34,17 +39,21 @@ pub struct DomainStats {
 
 /// One space of a domain: the slots of one size class.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SpaceStats {
     /// Bytes per CPU of one slot: 8 (single counters), 16, 32 or 64 (groups).
     pub class_bytes: usize,
     /// Live against resident per-CPU memory.
+    #[cfg_attr(feature = "serde", serde(with = "WasteDef"))]
     pub waste: Waste,
     /// The space's slot caches.
+    #[cfg_attr(feature = "serde", serde(with = "CacheStatsDef"))]
     pub cache: CacheStats,
 }
 
 /// What a domain has done since it was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct DomainTotals {
     /// [`Domain::compact`](crate::Domain::compact) calls that succeeded (a
     /// [`Compactor`](crate::Compactor)'s included).
@@ -166,4 +175,40 @@ pub(crate) fn sum_waste(all: impl IntoIterator<Item = Waste>) -> Waste {
             resident_known: a.resident_known && w.resident_known,
         },
     )
+}
+
+/// `serde`'s mirror of [`Waste`] (a type of pcpu-migrate, which has no `serde` feature).
+/// The fields must be those of `Waste` (see [`CacheStatsDef`]).
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize)]
+#[serde(remote = "Waste")]
+struct WasteDef {
+    live_objects: usize,
+    live_bytes: usize,
+    resident_bytes: usize,
+    owner_lane_bytes: usize,
+    mapped_bytes: usize,
+    resident_known: bool,
+}
+
+/// `serde`'s mirror of [`CacheStats`] (a type of pcpu-cache, which has no `serde` feature).
+/// The fields must be those of `CacheStats`: a renamed or removed one fails to compile, an
+/// added one would be left out (`tests/stats.rs` checks the JSON has them all).
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize)]
+#[serde(remote = "CacheStats")]
+struct CacheStatsDef {
+    refills: u64,
+    spills: u64,
+    slow_allocs: u64,
+    slow_frees: u64,
+    bulk_allocs: u64,
+    drains: u64,
+    drained_slots: u64,
+    trims: u64,
+    removed_slots: u64,
+    cached_per_cpu: Vec<usize>,
+    cached: usize,
+    capacity_per_cpu: usize,
+    batch: usize,
 }

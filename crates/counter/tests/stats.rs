@@ -103,3 +103,38 @@ fn rseq_aborts_are_the_process_total() {
     let seen = domain.stats().totals.rseq_aborts;
     assert!(seen >= before && seen <= pcpu_rseq::aborts_total());
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn stats_serialise() {
+    let domain = per_cpu_domain(32, 4096);
+    let c = PercpuCounter::new_in(domain, 0).unwrap();
+    domain.compact().unwrap();
+    let json: serde_json::Value = serde_json::to_value(domain.stats()).unwrap();
+    assert_eq!(json["waste"]["live_objects"], 1);
+    assert_eq!(json["spaces"].as_array().unwrap().len(), 4);
+    assert_eq!(json["spaces"][0]["class_bytes"], 8);
+    assert_eq!(
+        json["spaces"][0]["cache"]["cached_per_cpu"]
+            .as_array()
+            .map(Vec::len),
+        Some(domain.stats().spaces[0].cache.cached_per_cpu.len())
+    );
+    // Every field of the two mirrored types (src/stats.rs): the Debug output names them all.
+    let stats = domain.stats();
+    for (value, debug) in [
+        (&json["waste"], format!("{:?}", stats.waste)),
+        (
+            &json["spaces"][0]["cache"],
+            format!("{:?}", stats.spaces[0].cache),
+        ),
+    ] {
+        let fields = value.as_object().unwrap();
+        let named = debug.matches(": ").count();
+        assert_eq!(fields.len(), named, "{debug} against {value}");
+    }
+    assert_eq!(json["totals"]["compactions"], 1);
+    assert_eq!(json["totals"]["upgrades"], 0);
+    assert!(json["header_blocks"].is_u64());
+    drop(c);
+}
