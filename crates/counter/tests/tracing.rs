@@ -1,6 +1,7 @@
 //! The `tracing` feature's events, captured by a small subscriber written here (no
 //! tracing-subscriber): the backend choice with its reason, a lazy upgrade, a batch widening,
-//! and the compaction span with what moved, how long and the grace periods.
+//! the compaction span with what moved, how long and the grace periods, and pcpu-pageset's
+//! growth and release events, which the feature turns on too.
 //!
 //! Needs `--features tracing` (Cargo.toml's `required-features`). The subscriber is the
 //! process-wide default, installed by every test before its first per-CPU operation, so that
@@ -230,6 +231,17 @@ fn compaction_span_records_what_moved() {
     assert!(ends
         .iter()
         .all(|e| e.parent.as_deref() == Some("pcpu_compact")));
+    // pcpu-pageset's events, forwarded by the feature: growth while the counters were made
+    // (four pagesets of 8-byte slots at least), the release inside the compaction's span.
+    let mapped = mine("mapped a pageset");
+    assert!(mapped.len() >= 4, "{mapped:?}");
+    let released = mine("released memory");
+    assert!(
+        released
+            .iter()
+            .any(|e| e.parent.as_deref() == Some("pcpu_compact") && field(e, "unmapped") != "0"),
+        "{released:?}"
+    );
     let values: Vec<i64> = counters.iter().map(PercpuCounter::sum).collect();
     let expected: Vec<i64> = (0..8192).filter(|i| (i + 1) % 10 == 0).collect();
     assert_eq!(values, expected, "nothing lost in the move");
