@@ -359,6 +359,7 @@ impl PercpuCounter {
     #[inline(never)]
     fn add_central(&self, delta: i64) {
         self.words.count().fetch_add(delta, Ordering::Relaxed);
+        self.domain().totals.slow_path_add();
     }
 
     /// A sampled inline add ([`crate::lazy`]): notes the CPU, and moves the counter to a
@@ -375,9 +376,12 @@ impl PercpuCounter {
         if let Some(next) = self.words.note_sample(s, pcpu_rseq::current_cpu()) {
             // No count moves: the inline count stays a part of the value (`crate::words`).
             let domain = crate::registry::get(word::domain(next));
-            domain
+            if domain
                 .headers
-                .upgrade(&self.words, next, Inner::new(domain), &domain.space);
+                .upgrade(&self.words, next, Inner::new(domain), &domain.space)
+            {
+                domain.totals.upgraded();
+            }
         }
     }
 
@@ -466,8 +470,25 @@ impl PercpuCounter {
         let inner = unsafe { Self::inner_of(w) };
         let (batch, max) = (inner.fold.batch(), inner.domain().max_batch);
         if batch < max && inner.folds.note_fold(pcpu_rseq::current_cpu()) {
-            inner.fold.widen(batch.saturating_mul(2).min(max));
+            Self::widen(inner, batch, max);
         }
+    }
+
+    /// Doubles the batch of a contended counter ([`crate::widen`]): rare (at most
+    /// log2(max_batch / batch) times in a counter's life), so off the fold's path.
+    #[cold]
+    #[inline(never)]
+    fn widen(inner: &Inner, batch: i64, max: i64) {
+        let wider = batch.saturating_mul(2).min(max);
+        inner.fold.widen(wider);
+        inner.domain().totals.widened();
+        crate::slow_path_event!(
+            debug,
+            from = batch,
+            to = wider,
+            max_batch = max,
+            "pcpu: batch widened: folds keep moving the central count between CPUs"
+        );
     }
 
     /// The counter's count (inline adds and folds): O(1), off from [`sum`](Self::sum) by at
@@ -767,5 +788,41 @@ impl Drop for PercpuCounter {
         // all) to the domain's space; we own the counter: no add or read can run through it
         // any more.
         unsafe { domain.headers.drop_block::<Inner>(w, &domain.space) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::testing::{per_cpu_domain, slow_path_adds};
+
+    /// Adds to a counter whose slot is disabled (as during a relocation) take the slow path
+    /// to the central count: each is counted once in the domain's totals, exactly, and none
+    /// is lost; adds on the per-CPU path are not counted.
+    #[test]
+    fn slow_path_adds_are_counted_exactly() {
+        let domain = per_cpu_domain();
+        let c = PercpuCounter::new_in(domain, 0).unwrap();
+        let other = PercpuCounter::new_in(domain, 0).unwrap();
+        for _ in 0..1000 {
+            c.inc();
+            other.inc();
+        }
+        assert_eq!(slow_path_adds(domain), 0, "the per-CPU path");
+        let Form::Header(inner) = c.form() else {
+            panic!("a per-CPU counter has a header");
+        };
+        inner.header.disable();
+        for _ in 0..1000 {
+            c.add(2);
+            c.add_batch(1, 1 << 20);
+            other.inc();
+        }
+        inner.header.abort(); // the slot back, as a failed relocation leaves it
+        assert_eq!(slow_path_adds(domain), 2000);
+        assert_eq!(c.sum(), 1000 + 3000);
+        c.inc();
+        assert_eq!(slow_path_adds(domain), 2000);
+        assert_eq!((c.sum(), other.sum()), (4001, 2000));
     }
 }

@@ -3,8 +3,9 @@
 
 use crate::compactor::Compactor;
 use crate::headers::HeaderStore;
+use crate::stats::{DomainStats, SpaceStats, Totals};
 use crate::CounterError;
-use pcpu_migrate::{CompactPolicy, CompactReport, Space, SpaceConfig, Waste};
+use pcpu_migrate::{CompactPolicy, CompactReport, Space, SpaceConfig};
 use pcpu_pageset::SizeClass;
 use std::sync::OnceLock;
 
@@ -181,6 +182,7 @@ impl DomainBuilder {
             mode: self.mode,
             policy: self.policy,
             compact_when_waste_above: self.compact_when_waste_above,
+            totals: Totals::new(pcpu_rseq::possible_cpus()),
         }))
     }
 }
@@ -216,20 +218,8 @@ pub struct Domain {
     pub(crate) mode: CounterMode,
     policy: CompactPolicy,
     compact_when_waste_above: Option<f64>,
-}
-
-/// What a [`Domain`] holds, measured.
-#[derive(Debug, Clone)]
-pub struct DomainStats {
-    /// Live against resident per-CPU memory.
-    pub waste: Waste,
-    /// The slot caches.
-    pub cache: pcpu_cache::CacheStats,
-    /// Header blocks handed out (counters that left the inline form, and groups), cached
-    /// free blocks included.
-    pub header_blocks: usize,
-    /// Bytes resident in header pages (mincore).
-    pub header_bytes_resident: usize,
+    /// The running totals of [`DomainStats::totals`].
+    pub(crate) totals: Totals,
 }
 
 impl Domain {
@@ -287,9 +277,14 @@ impl Domain {
     pub fn compact(&self) -> Result<CompactReport, CounterError> {
         // Grace periods, locks and allocations: a slow path a signal handler must not re-enter.
         let _slow = pcpu_rseq::enter_slow_path();
-        let report = self.compact_spaces()?;
-        self.headers.release()?;
-        Ok(report)
+        let result = self
+            .compact_spaces()
+            .and_then(|report| self.headers.release().map(|()| report));
+        match &result {
+            Ok(report) => self.totals.compacted(report),
+            Err(_) => self.totals.compaction_failed(),
+        }
+        result
     }
 
     fn compact_spaces(&self) -> Result<CompactReport, CounterError> {
@@ -367,8 +362,8 @@ impl Domain {
     /// Starts a thread that applies a waste policy to this domain: every `every`, it compacts
     /// if [`waste_estimate`](Self::waste_estimate) is above `waste_above` (a ratio, at least
     /// 1.0). Compaction then never runs on the threads that create and drop counters. A
-    /// failed compaction loses nothing; it is logged (`tracing` warning) and retried at the
-    /// next check. The thread stops when the returned [`Compactor`] is dropped.
+    /// failed compaction loses nothing; it is counted ([`Compactor::failures`]), logged (a
+    /// `tracing` warning, with the `tracing` feature) and retried at the next check. The thread stops when the returned [`Compactor`] is dropped.
     ///
     /// ```
     /// use pcpu_counter::{CounterMode, Domain, PercpuCounter};
@@ -393,14 +388,37 @@ impl Domain {
         Compactor::spawn(self, every, waste_above)
     }
 
-    /// Measures the domain.
+    /// Measures the domain: every space (single counters and each group size), the header
+    /// storage, and the running totals. Costs a `mincore` sweep of each space's pagesets.
+    ///
+    /// ```
+    /// use pcpu_counter::{CounterMode, Domain, PercpuCounter};
+    /// let domain = Domain::builder().mode(CounterMode::PerCpu).build()?;
+    /// let c = PercpuCounter::new_in(domain, 0)?;
+    /// domain.compact()?;
+    /// let stats = domain.stats();
+    /// assert_eq!(stats.waste.live_objects, 1);
+    /// assert_eq!(stats.spaces.len(), 4);
+    /// assert_eq!(stats.totals.compactions, 1);
+    /// # drop(c);
+    /// # Ok::<(), pcpu_counter::CounterError>(())
+    /// ```
     pub fn stats(&self) -> DomainStats {
         let (header_blocks, header_bytes_resident) = self.headers.stats();
+        let spaces: Vec<SpaceStats> = core::iter::once(&self.space)
+            .chain(&self.group_spaces)
+            .map(|space| SpaceStats {
+                class_bytes: space.words() * 8,
+                waste: space.waste(),
+                cache: space.cache_stats(),
+            })
+            .collect();
         DomainStats {
-            waste: self.space.waste(),
-            cache: self.space.cache_stats(),
+            waste: crate::stats::sum_waste(spaces.iter().map(|s| s.waste)),
+            spaces,
             header_blocks,
             header_bytes_resident,
+            totals: self.totals.snapshot(),
         }
     }
 }

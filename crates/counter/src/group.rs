@@ -218,10 +218,17 @@ impl PercpuCounterGroup {
                 // Release: pairs with the `Acquire` of a read (see `Words::read_at`).
                 self.words.count_at(i).fetch_add(moved, Ordering::Release);
             }
-            Err(_) => {
-                self.words.count_at(i).fetch_add(delta, Ordering::Relaxed);
-            }
+            Err(_) => self.add_central(inner, i, delta),
         }
+    }
+
+    /// The slow path of counter `i` (the group's slot is disabled, or this thread cannot run
+    /// per-CPU operations): its central count, and the domain's count of slow-path adds.
+    #[cold]
+    #[inline(never)]
+    fn add_central(&self, inner: &GroupInner, i: usize, delta: i64) {
+        self.words.count_at(i).fetch_add(delta, Ordering::Relaxed);
+        inner.domain.totals.slow_path_add();
     }
 
     /// A sampled inline add ([`crate::lazy`]): the group goes per-CPU once several CPUs
@@ -238,12 +245,14 @@ impl PercpuCounterGroup {
             return;
         };
         let domain = crate::registry::get(word::domain(next));
-        domain.headers.upgrade(
+        if domain.headers.upgrade(
             &self.words,
             next,
             GroupInner::new(domain),
             Self::space_of(domain, self.len),
-        );
+        ) {
+            domain.totals.upgraded();
+        }
     }
 
     /// Counter `i`'s count (inline adds and folds): O(1), off from [`sum`](Self::sum) by at
@@ -320,5 +329,32 @@ impl Drop for PercpuCounterGroup {
                 .headers
                 .drop_block::<GroupInner>(self.words.state(), space)
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::testing::{per_cpu_domain, slow_path_adds};
+
+    /// A group's adds through a disabled slot are slow-path adds, counted once each.
+    #[test]
+    fn slow_path_adds_are_counted_exactly() {
+        let domain = per_cpu_domain();
+        let g = PercpuCounterGroup::new_in(domain, 3).unwrap();
+        g.add(0, 1).unwrap();
+        assert_eq!(slow_path_adds(domain), 0, "the per-CPU path");
+        // SAFETY: the state word of a per-CPU group holds its live header, which lives as
+        // long as `g`; the reference does not outlive it.
+        let inner = unsafe { PercpuCounterGroup::inner_of(g.words.state()) };
+        inner.header.disable();
+        for _ in 0..500 {
+            g.add(1, 2).unwrap();
+            g.add(2, -1).unwrap();
+        }
+        inner.header.abort(); // the slot back, as a failed relocation leaves it
+        g.add(0, 1).unwrap();
+        assert_eq!(slow_path_adds(domain), 1000);
+        assert_eq!(g.sum_all(), [2, 1000, -500]);
     }
 }

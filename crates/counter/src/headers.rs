@@ -110,18 +110,24 @@ impl HeaderStore {
     /// The lazy upgrade ([`crate::lazy`]): switches `words` from the inline state `seen` to a
     /// new block holding `value`, then attaches its header to a slot of `space`. Nothing
     /// changes if another thread switched first; without memory the counter stays inline (no
-    /// block) or its header atomic (no slot). Nothing is lost either way.
+    /// block) or its header atomic (no slot). Nothing is lost either way. True if this call
+    /// switched the counter.
     pub(crate) fn upgrade<T: Block, const N: usize>(
         &'static self,
         words: &Words<N>,
         seen: usize,
         value: T,
         space: &Space,
-    ) {
+    ) -> bool {
         // As in `alloc_attached`.
         let _slow = pcpu_rseq::enter_slow_path();
         let Ok(block) = self.alloc(value) else {
-            return;
+            crate::slow_path_event!(
+                debug,
+                counters = N,
+                "pcpu: a counter stays inline: no header block"
+            );
+            return false;
         };
         // SAFETY: a live block from this store, not yet shared.
         let header = unsafe { block.as_ref() }.header();
@@ -131,11 +137,20 @@ impl HeaderStore {
         {
             // SAFETY: never published, never attached: ours alone.
             unsafe { self.retire(block, Ok(Release::Now)) };
-            return;
+            return false;
         }
         // SAFETY: as in `alloc_attached`: a block of this store, given back only through
         // `drop_block`.
-        let _ = unsafe { space.attach(header) };
+        let attached = unsafe { space.attach(header) };
+        crate::slow_path_event!(
+            debug,
+            counters = N,
+            per_cpu = attached.is_ok(),
+            error = attached.as_ref().err().map(tracing::field::display),
+            "pcpu: lazy upgrade: a counter went per-CPU"
+        );
+        let _ = attached;
+        true
     }
 
     /// Detaches the header at `h` from `space` and gives its block back (a header counter's

@@ -59,6 +59,18 @@
 // below map real memory): `src/loom_tests.rs` models them against pcpu-migrate's header.
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+/// A `tracing` event when the `tracing` feature is on; nothing otherwise (the arguments are
+/// not evaluated then). Slow paths only: never on an add's fast path.
+#[cfg(not(loom))]
+macro_rules! slow_path_event {
+    ($level:ident, $($arg:tt)*) => {{
+        #[cfg(feature = "tracing")]
+        tracing::$level!($($arg)*);
+    }};
+}
+#[cfg(not(loom))]
+pub(crate) use slow_path_event;
+
 #[cfg(not(loom))]
 mod compactor;
 #[cfg(not(loom))]
@@ -81,6 +93,8 @@ pub mod prometheus;
 #[cfg(not(loom))]
 mod registry;
 #[cfg(not(loom))]
+mod stats;
+#[cfg(not(loom))]
 mod widen;
 mod word;
 mod words;
@@ -90,7 +104,7 @@ pub use compactor::Compactor;
 #[cfg(not(loom))]
 pub use counter::PercpuCounter;
 #[cfg(not(loom))]
-pub use domain::{Backend, CounterMode, Domain, DomainBuilder, DomainStats};
+pub use domain::{Backend, CounterMode, Domain, DomainBuilder};
 #[cfg(not(loom))]
 pub use error::CounterError;
 #[cfg(not(loom))]
@@ -99,3 +113,5 @@ pub use group::{PercpuCounterGroup, MAX_GROUP};
 pub use metrics_impl::{PcpuRecorder, PcpuStorage};
 #[cfg(not(loom))]
 pub use pcpu_migrate::{CompactPolicy, CompactReport, Waste};
+#[cfg(not(loom))]
+pub use stats::{DomainStats, DomainTotals, SpaceStats};

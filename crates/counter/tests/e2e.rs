@@ -397,10 +397,16 @@ fn e2e_random_api_under_signal_storm_is_exact() {
         "adds made by the signal handler"
     );
     let per_cpu = shared.iter().filter(|c| c.is_per_cpu()).count();
+    let stats = domain.stats();
     assert_eq!(
-        domain.stats().waste.live_objects,
-        per_cpu,
-        "live objects after every owned counter was dropped"
+        stats.spaces[0].waste.live_objects, per_cpu,
+        "live single counters after every owned counter was dropped"
+    );
+    let per_cpu_groups = groups.iter().filter(|g| g.is_per_cpu()).count();
+    assert_eq!(
+        stats.waste.live_objects,
+        per_cpu + per_cpu_groups,
+        "live objects of every space: the shared counters and groups"
     );
     assert!(per_cpu >= SHARED / 3, "PerCpu counters keep their slots");
 

@@ -145,4 +145,9 @@ fn compaction_child() {
     let report = domain.compact().unwrap();
     assert!(report.slots_moved > 0);
     assert!(live.iter().all(|c| c.sum() == 2), "nothing lost");
+    // The domain's running totals: the failure, and only the successful round's moves.
+    let t = domain.stats().totals;
+    assert_eq!((t.compactions, t.compaction_failures), (1, 1));
+    assert_eq!(t.slots_moved, report.slots_moved as u64);
+    assert_eq!(t.grace_periods, report.grace_periods as u64);
 }

@@ -81,6 +81,22 @@ impl Space {
     /// (attached to their old slot), so nothing is lost.
     pub fn compact(&self, policy: &CompactPolicy) -> Result<CompactReport, MigrateError> {
         let started = Instant::now();
+        // The compaction span (`tracing` feature): what moved, how long, the grace periods,
+        // recorded when the round ends; events of the layers below nest in it.
+        #[cfg(feature = "tracing")]
+        let span = tracing::info_span!(
+            "pcpu_compact",
+            class_bytes = self.words * 8,
+            pagesets_evacuated = tracing::field::Empty,
+            slots_moved = tracing::field::Empty,
+            slots_skipped = tracing::field::Empty,
+            grace_periods = tracing::field::Empty,
+            pagesets_unmapped = tracing::field::Empty,
+            bytes_released = tracing::field::Empty,
+            elapsed_us = tracing::field::Empty,
+            failed = tracing::field::Empty,
+        )
+        .entered();
         let _serialised = self.compact_lock.lock().unwrap_or_else(|p| p.into_inner());
         // Announce ourselves before reading any owner lane (pairs with the fence in detach).
         let _announced = self.compactions.announce();
@@ -174,16 +190,29 @@ impl Space {
         report.pagesets_unmapped = released.pagesets_unmapped;
         report.bytes_resident_after = self.cache.with_pool(|p| p.stats().bytes_resident);
         report.elapsed = started.elapsed();
-        tracing::info!(
-            pagesets_evacuated = report.pagesets_evacuated,
-            slots_moved = report.slots_moved,
-            pagesets_unmapped = report.pagesets_unmapped,
-            bytes_released = report
+        #[cfg(feature = "tracing")]
+        {
+            let bytes_released = report
                 .bytes_resident_before
-                .saturating_sub(report.bytes_resident_after),
-            elapsed_us = report.elapsed.as_micros() as u64,
-            "pcpu compaction"
-        );
+                .saturating_sub(report.bytes_resident_after);
+            span.record("pagesets_evacuated", report.pagesets_evacuated)
+                .record("slots_moved", report.slots_moved)
+                .record("slots_skipped", report.slots_skipped)
+                .record("grace_periods", report.grace_periods)
+                .record("pagesets_unmapped", report.pagesets_unmapped)
+                .record("bytes_released", bytes_released)
+                .record("elapsed_us", report.elapsed.as_micros() as u64)
+                .record("failed", result.is_err());
+            tracing::info!(
+                pagesets_evacuated = report.pagesets_evacuated,
+                slots_moved = report.slots_moved,
+                grace_periods = report.grace_periods,
+                pagesets_unmapped = report.pagesets_unmapped,
+                bytes_released,
+                elapsed_us = report.elapsed.as_micros() as u64,
+                "pcpu compaction"
+            );
+        }
         result.map(|()| report)
     }
 

@@ -48,4 +48,4 @@ pub use reentry::{enter_slow_path, in_slow_path, SlowPathGuard};
 pub use stack::{
     PercpuStacks, StackConfigError, StackMiss, StopError, StoppedStack, LOCKED, STOPPED,
 };
-pub use thread::{aborts_on_this_thread, registration, simulate_cpu, Registration};
+pub use thread::{aborts_on_this_thread, aborts_total, registration, simulate_cpu, Registration};

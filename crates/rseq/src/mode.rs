@@ -83,7 +83,10 @@ pub fn mode() -> Mode {
 /// [`ModeAlreadyChosen`] if the process already runs in rseq mode.
 pub fn force_portable() -> Result<(), ModeAlreadyChosen> {
     match MODE.compare_exchange(UNDECIDED, PORTABLE, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            chosen(Mode::Portable, "force_portable() was called");
+            Ok(())
+        }
         Err(PORTABLE) => Ok(()),
         Err(other) => Err(ModeAlreadyChosen(decode(other).unwrap_or(Mode::Rseq))),
     }
@@ -91,14 +94,22 @@ pub fn force_portable() -> Result<(), ModeAlreadyChosen> {
 
 #[cold]
 fn decide() -> Mode {
-    let wanted = if env_forces_portable() || !crate::native::usable_here() {
-        PORTABLE
+    // The reason is built on this cold path only, once per process (or per racing thread).
+    let (wanted, reason) = if env_forces_portable() {
+        (PORTABLE, format!("{ENV_VAR} asks for the portable backend"))
     } else {
-        RSEQ
+        match crate::native::probe() {
+            Ok(found) => (RSEQ, found.to_owned()),
+            Err(why) => (PORTABLE, why),
+        }
     };
     let mode =
         match MODE.compare_exchange(UNDECIDED, wanted, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => decode(wanted),
+            Ok(_) => {
+                let mode = decode(wanted).unwrap_or(Mode::Portable);
+                chosen(mode, &reason);
+                Some(mode)
+            }
             Err(chosen) => decode(chosen),
         }
         .unwrap_or(Mode::Portable);
@@ -106,6 +117,16 @@ fn decide() -> Mode {
         expectation_failed("the portable backend was chosen");
     }
     mode
+}
+
+/// The backend-choice event (`tracing` feature): which backend, and why. Emitted once per
+/// process, by the thread whose choice was stored.
+#[cold]
+fn chosen(mode: Mode, reason: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::info!(backend = ?mode, reason, "pcpu: per-CPU backend chosen");
+    #[cfg(not(feature = "tracing"))]
+    let _ = (mode, reason);
 }
 
 /// Name of the environment variable with which a test run demands the rseq backend:

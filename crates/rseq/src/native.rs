@@ -177,9 +177,26 @@ mod imp {
     }
 
     /// Whether the process can run in rseq mode: this thread has an area and membarrier's
-    /// rseq fence can be registered.
-    pub fn usable_here() -> bool {
-        !matches!(find_or_register(), Found::None) && crate::membarrier::register().is_ok()
+    /// rseq fence can be registered. `Ok` says where the area came from, `Err` why rseq
+    /// cannot run (for the backend-choice event: [`crate::mode`]).
+    pub fn probe() -> Result<&'static str, String> {
+        let found = match find_or_register() {
+            Found::Glibc(_) => "glibc's rseq registration",
+            Found::Own(_) => "pcpu's own rseq registration",
+            Found::None => {
+                return Err(
+                    "this thread has no rseq area (glibc registered none and the rseq \
+                     syscall failed)"
+                        .to_owned(),
+                )
+            }
+        };
+        match crate::membarrier::register() {
+            Ok(()) => Ok(found),
+            Err(e) => Err(format!(
+                "membarrier(REGISTER_PRIVATE_EXPEDITED_RSEQ) failed: {e}"
+            )),
+        }
     }
 }
 
@@ -188,8 +205,8 @@ mod imp {
     use super::Found;
 
     /// rseq is Linux-only (and never runs under loom).
-    pub fn usable_here() -> bool {
-        false
+    pub fn probe() -> Result<&'static str, String> {
+        Err("no rseq on this target".to_owned())
     }
 
     /// No rseq here.

@@ -166,13 +166,29 @@ pub(crate) fn portable_cpu() -> usize {
     }
 }
 
-/// Adds to this thread's count of aborted critical sections (cold: aborts are rare).
+/// Aborted critical sections of every thread: [`aborts_total`]. One shared atomic, but only
+/// the abort path (a section the kernel restarted: preemption, migration, a signal) touches
+/// it, never a committed section. A plain std atomic: not part of any modelled protocol.
+static ABORTS_TOTAL: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Adds to this thread's count of aborted critical sections, and to the process's (cold:
+/// aborts are rare).
 #[cold]
 pub(crate) fn record_aborts(n: usize) {
     #[cfg(not(loom))]
-    ABORTS.with(|c| c.set(c.get() + n as u64));
+    {
+        ABORTS.with(|c| c.set(c.get() + n as u64));
+        ABORTS_TOTAL.fetch_add(n as u64, core::sync::atomic::Ordering::Relaxed);
+    }
     #[cfg(loom)]
     let _ = n;
+}
+
+/// How many rseq critical sections of every thread of the process were aborted and retried
+/// so far ([`aborts_on_this_thread`] added up over threads, those that exited included).
+/// Always 0 on the portable backend.
+pub fn aborts_total() -> u64 {
+    ABORTS_TOTAL.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 /// How many rseq critical sections of this thread were aborted (by preemption, migration or a
@@ -185,5 +201,29 @@ pub fn aborts_on_this_thread() -> u64 {
     #[cfg(loom)]
     {
         0
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod abort_tests {
+    #[test]
+    fn aborts_count_on_the_thread_and_in_the_total() {
+        let (thread, total) = (super::aborts_on_this_thread(), super::aborts_total());
+        super::record_aborts(3);
+        assert_eq!(super::aborts_on_this_thread(), thread + 3);
+        // Other tests may abort meanwhile: the total grows by 3 at least.
+        assert!(super::aborts_total() >= total + 3);
+        let other = std::thread::spawn(|| {
+            super::record_aborts(2);
+            super::aborts_on_this_thread()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(other, 2, "per thread");
+        assert_eq!(super::aborts_on_this_thread(), thread + 3);
+        assert!(
+            super::aborts_total() >= total + 5,
+            "the other thread's count stays"
+        );
     }
 }
