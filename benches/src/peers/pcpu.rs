@@ -1,5 +1,5 @@
-//! The place where `pcpu_counter::PercpuCounter` plugs in (cargo feature `pcpu`, on by
-//! default). Nothing else in the benchmark names pcpu.
+//! The place where `pcpu_counter::PercpuCounter` plugs in. Apart from the `metrics` scenario
+//! (pcpu's `PcpuRecorder`), nothing else in the benchmark names pcpu.
 //!
 //! Two rows: the default (the global domain, whose counters start *lazy*: two inline words, a
 //! count updated by `fetch_add` and a state word, until sampled adds show several CPUs

@@ -3,19 +3,22 @@
 //! counter. Threads still run on this machine's CPUs (2 write, pinned to CPUs 0 and 1).
 //! Resident bytes per counter, measured, plus the handle, as in scenario `memory`.
 
-use super::{handle_bytes, mark_missing, populate, progress, Ctx};
+use super::{handle_bytes, populate, progress, Ctx};
 use crate::peers::{for_each, BenchCounter, Visitor};
 use crate::table::{Column, Report};
 
 /// The scenario's name.
 pub const NAME: &str = "large-machine";
 
+/// JSON key: resident bytes per counter, handle included.
+pub const BYTES_KEY: &str = "large_bytes_per_counter";
+
 /// The simulated CPU count.
 pub const NCPU: usize = 256;
 
 const COLS: [Column; 1] = [Column {
     scenario: NAME,
-    key: "large_bytes_per_counter",
+    key: BYTES_KEY,
     header: "B/ctr@256",
     legend: "resident bytes per counter built for 256 CPUs (2 threads on 2 CPUs add), \
              handle included as in B/ctr",
@@ -41,10 +44,6 @@ impl Visitor for V<'_> {
             bytes / n as f64 + handle_bytes::<C>(),
         );
         self.report.num(C::name(), "large_counters", n as f64);
-    }
-
-    fn missing(&mut self, name: &'static str, why: &'static str) {
-        mark_missing(self.report, &COLS, name, why);
     }
 }
 

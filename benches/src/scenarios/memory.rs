@@ -2,16 +2,19 @@
 //! the creation of up to 1,000,000 counters (each added to from 2 threads on 2 CPUs), plus the
 //! handle each counter is (`size_of` of the value the user stores).
 
-use super::{handle_bytes, mark_missing, populate, progress, Ctx};
+use super::{handle_bytes, populate, progress, Ctx};
 use crate::peers::{for_each, ncpu, BenchCounter, Visitor};
 use crate::table::{Column, Report};
 
 /// The scenario's name.
 pub const NAME: &str = "memory";
 
+/// JSON key: resident bytes per counter, handle included.
+pub const BYTES_KEY: &str = "memory_bytes_per_counter";
+
 const COLS: [Column; 1] = [Column {
     scenario: NAME,
-    key: "memory_bytes_per_counter",
+    key: BYTES_KEY,
     header: "B/ctr",
     legend: "resident bytes per live counter: measured RSS delta / counters, plus the \
              handle (size_of the stored value: 16 B for a pcpu counter, inline or not; 8 B \
@@ -50,10 +53,6 @@ impl Visitor for V<'_> {
             self.report
                 .num(name, "memory_percpu_bytes_per_counter", per(b.1, a.1));
         }
-    }
-
-    fn missing(&mut self, name: &'static str, why: &'static str) {
-        mark_missing(self.report, &COLS, name, why);
     }
 }
 
