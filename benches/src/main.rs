@@ -58,6 +58,13 @@ fn machine() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A commit as its first 7 hex digits, `-dirty` kept.
+#[cfg(target_os = "linux")]
+fn short_commit(c: &str) -> String {
+    let dirty = if c.ends_with("-dirty") { "-dirty" } else { "" };
+    format!("{}{dirty}", c.get(..7).unwrap_or(c))
+}
+
 #[cfg(target_os = "linux")]
 fn main() {
     use clap::Parser;
@@ -131,7 +138,7 @@ fn main() {
             "{}, {} CPUs, commit {}",
             machine[0].1,
             peers::ncpu(),
-            prov.commit.get(..7).unwrap_or(&prov.commit)
+            short_commit(&prov.commit)
         );
         match plot::write_all(&report, dir, &title) {
             Ok(files) => eprintln!("wrote {}", files.join(", ")),
