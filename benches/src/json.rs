@@ -8,7 +8,8 @@ use std::path::Path;
 
 /// Bumped whenever a key changes meaning or moves. 2: serde output with `schema_version`,
 /// `commit`, `rustc`, `args`, per-thread-count keys (`hot_add_<n>t_ns`, ...), the `metrics`
-/// scenario. (1 was the hand-written JSON before it, without a version.)
+/// scenario, and the 256-CPU figures under scenario `memory` (`memory_256cpu_*`, formerly
+/// `large_*` of scenario `large-machine`). (1 was the hand-written JSON before it, without a version.)
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// What produced the figures, beside the machine's facts.

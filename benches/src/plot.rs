@@ -1,7 +1,7 @@
 //! `--plot DIR`: SVG charts of the run (plotters, SVG backend only). Each chart is drawn only
 //! if its scenario ran.
 
-use crate::scenarios::{churn, hot_add, large, memory, metrics, waste};
+use crate::scenarios::{churn, hot_add, memory, metrics, waste};
 use crate::table::{Report, Value};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -279,7 +279,11 @@ pub fn write_all(r: &Report, dir: &Path, machine: &str) -> Result<Vec<String>, E
         .map(|row| {
             let v = vec![
                 num(r, row.peer, memory::BYTES_KEY),
-                num(r, row.peer, large::BYTES_KEY),
+                num(
+                    r,
+                    row.peer,
+                    memory::bytes_key(Some(memory::SIMULATED_CPUS[0])),
+                ),
             ];
             (row.peer.to_string(), v)
         })
@@ -289,7 +293,7 @@ pub fn write_all(r: &Report, dir: &Path, machine: &str) -> Result<Vec<String>, E
         let title = format!("resident bytes per counter, 2 CPUs writing ({machine})");
         let labels = [
             "built for this machine".to_string(),
-            format!("built for {} CPUs", large::NCPU),
+            format!("built for {} CPUs", memory::SIMULATED_CPUS[0]),
         ];
         bar_chart(
             &out("bytes-per-counter.svg"),

@@ -10,7 +10,7 @@ use crate::peers::atomic::SHARED_ATOMIC_NAME;
 use crate::peers::plain_atomic::PLAIN_ATOMIC_NAME;
 use crate::peers::rseq_raw::RSEQ_RAW_NAME;
 use crate::peers::{PCPU_NAME, PCPU_PERCPU_NAME};
-use crate::scenarios::{churn, Spread};
+use crate::scenarios::{churn, memory, Spread};
 use crate::table::{Report, Value};
 
 /// Which way a figure must lie from its limit.
@@ -109,7 +109,7 @@ fn bytes_target(
     let measured = num(r, peer, col);
     let n = num(r, peer, counters_key).unwrap_or(0.0);
     let mut detail = match measured {
-        None => missing("scenario memory / large-machine"),
+        None => missing("scenario memory"),
         Some(_) => format!("{} counters; {peer}", group(n)),
     };
     if col == "memory_bytes_per_counter" {
@@ -251,8 +251,8 @@ pub fn evaluate(r: &Report, quick: bool) -> Vec<Target> {
             3,
             "bytes_per_counter_percpu_256",
             PCPU_PERCPU_NAME,
-            "large_bytes_per_counter",
-            "large_counters",
+            memory::bytes_key(Some(256)),
+            memory::counters_key(Some(256)),
             "the same, domain simulating 256 CPUs, 2 writing",
             80.0,
         ),

@@ -30,7 +30,7 @@ pub trait BenchCounter: Send + Sync + Sized + 'static {
     fn new(initial: i64) -> Self;
 
     /// A counter holding `initial` as it would be built on a machine with `ncpu` CPUs
-    /// (scenario `large-machine`). Peers whose size does not depend on the CPU count keep the
+    /// (scenario `memory`). Peers whose size does not depend on the CPU count keep the
     /// default.
     fn new_for_cpus(ncpu: usize, initial: i64) -> Self {
         let _ = ncpu;

@@ -5,7 +5,7 @@
 //! count updated by `fetch_add` and a state word, until sampled adds show several CPUs
 //! updating the counter) and a domain built with `CounterMode::PerCpu` (a 128-byte header from
 //! the domain's header storage and a per-CPU slot from creation: the mode the memory and
-//! compaction scenarios are about). The `large-machine` scenario builds each in a 256-CPU
+//! compaction scenarios are about). The `memory` scenario also builds each in a 256-CPU
 //! domain.
 
 use super::BenchCounter;
