@@ -18,6 +18,8 @@ mod mem;
 #[cfg(target_os = "linux")]
 mod peers;
 #[cfg(target_os = "linux")]
+mod plot;
+#[cfg(target_os = "linux")]
 mod scenarios;
 #[cfg(target_os = "linux")]
 mod table;
@@ -53,48 +55,46 @@ fn machine() -> Vec<(&'static str, String)> {
         ("rseq_mode", format!("{:?}", pcpu_rseq::mode())),
         ("page_size", mem::page_size().to_string()),
         ("loadavg_at_start", scenarios::loadavg()),
-        (
-            "pcpu_counter",
-            if cfg!(feature = "pcpu") {
-                "on".to_string()
-            } else {
-                "off (feature `pcpu`)".to_string()
-            },
-        ),
     ]
+}
+
+/// A commit as its first 7 hex digits, `-dirty` kept.
+#[cfg(target_os = "linux")]
+fn short_commit(c: &str) -> String {
+    let dirty = if c.ends_with("-dirty") { "-dirty" } else { "" };
+    format!("{}{dirty}", c.get(..7).unwrap_or(c))
 }
 
 #[cfg(target_os = "linux")]
 fn main() {
-    let args = match args::parse(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}\n\n{}", args::usage());
-            std::process::exit(2);
-        }
+    use clap::Parser;
+    let args = args::Args::parse();
+    let threads = args.thread_counts(peers::ncpu());
+    let ctx = Ctx {
+        quick: args.quick,
+        threads: threads.clone(),
     };
-    if args.help {
-        print!("{}", args::usage());
-        return;
-    }
-    let ctx = Ctx { quick: args.quick };
     let machine = machine();
+    let selected: Vec<&scenarios::Scenario> = SCENARIOS
+        .iter()
+        .filter(|sc| args.scenarios.is_empty() || args.scenarios.iter().any(|n| n == sc.name))
+        .collect();
+    let prov = json::Provenance {
+        commit: json::commit(),
+        rustc: env!("PCPU_BENCH_RUSTC"),
+        quick: args.quick,
+        threads,
+        scenarios: selected.iter().map(|s| s.name.to_string()).collect(),
+    };
+    scenarios::plan(&ctx, &selected);
     let started = Instant::now();
     let mut report = Report::default();
-    for sc in SCENARIOS {
-        if args.scenarios.is_empty() || args.scenarios.iter().any(|n| n == sc.name) {
-            let t = Instant::now();
-            eprintln!("== {}: {}", sc.name, sc.about);
-            (sc.run)(&ctx, &mut report);
-            eprintln!("== {} done in {:.1} s", sc.name, scenarios::secs(t));
-        }
-    }
-    if !cfg!(feature = "pcpu") {
-        report.note(format!(
-            "{}: {} (run with `--features pcpu` to measure it)",
-            peers::PCPU_NAME,
-            peers::PCPU_MISSING
-        ));
+    for sc in &selected {
+        let t = Instant::now();
+        eprintln!("== {}: {}", sc.name, sc.about);
+        report.current = sc.name;
+        (sc.run)(&ctx, &mut report);
+        eprintln!("== {} done in {:.1} s", sc.name, scenarios::secs(t));
     }
     report.note(
         "pcpu-rseq raw cells = the rseq add on a malloc'd padded array: the bottom layer only, \
@@ -107,16 +107,42 @@ fn main() {
         scenarios::loadavg()
     ));
     report.targets = targets::evaluate(&report, ctx.quick);
-    let header: Vec<String> = machine.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    println!("pcpu-bench | {}\n", header.join(" | "));
+    let mut header: Vec<String> = machine.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    header.push(format!("threads: {:?}", ctx.threads));
+    print!(
+        "{}",
+        table::wrap(&format!("pcpu-bench | {}", header.join(" | ")), 2)
+    );
+    println!();
     print!("{}", report.render());
     print!("\n{}", targets::render(&report.targets));
+    let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
+        eprintln!("error: cannot write {what}: {e}");
+        std::process::exit(1);
+    };
     if let Some(path) = &args.json {
-        let text = json::render(&report, &machine);
+        let text = json::render(&report, &machine, &prov);
         if let Err(e) = std::fs::write(path, text) {
-            eprintln!("error: cannot write {path}: {e}");
-            std::process::exit(1);
+            fail(&path.display().to_string(), &e);
         }
-        eprintln!("wrote {path}");
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.csv {
+        match json::write_csv(&report, path) {
+            Ok(files) => eprintln!("wrote {}", files.join(", ")),
+            Err(e) => fail(&path.display().to_string(), &e),
+        }
+    }
+    if let Some(dir) = &args.plot {
+        let title = format!(
+            "{}, {} CPUs, commit {}",
+            machine[0].1,
+            peers::ncpu(),
+            short_commit(&prov.commit)
+        );
+        match plot::write_all(&report, dir, &title) {
+            Ok(files) => eprintln!("wrote {}", files.join(", ")),
+            Err(e) => fail(&dir.display().to_string(), &e),
+        }
     }
 }

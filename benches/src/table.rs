@@ -1,15 +1,17 @@
 //! The results of a run ([`Report`]: one row per peer, one column per measured quantity) and
-//! their printing as one text table.
+//! their printing: one table per scenario (comfy-table), each at most 100 characters wide.
 
-/// One measured value, or why there is none.
+use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
+
+/// Width the printed tables must fit in.
+pub const TABLE_WIDTH: u16 = 100;
+
+/// One measured value.
 #[derive(Debug, Clone)]
 pub enum Value {
     /// A number, printed with the column's decimals.
     Num(f64),
-    /// A short text (`n/a`, `-`), printed as is.
-    #[cfg_attr(feature = "pcpu", allow(dead_code))] // only missing peers use it
-    Text(String),
-    /// Repeated measurements of one figure, in run order (JSON only).
+    /// Repeated measurements of one figure, in run order (JSON and CSV only).
     List(Vec<f64>),
 }
 
@@ -33,8 +35,8 @@ pub struct Column {
 pub struct Row {
     /// The peer's name.
     pub peer: &'static str,
-    /// `(column key, value)` pairs.
-    pub values: Vec<(String, Value)>,
+    /// `(column key, scenario that recorded it, value)`.
+    pub values: Vec<(String, &'static str, Value)>,
 }
 
 /// Everything one run measured.
@@ -44,10 +46,18 @@ pub struct Report {
     pub columns: Vec<Column>,
     /// Rows, in the order the peers were first seen.
     pub rows: Vec<Row>,
-    /// Lines printed under the table (scenario parameters, caveats).
+    /// Lines printed under the tables (scenario parameters, caveats).
     pub notes: Vec<String>,
     /// The issue-12 targets, evaluated once the scenarios have run.
     pub targets: Vec<crate::targets::Target>,
+    /// The scenario running now: the one values are recorded for.
+    pub current: &'static str,
+}
+
+/// A key or header made at run time (one per thread count), kept for the whole run: the
+/// columns hold `&'static str`, and a run makes a few dozen of these.
+pub fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
 }
 
 impl Report {
@@ -59,6 +69,7 @@ impl Report {
     /// Records `value` for `peer` in column `key`.
     pub fn set(&mut self, peer: &'static str, key: impl Into<String>, value: Value) {
         let key = key.into();
+        let scenario = self.current;
         let row = match self.rows.iter().position(|r| r.peer == peer) {
             Some(i) => &mut self.rows[i],
             None => {
@@ -69,9 +80,9 @@ impl Report {
                 self.rows.last_mut().expect("just pushed")
             }
         };
-        match row.values.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => row.values.push((key, value)),
+        match row.values.iter_mut().find(|(k, _, _)| *k == key) {
+            Some(slot) => slot.2 = value,
+            None => row.values.push((key, scenario, value)),
         }
     }
 
@@ -83,71 +94,122 @@ impl Report {
     /// The value of `peer` in column `key`, if measured.
     pub fn get(&self, peer: &str, key: &str) -> Option<&Value> {
         let row = self.rows.iter().find(|r| r.peer == peer)?;
-        row.values.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+        row.values
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, _, v)| v)
     }
 
-    /// Adds a note under the table.
+    /// Adds a note under the tables.
     pub fn note(&mut self, s: impl Into<String>) {
         self.notes.push(s.into());
     }
 
-    /// The table as text: header, rows, legend and notes.
-    pub fn render(&self) -> String {
-        let mut grid: Vec<Vec<String>> = Vec::new();
-        let mut header = vec!["peer".to_string()];
-        header.extend(self.columns.iter().map(|c| c.header.to_string()));
-        grid.push(header);
+    /// The scenarios that have columns, in run order.
+    pub fn scenarios(&self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        for c in &self.columns {
+            if !out.contains(&c.scenario) {
+                out.push(c.scenario);
+            }
+        }
+        out
+    }
+
+    /// The columns of `scenario`.
+    pub fn columns_of(&self, scenario: &str) -> Vec<Column> {
+        self.columns
+            .iter()
+            .filter(|c| c.scenario == scenario)
+            .copied()
+            .collect()
+    }
+
+    /// The table of `scenario` as text cells: the header line, then one line per peer that
+    /// has a value in it (numbers formatted with the column's decimals, `-` where none).
+    pub fn grid(&self, scenario: &str) -> Vec<Vec<String>> {
+        let cols = self.columns_of(scenario);
+        let mut grid = vec![std::iter::once("peer".to_string())
+            .chain(cols.iter().map(|c| c.header.to_string()))
+            .collect::<Vec<_>>()];
         for row in &self.rows {
+            if !cols.iter().any(|c| self.get(row.peer, c.key).is_some()) {
+                continue;
+            }
             let mut line = vec![row.peer.to_string()];
-            for c in &self.columns {
+            for c in &cols {
                 line.push(match self.get(row.peer, c.key) {
                     Some(Value::Num(v)) => format_num(*v, c.decimals),
-                    // "n/a (why)": the reason is in the notes; keep the column narrow.
-                    Some(Value::Text(t)) => t.split(" (").next().unwrap_or(t).to_string(),
                     Some(Value::List(_)) | None => "-".to_string(),
                 });
             }
             grid.push(line);
         }
-        let ncol = grid[0].len();
-        let widths: Vec<usize> = (0..ncol)
-            .map(|i| grid.iter().map(|l| l[i].chars().count()).max().unwrap_or(0))
-            .collect();
+        grid
+    }
+
+    /// Every scenario's table as text, each followed by its legend, then the notes.
+    pub fn render(&self) -> String {
         let mut out = String::new();
-        for (n, line) in grid.iter().enumerate() {
-            for (i, cell) in line.iter().enumerate() {
-                if i == 0 {
-                    out.push_str(&format!("{cell:<w$}", w = widths[0]));
-                } else {
-                    out.push_str(&format!("  {cell:>w$}", w = widths[i]));
+        for sc in self.scenarios() {
+            let grid = self.grid(sc);
+            let mut table = Table::new();
+            table
+                .load_preset(presets::ASCII_MARKDOWN)
+                .set_content_arrangement(ContentArrangement::Dynamic)
+                .set_width(TABLE_WIDTH)
+                .set_header(grid[0].clone());
+            for line in &grid[1..] {
+                table.add_row(line.clone());
+            }
+            for i in 1..grid[0].len() {
+                if let Some(col) = table.column_mut(i) {
+                    col.set_cell_alignment(CellAlignment::Right);
                 }
             }
-            out.push('\n');
-            if n == 0 {
-                let total = widths.iter().sum::<usize>() + 2 * (ncol - 1);
-                out.push_str(&"-".repeat(total));
-                out.push('\n');
+            out.push_str(&format!("{sc}\n\n{table}\n"));
+            let cols = self.columns_of(sc);
+            let w = cols.iter().map(|c| c.header.len()).max().unwrap_or(0);
+            for c in cols {
+                out.push_str(&wrap(&format!("  {:<w$}  {}", c.header, c.legend), w + 4));
             }
-        }
-        out.push('\n');
-        for c in &self.columns {
-            out.push_str(&format!(
-                "  {:<12} [{}] {}\n",
-                c.header, c.scenario, c.legend
-            ));
+            out.push('\n');
         }
         if !self.notes.is_empty() {
-            out.push('\n');
             for n in &self.notes {
-                out.push_str(&format!("  * {n}\n"));
+                out.push_str(&wrap(&format!("  * {n}"), 4));
             }
         }
         out
     }
 }
 
+/// `text` wrapped at [`TABLE_WIDTH`] on spaces, continuation lines indented by `indent`.
+pub fn wrap(text: &str, indent: usize) -> String {
+    let width = TABLE_WIDTH as usize;
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.trim().is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = " ".repeat(indent);
+        } else if !line.is_empty() && !line.ends_with(' ') {
+            line.push(' ');
+        }
+        if word.is_empty() {
+            line.push(' ');
+        } else {
+            line.push_str(word);
+        }
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+    out
+}
+
 /// A number with thousands separators in its integer part.
-fn format_num(v: f64, decimals: usize) -> String {
+pub fn format_num(v: f64, decimals: usize) -> String {
     if !v.is_finite() {
         return "-".to_string();
     }
@@ -176,5 +238,13 @@ mod tests {
         assert_eq!(format_num(1234567.891, 1), "1,234,567.9");
         assert_eq!(format_num(-1000.0, 0), "-1,000");
         assert_eq!(format_num(12.0, 2), "12.00");
+    }
+
+    #[test]
+    fn lines_are_wrapped_to_the_table_width() {
+        let long = "word ".repeat(60);
+        for line in wrap(&long, 4).lines() {
+            assert!(line.chars().count() <= TABLE_WIDTH as usize, "{line}");
+        }
     }
 }

@@ -4,13 +4,13 @@
 //!
 //! Nothing here is tuned to make a target look met: the figures are the ones the scenarios
 //! measured for the main table, and a target whose inputs were not measured in this run (a
-//! scenario not selected, the `pcpu` feature off) says so.
+//! scenario not selected, a thread count of 1 or 2 left out of `--threads`) says so.
 
 use crate::peers::atomic::SHARED_ATOMIC_NAME;
 use crate::peers::plain_atomic::PLAIN_ATOMIC_NAME;
 use crate::peers::rseq_raw::RSEQ_RAW_NAME;
 use crate::peers::{PCPU_NAME, PCPU_PERCPU_NAME};
-use crate::scenarios::{churn, Spread};
+use crate::scenarios::{churn, memory, Spread};
 use crate::table::{Report, Value};
 
 /// Which way a figure must lie from its limit.
@@ -109,7 +109,7 @@ fn bytes_target(
     let measured = num(r, peer, col);
     let n = num(r, peer, counters_key).unwrap_or(0.0);
     let mut detail = match measured {
-        None => missing("scenario memory / large-machine, pcpu feature"),
+        None => missing("scenario memory"),
         Some(_) => format!("{} counters; {peer}", group(n)),
     };
     if col == "memory_bytes_per_counter" {
@@ -208,7 +208,7 @@ fn ratio_target(
         _ => (
             None,
             String::new(),
-            missing("scenario not run, or pcpu feature off"),
+            missing("scenario not run, or --threads without 1 and 2"),
         ),
     };
     Target {
@@ -251,8 +251,8 @@ pub fn evaluate(r: &Report, quick: bool) -> Vec<Target> {
             3,
             "bytes_per_counter_percpu_256",
             PCPU_PERCPU_NAME,
-            "large_bytes_per_counter",
-            "large_counters",
+            memory::bytes_key(Some(256)),
+            memory::counters_key(Some(256)),
             "the same, domain simulating 256 CPUs, 2 writing",
             80.0,
         ),
@@ -385,7 +385,7 @@ fn waste_target(r: &Report) -> Target {
                 group(live)
             ),
         ),
-        _ => (None, missing("scenario waste, pcpu feature")),
+        _ => (None, missing("scenario waste")),
     };
     Target {
         row: 4,
@@ -442,7 +442,11 @@ fn churn_runs_target(r: &Report, quick: bool) -> Target {
                 detail,
             )
         }
-        None => (None, String::new(), missing("scenario churn, pcpu feature")),
+        None => (
+            None,
+            String::new(),
+            missing("scenario churn, or --threads without 1 and 2"),
+        ),
     };
     Target {
         row: 8,
@@ -504,35 +508,33 @@ pub fn render(targets: &[Target]) -> String {
             t.spread.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| grid.iter().map(|l| l[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::from("issue-12 targets (ratios within this run)\n\n");
-    for (n, line) in grid.iter().enumerate() {
-        let mut s = String::new();
-        for (i, cell) in line.iter().enumerate() {
-            let w = widths[i];
-            match i {
-                0 => s.push_str(&format!("{cell:>w$}")),
-                1 | 4 | 5 => s.push_str(&format!("  {cell:<w$}")),
-                _ => s.push_str(&format!("  {cell:>w$}")),
-            }
-        }
-        out.push_str(s.trim_end());
-        out.push('\n');
-        if n == 0 {
-            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * 5));
-            out.push('\n');
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::ASCII_MARKDOWN)
+        .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_width(crate::table::TABLE_WIDTH)
+        .set_header(grid[0].clone());
+    for line in &grid[1..] {
+        table.add_row(line.clone());
+    }
+    for i in [2, 3] {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(comfy_table::CellAlignment::Right);
         }
     }
+    let mut out = format!("issue-12 targets (ratios within this run)\n\n{table}\n");
     out.push('\n');
     for t in targets {
-        out.push_str(&format!("  {}. {}\n", t.row, t.detail));
+        out.push_str(&crate::table::wrap(
+            &format!("  {}. {}", t.row, t.detail),
+            5,
+        ));
     }
-    out.push_str(
+    out.push_str(&crate::table::wrap(
         "  Bytes per counter = measured RSS delta / counters + the handle (size_of the stored \
          value), for every peer alike. Ratios: best repetition over best repetition. \
-         \"(load)\": the run shows other load may have decided the figure (see its line).\n",
-    );
+         \"(load)\": the run shows other load may have decided the figure (see its line).",
+        2,
+    ));
     out
 }

@@ -1,14 +1,13 @@
 //! The counters under test. Each implements [`BenchCounter`]; [`for_each`] visits them all in a
 //! fixed order, so every scenario measures every peer in the same run.
 //!
-//! The pcpu counter plugs in at exactly one place: [`pcpu`] (behind the cargo feature `pcpu`).
+//! The pcpu counter plugs in at exactly one place: [`pcpu`].
 
 pub mod atomic;
 pub mod contatori_signed;
 pub mod fastcounter;
 pub mod getcpu_array;
 pub mod linux;
-#[cfg(feature = "pcpu")]
 pub mod pcpu;
 pub mod plain_atomic;
 pub mod rseq_raw;
@@ -16,15 +15,11 @@ pub mod tls;
 
 use std::cmp::Ordering;
 
-/// The name of the (default, lazy) pcpu row, also used for its `n/a` row while the feature is
-/// off.
+/// The name of the (default, lazy) pcpu row.
 pub const PCPU_NAME: &str = "pcpu PercpuCounter";
 
 /// The name of the pcpu row whose domain is built with `CounterMode::PerCpu`.
 pub const PCPU_PERCPU_NAME: &str = "pcpu PercpuCounter PerCpu";
-
-/// What the pcpu row shows while `pcpu-counter` does not exist.
-pub const PCPU_MISSING: &str = "n/a (needs pcpu-counter)";
 
 /// A counter as the benchmark uses it.
 pub trait BenchCounter: Send + Sync + Sized + 'static {
@@ -35,7 +30,7 @@ pub trait BenchCounter: Send + Sync + Sized + 'static {
     fn new(initial: i64) -> Self;
 
     /// A counter holding `initial` as it would be built on a machine with `ncpu` CPUs
-    /// (scenario `large-machine`). Peers whose size does not depend on the CPU count keep the
+    /// (scenario `memory`). Peers whose size does not depend on the CPU count keep the
     /// default.
     fn new_for_cpus(ncpu: usize, initial: i64) -> Self {
         let _ = ncpu;
@@ -86,20 +81,12 @@ pub trait BenchCounter: Send + Sync + Sized + 'static {
 pub trait Visitor {
     /// Runs for one peer.
     fn visit<C: BenchCounter>(&mut self);
-
-    /// Called for a peer that could not be built into this binary, with the reason.
-    #[cfg_attr(feature = "pcpu", allow(dead_code))] // nothing is missing then
-    fn missing(&mut self, name: &'static str, why: &'static str);
 }
 
 /// Visits every peer, in table order.
 pub fn for_each(v: &mut impl Visitor) {
-    #[cfg(feature = "pcpu")]
     v.visit::<pcpu::Pcpu>();
-    #[cfg(feature = "pcpu")]
     v.visit::<pcpu::PcpuPerCpu>();
-    #[cfg(not(feature = "pcpu"))]
-    v.missing(PCPU_NAME, PCPU_MISSING);
     v.visit::<rseq_raw::RseqRaw>();
     v.visit::<atomic::SharedAtomic>();
     v.visit::<plain_atomic::PlainAtomic>();

@@ -1,10 +1,14 @@
 //! Scenario `churn`, the seed's workload (execve): each operation creates 4 counters (an
-//! mm's RSS counters), adds to each, reads their sums, and destroys them. 1 and 2 threads run
-//! operations for a fixed time; throughput and the 2-thread/1-thread ratio.
+//! mm's RSS counters), adds to each, reads their sums, and destroys them. Each of the
+//! `--threads` counts of threads runs operations for a fixed time; throughput and the ratio to
+//! one thread's.
 
-use super::{mark_missing, progress, record_reps, run_threads, thread_cpu_ns, Ctx};
+use super::{
+    overlap_column, progress, record_reps, run_threads, thread_columns, thread_cpu_ns, thread_key,
+    Ctx,
+};
 use crate::peers::{for_each, BenchCounter, Visitor, PCPU_PERCPU_NAME};
-use crate::table::{Column, Report, Value};
+use crate::table::{leak, Column, Report, Value};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -26,37 +30,61 @@ pub const PERCPU_OVERLAP_RUNS_KEY: &str = "churn_2t_overlap_runs";
 /// (issue 12 asks for ≥ 1.8 in each of 5).
 const PERCPU_RUNS: u64 = 5;
 
-const COLS: [Column; 4] = [
-    Column {
-        scenario: NAME,
-        key: "churn_1t_kops",
-        header: "churn 1t",
-        legend: "thousand ops/s (wall time, best of 3), 1 thread; op = 4 x (create, 8 adds, sum, destroy)",
-        decimals: 0,
-    },
-    Column {
-        scenario: NAME,
-        key: "churn_2t_kops",
-        header: "churn 2t",
-        legend: "thousand operations/s, 2 threads together",
-        decimals: 0,
-    },
-    Column {
-        scenario: NAME,
-        key: "churn_2t_over_1t",
-        header: "2t/1t",
-        legend: "churn 2t / churn 1t (2.0 = perfect scaling on 2 cores)",
-        decimals: 2,
-    },
-    Column {
-        scenario: NAME,
-        key: "churn_2t_overlap",
-        header: "ovl",
-        legend: "churn 2t: cores the threads got (CPU time / wall time; 2.0 = both cores \
-                 all along; less = other load, or threads asleep on a lock)",
-        decimals: 2,
-    },
-];
+/// The table's columns for thread counts `threads`: thousand operations/s at each, then the
+/// largest count's rate over one thread's and the cores its threads got (every count's are in
+/// the JSON).
+fn columns(threads: &[usize]) -> Vec<Column> {
+    let legend = |n| {
+        if n == 1 {
+            "thousand ops/s (wall time, best of 3), 1 thread; op = 4 x (create, 8 adds, sum, \
+             destroy)"
+        } else {
+            leak(format!("thousand operations/s, {n} threads together"))
+        }
+    };
+    let mut cols = thread_columns(NAME, ("churn", "kops", "kops"), threads, legend, 0);
+    match threads.iter().copied().filter(|&n| n > 1).max() {
+        Some(n) if threads.contains(&1) => cols.push(Column {
+            scenario: NAME,
+            key: ratio_key(n),
+            header: leak(format!("{n}t/1t")),
+            legend: leak(format!(
+                "{n}t kops / 1t kops ({n}.0 = perfect scaling on {n} free cores)"
+            )),
+            decimals: 2,
+        }),
+        _ => {}
+    }
+    cols.extend(overlap_column(
+        NAME,
+        "churn",
+        threads,
+        "less = other load, or threads asleep on a lock",
+    ));
+    cols
+}
+
+/// JSON key: thousand operations/s of `n` threads (`churn_1t_kops`, ...).
+pub fn kops_key(n: usize) -> &'static str {
+    thread_key("churn", n, "kops")
+}
+
+/// JSON key: `n` threads' rate over one thread's.
+fn ratio_key(n: usize) -> &'static str {
+    thread_key("churn", n, "over_1t")
+}
+
+/// JSON key: the cores `n` threads got in their best repetition.
+fn overlap_key(n: usize) -> &'static str {
+    thread_key("churn", n, "overlap")
+}
+
+/// Guessed seconds per peer (see [`super::Scenario::guess_secs`]).
+pub fn guess_secs(ctx: &Ctx) -> f64 {
+    let dur = ctx.pick(0.4, 0.1);
+    let reps = ctx.pick(3.0, 1.0);
+    dur / 4.0 + dur * reps * ctx.threads.len() as f64
+}
 
 /// One exec: 4 counters created, used, summed and destroyed.
 #[inline]
@@ -100,13 +128,38 @@ struct V<'a> {
     report: &'a mut Report,
 }
 
-/// One measurement: warm-up, then the best of `reps` at 1 thread and at 2 threads. Returns
-/// `(1t ops/s of each rep, 2t ops/s of each rep, overlap of each 2t rep)`.
-fn measure<C: BenchCounter>(dur: Duration, reps: u64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+/// The repetitions at one thread count: ops/s of each, and the cores the threads got in each.
+struct Reps {
+    threads: usize,
+    ops: Vec<f64>,
+    overlaps: Vec<f64>,
+}
+
+impl Reps {
+    /// The overlap of the best repetition, the one the table shows.
+    fn best_overlap(&self) -> f64 {
+        self.ops
+            .iter()
+            .zip(&self.overlaps)
+            .fold((0.0, 0.0), |a, (&t, &o)| if t > a.0 { (t, o) } else { a })
+            .1
+    }
+}
+
+/// One measurement: warm-up, then `reps` repetitions at each of `threads`.
+fn measure<C: BenchCounter>(dur: Duration, reps: u64, threads: &[usize]) -> Vec<Reps> {
     throughput::<C>(2, dur / 4); // warm the allocator caches
-    let one: Vec<f64> = (0..reps).map(|_| throughput::<C>(1, dur).0).collect();
-    let (two, overlaps) = (0..reps).map(|_| throughput::<C>(2, dur)).unzip();
-    (one, two, overlaps)
+    threads
+        .iter()
+        .map(|&n| {
+            let (ops, overlaps) = (0..reps).map(|_| throughput::<C>(n, dur)).unzip();
+            Reps {
+                threads: n,
+                ops,
+                overlaps,
+            }
+        })
+        .collect()
 }
 
 /// The best of `samples` (ops/s: the largest).
@@ -137,45 +190,52 @@ impl Visitor for V<'_> {
             ),
         );
         let (mut ratios, mut overlaps) = (Vec::new(), Vec::new());
+        let threads = &self.ctx.threads;
+        // The repeated measurements (target 8) are of 1 and 2 threads only.
+        let (runs, rerun) = if threads.contains(&1) && threads.contains(&2) {
+            (runs, vec![1, 2])
+        } else {
+            (1, Vec::new())
+        };
         for run in 0..runs {
-            let (one, two, overlaps_2t) = measure::<C>(dur, reps);
-            // The overlap of the best 2-thread repetition, the one the table shows.
-            let overlap = two
-                .iter()
-                .zip(&overlaps_2t)
-                .fold((0.0, 0.0), |a, (&t, &o)| if t > a.0 { (t, o) } else { a })
-                .1;
-            let ratio = best(&two) / best(&one);
-            ratios.push(ratio);
-            overlaps.push(overlap);
+            let counts = if run == 0 { threads } else { &rerun };
+            let m = measure::<C>(dur, reps, counts);
+            let one = m.iter().find(|r| r.threads == 1).map(|r| best(&r.ops));
+            if let (Some(one), Some(two)) = (one, m.iter().find(|r| r.threads == 2)) {
+                ratios.push(best(&two.ops) / one);
+                overlaps.push(two.best_overlap());
+            }
             if run == 0 {
                 // The table shows the first measurement, made as for every other peer.
-                self.report.num(C::name(), COLS[0].key, best(&one) / 1e3);
-                self.report.num(C::name(), COLS[1].key, best(&two) / 1e3);
-                self.report.num(C::name(), COLS[2].key, ratio);
-                self.report.num(C::name(), COLS[3].key, overlap);
                 let kops = |v: &[f64]| v.iter().map(|x| x / 1e3).collect::<Vec<_>>();
-                record_reps(self.report, C::name(), COLS[0].key, &kops(&one));
-                record_reps(self.report, C::name(), COLS[1].key, &kops(&two));
-                record_reps(self.report, C::name(), COLS[3].key, &overlaps_2t);
+                for r in &m {
+                    let key = kops_key(r.threads);
+                    self.report.num(C::name(), key, best(&r.ops) / 1e3);
+                    record_reps(self.report, C::name(), key, &kops(&r.ops));
+                    if r.threads > 1 {
+                        if let Some(one) = one {
+                            self.report
+                                .num(C::name(), ratio_key(r.threads), best(&r.ops) / one);
+                        }
+                        let key = overlap_key(r.threads);
+                        self.report.num(C::name(), key, r.best_overlap());
+                        record_reps(self.report, C::name(), key, &r.overlaps);
+                    }
+                }
             }
         }
-        if runs > 1 {
+        if ratios.len() > 1 {
             self.report
                 .set(C::name(), PERCPU_RUNS_KEY, Value::List(ratios));
             self.report
                 .set(C::name(), PERCPU_OVERLAP_RUNS_KEY, Value::List(overlaps));
         }
     }
-
-    fn missing(&mut self, name: &'static str, why: &'static str) {
-        mark_missing(self.report, &COLS, name, why);
-    }
 }
 
 /// Runs the scenario for every peer.
 pub fn run(ctx: &Ctx, report: &mut Report) {
-    report.add_columns(&COLS);
+    report.add_columns(&columns(&ctx.threads));
     report.note(format!(
         "{NAME}: wall time (locks that sleep must count); load average {} at the start",
         super::loadavg()

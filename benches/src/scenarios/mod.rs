@@ -3,21 +3,23 @@
 
 pub mod churn;
 pub mod hot_add;
-pub mod large;
 pub mod memory;
+pub mod metrics;
 pub mod read;
 pub mod waste;
 
 use crate::peers::BenchCounter;
-use crate::table::{Column, Report, Value};
-use std::sync::Barrier;
+use crate::table::{leak, Column, Report, Value};
+use std::sync::{Barrier, Mutex};
 use std::time::Instant;
 
 /// Settings shared by all scenarios.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Ctx {
     /// `--quick`: smaller sizes, one repetition.
     pub quick: bool,
+    /// `--threads`: the thread counts of the thread-scaled scenarios, ascending.
+    pub threads: Vec<usize>,
 }
 
 impl Ctx {
@@ -46,53 +48,188 @@ pub struct Scenario {
     pub about: &'static str,
     /// Runs it for every peer.
     pub run: fn(&Ctx, &mut Report),
+    /// How many rows it measures (one [`progress`] call each).
+    pub rows: fn() -> usize,
+    /// A rough guess of the seconds one row takes, for the estimate of the time left (which
+    /// corrects it by the time the rows done so far really took).
+    pub guess_secs: fn(&Ctx) -> f64,
+}
+
+/// The number of peers ([`crate::peers::for_each`] visits them all).
+pub fn peer_rows() -> usize {
+    struct Count(usize);
+    impl crate::peers::Visitor for Count {
+        fn visit<C: BenchCounter>(&mut self) {
+            self.0 += 1;
+        }
+    }
+    let mut c = Count(0);
+    crate::peers::for_each(&mut c);
+    c.0
 }
 
 /// All scenarios, in run order.
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: hot_add::NAME,
-        about: "adds to one counter from 1 and 2 threads (ns/op per thread)",
+        about: "adds to one counter from each --threads count (ns/op per thread)",
         run: hot_add::run,
+        rows: peer_rows,
+        guess_secs: hot_add::guess_secs,
     },
     Scenario {
         name: churn::NAME,
-        about: "exec churn: create 4 counters, add, sum, destroy; 1 and 2 threads",
+        about: "exec churn: create 4 counters, add, sum, destroy; each --threads count",
         run: churn::run,
+        rows: peer_rows,
+        guess_secs: churn::guess_secs,
     },
     Scenario {
         name: memory::NAME,
-        about: "resident bytes per live counter, measured over up to 1,000,000 counters",
+        about: "resident bytes per live counter (up to 1,000,000), built for this machine and for 256 CPUs",
         run: memory::run,
+        rows: memory::rows,
+        guess_secs: |c| c.pick(1.5, 0.3),
     },
     Scenario {
         name: waste::NAME,
         about: "create 1,000,000 counters, free 90% at random, compact; resident vs ideal",
         run: waste::run,
-    },
-    Scenario {
-        name: large::NAME,
-        about: "a simulated 256-CPU machine: resident bytes per counter",
-        run: large::run,
+        rows: peer_rows,
+        guess_secs: |c| c.pick(2.0, 0.4),
     },
     Scenario {
         name: read::NAME,
         about: "cost of read, sum and compare on a quiescent counter",
         run: read::run,
+        rows: peer_rows,
+        guess_secs: |c| c.pick(0.3, 0.05),
+    },
+    Scenario {
+        name: metrics::NAME,
+        about: "metrics::counter! increments from 1..N threads: pcpu's recorder vs metrics-util's atomic storage",
+        run: metrics::run,
+        rows: metrics::rows,
+        guess_secs: metrics::guess_secs,
     },
 ];
 
-/// Fills `cols` of the row `name` with the missing peer's reason.
-#[cfg_attr(feature = "pcpu", allow(dead_code))] // nothing is missing then
-pub fn mark_missing(report: &mut Report, cols: &[Column], name: &'static str, why: &'static str) {
-    for c in cols {
-        report.set(name, c.key, Value::Text(why.to_string()));
+/// The key of a figure measured at `n` threads: `<prefix>_<n>t_<suffix>` (`hot_add_2t_ns`).
+pub fn thread_key(prefix: &str, n: usize, suffix: &str) -> &'static str {
+    leak(format!("{prefix}_{n}t_{suffix}"))
+}
+
+/// The columns of a thread-scaled scenario, one per thread count: key
+/// `<prefix>_<n>t_<suffix>`, header `<n>t <unit>`, legend `legend(n)`.
+pub fn thread_columns(
+    scenario: &'static str,
+    (prefix, suffix, unit): (&str, &str, &str),
+    threads: &[usize],
+    legend: impl Fn(usize) -> &'static str,
+    decimals: usize,
+) -> Vec<Column> {
+    threads
+        .iter()
+        .map(|&n| Column {
+            scenario,
+            key: thread_key(prefix, n, suffix),
+            header: leak(format!("{n}t {unit}")),
+            legend: legend(n),
+            decimals,
+        })
+        .collect()
+}
+
+/// The column of the cores the threads of the largest count above 1 got (`<prefix>_<n>t_overlap`,
+/// header `ovl`), if there is such a count; `what` ends its legend.
+pub fn overlap_column(
+    scenario: &'static str,
+    prefix: &str,
+    threads: &[usize],
+    what: &str,
+) -> Option<Column> {
+    let n = threads.iter().copied().filter(|&n| n > 1).max()?;
+    Some(Column {
+        scenario,
+        key: thread_key(prefix, n, "overlap"),
+        header: if n == 2 {
+            "ovl"
+        } else {
+            leak(format!("ovl {n}t"))
+        },
+        legend: leak(format!(
+            "cores the {n} threads got (their CPU time / wall time): {n}.0 = one each all \
+             along; {what}"
+        )),
+        decimals: 2,
+    })
+}
+
+/// The run's plan, for the progress lines' estimate of the time left.
+struct Plan {
+    /// When the run started.
+    start: Instant,
+    /// `(scenario, rows, guessed seconds per row)`, in run order.
+    scenarios: Vec<(&'static str, usize, f64)>,
+    /// Rows started so far, per scenario (same order).
+    started: Vec<usize>,
+}
+
+static PLAN: Mutex<Option<Plan>> = Mutex::new(None);
+
+/// Sets up the estimate of the time left for `selected` scenarios.
+pub fn plan(ctx: &Ctx, selected: &[&Scenario]) {
+    let scenarios: Vec<_> = selected
+        .iter()
+        .map(|s| (s.name, (s.rows)(), (s.guess_secs)(ctx)))
+        .collect();
+    let started = vec![0; scenarios.len()];
+    *PLAN.lock().unwrap_or_else(|e| e.into_inner()) = Some(Plan {
+        start: Instant::now(),
+        scenarios,
+        started,
+    });
+}
+
+/// `secs` as `1m05s` or `42s`.
+fn duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
     }
 }
 
-/// A progress line on stderr.
+/// A progress line on stderr, when a row of `scenario` starts: where the run is, and the time
+/// left, estimated from the guesses scaled by how long the rows done so far really took.
 pub fn progress(scenario: &str, peer: &str, what: &str) {
-    eprintln!("[{scenario}] {peer}: {what}");
+    let mut plan = PLAN.lock().unwrap_or_else(|e| e.into_inner());
+    let eta = plan.as_mut().and_then(|p| {
+        let i = p.scenarios.iter().position(|s| s.0 == scenario)?;
+        let guessed_done: f64 = (0..p.scenarios.len())
+            .map(|j| p.started[j].min(p.scenarios[j].1) as f64 * p.scenarios[j].2)
+            .sum();
+        p.started[i] += 1;
+        let guessed_total: f64 = p.scenarios.iter().map(|s| s.1 as f64 * s.2).sum();
+        let elapsed = p.start.elapsed().as_secs_f64();
+        let scale = if guessed_done > 0.0 {
+            elapsed / guessed_done
+        } else {
+            1.0
+        };
+        let left = (guessed_total - guessed_done) * scale;
+        let pct = 100.0 * guessed_done / guessed_total.max(1e-9);
+        Some(format!(
+            "{pct:3.0}% {} elapsed, ~{} left",
+            duration(elapsed),
+            duration(left)
+        ))
+    });
+    match eta {
+        Some(eta) => eprintln!("[{eta}] {scenario}: {peer}: {what}"),
+        None => eprintln!("[{scenario}] {peer}: {what}"),
+    }
 }
 
 /// Runs `f(i)` for `i in 0..threads` on that many threads, started together; returns the

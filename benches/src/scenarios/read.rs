@@ -2,7 +2,7 @@
 //! that 2 threads pinned to CPUs 0 and 1 have added to (so that cells of 2 CPUs are written),
 //! measured on 1 thread with no adds running; best of 5 repetitions (the JSON has each).
 
-use super::{mark_missing, pin_to_cpu, progress, record_reps, run_threads, thread_cpu_ns, Ctx};
+use super::{pin_to_cpu, progress, record_reps, run_threads, thread_cpu_ns, Ctx};
 use crate::peers::{for_each, BenchCounter, Visitor};
 use crate::table::{Column, Report};
 use std::hint::black_box;
@@ -92,10 +92,6 @@ impl Visitor for V<'_> {
             );
             record_reps(self.report, name, col.key, ns);
         }
-    }
-
-    fn missing(&mut self, name: &'static str, why: &'static str) {
-        mark_missing(self.report, &COLS, name, why);
     }
 }
 

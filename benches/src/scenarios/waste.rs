@@ -4,7 +4,7 @@
 //! compared with the ideal: the live counters at full density. As in scenario `memory`, each
 //! counter's handle (`size_of` of the stored value) counts, live ones only once freed.
 
-use super::{handle_bytes, mark_missing, populate, progress, Ctx};
+use super::{handle_bytes, populate, progress, Ctx};
 use crate::peers::{for_each, ncpu, BenchCounter, Visitor};
 use crate::table::{Column, Report};
 
@@ -99,10 +99,6 @@ impl Visitor for V<'_> {
             .num(name, "waste_after_compact_bytes", after_compact);
         drop(slots);
         drop(order);
-    }
-
-    fn missing(&mut self, name: &'static str, why: &'static str) {
-        mark_missing(self.report, &COLS, name, why);
     }
 }
 
