@@ -91,7 +91,9 @@ pub fn force_portable() -> Result<(), ModeAlreadyChosen> {
 
 #[cold]
 fn decide() -> Mode {
-    let wanted = if env_forces_portable() || !crate::native::usable_here() {
+    // Miri cannot run the rseq sections (inline asm), nor the rseq and membarrier syscalls
+    // and the `dlsym` lookup that `usable_here` makes: it always gets the portable backend.
+    let wanted = if cfg!(miri) || env_forces_portable() || !crate::native::usable_here() {
         PORTABLE
     } else {
         RSEQ
