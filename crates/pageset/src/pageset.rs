@@ -56,8 +56,9 @@ impl Pageset {
                 bytes: geom.map_len,
                 source,
             })?;
-        // Linux only (other systems have no transparent huge pages to refuse).
-        #[cfg(any(target_os = "linux", target_os = "android"))]
+        // Linux only (other systems have no transparent huge pages to refuse). Not under Miri,
+        // which has no `madvise` and no huge pages: the advice never changes contents.
+        #[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
         // SAFETY: the range is exactly our fresh private anonymous mapping. MADV_NOHUGEPAGE
         // only changes how future faults are served (no huge pages: a 2 MiB page would
         // populate many CPUs' units at once and defeat "memory follows the writing CPUs");
@@ -276,13 +277,23 @@ impl Pageset {
 /// `[addr, addr + len)` is a page-aligned range of a live private anonymous mapping with no
 /// Rust reference into it, whose contents nobody needs (every slot on it is free).
 unsafe fn discard(addr: *mut u8, len: usize) -> bool {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // Miri has no `madvise`: it gets what `MADV_DONTNEED` does to the contents of private
+    // anonymous memory (every byte reads zero afterwards), so the code that relies on
+    // released pages reading zero runs under Miri too.
+    #[cfg(miri)]
+    {
+        // SAFETY: as the caller guarantees: the range is mapped, writable, and referenced by
+        // nobody.
+        unsafe { core::ptr::write_bytes(addr, 0, len) };
+        true
+    }
+    #[cfg(all(any(target_os = "linux", target_os = "android"), not(miri)))]
     {
         // SAFETY: as the caller guarantees; MADV_DONTNEED on private anonymous memory only
         // replaces the pages with zero pages.
         unsafe { libc::madvise(addr.cast::<libc::c_void>(), len, libc::MADV_DONTNEED) == 0 }
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(not(any(target_os = "linux", target_os = "android", miri)))]
     {
         let _ = (addr, len);
         false

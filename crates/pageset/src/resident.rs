@@ -23,7 +23,8 @@ use std::fs::File;
 
 /// Bytes resident (per `mincore`) in `[addr, addr + len)`, a page-aligned range of a live
 /// mapping. `None` if `mincore` failed or this target has none.
-#[cfg(unix)]
+// Not under Miri, which has no `mincore` (nor page tables): residency is unknown there.
+#[cfg(all(unix, not(miri)))]
 pub(crate) fn mincore_bytes(addr: *const u8, len: usize, page: usize) -> Option<usize> {
     let pages = len.div_ceil(page);
     let mut vec: Vec<u8> = Vec::new();
@@ -52,8 +53,8 @@ pub fn resident_bytes(addr: usize, len: usize) -> Option<usize> {
     mincore_bytes(addr as *const u8, len, page)
 }
 
-/// No `mincore` on this target: residency is unknown.
-#[cfg(not(unix))]
+/// No `mincore` on this target (or under Miri): residency is unknown.
+#[cfg(any(not(unix), miri))]
 pub(crate) fn mincore_bytes(_addr: *const u8, _len: usize, _page: usize) -> Option<usize> {
     None
 }
@@ -114,7 +115,9 @@ impl PageProbe {
         page: usize,
         mut f: impl FnMut(usize, bool),
     ) -> bool {
-        if !self.enabled || n == 0 {
+        // Under Miri, /proc/self/pagemap would describe the host's page tables, not the
+        // interpreted program's memory: zeroing reads every CPU's cell instead.
+        if !self.enabled || n == 0 || cfg!(miri) {
             return false;
         }
         let pid = std::process::id();

@@ -14,6 +14,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
+    // Minutes per case under Miri, even cut down; the unit tests run the pool there.
+    #[cfg_attr(miri, ignore = "too slow interpreted")]
     fn pool_matches_model(
         class in 0u8..4,
         ncpu in 0u8..8,
@@ -35,6 +37,8 @@ proptest! {
 /// A long fixed-seed sequence that fills several pagesets, so densest-first and release
 /// get exercised with many pagesets (the random cases are shorter).
 #[test]
+// Ten minutes and more under Miri.
+#[cfg_attr(miri, ignore = "too slow interpreted")]
 fn long_sequence_many_pagesets() {
     let mut h = Harness::decode(3, 3, 0, true); // 64-byte class, 4 CPUs, 64 slots/pageset
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;

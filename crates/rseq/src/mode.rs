@@ -95,7 +95,11 @@ pub fn force_portable() -> Result<(), ModeAlreadyChosen> {
 #[cold]
 fn decide() -> Mode {
     // The reason is built on this cold path only, once per process (or per racing thread).
-    let (wanted, reason) = if env_forces_portable() {
+    let (wanted, reason) = if cfg!(miri) {
+        // Miri cannot run the rseq sections (inline asm), nor the rseq and membarrier
+        // syscalls and the `dlsym` lookup that probing makes.
+        (PORTABLE, "Miri: no inline asm, no rseq or membarrier".to_owned())
+    } else if env_forces_portable() {
         (PORTABLE, format!("{ENV_VAR} asks for the portable backend"))
     } else {
         match crate::native::probe() {

@@ -92,6 +92,10 @@ mod imp {
     /// `getauxval(AT_RSEQ_FEATURE_SIZE)`: how much of `struct rseq` this kernel fills in (0 on
     /// kernels that predate the auxv entry).
     pub fn kernel_feature_size() -> usize {
+        // Miri has no `getauxval` (and runs no rseq): as on a kernel without the entry.
+        if cfg!(miri) {
+            return 0;
+        }
         // SAFETY: getauxval has no preconditions and returns 0 for unknown keys.
         unsafe { libc::getauxval(abi::AT_RSEQ_FEATURE_SIZE) as usize }
     }

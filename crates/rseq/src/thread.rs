@@ -154,13 +154,24 @@ pub(crate) fn portable_cpu() -> usize {
     if sim != usize::MAX {
         return sim;
     }
-    #[cfg(all(target_os = "linux", not(loom)))]
+    #[cfg(all(target_os = "linux", not(loom), not(miri)))]
     {
         // SAFETY: sched_getcpu has no preconditions; it returns -1 on failure.
         let cpu = unsafe { libc::sched_getcpu() };
         usize::try_from(cpu).unwrap_or(0)
     }
-    #[cfg(not(all(target_os = "linux", not(loom))))]
+    // Miri has no `sched_getcpu` (nor CPUs): each thread keeps one CPU index, handed out
+    // round-robin, so that concurrent threads still update different cells.
+    #[cfg(all(miri, not(loom)))]
+    {
+        use std::sync::atomic::AtomicUsize;
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static MIRI_CPU: usize = NEXT.fetch_add(1, Ordering::Relaxed) % crate::possible_cpus();
+        }
+        MIRI_CPU.with(|c| *c)
+    }
+    #[cfg(all(not(all(target_os = "linux", not(loom))), not(all(miri, not(loom)))))]
     {
         0
     }

@@ -8,6 +8,8 @@ use proptest::prelude::*;
 
 const NCPU: usize = 5;
 const CAP: usize = 3;
+/// Operations per case: fewer under Miri, which interprets every one (about a second each).
+const MAX_OPS: usize = if cfg!(miri) { 24 } else { 200 };
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -36,7 +38,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 proptest! {
     #[test]
-    fn portable_backend_matches_model(ops in proptest::collection::vec(op(), 1..200)) {
+    fn portable_backend_matches_model(ops in proptest::collection::vec(op(), 1..MAX_OPS)) {
         let cells: Vec<AtomicI64> = (0..NCPU).map(|_| AtomicI64::new(0)).collect();
         let base = cells.as_ptr() as usize;
         let slot = AtomicUsize::new(base);

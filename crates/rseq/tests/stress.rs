@@ -16,6 +16,10 @@
 //! Sizes scale with `PCPU_STRESS_SCALE` (CI runs a short version under valgrind, where the
 //! portable backend runs instead).
 
+// Not under Miri: it has no signals (the storms), no `sched_setaffinity` (the pinned test), and
+// 64 interpreted threads would take hours; the sanitizer step of `.ci/run` runs it instead.
+#![cfg(not(miri))]
+
 mod common;
 
 use common::{needs, scaled, with_signal_storm, Needs};
