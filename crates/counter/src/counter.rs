@@ -812,13 +812,16 @@ mod tests {
         let Form::Header(inner) = c.form() else {
             panic!("a per-CPU counter has a header");
         };
-        inner.header.disable();
-        for _ in 0..1000 {
-            c.add(2);
-            c.add_batch(1, 1 << 20);
-            other.inc();
-        }
-        inner.header.abort(); // the slot back, as a failed relocation leaves it
+        inner
+            .header
+            .with_per_cpu_off(|| {
+                for _ in 0..1000 {
+                    c.add(2);
+                    c.add_batch(1, 1 << 20);
+                    other.inc();
+                }
+            })
+            .expect("attached");
         assert_eq!(slow_path_adds(domain), 2000);
         assert_eq!(c.sum(), 1000 + 3000);
         c.inc();

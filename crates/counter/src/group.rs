@@ -347,12 +347,15 @@ mod tests {
         // SAFETY: the state word of a per-CPU group holds its live header, which lives as
         // long as `g`; the reference does not outlive it.
         let inner = unsafe { PercpuCounterGroup::inner_of(g.words.state()) };
-        inner.header.disable();
-        for _ in 0..500 {
-            g.add(1, 2).unwrap();
-            g.add(2, -1).unwrap();
-        }
-        inner.header.abort(); // the slot back, as a failed relocation leaves it
+        inner
+            .header
+            .with_per_cpu_off(|| {
+                for _ in 0..500 {
+                    g.add(1, 2).unwrap();
+                    g.add(2, -1).unwrap();
+                }
+            })
+            .expect("attached");
         g.add(0, 1).unwrap();
         assert_eq!(slow_path_adds(domain), 1000);
         assert_eq!(g.sum_all(), [2, 1000, -500]);

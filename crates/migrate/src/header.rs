@@ -244,6 +244,18 @@ impl Header {
         Ok(Some(r))
     }
 
+    /// Runs `f` with per-CPU operation off: adds meanwhile take the owner's slow path (what a
+    /// relocation in progress looks like to adders, for tests of slow paths). Waits out an
+    /// attach, relocation or `set` in progress; `None` (and `f` not run) if the header has no
+    /// slot. Safe: the slot stays the header's, and turning it back on needs no grace period.
+    pub fn with_per_cpu_off<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        self.begin_take()?;
+        self.disable();
+        let r = f();
+        self.abort();
+        Some(r)
+    }
+
     /// Detach: takes the header out of service for good (`Unattached | Attached → Dead`),
     /// waiting out an attach or a relocation in progress; with a slot, both views of it are
     /// cleared (adders take the slow path, readers read nothing).

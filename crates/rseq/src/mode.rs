@@ -98,7 +98,10 @@ fn decide() -> Mode {
     let (wanted, reason) = if cfg!(miri) {
         // Miri cannot run the rseq sections (inline asm), nor the rseq and membarrier
         // syscalls and the `dlsym` lookup that probing makes.
-        (PORTABLE, "Miri: no inline asm, no rseq or membarrier".to_owned())
+        (
+            PORTABLE,
+            "Miri: no inline asm, no rseq or membarrier".to_owned(),
+        )
     } else if env_forces_portable() {
         (PORTABLE, format!("{ENV_VAR} asks for the portable backend"))
     } else {
