@@ -18,6 +18,7 @@ pub fn env_f64(name: &str, default: f64) -> f64 {
 ///
 /// # Safety
 /// `handler` is async-signal-safe.
+#[cfg(unix)] // signals: Unix only (the other targets only build the tests)
 pub unsafe fn install_sigusr1(handler: extern "C" fn(libc::c_int)) {
     // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; the caller vouches
     // for the handler.
@@ -36,6 +37,7 @@ pub unsafe fn install_sigusr1(handler: extern "C" fn(libc::c_int)) {
 /// # Safety
 /// Every id in `ids` is a live thread until `finished` reaches `workers` (workers count
 /// themselves finished, then stay alive until the caller says the storm is over).
+#[cfg(unix)]
 pub unsafe fn storm(
     ids: &std::sync::Mutex<Vec<usize>>,
     finished: &std::sync::atomic::AtomicUsize,
