@@ -39,12 +39,34 @@ loom::thread_local! {
     static HANDLE: LocalHandle = collector().register();
 }
 
-/// Pins the current thread in pcpu's collector.
+/// Pins the current thread in pcpu's collector, inside a pcpu slow path
+/// ([`crate::enter_slow_path`]): a signal handler that interrupts this thread while it pins,
+/// holds the pin or unpins never pins again (crossbeam's pin is not reentrant half-way), its
+/// updates go to the central count instead.
 #[inline]
-pub fn pin() -> Guard {
+pub fn pin() -> PinGuard {
+    // Marked before the pin begins, cleared after it ends (fields drop in order).
+    let slow = crate::enter_slow_path();
     // During thread-local destruction the handle may be gone: pin through a temporary one
     // (crossbeam keeps the participant alive while the guard lives).
-    HANDLE
+    let guard = HANDLE
         .try_with(LocalHandle::pin)
-        .unwrap_or_else(|_| collector().register().pin())
+        .unwrap_or_else(|_| collector().register().pin());
+    PinGuard { guard, _slow: slow }
+}
+
+/// A pin of pcpu's collector ([`pin`]): a crossbeam-epoch [`Guard`] (it dereferences to one),
+/// and the slow-path mark that covers it.
+#[derive(Debug)]
+#[must_use = "the pin ends when the guard is dropped"]
+pub struct PinGuard {
+    guard: Guard,
+    _slow: crate::SlowPathGuard,
+}
+
+impl core::ops::Deref for PinGuard {
+    type Target = Guard;
+    fn deref(&self) -> &Guard {
+        &self.guard
+    }
 }
