@@ -19,12 +19,12 @@
 //! 5. un-drain what could not be emptied, and release: empty pagesets give their pages back
 //!    (their address space is kept, so a late reader never faults), empty pages too.
 
-use crate::header::Header;
+use crate::relocate::{self, Move, SlotMemory};
 use crate::space::Space;
 use crate::MigrateError;
 use pcpu_cache::SlotSource;
 use pcpu_pageset::{PagesetId, Pool};
-use pcpu_rseq::sync::Ordering;
+use pcpu_rseq::sync::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Objects moved per grace period.
@@ -66,11 +66,6 @@ pub struct CompactReport {
     pub grace_periods: usize,
     /// Wall time.
     pub elapsed: Duration,
-}
-
-struct Move<'h> {
-    header: &'h Header,
-    old: usize,
 }
 
 impl Space {
@@ -150,27 +145,14 @@ impl Space {
                     // SAFETY: `old` was listed live under the pool lock. It may have been
                     // freed and even unassigned since (detach, then a spill), but its
                     // pageset stays mapped: only `release`, which runs under the compaction
-                    // mutex we hold, unmaps.
-                    let owner = unsafe { self.owner_word(old) }.load(Ordering::Acquire);
-                    if owner == 0 {
-                        return None;
-                    }
-                    // SAFETY: a non-zero owner lane holds the address of a live header: we
-                    // announced this compaction (behind a fence) before reading, so a
-                    // detach that clears the lane after our read sees us and defers the
-                    // header's free to an epoch, which our pin holds back.
-                    let header: &Header = unsafe { &*(owner as *const Header) };
-                    if !header.try_claim(old) {
-                        return None;
-                    }
-                    // SAFETY: RELOCATING is held by us, so detach waits for us: the header
-                    // stays alive beyond the guard.
-                    let header = unsafe { &*(header as *const Header) };
-                    Some(Move { header, old })
+                    // mutex we hold, unmaps. We announced this compaction before reading any
+                    // lane and hold the guard.
+                    unsafe { relocate::claim(self, old) }
                 }));
             }
             report.slots_skipped += chunk.len() - moves.len();
-            match self.relocate_batch(&moves) {
+            // SAFETY: every move was claimed just above on this space.
+            match unsafe { relocate::relocate_batch(self, &moves, pcpu_rseq::synchronize) } {
                 Ok(n) => {
                     report.slots_moved += n;
                     report.grace_periods += 1;
@@ -215,68 +197,48 @@ impl Space {
         }
         result.map(|()| report)
     }
+}
 
-    /// Moves every claimed header of `moves` to a fresh slot with one grace period (for
-    /// adders; readers need none, see [`Header::move_to`]). On error, every header is
-    /// restored to its old slot.
-    fn relocate_batch(&self, moves: &[Move<'_>]) -> Result<usize, MigrateError> {
-        if moves.is_empty() {
-            return Ok(0);
-        }
-        let restore = || moves.iter().for_each(|m| m.header.abort());
-        let mut fresh = Vec::new();
-        if let Err(e) = try_reserve(&mut fresh, moves.len()) {
-            restore();
-            return Err(e);
-        }
-        if let Err(e) = self
-            .cache
-            .with_pool(|pool| pool.assign_batch(moves.len(), &mut fresh))
-        {
-            restore();
-            return Err(e.into());
-        }
-        for m in moves {
-            m.header.disable();
-        }
-        // Grace period 1: no adder still writes an old slot after this.
-        if let Err(e) = pcpu_rseq::synchronize() {
-            restore();
-            self.cache
-                .with_pool(|pool| fresh.iter().for_each(|&s| drop(pool.unassign(s))));
-            return Err(MigrateError::Fence(e));
-        }
-        for (m, new) in moves.iter().zip(&fresh) {
-            let new = new.addr();
-            // SAFETY: `new` is fresh from the pool and assigned to us.
-            unsafe { self.owner_word(new) }
-                .store(m.header as *const Header as usize, Ordering::Release);
-            m.header.move_to(new, |old, new| {
-                for cpu in 0..self.ncpu {
-                    for w in 0..self.words {
-                        // SAFETY: both slots are assigned to us: `old` through the claimed
-                        // header, `new` fresh from the pool; cpu/w in range.
-                        let v = unsafe { self.cell(old, cpu, w) }.load(Ordering::Relaxed);
-                        if v != 0 {
-                            // SAFETY: as above.
-                            unsafe { self.cell(new, cpu, w) }.store(v, Ordering::Relaxed);
-                        }
-                    }
-                }
-            });
-        }
-        // No second grace period: a reader still on an old slot fails its `seq` check.
+/// A space's slots, for the relocation protocol: fresh slots from its pool (densest
+/// non-draining pageset first), owner lanes after the cells, copies of every CPU's words.
+impl SlotMemory for Space {
+    fn assign(&self, n: usize, out: &mut Vec<usize>) -> Result<(), MigrateError> {
+        let mut slots = Vec::new();
+        try_reserve(&mut slots, n)?;
+        try_reserve(out, n)?;
+        self.cache
+            .with_pool(|pool| pool.assign_batch(n, &mut slots))
+            .map_err(MigrateError::from)?;
+        out.extend(slots.iter().map(|s| s.addr()));
+        Ok(())
+    }
+
+    unsafe fn unassign(&self, slots: &mut dyn Iterator<Item = usize>) {
         self.cache.with_pool(|pool| {
-            for m in moves {
-                // SAFETY: `old` is still assigned and now unused.
-                unsafe { self.owner_word(m.old) }.store(0, Ordering::Relaxed);
-                // SAFETY: `old` came from this pool.
-                let slot = unsafe { <Pool as SlotSource>::slot_from_addr(m.old) };
+            for addr in slots {
+                // SAFETY: the caller gives slots of this space's pool.
+                let slot = unsafe { <Pool as SlotSource>::slot_from_addr(addr) };
                 let _ = pool.unassign(slot);
             }
         });
-        moves.iter().for_each(|m| m.header.finish());
-        Ok(moves.len())
+    }
+
+    unsafe fn owner_lane(&self, slot: usize) -> &AtomicUsize {
+        // SAFETY: the caller's contract is `owner_word`'s.
+        unsafe { self.owner_word(slot) }
+    }
+
+    unsafe fn copy_cells(&self, old: usize, new: usize) {
+        for cpu in 0..self.ncpu {
+            for w in 0..self.words {
+                // SAFETY: both slots are assigned to the caller; cpu/w in range.
+                let v = unsafe { self.cell(old, cpu, w) }.load(Ordering::Relaxed);
+                if v != 0 {
+                    // SAFETY: as above.
+                    unsafe { self.cell(new, cpu, w) }.store(v, Ordering::Relaxed);
+                }
+            }
+        }
     }
 }
 

@@ -386,11 +386,12 @@ impl Header {
         self.publish_first(addr);
     }
 
-    /// Moves the header from its slot `old` to `new` in the order of a compaction batch of one
-    /// (`Space::compact`): claim, disable, the adders' grace period (only if `adders` may
-    /// run: loom never preempts a thread across another's yield loop, so without adders it
-    /// is left out to let a reader span the move), copy + publish, `retire(old)` at once (a
-    /// reuse), finish.
+    /// Moves the header from its slot `old` to `new` by the compactor's own code
+    /// ([`crate::relocate`]'s `claim` and `relocate_batch`, a batch of one): `copy(old, new)`
+    /// copies the cells inside the publishing write section, `retire(old)` runs when the old
+    /// slot is given back (at once: a model scribbles on it, as a reuse would). The adders'
+    /// grace period runs only if `adders` may run: loom never preempts a thread across
+    /// another's wait loop, so without adders it is left out to let a reader span the move.
     pub fn model_relocate(
         &self,
         old: usize,
@@ -399,13 +400,6 @@ impl Header {
         retire: impl FnOnce(usize),
         adders: bool,
     ) {
-        assert!(self.try_claim(old), "a model relocates an attached header");
-        self.disable();
-        if adders {
-            pcpu_rseq::synchronize().expect("grace period");
-        }
-        self.move_to(new, copy);
-        retire(old);
-        self.finish();
+        crate::relocate::model::relocate_one(self, old, new, copy, retire, adders);
     }
 }

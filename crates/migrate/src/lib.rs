@@ -2,8 +2,9 @@
 //!
 //! ## Under loom
 //!
-//! Under `--cfg loom` only the [`Header`] protocol and the owner-lane [`handshake`] are built
-//! (the pageset layer maps real memory); `src/loom_tests.rs` models them.
+//! Under `--cfg loom` only the [`Header`] protocol, the owner-lane [`handshake`] and the
+//! compactor's relocation steps are built (the pageset layer maps real memory);
+//! `src/loom_tests.rs` models them.
 #![deny(unsafe_op_in_unsafe_fn)]
 // Under loom only the header and the handshake are built: steps that only `Space` calls
 // (attach's failure path) are unused there.
@@ -12,12 +13,12 @@
 
 #[cfg(not(loom))]
 mod compact;
-#[cfg(not(loom))]
 mod error;
 pub mod handshake;
 pub mod header;
 #[cfg(all(test, loom))]
 mod loom_tests;
+mod relocate;
 #[cfg(not(loom))]
 mod space;
 #[cfg(not(loom))]
@@ -25,7 +26,6 @@ mod waste;
 
 #[cfg(not(loom))]
 pub use compact::{CompactPolicy, CompactReport};
-#[cfg(not(loom))]
 pub use error::MigrateError;
 pub use handshake::Release;
 pub use header::Header;

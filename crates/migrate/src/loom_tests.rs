@@ -1,5 +1,6 @@
 //! loom models of the header protocol: [`Header`]'s steps, the code `Space` runs for attach,
-//! relocation, `set` and detach, on the portable backend with crossbeam-epoch under
+//! relocation (the compactor's own `claim` and `relocate_batch`, through
+//! `Header::model_relocate`), `set` and detach (its owner-lane step), on the portable backend with crossbeam-epoch under
 //! `--cfg crossbeam_loom` (in the crate, as sharded-slab keeps its models: the steps are
 //! `pub(crate)`).
 //!
@@ -7,6 +8,7 @@
 //!       cargo test -p pcpu-migrate --release --lib loom`
 
 use crate::header::{Detached, Header, State};
+use crate::relocate::{self, SlotMemory};
 use loom::sync::atomic::{AtomicI64, Ordering};
 use loom::sync::Arc;
 
@@ -110,6 +112,30 @@ fn relocation_against_add() {
     });
 }
 
+/// The adders' grace period is what keeps an add off the old cells: the same model with it
+/// left out of the compactor's code (`relocate_batch` given a no-op) loses or misplaces the
+/// add in some schedule, and loom finds it. (Recorded, not asserted inside the model: a panic
+/// there aborts the test while the model's threads live.)
+#[test]
+fn relocation_without_the_grace_period_fails() {
+    use std::sync::atomic::{AtomicBool, Ordering as StdOrdering};
+    static FAILED: AtomicBool = AtomicBool::new(false);
+    loom::model(|| {
+        let w = World::new([0, 0]);
+        let adder = World::spawn_adder(&w);
+        w.relocate_with(false);
+        adder.join().unwrap();
+        let late_write = w.old.iter().any(|o| o.load(Ordering::Relaxed) != 1_000_000);
+        if w.exact() != 1 || late_write {
+            FAILED.store(true, StdOrdering::Relaxed);
+        }
+    });
+    assert!(
+        FAILED.load(StdOrdering::Relaxed),
+        "without the grace period no schedule lost the add: the model cannot see it"
+    );
+}
+
 /// A read with no concurrent add is exact across a relocation: it never sees a half copy, nor
 /// the old cells after they were retired (at once, with no grace period for readers).
 /// Without the write section around the publishing store in `Header::move_to` it returns
@@ -142,43 +168,65 @@ fn header_reuse_against_compactor() {
     struct Block {
         header: Header,
         cells: [AtomicI64; NCPU],
+        /// The slot's owner lane, as `Space::attach` writes it.
+        lane: AtomicUsize,
         /// Bumped when the block is handed to another counter.
         reused: AtomicUsize,
+    }
+
+    /// The block's one slot, for the compactor's and detach's own steps: only its owner lane
+    /// is reached (nothing is moved here).
+    impl SlotMemory for Block {
+        fn assign(&self, _: usize, _: &mut Vec<usize>) -> Result<(), crate::MigrateError> {
+            unreachable!("nothing is moved")
+        }
+
+        unsafe fn unassign(&self, _: &mut dyn Iterator<Item = usize>) {
+            unreachable!("nothing is moved")
+        }
+
+        unsafe fn owner_lane(&self, slot: usize) -> &AtomicUsize {
+            assert_eq!(slot, self.cells.as_ptr() as usize);
+            &self.lane
+        }
+
+        unsafe fn copy_cells(&self, _: usize, _: usize) {
+            unreachable!("nothing is moved")
+        }
     }
 
     loom::model(|| {
         let block = Arc::new(Block {
             header: Header::new(),
             cells: [AtomicI64::new(0), AtomicI64::new(0)],
+            lane: AtomicUsize::new(0),
             reused: AtomicUsize::new(0),
         });
         let slot = block.cells.as_ptr() as usize;
         block.header.model_attach(slot);
-        // The slot's owner lane, as `Space::attach` writes it.
-        let lane = Arc::new(AtomicUsize::new(&block.header as *const Header as usize));
+        block
+            .lane
+            .store(&block.header as *const Header as usize, Ordering::Relaxed);
         let compactions = Arc::new(Compactions::new());
 
         let compactor = {
-            let (block, lane, compactions) = (
-                Arc::clone(&block),
-                Arc::clone(&lane),
-                Arc::clone(&compactions),
-            );
+            let (block, compactions) = (Arc::clone(&block), Arc::clone(&compactions));
             loom::thread::spawn(move || {
                 let _announced = compactions.announce();
                 let _guard = pcpu_rseq::epoch::pin();
-                if lane.load(Ordering::Acquire) == 0 {
-                    return; // detached before we looked: we never learn the address
-                }
+                // The compactor's claim (owner lane, then the header's CAS): `None` if the
+                // lane was cleared before we looked (we never learn the address).
+                // SAFETY: announced, pinned; the block's slot stays mapped.
+                let Some(claimed) = (unsafe { relocate::claim(&*block, slot) }) else {
+                    return;
+                };
                 assert_eq!(
                     block.reused.load(Ordering::Acquire),
                     0,
                     "found a reused block"
                 );
-                // Claim and give back, as a compaction that skips the object would.
-                if block.header.try_claim(slot) {
-                    block.header.abort();
-                }
+                // Give back, as a compaction that skips the object would.
+                claimed.header.abort();
                 assert_eq!(
                     block.reused.load(Ordering::Acquire),
                     0,
@@ -187,9 +235,10 @@ fn header_reuse_against_compactor() {
             })
         };
 
-        // Detach (the owner lane part of `Space::detach`), then reuse the block.
-        lane.store(0, Ordering::Release);
-        match compactions.after_lane_cleared() {
+        // Detach (the owner lane part of `Space::detach`, by its own code), then reuse the
+        // block.
+        // SAFETY: the slot is the block's, "assigned" for the whole model.
+        match unsafe { relocate::clear_owner_lane(&*block, &compactions, slot) } {
             Release::Now => {}
             Release::AfterEpoch => pcpu_rseq::epoch_grace_period(),
         }

@@ -217,8 +217,7 @@ impl Space {
         };
         // SAFETY: the slot is still assigned to this header (it was attached through this
         // space, the caller says, and dead now: no compactor moves it any more).
-        unsafe { self.owner_word(addr) }.store(0, Ordering::Release);
-        let release = self.compactions.after_lane_cleared();
+        let release = unsafe { crate::relocate::clear_owner_lane(self, &self.compactions, addr) };
         // SAFETY: `addr` came from this cache; the caller guarantees nobody uses the header,
         // so nobody reaches the cells any more.
         let slot = unsafe { <Pool as SlotSource>::slot_from_addr(addr) };
