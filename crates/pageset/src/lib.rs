@@ -82,6 +82,26 @@
 //! calls (`madvise`, `mincore`, `sysconf`), each on a range inside a mapping the pool
 //! owns, and the atomic accesses of [`Pool::unassign`]'s zeroing, each in bounds and
 //! 8-aligned by the layout above. Each block names its invariant in a `// SAFETY:` comment.
+//!
+//! ## No safe call can cause undefined behaviour
+//!
+//! Whatever safe code passes in, the pool only writes memory it owns:
+//!
+//! - a [`Slot`] is a plain address. Safe code gets one only from [`Pool::assign`] or
+//!   [`Pool::assign_batch`]; [`Slot::from_addr`] is `unsafe`, because code that writes through
+//!   a forged slot's cells writes anywhere. [`Pool::unassign`], the one call that writes
+//!   through a slot it is given (its zeroing), first finds the slot in its own pagesets and
+//!   checks it is live: a foreign, misaligned or already free slot is an error and nothing
+//!   is written (`tests.rs`: `double_unassign_and_foreign_slots_are_errors`,
+//!   `slot_of_a_released_pageset_is_an_error`, and the model);
+//! - [`PagesetId`]s only select bookkeeping ([`Pool::set_draining`], [`Pool::live_slots`],
+//!   [`Pool::pageset_stats`]); an id the pool does not know answers `None` or an error;
+//! - [`Pool::release`] unmaps only pagesets with no live slot, so it never takes memory from
+//!   under a slot that is still assigned. Reading the cells of a slot after giving it back is
+//!   the caller's `unsafe` code and its contract (pcpu-migrate keeps the address space for
+//!   that, [`PoolConfig::keep_address_space`]);
+//! - [`resident_bytes`] asks `mincore`, which reads no memory and fails cleanly on an
+//!   unmapped range.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 

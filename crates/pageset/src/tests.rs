@@ -256,3 +256,26 @@ fn kept_address_space_stays_readable_and_is_reused() {
     assert_eq!(plain.release().pagesets_unmapped, 1);
     assert_eq!(plain.stats().bytes_kept, 0);
 }
+
+/// A slot kept after its pageset was unmapped (given back, then `release`): unassigning it is
+/// an error and writes nothing (the zeroing would otherwise write to unmapped memory), and
+/// the same address handed out again by a new pageset is not confused with it.
+#[test]
+fn slot_of_a_released_pageset_is_an_error() {
+    let mut p = pool(SizeClass::B16, 2, 1);
+    let s = p.assign().unwrap();
+    let id = p.pageset_of(s).unwrap();
+    p.unassign(s).unwrap();
+    assert_eq!(p.release().pagesets_unmapped, 1);
+    assert!(p.pageset_stats(id).is_none(), "the old id names nothing");
+    assert!(p.set_draining(id, true).is_err());
+    assert_eq!(p.live_slots(id).count(), 0);
+    assert!(matches!(
+        p.unassign(s),
+        Err(PagesetError::ForeignSlot(_) | PagesetError::NotAssigned(_))
+    ));
+    // A new pageset may get the same address range back from mmap: its id is still new.
+    let t = p.assign().unwrap();
+    assert_ne!(p.pageset_of(t), Some(id));
+    p.unassign(t).unwrap();
+}
