@@ -287,17 +287,19 @@ impl PercpuCounter {
     ///
     /// # Signal handlers
     ///
-    /// `add`, `inc` and `dec` may be called from a signal handler, on every backend, with
-    /// these limits:
-    /// - a handler that interrupts pcpu itself on its thread (a slot cache's lock, a header
-    ///   allocation, an upgrade, a compaction, a portable section's epoch pin) never takes
-    ///   those paths again: its add goes to the counter's central count, one atomic add
-    ///   (`pcpu_rseq::in_slow_path`); nothing deadlocks and nothing is lost;
-    /// - a handler that interrupts code *outside* pcpu may still upgrade a lazy counter (which
-    ///   allocates, and may take a lock another thread holds) or, on the portable backend,
-    ///   pin an epoch (which may free memory). If it can interrupt the allocator, update only
-    ///   counters that cannot allocate on add: [`CounterMode::Atomic`] on any backend, or
-    ///   [`CounterMode::PerCpu`] with rseq (its add is one restartable sequence).
+    /// `add`, `inc` and `dec` are async-signal-safe on every backend and in every mode inside
+    /// a [`signal_handler_scope`](crate::signal_handler_scope), which a handler opens first:
+    /// in it an add takes only async-signal-safe steps, one restartable sequence on an
+    /// attached per-CPU counter or an atomic add to the counter's central count otherwise (no
+    /// lazy upgrade, no batch widening, no epoch pin, no rseq registration, no allocation, no
+    /// lock), whatever code the signal interrupted, the allocator included. Nothing is lost.
+    ///
+    /// Without the scope, a handler that interrupts pcpu itself on its thread (a slot cache's
+    /// lock, a header allocation, an upgrade, a compaction, a portable section's epoch pin)
+    /// is still safe: those paths mark themselves and its add goes to the central count
+    /// (`pcpu_rseq::in_slow_path`). But one that interrupts code *outside* pcpu may upgrade a
+    /// lazy counter (which allocates) or, on the portable backend, pin an epoch (which may
+    /// free memory): if it can interrupt the allocator, open the scope.
     ///
     /// `sum`, `set`, creating and dropping counters, and compaction are not async-signal-safe.
     ///
@@ -469,7 +471,11 @@ impl PercpuCounter {
         // SAFETY: forwarded from the caller.
         let inner = unsafe { Self::inner_of(w) };
         let (batch, max) = (inner.fold.batch(), inner.domain().max_batch);
-        if batch < max && inner.folds.note_fold(pcpu_rseq::current_cpu()) {
+        // Not in a signal handler scope: widening logs a `tracing` event, which may allocate.
+        if batch < max
+            && !pcpu_rseq::in_slow_path()
+            && inner.folds.note_fold(pcpu_rseq::current_cpu())
+        {
             Self::widen(inner, batch, max);
         }
     }

@@ -113,5 +113,8 @@ pub use group::{PercpuCounterGroup, MAX_GROUP};
 pub use metrics_impl::{PcpuRecorder, PcpuStorage};
 #[cfg(not(loom))]
 pub use pcpu_migrate::{CompactPolicy, CompactReport, Waste};
+/// Opened first in a signal handler that updates counters: see
+/// [`PercpuCounter::add`](crate::PercpuCounter::add)'s "Signal handlers".
+pub use pcpu_rseq::{signal_handler_scope, SignalHandlerScope};
 #[cfg(not(loom))]
 pub use stats::{DomainStats, DomainTotals, SpaceStats};

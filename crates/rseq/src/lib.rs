@@ -44,7 +44,9 @@ pub use ops::{
     add, add_fold, add_fold_at, add_fold_beside, add_fold_with, add_fold_with_offset, current_cpu,
     exchange, portable_add, portable_exchange, FoldParams, SlowPath, DISABLED, MAX_FOLD,
 };
-pub use reentry::{enter_slow_path, in_slow_path, SlowPathGuard};
+pub use reentry::{
+    enter_slow_path, in_slow_path, signal_handler_scope, SignalHandlerScope, SlowPathGuard,
+};
 pub use stack::{
     PercpuStacks, StackConfigError, StackMiss, StopError, StoppedStack, LOCKED, STOPPED,
 };

@@ -20,11 +20,14 @@ use core::sync::atomic::{compiler_fence, Ordering};
 #[cfg(not(loom))]
 std::thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// Open [`signal_handler_scope`]s; also const and without destructor.
+    static HANDLERS: Cell<u32> = const { Cell::new(0) };
 }
 
 #[cfg(loom)]
 loom::thread_local! {
     static DEPTH: Cell<u32> = Cell::new(0);
+    static HANDLERS: Cell<u32> = Cell::new(0);
 }
 
 /// Marks the current thread as inside a pcpu slow path until dropped (nests).
@@ -64,4 +67,54 @@ impl Drop for SlowPathGuard {
 #[inline]
 pub fn in_slow_path() -> bool {
     DEPTH.try_with(|d| d.get() > 0).unwrap_or(true)
+}
+
+/// Marks the current thread as running a signal handler until the guard is dropped (nests):
+/// pcpu operations then take only async-signal-safe steps, whatever code the handler
+/// interrupted.
+///
+/// [`in_slow_path`] covers a handler that interrupts *pcpu*; this covers one that interrupts
+/// anything else (the allocator, a lock of the program's), which pcpu cannot see. Inside the
+/// scope [`in_slow_path`] is true, so every operation that would allocate, lock, pin an epoch
+/// or register takes its caller's central path instead (an atomic add), and a thread that
+/// has not yet resolved its rseq registration does not resolve it (that may allocate its
+/// thread-local storage): its operations report [`SlowPath`](crate::SlowPath) until it
+/// resolves outside a handler. Opening and closing the scope touch only two thread-locals
+/// with `const` initialisers and no destructor.
+///
+/// ```
+/// extern "C" fn on_signal(_: i32) {
+///     let _scope = pcpu_rseq::signal_handler_scope();
+///     // ... update counters ...
+/// }
+/// # let _ = on_signal;
+/// ```
+#[inline]
+pub fn signal_handler_scope() -> SignalHandlerScope {
+    let _ = HANDLERS.try_with(|d| d.set(d.get().saturating_add(1)));
+    SignalHandlerScope {
+        _slow: enter_slow_path(),
+    }
+}
+
+/// An open [`signal_handler_scope`] (it holds a slow-path mark).
+#[derive(Debug)]
+#[must_use = "the scope ends when the guard is dropped"]
+pub struct SignalHandlerScope {
+    _slow: SlowPathGuard,
+}
+
+impl Drop for SignalHandlerScope {
+    #[inline]
+    fn drop(&mut self) {
+        compiler_fence(Ordering::SeqCst);
+        let _ = HANDLERS.try_with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+/// True inside a [`signal_handler_scope`] of this thread (and during thread-local
+/// destruction, the safe answer).
+#[inline]
+pub(crate) fn in_signal_handler() -> bool {
+    HANDLERS.try_with(|d| d.get() > 0).unwrap_or(true)
 }

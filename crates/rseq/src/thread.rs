@@ -72,6 +72,13 @@ pub(crate) fn state() -> usize {
 #[cold]
 #[inline(never)]
 fn resolve() -> usize {
+    // Resolving may choose the process's mode (reading the environment allocates) and register
+    // rseq (thread-local storage with a destructor may allocate): not in a signal handler
+    // scope. Its operations take the slow path, unresolved, until the thread resolves
+    // outside one.
+    if crate::reentry::in_signal_handler() {
+        return NO_RSEQ;
+    }
     let (state, kind) = match crate::mode() {
         crate::Mode::Portable => (PORTABLE, Registration::Portable),
         crate::Mode::Rseq => resolve_rseq(),
