@@ -13,7 +13,7 @@
 //!   `alloc` and `alloc_batch` (from a running or a stopped magazine) must succeed, and an
 //!   allocator that fails (always, say) fails the target.
 //!
-//! The same properties as `crates/pcpu-cache/tests/model.rs`, on the pageset pool instead of
+//! The same properties as `crates/cache/tests/model.rs`, on the pageset pool instead of
 //! the heap source.
 #![no_main]
 

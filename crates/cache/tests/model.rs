@@ -248,7 +248,9 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
                 if let Ok(s) = r {
                     m.take(s, cpu);
                 }
-                assert!(m.cache.stats().slow_allocs > last.slow_allocs || r.is_err());
+                assert!(
+                    m.cache.stats().counters.slow_allocs > last.counters.slow_allocs || r.is_err()
+                );
             }
             Op::FreeStopped(..) if m.live.is_empty() => {}
             Op::FreeStopped(cpu, i) => {
@@ -262,13 +264,19 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
                         assert_eq!(mag.slots(), before, "stopped magazine modified");
                     })
                     .unwrap();
-                assert_eq!(m.cache.stats().slow_frees, last.slow_frees + 1);
+                assert_eq!(
+                    m.cache.stats().counters.slow_frees,
+                    last.counters.slow_frees + 1
+                );
             }
         }
         simulate_cpu(None);
         m.check();
         let now = m.cache.stats();
-        assert!(now.refills >= last.refills && now.spills >= last.spills);
+        assert!(
+            now.counters.refills >= last.counters.refills
+                && now.counters.spills >= last.counters.spills
+        );
         last = now;
     }
     // Allocations were asked for and, where the model says they had to, made.

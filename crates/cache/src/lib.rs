@@ -98,17 +98,26 @@
 #![warn(missing_docs)]
 
 mod cache;
+mod config;
+mod drain;
 mod error;
+mod fast;
+mod first_error;
 mod percpu;
+mod refill;
 mod source;
+mod stats;
 mod sync;
 
-pub use cache::{CacheConfig, CacheStats, SlotCache, StoppedMagazine};
+pub use cache::SlotCache;
+pub use config::CacheConfig;
+pub use drain::StoppedMagazine;
 pub use error::{CacheError, ConfigError};
 /// Makes the calling thread act as CPU `c` on the portable backend (for tests and models that
 /// simulate more CPUs than the machine has); `None` undoes it. Re-exported from pcpu-rseq.
 pub use percpu::simulate_cpu;
 pub use source::{HeapSource, HeapSourceError, SlotSource};
+pub use stats::{CacheCounters, CacheStats};
 
 /// The cache over the pageset pool (one per size class).
 #[cfg(not(loom))]

@@ -65,14 +65,11 @@ pub unsafe trait SlotSource {
     /// # Errors
     /// As for [`unassign`](Self::unassign).
     fn unassign_batch(&mut self, slots: &[Self::Slot]) -> Result<(), Self::Error> {
-        let mut first = Ok(());
+        let mut errors = crate::first_error::FirstError::new();
         for &slot in slots {
-            let r = self.unassign(slot);
-            if first.is_ok() {
-                first = r;
-            }
+            errors.ok(self.unassign(slot));
         }
-        first
+        errors.into_result(())
     }
     /// The pageset `slot` lies in, if it is one of this pool's.
     fn pageset_of(&self, slot: Self::Slot) -> Option<Self::PagesetId>;
