@@ -5,9 +5,10 @@
 use crate::config::CacheConfig;
 use crate::error::{CacheError, ConfigError};
 use crate::percpu::PercpuStacks;
+use crate::pool_lock::{self, Locked};
 use crate::source::SlotSource;
 use crate::stats::{CacheCounters, CacheStats};
-use crate::sync::{self, Locked, Mutex};
+use pcpu_rseq::sync::Mutex;
 
 /// What the pool lock protects.
 pub(crate) struct Shared<S: SlotSource> {
@@ -124,7 +125,7 @@ impl<S: SlotSource> SlotCache<S> {
     }
 
     pub(crate) fn lock(&self) -> Locked<'_, Shared<S>> {
-        sync::lock(&self.shared)
+        pool_lock::lock(&self.shared)
     }
 
     /// Runs `f` on the pool under the pool lock (for its stats, `set_draining`, `release`...).
@@ -152,10 +153,6 @@ impl<S: SlotSource> SlotCache<S> {
     /// returned (or the first error the pool reported while taking them).
     pub fn into_pool(self) -> (S, Res<usize, S>) {
         let drained = self.drain_all();
-        let shared = self
-            .shared
-            .into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        (shared.source, drained)
+        (self.shared.into_inner().source, drained)
     }
 }

@@ -8,7 +8,7 @@ use crate::error::CacheError;
 use crate::first_error::FirstError;
 use crate::percpu::{StopError, StoppedStack};
 use crate::source::SlotSource;
-use crate::sync;
+use pcpu_rseq::sync::yield_now;
 
 /// A read-only view of one stopped magazine, given by [`SlotCache::with_stopped`].
 pub struct StoppedMagazine<'a, S: SlotSource> {
@@ -49,7 +49,7 @@ impl<S: SlotSource> SlotCache<S> {
         loop {
             match self.stacks.try_stop(cpu) {
                 Ok(stopped) => return Ok(stopped),
-                Err(StopError::AlreadyStopped) => sync::yield_now(),
+                Err(StopError::AlreadyStopped) => yield_now(),
                 Err(StopError::OutOfRange) => {
                     return Err(CacheError::CpuOutOfRange {
                         cpu,

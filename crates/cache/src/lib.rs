@@ -104,10 +104,10 @@ mod error;
 mod fast;
 mod first_error;
 mod percpu;
+mod pool_lock;
 mod refill;
 mod source;
 mod stats;
-mod sync;
 
 pub use cache::SlotCache;
 pub use config::CacheConfig;
