@@ -18,13 +18,22 @@ pub(crate) struct Shared<S: SlotSource> {
     pub(crate) counters: CacheCounters,
 }
 
+impl<S: SlotSource> Shared<S> {
+    /// The fields, borrowed apart, with the scratch batch emptied: every user starts a batch.
+    pub(crate) fn parts(&mut self) -> (&mut S, &mut Vec<S::Slot>, &mut CacheCounters) {
+        self.scratch.clear();
+        (&mut self.source, &mut self.scratch, &mut self.counters)
+    }
+}
+
 /// Per-CPU magazines of free slots of one pool (one size class). See the
 /// [crate docs](crate) for the protocol.
 ///
 /// ```
-/// use pcpu_cache::{CacheConfig, HeapSource, SlotCache};
-/// let cache = SlotCache::new(HeapSource::new(4, 8, 4, 64), CacheConfig::new().with_batch(8))
-///     .unwrap();
+/// use pcpu_cache::{CacheConfig, SlotCache};
+/// use pcpu_pageset::{Pool, PoolConfig, SizeClass};
+/// let pool = Pool::new(PoolConfig::new(SizeClass::B8).with_ncpu(4)).unwrap();
+/// let cache = SlotCache::new(pool, CacheConfig::new().with_batch(8)).unwrap();
 /// let a = cache.alloc().unwrap();
 /// let b = cache.alloc().unwrap();
 /// assert_ne!(a, b);

@@ -68,10 +68,7 @@ impl<S: SlotSource> SlotCache<S> {
         shared: &mut Shared<S>,
         errors: &mut FirstError<CacheError<S::Error>>,
     ) -> usize {
-        let Shared {
-            source, scratch, ..
-        } = shared;
-        scratch.clear();
+        let (source, scratch, _) = shared.parts();
         while stopped.len() > keep {
             let Some(addr) = stopped.pop() else { break };
             // SAFETY: as in `alloc`.
@@ -158,12 +155,7 @@ impl<S: SlotSource> SlotCache<S> {
                 continue;
             };
             let mut guard = self.lock();
-            let Shared {
-                source,
-                scratch,
-                counters,
-            } = &mut *guard;
-            scratch.clear();
+            let (source, scratch, counters) = guard.parts();
             // SAFETY: as in `alloc`: only slot addresses of this source are pushed.
             let slot_of = |addr: usize| unsafe { S::slot_from_addr(addr) };
             stopped.retain(

@@ -2,7 +2,7 @@
 //! busy one straight from the pool, and, when the pool cannot grow, reclaim the slots parked in
 //! every CPU's magazine before giving up. Everything here runs under the pool lock.
 
-use crate::cache::{Res, Shared, SlotCache};
+use crate::cache::{Res, SlotCache};
 use crate::error::CacheError;
 use crate::first_error::FirstError;
 use crate::source::SlotSource;
@@ -64,11 +64,7 @@ impl<S: SlotSource> SlotCache<S> {
     /// cannot give the configured batch, smaller ones are tried, down to one slot.
     pub(crate) fn refill_from_pool(&self) -> Res<S::Slot, S> {
         let mut guard = self.lock();
-        let Shared {
-            source,
-            scratch,
-            counters,
-        } = &mut *guard;
+        let (source, scratch, counters) = guard.parts();
         let mut want = self.batch;
         loop {
             scratch.clear();
@@ -111,12 +107,7 @@ impl<S: SlotSource> SlotCache<S> {
     /// One slot straight from the pool.
     pub(crate) fn alloc_slow_once(&self) -> Res<S::Slot, S> {
         let mut guard = self.lock();
-        let Shared {
-            source,
-            scratch,
-            counters,
-        } = &mut *guard;
-        scratch.clear();
+        let (source, scratch, counters) = guard.parts();
         source.assign_batch(1, scratch).map_err(CacheError::Pool)?;
         counters.slow_allocs += 1;
         scratch.pop().ok_or(CacheError::ShortBatch)
@@ -138,9 +129,7 @@ impl<S: SlotSource> SlotCache<S> {
             return Ok(());
         }
         let mut guard = self.lock();
-        let Shared {
-            source, counters, ..
-        } = &mut *guard;
+        let (source, _, counters) = guard.parts();
         let before = out.len();
         match source.assign_batch(missing, out) {
             Ok(()) if out.len() - before == missing => {
@@ -162,12 +151,7 @@ impl<S: SlotSource> SlotCache<S> {
     #[inline(never)]
     pub(crate) fn spill(&self, slot: S::Slot) -> Res<(), S> {
         let mut guard = self.lock();
-        let Shared {
-            source,
-            scratch,
-            counters,
-        } = &mut *guard;
-        scratch.clear();
+        let (source, scratch, counters) = guard.parts();
         for _ in 0..self.batch {
             match self.stacks.pop() {
                 // SAFETY: as in `alloc`.
