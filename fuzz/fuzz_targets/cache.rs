@@ -305,7 +305,7 @@ fuzz_target!(|data: &[u8]| {
                     .expect("set_draining");
             }
             13 => {
-                let before = h.cache.stats().slow_allocs;
+                let before = h.cache.stats().counters.slow_allocs;
                 let s = h
                     .cache
                     .with_stopped(cpu, |_| h.cache.alloc())
@@ -313,7 +313,7 @@ fuzz_target!(|data: &[u8]| {
                     .expect("alloc from a stopped magazine (the pool can grow)");
                 h.take(s, cpu);
                 if sim.is_some() {
-                    assert_eq!(h.cache.stats().slow_allocs, before + 1, "slow alloc");
+                    assert_eq!(h.cache.stats().counters.slow_allocs, before + 1, "slow alloc");
                 }
             }
             14 if !h.live.is_empty() => {
