@@ -7,7 +7,8 @@
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use pcpu_cache::{simulate_cpu, CacheConfig, HeapSource, SlotCache, SlotSource};
+use pcpu_cache::{simulate_cpu, CacheConfig, SlotCache, SlotSource};
+use pcpu_testkit::HeapSource;
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
 

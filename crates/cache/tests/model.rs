@@ -9,8 +9,9 @@
 //! it should not (always, say) fails the model.
 #![cfg(not(loom))]
 
-use pcpu_cache::{simulate_cpu, CacheConfig, CacheError, HeapSource, HeapSourceError};
+use pcpu_cache::{simulate_cpu, CacheConfig, CacheError};
 use pcpu_cache::{SlotCache, SlotSource};
+use pcpu_testkit::{HeapSource, HeapSourceError};
 use proptest::prelude::*;
 use std::collections::HashSet;
 
