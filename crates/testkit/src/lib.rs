@@ -6,10 +6,13 @@
 //! - [`HeapSource`]: a heap-backed `pcpu_cache::SlotSource` test double (no mmap, so the loom
 //!   models can use it);
 //! - [`pageset_model`]: the pageset pool's reference model, run by pcpu-pageset's proptest and
-//!   the `pageset` fuzz target.
+//!   the `pageset` fuzz target;
+//! - [`cache_model`]: what a slot cache holds, over any pool, run by pcpu-cache's proptest
+//!   and the `cache` fuzz target.
 //!
 //! Not published (`publish = false`); the crates name it as a path-only dev-dependency.
 
+pub mod cache_model;
 mod heap_source;
 #[cfg(not(loom))]
 pub mod pageset_model;
