@@ -1,14 +1,11 @@
 //! Random operation sequences on a `pcpu_pageset::Pool`, checked against the reference
-//! model shared with the proptest (`crates/pageset/tests/support/model.rs`).
+//! model shared with the proptest (`pcpu_testkit::pageset_model`).
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../crates/pageset/tests/support/model.rs"]
-mod model;
-
-use model::{Harness, Op};
+use pcpu_testkit::pageset_model::{Harness, Op};
 
 #[derive(Arbitrary, Debug)]
 struct RawOp {

@@ -4,6 +4,9 @@
 
 use crate::domain::Domain;
 use crate::CounterError;
+// std's primitives, not pcpu_rseq::sync's: the compactor thread (a condition variable and
+// its lock) and its statistics are no part of a modelled protocol, and no loom model builds
+// this file (it is left out under `--cfg loom`).
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;

@@ -6,7 +6,7 @@ use crate::word;
 use crate::words::Words;
 use crate::CounterError;
 use pcpu_migrate::Header;
-use pcpu_rseq::sync::{AtomicBool, AtomicU8, Ordering};
+use pcpu_rseq::sync::{yield_now, AtomicBool, AtomicU8, Ordering};
 use std::cmp::Ordering as Cmp;
 
 /// The header block of a counter that has left the inline form ([`crate::word`]): 64 bytes
@@ -697,7 +697,7 @@ impl PercpuCounter {
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            std::thread::yield_now();
+            yield_now();
         }
         let out = f();
         lock.store(false, Ordering::Release);

@@ -8,6 +8,8 @@
 //! are counted on stripes, one cache line each, picked by the CPU, and added up by
 //! [`Domain::stats`](crate::Domain::stats). The add fast path counts nothing.
 
+#[cfg(feature = "serde")]
+use pcpu_cache::CacheCounters;
 use pcpu_cache::CacheStats;
 use pcpu_migrate::Waste;
 // Not part of any modelled protocol: plain std atomics (pcpu-counter's loom models do not
@@ -198,6 +200,19 @@ struct WasteDef {
 #[derive(serde::Serialize)]
 #[serde(remote = "CacheStats")]
 struct CacheStatsDef {
+    #[serde(with = "CacheCountersDef")]
+    counters: CacheCounters,
+    cached_per_cpu: Vec<usize>,
+    cached: usize,
+    capacity_per_cpu: usize,
+    batch: usize,
+}
+
+/// `serde`'s mirror of [`CacheCounters`], on the same terms as [`CacheStatsDef`].
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize)]
+#[serde(remote = "CacheCounters")]
+struct CacheCountersDef {
     refills: u64,
     spills: u64,
     slow_allocs: u64,
@@ -207,10 +222,6 @@ struct CacheStatsDef {
     drained_slots: u64,
     trims: u64,
     removed_slots: u64,
-    cached_per_cpu: Vec<usize>,
-    cached: usize,
-    capacity_per_cpu: usize,
-    batch: usize,
 }
 
 /// For the unit tests that count slow-path adds: a new per-CPU domain of 4 (simulated) CPUs,

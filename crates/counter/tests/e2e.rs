@@ -18,24 +18,17 @@
 // Signals, pthread_kill: Unix only (the other targets only check that it builds).
 #![cfg(unix)]
 
-mod common;
-
-use common::env_f64;
 use pcpu_counter::{CounterMode, Domain, PercpuCounter, PercpuCounterGroup};
+use pcpu_testkit::signals::{install_sigusr1, run_under_storm};
+use pcpu_testkit::stress::{scaled, stress_secs};
 use std::cmp::Ordering as Cmp;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const WORKERS: usize = 64;
 const SHARED: usize = 8;
 /// Sizes of the shared groups (2 and 4: not the single counters' space).
 const SHARED_GROUPS: [usize; 2] = [2, 4];
-
-/// `PCPU_STRESS_SCALE` × `n`, at least 1.
-fn scaled(n: usize) -> usize {
-    ((n as f64 * env_f64("PCPU_STRESS_SCALE", 1.0)) as usize).max(1)
-}
 
 /// Added to by the signal handler only: it must end at exactly the number of signals handled.
 /// `CounterMode::Atomic`, what `PercpuCounter::add`'s docs ask of a counter updated by a
@@ -56,23 +49,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 fn install_handler() {
     // SAFETY: the handler adds to a counter and an atomic: async-signal-safe (see
     // `PercpuCounter::add`).
-    unsafe { common::install_sigusr1(on_signal) };
-}
-
-/// Counts a worker as finished when dropped (also when it panics), then keeps its thread
-/// alive until the storm is over, so a signal never targets an exited thread.
-struct Finish<'a> {
-    finished: &'a AtomicUsize,
-    storm_over: &'a AtomicBool,
-}
-
-impl Drop for Finish<'_> {
-    fn drop(&mut self) {
-        self.finished.fetch_add(1, Ordering::SeqCst);
-        while !self.storm_over.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
+    unsafe { install_sigusr1(on_signal) };
 }
 
 /// A counter a worker owns, with the exact value it must hold.
@@ -327,7 +304,7 @@ fn e2e_random_api_under_signal_storm_is_exact() {
         PercpuCounter::with_mode(Domain::global(), 0, CounterMode::Atomic).unwrap()
     });
     install_handler();
-    let secs = env_f64("PCPU_STRESS_SECS", 10.0);
+    let secs = stress_secs(10.0);
     // One-page units (4 KiB, or 16 KiB on arm64 16k kernels): small pagesets, many of them.
     let domain = Domain::builder()
         .unit_bytes(pcpu_pageset::page_size())
@@ -349,39 +326,11 @@ fn e2e_random_api_under_signal_storm_is_exact() {
         shared,
         groups,
         deadline: started + Duration::from_secs_f64(secs),
-        owned_cap: scaled(48),
-        chunk: scaled(256),
+        owned_cap: scaled(48) as usize,
+        chunk: scaled(256) as usize,
     };
-    let ids = Mutex::new(Vec::with_capacity(WORKERS));
-    let finished = AtomicUsize::new(0);
-    let storm_over = AtomicBool::new(false);
-    let signals = AtomicU64::new(0);
-    let reports: Vec<Report> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..WORKERS)
-            .map(|t| {
-                let (world, ids, finished, storm_over) = (&world, &ids, &finished, &storm_over);
-                s.spawn(move || {
-                    // SAFETY: pthread_self has no preconditions. Kept as an integer: on musl
-                    // `pthread_t` is a pointer, which is not `Send`.
-                    ids.lock()
-                        .unwrap()
-                        .push(unsafe { libc::pthread_self() } as usize);
-                    let _finish = Finish {
-                        finished,
-                        storm_over,
-                    };
-                    worker(world, t)
-                })
-            })
-            .collect();
-        // SAFETY: workers (even panicking ones, through `Finish`) do not exit before
-        // `storm_over` is set below.
-        let sent = unsafe { common::storm(&ids, &finished, WORKERS, 7, 64) };
-        eprintln!("e2e: storm: {sent} signals");
-        signals.store(sent, Ordering::Relaxed);
-        storm_over.store(true, Ordering::SeqCst);
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let (reports, sent) = run_under_storm(WORKERS, 7, 64, |t| worker(&world, t));
+    eprintln!("e2e: storm: {sent} signals");
     let elapsed = started.elapsed();
 
     let World { shared, groups, .. } = world;
@@ -436,7 +385,7 @@ fn e2e_random_api_under_signal_storm_is_exact() {
         sum(|r| r.created),
         sum(|r| r.sets),
         sum(|r| r.compactions),
-        signals.load(Ordering::Relaxed),
+        sent,
         sum(|r| r.aborts),
     );
     assert!(sum(|r| r.ops) > 0 && sum(|r| r.created) > 0);

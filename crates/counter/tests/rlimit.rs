@@ -1,33 +1,19 @@
 //! With `RLIMIT_AS` lowered, `try_new` returns an error and the existing counters keep
-//! working. The parent test re-runs this binary as a child (`PCPU_COUNTER_RLIMIT_CHILD=1`)
+//! working. The parent test re-runs this binary as a child (`pcpu_testkit::rlimit`)
 //! that lowers its own limit; its exit code carries the verdict, so an abort fails the test.
 // RLIMIT_AS and re-running itself as a child: Unix only.
 #![cfg(unix)]
 
 use pcpu_counter::{CounterMode, Domain, PercpuCounter};
-use std::process::Command;
+use pcpu_testkit::rlimit;
 
-const CHILD_ENV: &str = "PCPU_COUNTER_RLIMIT_CHILD";
-
-/// Runs test `name` of this binary as a child with `CHILD_ENV` set, and checks that it
-/// passed and reported the failure it provoked.
+/// Runs test `name` of this binary as a child under its own `RLIMIT_AS`, and checks that it
+/// reported the failure it provoked.
 fn run_child(name: &str) {
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .args([name, "--exact", "--test-threads=1", "--nocapture"])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = rlimit::run_child(name);
     assert!(
-        out.status.success(),
-        "child failed ({:?}):\n{text}",
-        out.status
-    );
-    assert!(
-        text.contains("1 passed") && text.contains("failed with"),
-        "child did not run:\n{text}"
+        text.contains("failed with"),
+        "child saw no failure:\n{text}"
     );
 }
 
@@ -41,27 +27,12 @@ fn compaction_parent() {
     run_child("compaction_child");
 }
 
-/// Sets `RLIMIT_AS` to `limit` bytes (the hard limit stays infinite, so it can be raised).
-fn set_limit(limit: usize) {
-    let rl = libc::rlimit {
-        rlim_cur: limit as libc::rlim_t,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit reads the struct we pass.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &rl) }, 0);
-}
-
-fn vm_size() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = statm.split_whitespace().next().unwrap().parse().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
-}
-
 /// In the child only: a per-CPU domain of 256 simulated CPUs (each new pageset maps
 /// 256 x 16 KiB = 4 MiB of address space).
 fn child_domain() -> Option<&'static Domain> {
-    std::env::var_os(CHILD_ENV)?;
+    if !rlimit::is_child() {
+        return None;
+    }
     Some(
         Domain::builder()
             .ncpu(256)
@@ -79,7 +50,7 @@ fn rlimit_child() {
     let first = PercpuCounter::new_in(domain, 0).unwrap();
     first.add(1);
     let mut live = Vec::with_capacity(1 << 22);
-    set_limit(vm_size() + (64 << 20));
+    rlimit::set_address_space_limit(rlimit::address_space_size() + (64 << 20));
     let err = loop {
         match PercpuCounter::new_in(domain, 1) {
             Ok(c) => {
@@ -122,7 +93,7 @@ fn compaction_child() {
     // them freed again: room for the compactor's small allocations, not for its list of
     // ~20,000 live objects (160 KB).
     let mut ballast: Vec<Vec<u8>> = Vec::with_capacity(1 << 20);
-    set_limit(vm_size());
+    rlimit::set_address_space_limit(rlimit::address_space_size());
     while ballast.len() < ballast.capacity() {
         let mut chunk = Vec::new();
         if chunk.try_reserve_exact(4096).is_err() {
@@ -139,7 +110,7 @@ fn compaction_child() {
         .compact()
         .expect_err("no memory for the compactor's list");
     eprintln!("compact failed with {err}");
-    set_limit(usize::MAX);
+    rlimit::set_address_space_limit(usize::MAX);
     drop(ballast);
     assert!(live.iter().all(|c| c.sum() == 2), "nothing lost");
     let report = domain.compact().unwrap();

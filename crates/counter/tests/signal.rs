@@ -11,11 +11,12 @@
 // Signals, pthread_kill: Unix only.
 #![cfg(unix)]
 
-mod common;
+use pcpu_testkit::signals::{install_sigusr1, run_under_storm};
+use pcpu_testkit::stress::stress_secs;
 
 use pcpu_counter::{CounterMode, Domain, PercpuCounter};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const WORKERS: usize = 8;
@@ -44,11 +45,11 @@ extern "C" fn on_signal(_: libc::c_int) {
 fn install_handler() {
     // SAFETY: the handler only adds to counters and an atomic, which is what this test checks
     // is async-signal-safe.
-    unsafe { common::install_sigusr1(on_signal) };
+    unsafe { install_sigusr1(on_signal) };
 }
 
 fn secs() -> f64 {
-    common::env_f64("PCPU_STRESS_SECS", 5.0)
+    stress_secs(5.0)
 }
 
 #[test]
@@ -63,56 +64,31 @@ fn handlers_add_exactly_and_never_deadlock() {
         .unwrap();
     install_handler();
     let deadline = Instant::now() + Duration::from_secs_f64(secs());
-    let ids = Mutex::new(Vec::new());
-    let finished = AtomicUsize::new(0);
-    let storm_over = AtomicBool::new(false);
-    let (adds, sent) = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..WORKERS)
-            .map(|t| {
-                let (ids, finished, storm_over) = (&ids, &finished, &storm_over);
-                s.spawn(move || {
-                    // SAFETY: pthread_self has no preconditions (kept as an integer: on musl
-                    // `pthread_t` is a pointer, which is not `Send`).
-                    ids.lock()
-                        .unwrap()
-                        .push(unsafe { libc::pthread_self() } as usize);
-                    let mut adds = 0u64;
-                    let mut owned = Vec::with_capacity(64);
-                    let mut i = 0u64;
-                    while Instant::now() < deadline {
-                        for _ in 0..64 {
-                            LAZY.inc();
-                            PER_CPU.get().unwrap().inc();
-                            ATOMIC.get().unwrap().inc();
-                            adds += 1;
-                        }
-                        // Slow paths for the signals to land in.
-                        owned.push(PercpuCounter::new_in(churn, 1).unwrap());
-                        if owned.len() == owned.capacity() {
-                            assert!(owned.iter().all(|c| c.sum() == 1));
-                            owned.clear();
-                        }
-                        i += 1;
-                        if i % 512 == t as u64 {
-                            churn.compact().unwrap();
-                        }
-                    }
-                    finished.fetch_add(1, Ordering::SeqCst);
-                    // Stay alive until the storm is over: a signal never targets an exited
-                    // thread.
-                    while !storm_over.load(Ordering::SeqCst) {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    adds
-                })
-            })
-            .collect();
-        // SAFETY: workers do not exit before `storm_over` is set below.
-        let sent = unsafe { common::storm(&ids, &finished, WORKERS, 11, 16) };
-        storm_over.store(true, Ordering::SeqCst);
-        let adds: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
-        (adds, sent)
+    let (adds, sent) = run_under_storm(WORKERS, 11, 16, |t| {
+        let mut adds = 0u64;
+        let mut owned = Vec::with_capacity(64);
+        let mut i = 0u64;
+        while Instant::now() < deadline {
+            for _ in 0..64 {
+                LAZY.inc();
+                PER_CPU.get().unwrap().inc();
+                ATOMIC.get().unwrap().inc();
+                adds += 1;
+            }
+            // Slow paths for the signals to land in.
+            owned.push(PercpuCounter::new_in(churn, 1).unwrap());
+            if owned.len() == owned.capacity() {
+                assert!(owned.iter().all(|c| c.sum() == 1));
+                owned.clear();
+            }
+            i += 1;
+            if i % 512 == t as u64 {
+                churn.compact().unwrap();
+            }
+        }
+        adds
     });
+    let adds: u64 = adds.into_iter().sum();
     let handled = HANDLED.load(Ordering::Relaxed);
     eprintln!(
         "signal: mode {:?}, {adds} adds per counter by workers, {sent} signals sent, {handled} \

@@ -92,7 +92,7 @@ impl Space {
             failed = tracing::field::Empty,
         )
         .entered();
-        let _serialised = self.compact_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _serialised = self.compact_lock.lock();
         // Announce ourselves before reading any owner lane (pairs with the fence in detach).
         let _announced = self.compactions.announce();
         let mut report = CompactReport::default();

@@ -21,7 +21,7 @@
 //! `seq` check fails and it reads again. Reading a freed slot is harmless because its memory
 //! stays mapped (the space's pool keeps the address space of emptied pagesets).
 
-use pcpu_rseq::sync::{AtomicI64, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use pcpu_rseq::sync::{yield_now, AtomicI64, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use pcpu_rseq::DISABLED;
 
 /// Where a header is in its life. Every transition is one method of [`Header`], so the
@@ -216,7 +216,7 @@ impl Header {
             match self.transition(State::Attached, State::Relocating) {
                 Ok(()) => return Some(self.cells()),
                 Err(State::Unattached | State::Dead) => return None,
-                Err(_) => crate::sync_yield(), // briefly: attaching or relocating
+                Err(_) => yield_now(), // briefly: attaching or relocating
             }
         }
     }
@@ -274,7 +274,7 @@ impl Header {
                     self.slot.store(DISABLED, Ordering::Release);
                     return Detached::Slot(addr);
                 }
-                State::Attaching | State::Relocating => crate::sync_yield(), // briefly
+                State::Attaching | State::Relocating => yield_now(), // briefly
             }
         }
     }
@@ -340,7 +340,7 @@ impl Header {
         loop {
             let seq = self.seq.load(Ordering::Acquire);
             if seq & 1 == 1 {
-                crate::sync_yield();
+                yield_now();
                 continue;
             }
             let result = read(self.cells());

@@ -33,8 +33,3 @@ pub use header::Header;
 pub use space::{Space, SpaceConfig};
 #[cfg(not(loom))]
 pub use waste::Waste;
-
-/// Yields in a wait loop (loom's yield when modelling, so the model can progress).
-pub(crate) fn sync_yield() {
-    pcpu_rseq::sync::yield_now();
-}

@@ -46,7 +46,7 @@ pub struct Space {
     pub(crate) stride: usize,
     pub(crate) words: usize,
     /// Serialises compactions (and `release`, which must not unmap under a compactor).
-    pub(crate) compact_lock: std::sync::Mutex<()>,
+    pub(crate) compact_lock: pcpu_rseq::sync::Mutex<()>,
     /// Compactions that may hold header addresses read from owner lanes.
     pub(crate) compactions: Compactions,
 }
@@ -82,7 +82,7 @@ impl Space {
             ncpu: config.ncpu,
             stride,
             words: config.class.bytes() / 8,
-            compact_lock: std::sync::Mutex::new(()),
+            compact_lock: pcpu_rseq::sync::Mutex::new(()),
             compactions: Compactions::new(),
         })
     }
@@ -294,7 +294,7 @@ impl Space {
     /// address space the pool keeps for reuse). Runs under the compaction mutex, because a
     /// compactor reads owner lanes without the pool lock.
     pub fn release(&self) -> pcpu_pageset::ReleaseStats {
-        let _compacting = self.compact_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _compacting = self.compact_lock.lock();
         self.cache.with_pool(|pool| pool.release())
     }
 }

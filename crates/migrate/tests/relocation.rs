@@ -6,15 +6,9 @@
 
 use pcpu_migrate::{CompactPolicy, Header, Space, SpaceConfig};
 use pcpu_pageset::SizeClass;
+use pcpu_testkit::stress::{scaled, stress_secs};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A counter-like object: a header plus the central fallback.
 struct Obj {
@@ -52,7 +46,7 @@ fn total(space: &Space, o: &Obj) -> i64 {
 
 #[test]
 fn adders_and_compactor_lose_nothing() {
-    let secs = env_f64("PCPU_STRESS_SECS", 30.0);
+    let secs = stress_secs(30.0);
     let mut config = SpaceConfig::new(SizeClass::B8);
     config.unit_bytes = Some(pcpu_pageset::page_size()); // small pagesets: many to compact
     let space = Space::new(config).unwrap();
@@ -158,7 +152,7 @@ fn adders_and_compactor_lose_nothing() {
 
 #[test]
 fn waste_scenario_compaction_gives_memory_back() {
-    let n = (1_000_000.0 * env_f64("PCPU_STRESS_SCALE", 1.0)) as usize;
+    let n = scaled(1_000_000) as usize;
     let space = Space::new(SpaceConfig::new(SizeClass::B8)).unwrap();
     let objs: Vec<Box<Obj>> = (0..n)
         .map(|_| {

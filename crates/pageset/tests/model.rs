@@ -1,9 +1,8 @@
-//! Random operation sequences against a reference model (see `support/model.rs`).
+//! Random operation sequences against a reference model (`pcpu_testkit::pageset_model`, which
+//! the `pageset` fuzz target runs too).
 
-mod support;
-
+use pcpu_testkit::pageset_model::{Harness, Op};
 use proptest::prelude::*;
-use support::model::{Harness, Op};
 
 fn op() -> impl Strategy<Value = Op> {
     (any::<u8>(), any::<u64>(), any::<u64>(), any::<u64>())

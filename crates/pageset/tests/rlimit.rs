@@ -1,49 +1,23 @@
 //! Mapping failure under `RLIMIT_AS` is an error, and the pool stays usable.
 //!
-//! The parent test re-runs this test binary with `PCPU_PAGESET_RLIMIT_CHILD=1`, running only
+//! The parent test re-runs this test binary (`pcpu_testkit::rlimit`), running only
 //! `rlimit_child`, which lowers its own address-space limit and grows a pool until assign
 //! fails. Its exit code (0, or 101 for a failed assertion) carries the verdict; a crash
 //! (abort on allocation failure, SIGSEGV) fails the parent too. Unix only (`setrlimit`).
 // Not under Miri: it runs a child process (Miri cannot spawn one) that calls `setrlimit`.
 #![cfg(all(unix, not(miri)))]
 
-use std::process::Command;
-
 use pcpu_pageset::{PagesetError, Pool, PoolConfig, SizeClass, Slot};
-
-const CHILD_ENV: &str = "PCPU_PAGESET_RLIMIT_CHILD";
+use pcpu_testkit::rlimit;
 
 #[test]
 fn rlimit_as_parent() {
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new(exe)
-        .args(["rlimit_child", "--exact", "--test-threads=1", "--nocapture"])
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "child failed ({:?}):\n{text}",
-        out.status
-    );
-    assert!(
-        text.contains("1 passed"),
-        "child did not run the test:\n{text}"
-    );
-}
-
-/// Current address-space size of this process, from /proc/self/statm (pages).
-fn vm_size() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = statm.split_whitespace().next().unwrap().parse().unwrap();
-    pages * pcpu_pageset::page_size()
+    rlimit::run_child("rlimit_child");
 }
 
 #[test]
 fn rlimit_child() {
-    if std::env::var_os(CHILD_ENV).is_none() {
+    if !rlimit::is_child() {
         return; // only meaningful in the re-executed child
     }
     // 64 simulated CPUs x the default unit (16 KiB, or a page where pages are larger): with
@@ -54,14 +28,7 @@ fn rlimit_child() {
     let mut slots = Vec::with_capacity(1 << 20);
     let mut batch = Vec::with_capacity(4 * cap);
 
-    let limit = (vm_size() + (48 << 20)) as libc::rlim_t;
-    let rl = libc::rlimit {
-        rlim_cur: limit,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit reads a valid rlimit struct; lowering the soft limit of our own
-    // process is always permitted.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &rl) }, 0);
+    rlimit::set_address_space_limit(rlimit::address_space_size() + (48 << 20));
 
     let err = loop {
         match pool.assign() {

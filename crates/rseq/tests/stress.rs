@@ -22,9 +22,11 @@
 
 mod common;
 
-use common::{needs, scaled, with_signal_storm, Needs};
+use common::{needs, Needs};
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
 use pcpu_rseq::{Mode, PercpuStacks, StackMiss};
+use pcpu_testkit::signals::with_signal_storm;
+use pcpu_testkit::stress::scaled;
 
 const THREADS: usize = 64;
 

@@ -7,7 +7,8 @@
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
-use pcpu_cache::{simulate_cpu, CacheConfig, HeapSource, SlotCache, SlotSource};
+use pcpu_cache::{simulate_cpu, CacheConfig, SlotCache, SlotSource};
+use pcpu_testkit::HeapSource;
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
 
@@ -123,16 +124,16 @@ fn stop_fence_restart() {
         assert_eq!(before.cached, after.cached);
         assert_eq!(
             (
-                before.refills,
-                before.slow_allocs,
-                before.slow_frees,
-                before.spills
+                before.counters.refills,
+                before.counters.slow_allocs,
+                before.counters.slow_frees,
+                before.counters.spills
             ),
             (
-                after.refills,
-                after.slow_allocs,
-                after.slow_frees,
-                after.spills
+                after.counters.refills,
+                after.counters.slow_allocs,
+                after.counters.slow_frees,
+                after.counters.spills
             ),
             "fast path not used after restart"
         );

@@ -4,9 +4,8 @@
 //!
 //! Runs on simulated CPUs (the portable backend), one thread per cache.
 
-use pcpu_cache::{
-    simulate_cpu, CacheConfig, CacheError, HeapSource, HeapSourceError, SlotCache, SlotSource,
-};
+use pcpu_cache::{simulate_cpu, CacheConfig, CacheError, SlotCache, SlotSource};
+use pcpu_testkit::{HeapSource, HeapSourceError};
 
 /// A cache over 8 slots in total, refilling 4 at a time, each magazine able to hold all 8.
 fn cache_of_eight() -> SlotCache<HeapSource> {

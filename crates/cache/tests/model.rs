@@ -9,8 +9,10 @@
 //! it should not (always, say) fails the model.
 #![cfg(not(loom))]
 
-use pcpu_cache::{simulate_cpu, CacheConfig, CacheError, HeapSource, HeapSourceError};
+use pcpu_cache::{simulate_cpu, CacheConfig, CacheError};
 use pcpu_cache::{SlotCache, SlotSource};
+use pcpu_testkit::cache_model::CacheModel;
+use pcpu_testkit::{HeapSource, HeapSourceError};
 use proptest::prelude::*;
 use std::collections::HashSet;
 
@@ -49,10 +51,8 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 struct Model {
-    cache: SlotCache<HeapSource>,
-    live: Vec<(std::num::NonZeroUsize, u64)>,
-    next_tag: u64,
-    stride: usize,
+    /// The cache and its live slots.
+    h: CacheModel<HeapSource>,
     /// Allocations that succeeded and failed, for the end-of-case report.
     allocated: usize,
     failed: usize,
@@ -61,7 +61,7 @@ struct Model {
 impl Model {
     /// Slots the pool can still assign (no pageset is draining between operations).
     fn pool_free(&self) -> usize {
-        PAGESETS * PER_PAGESET - self.cache.with_pool(|p| p.assigned())
+        PAGESETS * PER_PAGESET - self.h.cache.with_pool(|p| p.assigned())
     }
 
     /// Whether an allocation of `n` slots on `cpu` must succeed: the cache takes what it
@@ -71,7 +71,7 @@ impl Model {
     /// magazines or asked for less would succeed more often, never less.
     fn must_cover(&self, cpu: usize, n: usize, from_magazine: bool, pool_batch: usize) -> bool {
         let cached = if from_magazine {
-            self.cache.stats().cached_per_cpu[cpu]
+            self.h.cache.stats().cached_per_cpu[cpu]
         } else {
             0
         };
@@ -104,64 +104,14 @@ impl Model {
         }
     }
 
-    fn cached(&self) -> Vec<std::num::NonZeroUsize> {
-        let mut all = Vec::new();
-        for cpu in 0..NCPU {
-            all.extend(self.cache.with_stopped(cpu, |m| m.slots()).unwrap());
-        }
-        all
-    }
-
-    /// A slot just handed out: zero everywhere, not live, not cached; then tag it.
+    /// A slot just handed out on `cpu`: also not cached (the model lists every magazine).
     fn take(&mut self, slot: std::num::NonZeroUsize, cpu: usize) {
-        for c in 0..NCPU {
-            for w in 0..CELL / 8 {
-                let v = self.cache.with_pool(|p| p.read(slot, c, w));
-                assert_eq!(v, 0, "slot {slot:#x} handed out dirty on CPU {c}");
-            }
-        }
         assert!(
-            self.live.iter().all(|(s, _)| *s != slot),
-            "slot {slot:#x} handed out twice"
-        );
-        assert!(
-            !self.cached().contains(&slot),
+            !self.h.cached().iter().flatten().any(|&c| c == slot),
             "slot {slot:#x} handed out while cached"
         );
-        self.next_tag += 1;
-        let tag = self.next_tag;
-        // SAFETY: the slot is ours; CPU `cpu`'s cell is `slot + cpu * stride`, 8-aligned.
-        unsafe { *((slot.get() + cpu * self.stride) as *mut u64) = tag };
-        self.live.push((slot, tag));
-    }
-
-    fn give_back(&mut self, i: usize) -> std::num::NonZeroUsize {
-        let (slot, tag) = self.live.swap_remove(i % self.live.len());
-        let cpu_cell = (0..NCPU)
-            .find(|&c| self.cache.with_pool(|p| p.read(slot, c, 0)) != 0)
-            .expect("tag lost");
-        assert_eq!(self.cache.with_pool(|p| p.read(slot, cpu_cell, 0)), tag);
-        slot
-    }
-
-    fn check(&self) {
-        let cached = self.cached();
-        let mut seen = HashSet::new();
-        for s in self.live.iter().map(|(s, _)| s).chain(&cached) {
-            assert!(seen.insert(*s), "slot {s:#x} in two places");
-        }
-        let stats = self.cache.stats();
-        assert_eq!(stats.cached, cached.len());
-        assert_eq!(stats.cached, stats.cached_per_cpu.iter().sum::<usize>());
-        assert!(stats
-            .cached_per_cpu
-            .iter()
-            .all(|&n| n <= stats.capacity_per_cpu));
-        assert_eq!(
-            self.cache.with_pool(|p| p.assigned()),
-            self.live.len() + cached.len(),
-            "pool assigned != live + cached"
-        );
+        // SAFETY: the slot was just handed out by the cache.
+        unsafe { self.h.take(slot, cpu) };
     }
 }
 
@@ -171,22 +121,18 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
         .with_batch(batch)
         .with_max_cached(max_cached);
     let cache = SlotCache::new(HeapSource::new(NCPU, CELL, PAGESETS, PER_PAGESET), config).unwrap();
-    let stride = cache.with_pool(|p| p.stride());
     let mut m = Model {
-        cache,
-        live: Vec::new(),
-        next_tag: 0,
-        stride,
+        h: CacheModel::new(cache),
         allocated: 0,
         failed: 0,
     };
-    let mut last = m.cache.stats();
+    let mut last = m.h.cache.stats();
     for op in ops {
         match op {
             Op::Alloc(cpu) => {
                 simulate_cpu(Some(cpu));
                 let must = m.must_cover(cpu, 1, true, batch);
-                let r = m.cache.alloc();
+                let r = m.h.cache.alloc();
                 m.expect_outcome("alloc", must, &r);
                 if let Ok(s) = r {
                     m.take(s, cpu);
@@ -196,7 +142,7 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
                 simulate_cpu(Some(cpu));
                 let must = m.must_cover(cpu, n, true, 0);
                 let mut out = Vec::new();
-                let r = m.cache.alloc_batch(n, &mut out);
+                let r = m.h.cache.alloc_batch(n, &mut out);
                 m.expect_outcome("alloc_batch", must, &r);
                 match r {
                     Ok(()) => {
@@ -208,67 +154,75 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
                     Err(_) => assert!(out.is_empty()),
                 }
             }
-            Op::Free(cpu, i) if !m.live.is_empty() => {
+            Op::Free(cpu, i) if m.h.live_len() > 0 => {
                 simulate_cpu(Some(cpu));
-                let s = m.give_back(i);
+                let s = m.h.give_back(i);
                 // SAFETY: `s` came from the cache and is no longer used.
-                unsafe { m.cache.free(s).unwrap() };
+                unsafe { m.h.cache.free(s).unwrap() };
             }
             Op::Free(..) => {}
             Op::Drain(cpu) => {
-                let before = m.cache.stats().cached_per_cpu[cpu];
-                assert_eq!(m.cache.drain_cpu(cpu).unwrap(), before);
-                assert_eq!(m.cache.stats().cached_per_cpu[cpu], 0);
+                let before = m.h.cache.stats().cached_per_cpu[cpu];
+                assert_eq!(m.h.cache.drain_cpu(cpu).unwrap(), before);
+                assert_eq!(m.h.cache.stats().cached_per_cpu[cpu], 0);
             }
             Op::DrainAll => {
-                m.cache.drain_all().unwrap();
-                assert_eq!(m.cache.stats().cached, 0);
+                m.h.cache.drain_all().unwrap();
+                assert_eq!(m.h.cache.stats().cached, 0);
             }
             Op::Trim(keep) => {
-                m.cache.trim(keep).unwrap();
-                assert!(m.cache.stats().cached_per_cpu.iter().all(|&n| n <= keep));
+                m.h.cache.trim(keep).unwrap();
+                assert!(m.h.cache.stats().cached_per_cpu.iter().all(|&n| n <= keep));
             }
             Op::RemovePageset(cpu, ps) => {
                 simulate_cpu(Some(cpu));
-                m.cache.with_pool(|p| p.set_draining(ps, true));
-                m.cache.remove_pageset(ps).unwrap();
-                let live_in_ps = m
-                    .live
-                    .iter()
-                    .filter(|(s, _)| m.cache.with_pool(|p| p.pageset_of(*s)) == Some(ps))
-                    .count();
-                assert_eq!(m.cache.with_pool(|p| p.assigned_in(ps)), live_in_ps);
-                m.cache.with_pool(|p| p.set_draining(ps, false));
+                m.h.cache.with_pool(|p| p.set_draining(ps, true));
+                m.h.cache.remove_pageset(ps).unwrap();
+                let live_in_ps =
+                    m.h.live_slots()
+                        .filter(|&s| m.h.cache.with_pool(|p| p.pageset_of(s)) == Some(ps))
+                        .count();
+                assert_eq!(m.h.cache.with_pool(|p| p.assigned_in(ps)), live_in_ps);
+                m.h.cache.with_pool(|p| p.set_draining(ps, false));
             }
             Op::AllocStopped(cpu) => {
                 simulate_cpu(Some(cpu));
                 let must = m.must_cover(cpu, 1, false, 1);
-                let r = m.cache.with_stopped(cpu, |_| m.cache.alloc()).unwrap();
+                let r = m.h.cache.with_stopped(cpu, |_| m.h.cache.alloc()).unwrap();
                 m.expect_outcome("alloc (magazine stopped)", must, &r);
                 if let Ok(s) = r {
                     m.take(s, cpu);
                 }
-                assert!(m.cache.stats().slow_allocs > last.slow_allocs || r.is_err());
+                assert!(
+                    m.h.cache.stats().counters.slow_allocs > last.counters.slow_allocs
+                        || r.is_err()
+                );
             }
-            Op::FreeStopped(..) if m.live.is_empty() => {}
+            Op::FreeStopped(..) if m.h.live_len() == 0 => {}
             Op::FreeStopped(cpu, i) => {
                 simulate_cpu(Some(cpu));
-                let s = m.give_back(i);
-                m.cache
+                let s = m.h.give_back(i);
+                m.h.cache
                     .with_stopped(cpu, |mag| {
                         let before = mag.slots();
                         // SAFETY: `s` came from the cache and is no longer used.
-                        unsafe { m.cache.free(s).unwrap() };
+                        unsafe { m.h.cache.free(s).unwrap() };
                         assert_eq!(mag.slots(), before, "stopped magazine modified");
                     })
                     .unwrap();
-                assert_eq!(m.cache.stats().slow_frees, last.slow_frees + 1);
+                assert_eq!(
+                    m.h.cache.stats().counters.slow_frees,
+                    last.counters.slow_frees + 1
+                );
             }
         }
         simulate_cpu(None);
-        m.check();
-        let now = m.cache.stats();
-        assert!(now.refills >= last.refills && now.spills >= last.spills);
+        m.h.check();
+        let now = m.h.cache.stats();
+        assert!(
+            now.counters.refills >= last.counters.refills
+                && now.counters.spills >= last.counters.spills
+        );
         last = now;
     }
     // Allocations were asked for and, where the model says they had to, made.
@@ -279,15 +233,11 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
     );
     // Everything back: free all, drain, and the pool is empty.
     simulate_cpu(Some(0));
-    while !m.live.is_empty() {
-        let s = m.give_back(0);
-        // SAFETY: as above.
-        unsafe { m.cache.free(s).unwrap() };
-    }
+    let cache = m.h.free_all();
     simulate_cpu(None);
-    m.cache.drain_all().unwrap();
-    assert_eq!(m.cache.with_pool(|p| p.assigned()), 0);
-    let (pool, drained) = m.cache.into_pool();
+    cache.drain_all().unwrap();
+    assert_eq!(cache.with_pool(|p| p.assigned()), 0);
+    let (pool, drained) = cache.into_pool();
     assert_eq!(drained.unwrap(), 0);
     assert_eq!(pool.assigned(), 0);
 }

@@ -49,11 +49,12 @@
 //! `min(batch, that)` slots.
 //!
 //! ```
-//! use pcpu_cache::{CacheConfig, HeapSource, SlotCache, SlotSource};
+//! use pcpu_cache::{CacheConfig, PagesetCache, SlotCache, SlotSource};
+//! use pcpu_pageset::{Pool, PoolConfig, SizeClass};
 //!
-//! // A test pool: 2 CPUs, 8-byte cells, 4 pagesets of 32 slots. With the pageset crate this
-//! // would be `pcpu_pageset::Pool::new(PoolConfig::new(SizeClass::B8))?`.
-//! let cache = SlotCache::new(HeapSource::new(2, 8, 4, 32), CacheConfig::new().with_batch(8))?;
+//! // The pool of 8-byte cells, 2 CPUs.
+//! let pool = Pool::new(PoolConfig::new(SizeClass::B8).with_ncpu(2))?;
+//! let cache: PagesetCache = SlotCache::new(pool, CacheConfig::new().with_batch(8))?;
 //! let mut held = Vec::new();
 //! for _ in 0..20 {
 //!     held.push(cache.alloc()?);
@@ -65,8 +66,12 @@
 //! }
 //! let stats = cache.stats();
 //! assert_eq!(cache.with_pool(|p| p.assigned()), stats.cached);
-//! cache.remove_pageset(0)?; // pull pageset 0's free slots out of every magazine
-//! cache.trim(0)?;           // and everything else
+//! let first = cache.alloc()?;
+//! let pageset = cache.with_pool(|p| p.pageset_of(first)).expect("a slot of the pool");
+//! // SAFETY: as above.
+//! unsafe { cache.free(first)? };
+//! cache.remove_pageset(pageset)?; // pull that pageset's free slots out of every magazine
+//! cache.trim(0)?; // and everything else
 //! assert_eq!(cache.with_pool(|p| p.assigned()), 0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -84,7 +89,7 @@
 //! ## Testing
 //!
 //! - `tests/loom.rs`: loom models of refill/spill against a drain, stop/fence/restart, and
-//!   `remove_pageset` against frees, on [`HeapSource`] with simulated CPUs:
+//!   `remove_pageset` against frees, on `pcpu_testkit::HeapSource` with simulated CPUs:
 //!   `RUSTFLAGS="--cfg loom --cfg crossbeam_loom" LOOM_MAX_PREEMPTIONS=2
 //!   cargo test -p pcpu-cache --release --test loom` (pcpu-rseq's portable backend runs the
 //!   magazines there; the pageset pool is left out under loom).
@@ -98,17 +103,26 @@
 #![warn(missing_docs)]
 
 mod cache;
+mod config;
+mod drain;
 mod error;
+mod fast;
+mod first_error;
 mod percpu;
+mod pool_lock;
+mod refill;
 mod source;
-mod sync;
+mod stats;
 
-pub use cache::{CacheConfig, CacheStats, SlotCache, StoppedMagazine};
+pub use cache::SlotCache;
+pub use config::CacheConfig;
+pub use drain::StoppedMagazine;
 pub use error::{CacheError, ConfigError};
 /// Makes the calling thread act as CPU `c` on the portable backend (for tests and models that
 /// simulate more CPUs than the machine has); `None` undoes it. Re-exported from pcpu-rseq.
 pub use percpu::simulate_cpu;
-pub use source::{HeapSource, HeapSourceError, SlotSource};
+pub use source::SlotSource;
+pub use stats::{CacheCounters, CacheStats};
 
 /// The cache over the pageset pool (one per size class).
 #[cfg(not(loom))]

@@ -1,50 +1,71 @@
-//! A reference model of a `Pool` and a harness that runs operations against both and
-//! checks they agree. Shared by the proptest (`tests/model.rs`) and the fuzz target
-//! (`fuzz/fuzz_targets/pageset.rs`, which includes this file by path).
-#![allow(dead_code)]
+//! A reference model of pcpu-pageset's `Pool` and a harness that runs operations against both
+//! and checks they agree. Run by pcpu-pageset's proptest (`crates/pageset/tests/model.rs`) and
+//! the `pageset` fuzz target (`fuzz/fuzz_targets/pageset.rs`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use pcpu_pageset::{PagesetError, PagesetId, Pool, PoolConfig, SizeClass, Slot};
 
-/// One operation of a test sequence.
+/// One operation of a test sequence. `pick` chooses among the live slots (or pagesets) by
+/// index modulo their number; an operation with nothing to pick does nothing.
 #[derive(Clone, Debug)]
 pub enum Op {
+    /// Assign one slot.
     Assign,
+    /// Assign `n` slots in one batch.
     AssignBatch {
+        /// How many.
         n: usize,
     },
+    /// Unassign one live slot.
     Unassign {
+        /// Which.
         pick: usize,
     },
     /// Unassign `n` live slots at once; with `dup`, list one twice (must fail, change
     /// nothing).
     UnassignBatch {
+        /// The first of them (the rest follow it in the live list).
         pick: usize,
+        /// How many.
         n: usize,
+        /// List one of them twice.
         dup: bool,
     },
     /// Unassign a slot that was already unassigned (must fail, change nothing).
     UnassignStale {
+        /// Which.
         pick: usize,
     },
     /// Unassign an address that is not a slot of the pool (must fail, change nothing).
     UnassignForeign {
+        /// The slot next to which the address lies.
         pick: usize,
+        /// Its distance from that slot.
         offset: usize,
     },
+    /// Write `value` into a word of a live slot's cell.
     Write {
+        /// Which slot.
         pick: usize,
+        /// Whose cell.
         cpu: usize,
+        /// Which word of it.
         word: usize,
+        /// What.
         value: u64,
     },
+    /// Mark a pageset draining or not.
     SetDraining {
+        /// Which.
         pick: usize,
+        /// Draining or not.
         on: bool,
     },
+    /// Release the pool's empty pagesets (their ids become invalid).
     Release,
+    /// Compare the pool with the model.
     Check,
 }
 
@@ -87,6 +108,7 @@ struct PagesetModel {
 
 /// The pool under test and the model it must agree with.
 pub struct Harness {
+    /// The pool under test.
     pub pool: Pool,
     cap: usize,
     /// Live slots, in a stable order for picking.
@@ -211,6 +233,7 @@ impl Harness {
         }
     }
 
+    /// Runs `op` on the pool and the model, and checks what it returned.
     pub fn apply(&mut self, op: &Op) {
         match *op {
             Op::Assign => {

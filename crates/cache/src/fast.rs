@@ -1,0 +1,114 @@
+//! The per-CPU fast path: `alloc` pops and `free` pushes on this CPU's magazine, one rseq
+//! critical section each (see the [crate docs](crate)). Anything else (an empty, full, stopped
+//! or busy magazine) leaves through a `#[cold]` call into `refill.rs`, so these stay small
+//! enough to inline.
+
+use crate::cache::{Res, SlotCache};
+use crate::error::CacheError;
+use crate::first_error::FirstError;
+use crate::percpu::StackMiss;
+use crate::source::SlotSource;
+
+impl<S: SlotSource> SlotCache<S> {
+    /// A free slot, zeroed on every CPU.
+    ///
+    /// Fast path: one pop from this CPU's magazine (one rseq critical section: no atomic
+    /// read-modify-write, no lock, no allocation, no syscall). An empty magazine is refilled
+    /// with a batch from the pool under the pool lock; a stopped or busy one sends this call to
+    /// the pool directly.
+    ///
+    /// # Errors
+    /// [`CacheError::Pool`] if the pool cannot grow and no CPU's magazine holds a free slot
+    /// (under memory pressure a refill takes smaller batches, then takes the cached slots of
+    /// every CPU back, before it gives up).
+    #[inline]
+    pub fn alloc(&self) -> Res<S::Slot, S> {
+        match self.stacks.pop() {
+            // SAFETY: only `slot_addr` of this source's slots is ever pushed (by `free` and the
+            // refill), so `addr` came from `slot_addr`.
+            Ok(addr) => Ok(unsafe { S::slot_from_addr(addr) }),
+            Err(StackMiss::Empty) => self.refill(),
+            Err(_) => self.alloc_slow(),
+        }
+    }
+
+    /// Appends `n` free slots, zeroed on every CPU, to `out` (for creating many counters at
+    /// once): as many as this CPU's magazine has, the rest from the pool in one locked call.
+    ///
+    /// # Errors
+    /// [`CacheError::Pool`] if the pool cannot grow even after the cached slots of every CPU
+    /// went back to it; `out` is then as it was (the slots taken so far went back to the
+    /// pool).
+    pub fn alloc_batch(&self, n: usize, out: &mut Vec<S::Slot>) -> Res<(), S> {
+        match self.alloc_batch_once(n, out) {
+            // As in `refill`: reclaim the slots cached on the CPUs, then try once more.
+            Err(CacheError::Pool(e)) => self.after_reclaim(e, |c| c.alloc_batch_once(n, out)),
+            result => result,
+        }
+    }
+
+    /// Zeroes every cell of the slot at `addr`, writing only cells that are not zero already:
+    /// a CPU that never wrote the slot keeps its page unpopulated (reading an untouched
+    /// anonymous page maps the shared zero page).
+    ///
+    /// # Safety
+    /// `addr` is `slot_addr` of a slot of this cache's source that is assigned and whose cells
+    /// nobody else accesses.
+    #[inline]
+    pub(crate) unsafe fn zero_cells(&self, addr: usize) {
+        for cpu in 0..self.cell_ncpu {
+            let cell = (addr + cpu * self.stride) as *mut u64;
+            for w in 0..self.cell_words {
+                // SAFETY: by `SlotSource`'s contract this cell is `cell_words` valid, 8-aligned
+                // words of an assigned slot, and by ours nobody else touches them.
+                unsafe {
+                    let word = cell.add(w);
+                    if word.read() != 0 {
+                        word.write(0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Returns `slot` to the cache: zeroes its cells, then one push onto this CPU's magazine
+    /// (one rseq critical section). A full magazine spills a batch to the pool under the pool
+    /// lock; a stopped or busy one sends the slot to the pool directly.
+    ///
+    /// # Errors
+    /// [`CacheError::Pool`] if the pool refuses a slot it is given back (a bug elsewhere);
+    /// that slot is then lost to the cache.
+    ///
+    /// # Safety
+    /// `slot` came from this cache (`alloc`/`alloc_batch`), is not freed twice, and nothing
+    /// reads or writes its cells any more (on any CPU): a concurrent writer could be zeroed
+    /// away, or write into a slot already handed to someone else.
+    #[inline]
+    pub unsafe fn free(&self, slot: S::Slot) -> Res<(), S> {
+        let addr = S::slot_addr(slot);
+        // SAFETY: the caller gives us the slot and sole access to its cells; it is assigned
+        // (to this cache) until it reaches the pool.
+        unsafe { self.zero_cells(addr) };
+        match self.stacks.push(addr) {
+            Ok(()) => Ok(()),
+            Err(StackMiss::Full) => self.spill(slot),
+            Err(_) => self.free_slow(slot),
+        }
+    }
+
+    /// [`free`](Self::free) for each slot; returns the first error after freeing the rest.
+    ///
+    /// # Errors
+    /// As for [`free`](Self::free).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free), for every slot (and no slot twice).
+    pub unsafe fn free_batch(&self, slots: impl IntoIterator<Item = S::Slot>) -> Res<(), S> {
+        let mut errors = FirstError::new();
+        for slot in slots {
+            // SAFETY: forwarded from the caller.
+            errors.ok(unsafe { self.free(slot) });
+        }
+        errors.into_result(())
+    }
+}

@@ -1,0 +1,24 @@
+//! What the tests and fuzz targets of the pcpu crates share, so that each is written once:
+//!
+//! - [`stress`]: `PCPU_STRESS_SCALE`/`PCPU_STRESS_SECS`-style knobs and the sizes they scale;
+//! - [`signals`]: SIGUSR1 handlers and the storm that hits worker threads with them;
+//! - [`rlimit`]: a test binary re-running one of its tests as a child under `RLIMIT_AS`;
+//! - [`HeapSource`]: a heap-backed `pcpu_cache::SlotSource` test double (no mmap, so the loom
+//!   models can use it);
+//! - [`pageset_model`]: the pageset pool's reference model, run by pcpu-pageset's proptest and
+//!   the `pageset` fuzz target;
+//! - [`cache_model`]: what a slot cache holds, over any pool, run by pcpu-cache's proptest
+//!   and the `cache` fuzz target.
+//!
+//! Not published (`publish = false`); the crates name it as a path-only dev-dependency.
+
+pub mod cache_model;
+mod heap_source;
+#[cfg(not(loom))]
+pub mod pageset_model;
+#[cfg(unix)]
+pub mod rlimit;
+pub mod signals;
+pub mod stress;
+
+pub use heap_source::{HeapSource, HeapSourceError};
