@@ -14,11 +14,11 @@
 //! `PCPU_RSEQ=off`); `PCPU_STRESS_SECS` (default 5) bounds it.
 #![cfg(unix)]
 
-mod common;
-
 use pcpu_counter::{CounterMode, Domain, PercpuCounter};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use pcpu_testkit::signals::{install_sigusr1, run_under_storm};
+use pcpu_testkit::stress::stress_secs;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const WORKERS: usize = 6;
@@ -48,52 +48,29 @@ fn handlers_in_a_scope_never_allocate_and_add_exactly() {
     PER_CPU.get_or_init(|| PercpuCounter::with_mode(domain, 0, CounterMode::PerCpu).unwrap());
     // SAFETY: the handler opens a signal handler scope first, in which every add it makes is
     // async-signal-safe (what this test checks), and adds to an atomic.
-    unsafe { common::install_sigusr1(on_signal) };
-    let deadline =
-        Instant::now() + Duration::from_secs_f64(common::env_f64("PCPU_STRESS_SECS", 5.0));
-    let ids = Mutex::new(Vec::new());
-    let finished = AtomicUsize::new(0);
-    let storm_over = AtomicBool::new(false);
-    let (adds, sent) = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..WORKERS)
-            .map(|t| {
-                let (ids, finished, storm_over) = (&ids, &finished, &storm_over);
-                s.spawn(move || {
-                    // SAFETY: pthread_self has no preconditions.
-                    ids.lock()
-                        .unwrap()
-                        .push(unsafe { libc::pthread_self() } as usize);
-                    let uses_pcpu = t % 2 == 0;
-                    let mut adds = 0u64;
-                    let mut keep: Vec<Vec<u8>> = Vec::with_capacity(64);
-                    let mut i = 0usize;
-                    while Instant::now() < deadline {
-                        // The allocator, for the signals to land in.
-                        keep.push(vec![t as u8; 16 + i % 4096]);
-                        if keep.len() == keep.capacity() {
-                            keep.clear();
-                        }
-                        if uses_pcpu {
-                            SHARED.inc();
-                            PER_CPU.get().unwrap().inc();
-                            adds += 1;
-                        }
-                        i += 1;
-                    }
-                    finished.fetch_add(1, Ordering::SeqCst);
-                    while !storm_over.load(Ordering::SeqCst) {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    adds
-                })
-            })
-            .collect();
-        // SAFETY: workers do not exit before `storm_over` is set below.
-        let sent = unsafe { common::storm(&ids, &finished, WORKERS, 29, 16) };
-        storm_over.store(true, Ordering::SeqCst);
-        let adds: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
-        (adds, sent)
+    unsafe { install_sigusr1(on_signal) };
+    let deadline = Instant::now() + Duration::from_secs_f64(stress_secs(5.0));
+    let (adds, sent) = run_under_storm(WORKERS, 29, 16, |t| {
+        let uses_pcpu = t % 2 == 0;
+        let mut adds = 0u64;
+        let mut keep: Vec<Vec<u8>> = Vec::with_capacity(64);
+        let mut i = 0usize;
+        while Instant::now() < deadline {
+            // The allocator, for the signals to land in.
+            keep.push(vec![t as u8; 16 + i % 4096]);
+            if keep.len() == keep.capacity() {
+                keep.clear();
+            }
+            if uses_pcpu {
+                SHARED.inc();
+                PER_CPU.get().unwrap().inc();
+                adds += 1;
+            }
+            i += 1;
+        }
+        adds
     });
+    let adds: u64 = adds.into_iter().sum();
     let handled = HANDLED.load(Ordering::Relaxed);
     eprintln!(
         "signal_scope: mode {:?}, {adds} adds by workers, {sent} signals sent, {handled} \
