@@ -609,11 +609,13 @@ pub unsafe fn portable_exchange(
     }
 }
 
-/// The CPU this thread runs on, from the cheapest source: the rseq area's `cpu_id`, the
-/// simulated CPU ([`crate::simulate_cpu`]), or `sched_getcpu`.
+/// The lane this thread's per-CPU operations use now, from the cheapest source: the rseq
+/// area's id field (`mm_cid` or `cpu_id`, whichever the process indexes lanes by:
+/// [`crate::id_source`]), the simulated CPU ([`crate::simulate_cpu`]), or `sched_getcpu`.
 ///
-/// The answer may be stale by the time it is used (the thread can migrate); use it for
-/// statistics and placement hints, never to pick a cell to write without atomics.
+/// The answer may be stale by the time it is used (the thread can migrate, and another thread
+/// of the process may take over its `mm_cid`): use it for statistics and placement hints,
+/// never to pick a cell to write without atomics. A section re-reads the id itself.
 ///
 /// ```
 /// let cpu = pcpu_rseq::current_cpu();
@@ -622,8 +624,11 @@ pub unsafe fn portable_exchange(
 pub fn current_cpu() -> usize {
     let state = thread::state();
     if state > thread::NO_RSEQ {
-        // SAFETY: `state` is this thread's live, registered area.
-        let cpu = unsafe { crate::abi::read_cpu_id(state as *const _) };
+        // SAFETY: `state` is this thread's live, registered area, and the id offset is that
+        // of one of its 4-byte, 4-aligned kernel-owned fields (`cpu_id` or `mm_cid`), read
+        // volatile as the kernel writes it. `mm_cid` is below the CPU count, so its `u32`
+        // reads the same as an `i32`.
+        let cpu = unsafe { core::ptr::read_volatile((state + arch::id_offset()) as *const i32) };
         if let Ok(cpu) = usize::try_from(cpu) {
             return cpu;
         }
