@@ -7,6 +7,7 @@ use crate::stats::{DomainStats, SpaceStats, Totals};
 use crate::CounterError;
 use pcpu_migrate::{CompactPolicy, CompactReport, Space, SpaceConfig};
 use pcpu_pageset::SizeClass;
+use std::sync::atomic::AtomicUsize;
 use std::sync::OnceLock;
 
 /// How a counter uses per-CPU memory.
@@ -179,11 +180,21 @@ impl DomainBuilder {
             batch,
             max_batch,
             fold: pcpu_rseq::FoldParams::new(stride, self.ncpu, batch),
+            lanes: AtomicUsize::new(initial_lanes(self.ncpu)),
             mode: self.mode,
             policy: self.policy,
             compact_when_waste_above: self.compact_when_waste_above,
             totals: Totals::new(pcpu_rseq::possible_cpus()),
         }))
+    }
+}
+
+/// The lane bound new single counters start with: see [`Domain::lanes`].
+fn initial_lanes(ncpu: usize) -> usize {
+    if pcpu_rseq::mode() == pcpu_rseq::Mode::Rseq {
+        ncpu.min(1)
+    } else {
+        ncpu
     }
 }
 
@@ -213,8 +224,16 @@ pub struct Domain {
     pub(crate) batch: i64,
     /// Widest batch a contended counter widens to.
     pub(crate) max_batch: i64,
-    /// Stride, CPU count and batch, prepared for the add fast path.
+    /// Stride, CPU count and batch, prepared for the add fast path (groups add with it).
     pub(crate) fold: pcpu_rseq::FoldParams,
+    /// The lanes (CPU or concurrency ids, `pcpu_rseq::id_source`) single counters of this
+    /// domain have used: a new header counter starts with it as its lane bound
+    /// (`Inner::fold`'s `ncpu`), and the slow path of an add from a lane at or above a
+    /// counter's bound raises both (`Inner::note_lane`). Starts at 1 with rseq (where lanes
+    /// follow `mm_cid` and the process uses 2 CPUs, `sum()` then reads 2 lanes, not
+    /// `ncpu`); at `ncpu` on the portable backend, which files adds under `sched_getcpu`
+    /// modulo the bound and never takes that slow path.
+    pub(crate) lanes: AtomicUsize,
     pub(crate) mode: CounterMode,
     policy: CompactPolicy,
     compact_when_waste_above: Option<f64>,
