@@ -9,7 +9,8 @@
 //! start with every lane (it files adds under `sched_getcpu`), so only the totals are
 //! checked there. `PCPU_EXPECT_ID=mm_cid` or `cpu` fails the test unless that id source is in
 //! use (CI sets it).
-#![cfg(unix)] // the signal storm
+// Linux: the signal storm, `sched_getaffinity` and the ids themselves.
+#![cfg(target_os = "linux")]
 // Not under Miri: signals, `sched_getaffinity`, 8 threads.
 #![cfg(not(miri))]
 
