@@ -605,9 +605,17 @@ impl PercpuCounter {
     pub fn set(&self, value: i64) -> Result<(), CounterError> {
         if let Form::Header(inner) = self.form() {
             let mut taken = [0i64];
-            // SAFETY: the header is attached (if at all) through its domain's space.
-            unsafe { inner.domain().space.take_cells(&inner.header, &mut taken) }
-                .map_err(CounterError::Space)?;
+            // SAFETY: the header is attached (if at all) through its domain's space; its
+            // sections add only below its lane bound, read after the grace period (an add
+            // that reached a lane read a bound above it, raised before).
+            unsafe {
+                inner.domain().space.take_cells_below(
+                    &inner.header,
+                    || inner.fold.ncpu(),
+                    &mut taken,
+                )
+            }
+            .map_err(CounterError::Space)?;
         }
         self.central().store(value, Ordering::Release);
         Ok(())
