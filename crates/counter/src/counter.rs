@@ -805,9 +805,7 @@ impl Inner {
         Inner {
             header: Header::new(),
             // The lanes the domain's counters have used so far (`Domain::lanes`).
-            fold: domain
-                .fold
-                .with_ncpu(domain.lanes.load(std::sync::atomic::Ordering::Acquire)),
+            fold: domain.fold.with_ncpu(domain.lanes_for_new_counter()),
             domain: domain.index as u16,
             limit_lock: AtomicBool::new(false),
             widest_add_batch_log2: AtomicU8::new(0),
