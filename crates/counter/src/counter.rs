@@ -351,8 +351,37 @@ impl PercpuCounter {
             Ok(0) => {}
             // SAFETY: forwarded from the caller.
             Ok(moved) => unsafe { self.fold_in(h, moved) },
-            Err(_) => self.add_central(delta),
+            // SAFETY: forwarded from the caller.
+            Err(_) => unsafe { self.add_slow(h, delta) },
         }
+    }
+
+    /// The slow path of an add to a header counter. If this thread's lane is at or above the
+    /// counter's lane bound (the section refused it: the first add from a new lane), the
+    /// bound is raised and the add retried per-CPU (a few times: the thread may change lanes
+    /// in between); otherwise, or if that fails, the central count takes it.
+    ///
+    /// # Safety
+    /// As for [`inner_of`](Self::inner_of).
+    #[cold]
+    #[inline(never)]
+    unsafe fn add_slow(&self, h: usize, delta: i64) {
+        // SAFETY: forwarded from the caller.
+        let inner = unsafe { Self::inner_of(h) };
+        for _ in 0..3 {
+            if !inner.note_lane() {
+                break;
+            }
+            let slot = Header::slot_word_ptr(h as *const Header);
+            // SAFETY: as in `add_header`.
+            match unsafe { pcpu_rseq::add_fold_beside::<PARAMS_AFTER_SLOT>(slot, delta) } {
+                Ok(0) => return,
+                // SAFETY: forwarded from the caller.
+                Ok(moved) => return unsafe { self.fold_in(h, moved) },
+                Err(_) => {}
+            }
+        }
+        self.add_central(delta);
     }
 
     /// The slow path of a header counter (its slot is disabled: none yet, or being moved;
@@ -447,15 +476,22 @@ impl PercpuCounter {
                 .widest_add_batch_log2
                 .fetch_max(log2, Ordering::Relaxed);
         }
-        let fold = inner.fold.with_batch(batch);
-        // SAFETY: as in `add_header`, with `fold` describing the same cells.
-        match unsafe { pcpu_rseq::add_fold_with(inner.header.slot_word(), &fold, delta) } {
-            Ok(0) => {}
-            Ok(moved) => {
-                self.central().fetch_add(moved, Ordering::Release);
+        // A lane bound raised by the slow path (as in `add_slow`) gets one retry.
+        for retry in [false, true] {
+            let fold = inner.fold.with_batch(batch);
+            // SAFETY: as in `add_header`, with `fold` describing the same cells (and a lane
+            // bound read from the counter's, which only grows).
+            match unsafe { pcpu_rseq::add_fold_with(inner.header.slot_word(), &fold, delta) } {
+                Ok(0) => return,
+                Ok(moved) => {
+                    self.central().fetch_add(moved, Ordering::Release);
+                    return;
+                }
+                Err(_) if !retry && inner.note_lane() => {}
+                Err(_) => break,
             }
-            Err(_) => self.add_central(delta),
         }
+        self.add_central(delta);
     }
 
     /// Moves what an `add` took out of this CPU's cell into the central count, and widens the
@@ -575,9 +611,17 @@ impl PercpuCounter {
     pub fn set(&self, value: i64) -> Result<(), CounterError> {
         if let Form::Header(inner) = self.form() {
             let mut taken = [0i64];
-            // SAFETY: the header is attached (if at all) through its domain's space.
-            unsafe { inner.domain().space.take_cells(&inner.header, &mut taken) }
-                .map_err(CounterError::Space)?;
+            // SAFETY: the header is attached (if at all) through its domain's space; its
+            // sections add only below its lane bound, read after the grace period (an add
+            // that reached a lane read a bound above it, raised before).
+            unsafe {
+                inner.domain().space.take_cells_below(
+                    &inner.header,
+                    || inner.fold.ncpu(),
+                    &mut taken,
+                )
+            }
+            .map_err(CounterError::Space)?;
         }
         self.central().store(value, Ordering::Release);
         Ok(())
@@ -766,7 +810,8 @@ impl Inner {
     fn new(domain: &'static Domain) -> Inner {
         Inner {
             header: Header::new(),
-            fold: domain.fold.clone(),
+            // The lanes the domain's counters have used so far (`Domain::lanes`).
+            fold: domain.fold.with_ncpu(domain.lanes_for_new_counter()),
             domain: domain.index as u16,
             limit_lock: AtomicBool::new(false),
             widest_add_batch_log2: AtomicU8::new(0),
@@ -777,6 +822,31 @@ impl Inner {
 
     fn domain(&self) -> &'static Domain {
         crate::registry::get(usize::from(self.domain))
+    }
+
+    /// After an add took the slow path: if this thread's lane (a hint, read outside a
+    /// section) is at or above the counter's lane bound and within the domain's CPUs, raise
+    /// the bound (and the domain's, for counters made later) past it. The raise is a
+    /// `Release` `fetch_max` made before any section can add to that lane (sections check
+    /// the bound), so `sum()`, which loads the bound (`Acquire`) and then the cells below it,
+    /// misses no add that happened before it. A stale hint raises the bound needlessly
+    /// (`sum` reads one lane more) or not enough (the next add comes here again): never
+    /// wrong. Returns whether it raised the bound (the add is then worth retrying per-CPU).
+    fn note_lane(&self) -> bool {
+        let domain = self.domain();
+        let bound = self.fold.ncpu();
+        if bound >= domain.ncpu {
+            return false;
+        }
+        let lane = pcpu_rseq::current_cpu();
+        if lane < bound || lane >= domain.ncpu {
+            return false;
+        }
+        self.fold.raise_ncpu(lane + 1);
+        domain
+            .lanes
+            .fetch_max(lane + 1, std::sync::atomic::Ordering::Release);
+        true
     }
 }
 

@@ -7,6 +7,7 @@ use crate::stats::{DomainStats, SpaceStats, Totals};
 use crate::CounterError;
 use pcpu_migrate::{CompactPolicy, CompactReport, Space, SpaceConfig};
 use pcpu_pageset::SizeClass;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// How a counter uses per-CPU memory.
@@ -179,6 +180,7 @@ impl DomainBuilder {
             batch,
             max_batch,
             fold: pcpu_rseq::FoldParams::new(stride, self.ncpu, batch),
+            lanes: AtomicUsize::new(0),
             mode: self.mode,
             policy: self.policy,
             compact_when_waste_above: self.compact_when_waste_above,
@@ -213,8 +215,18 @@ pub struct Domain {
     pub(crate) batch: i64,
     /// Widest batch a contended counter widens to.
     pub(crate) max_batch: i64,
-    /// Stride, CPU count and batch, prepared for the add fast path.
+    /// Stride, CPU count and batch, prepared for the add fast path (groups add with it).
     pub(crate) fold: pcpu_rseq::FoldParams,
+    /// The lanes (CPU or concurrency ids, `pcpu_rseq::id_source`) single counters of this
+    /// domain have used: a new header counter starts with it as its lane bound
+    /// (`Inner::fold`'s `ncpu`), and the slow path of an add from a lane at or above a
+    /// counter's bound raises both (`Inner::note_lane`). Starts at 1 with rseq (where lanes
+    /// follow `mm_cid` and the process uses 2 CPUs, `sum()` then reads 2 lanes, not
+    /// `ncpu`); at `ncpu` on the portable backend, which files adds under `sched_getcpu`
+    /// modulo the bound and never takes that slow path. 0 until the first header counter
+    /// ([`Domain::lanes_for_new_counter`]), so that building a domain does not choose the
+    /// backend (`pcpu_rseq::force_portable` may still follow).
+    pub(crate) lanes: AtomicUsize,
     pub(crate) mode: CounterMode,
     policy: CompactPolicy,
     compact_when_waste_above: Option<f64>,
@@ -223,6 +235,24 @@ pub struct Domain {
 }
 
 impl Domain {
+    /// The lane bound a new header counter starts with ([`Domain::lanes`]), setting its
+    /// initial value on first use: 1 with rseq, `ncpu` on the portable backend (the counter
+    /// is about to run per-CPU operations, which choose the backend anyway).
+    pub(crate) fn lanes_for_new_counter(&self) -> usize {
+        let lanes = self.lanes.load(Ordering::Acquire);
+        if lanes != 0 {
+            return lanes;
+        }
+        let initial = if pcpu_rseq::mode() == pcpu_rseq::Mode::Rseq {
+            self.ncpu.min(1)
+        } else {
+            self.ncpu
+        };
+        self.lanes
+            .fetch_max(initial, Ordering::Release)
+            .max(initial)
+    }
+
     /// The default domain: possible CPUs, Linux's batch, lazy counters.
     pub fn global() -> &'static Domain {
         static GLOBAL: OnceLock<Domain> = OnceLock::new();

@@ -148,9 +148,19 @@ fn backend_choice_is_reported_once_with_its_reason() {
     let choice = &choices[0];
     assert_eq!(choice.level, tracing::Level::INFO);
     assert_eq!(field(choice, "backend"), format!("{mode:?}"));
+    // The id the lanes follow, and the reason says why (mm_cid, or why not).
+    let ids = pcpu_rseq::id_source();
+    assert_eq!(field(choice, "ids"), format!("{ids:?}"));
     let reason = field(choice, "reason");
     match mode {
-        pcpu_rseq::Mode::Rseq => assert!(reason.contains("rseq registration"), "{reason}"),
+        pcpu_rseq::Mode::Rseq => {
+            assert!(reason.contains("rseq registration"), "{reason}");
+            let lanes = match ids {
+                pcpu_rseq::IdSource::MmCid => "lanes by mm_cid",
+                pcpu_rseq::IdSource::CpuId => "cpu_id",
+            };
+            assert!(reason.contains(lanes), "{reason}");
+        }
         pcpu_rseq::Mode::Portable => assert!(!reason.is_empty()),
     }
 }

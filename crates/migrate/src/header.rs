@@ -365,6 +365,8 @@ pub(crate) unsafe fn cells_total(addr: usize, stride: usize, ncpu: usize, w: usi
     if addr == 0 {
         return 0;
     }
+    #[cfg(feature = "count-lane-reads")]
+    crate::lane_reads::add(ncpu);
     (0..ncpu).fold(0i64, |total, cpu| {
         // SAFETY: the cell lies in the pool's mapping, which stays mapped while the pool
         // lives even if the slot is freed meanwhile; it is an 8-aligned i64 word; the load is

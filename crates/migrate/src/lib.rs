@@ -33,3 +33,24 @@ pub use header::Header;
 pub use space::{Space, SpaceConfig};
 #[cfg(not(loom))]
 pub use waste::Waste;
+
+/// Testing aid (feature `count-lane-reads`): how many lanes the sums of this thread have read
+/// ([`Space::sum_word`], [`Space::sum_words`], [`Header::sum_word`]: one per lane and word of
+/// a slot, whatever the read section keeps).
+#[cfg(feature = "count-lane-reads")]
+pub mod lane_reads {
+    use std::cell::Cell;
+
+    std::thread_local! {
+        static READS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// Lanes read by this thread's sums so far.
+    pub fn on_this_thread() -> u64 {
+        READS.with(Cell::get)
+    }
+
+    pub(crate) fn add(n: usize) {
+        READS.with(|r| r.set(r.get() + n as u64));
+    }
+}

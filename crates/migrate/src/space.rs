@@ -270,10 +270,30 @@ impl Space {
     /// # Safety
     /// `header` is unattached, dead, or attached through this space (its cells are written).
     pub unsafe fn take_cells(&self, header: &Header, out: &mut [i64]) -> Result<(), MigrateError> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.take_cells_below(header, || self.ncpu, out) }
+    }
+
+    /// [`take_cells`](Self::take_cells) over the lanes below `lanes()` only: the caller's
+    /// lane bound (pcpu-counter's), read after the grace period, when every add that
+    /// reached a cell has read a bound no higher. Lanes at or above it must hold zeros.
+    ///
+    /// # Errors
+    /// As for [`take_cells`](Self::take_cells).
+    ///
+    /// # Safety
+    /// As for [`take_cells`](Self::take_cells), and no add reaches a lane at or above the
+    /// bound `lanes()` returns after the grace period.
+    pub unsafe fn take_cells_below(
+        &self,
+        header: &Header,
+        lanes: impl FnOnce() -> usize,
+        out: &mut [i64],
+    ) -> Result<(), MigrateError> {
         out.iter_mut().for_each(|o| *o = 0);
         header
             .take(|addr| {
-                for cpu in 0..self.ncpu {
+                for cpu in 0..lanes().min(self.ncpu) {
                     for (w, o) in out.iter_mut().enumerate().take(self.words) {
                         // SAFETY: the slot is assigned to this header (a slot of this space,
                         // the caller says; the claim is ours, so nobody moves or frees it).

@@ -19,6 +19,10 @@
 //!   then kill the thread with SIGSEGV on its next preemption or signal (tested by
 //!   `crates/cdylib-test`).
 //!
+//! - `mm_cid` (offset 24, Linux 6.3+): the thread's concurrency id, which lanes follow
+//!   where the kernel provides it ([`crate::IdSource`]); read inside a section, like
+//!   `cpu_id`, and bounds-checked the same way.
+//!
 //! Never written here: `cpu_id_start`, `cpu_id`, `node_id`, `mm_cid`. They belong to the
 //! kernel, and recent kernels may kill a process that writes them.
 
@@ -37,6 +41,14 @@ pub const CPU_ID_OFFSET: usize = 4;
 
 /// Offset of `rseq_cs` in `struct rseq`.
 pub const RSEQ_CS_OFFSET: usize = 8;
+
+/// Offset of `node_id` in `struct rseq` (Linux 6.3+).
+pub const NODE_ID_OFFSET: usize = 20;
+
+/// Offset of `mm_cid` in `struct rseq` (Linux 6.3+). The kernel fills it in when
+/// `getauxval(AT_RSEQ_FEATURE_SIZE)` is at least `MM_CID_OFFSET + 4` (28), in every
+/// registered area: the kernel accepts no registration shorter than 32 bytes.
+pub const MM_CID_OFFSET: usize = 24;
 
 /// `cpu_id` before the thread registered.
 pub const CPU_ID_UNINITIALIZED: i32 = -1;
@@ -94,6 +106,8 @@ impl Default for RseqArea {
 const _: () = assert!(core::mem::size_of::<RseqArea>() == RSEQ_AREA_LEN as usize);
 const _: () = assert!(core::mem::offset_of!(RseqArea, cpu_id) == CPU_ID_OFFSET);
 const _: () = assert!(core::mem::offset_of!(RseqArea, rseq_cs) == RSEQ_CS_OFFSET);
+const _: () = assert!(core::mem::offset_of!(RseqArea, node_id) == NODE_ID_OFFSET);
+const _: () = assert!(core::mem::offset_of!(RseqArea, mm_cid) == MM_CID_OFFSET);
 
 /// Reads the kernel-maintained `cpu_id` of an area.
 ///
@@ -104,4 +118,15 @@ pub unsafe fn read_cpu_id(area: *const RseqArea) -> i32 {
     // SAFETY: the caller guarantees `area` is live; the kernel writes the field behind our back,
     // so the read must be volatile to be re-done every time.
     unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*area).cpu_id)) }
+}
+
+/// Reads the kernel-maintained `mm_cid` of an area (meaningful only where the kernel's
+/// feature size covers it, see [`MM_CID_OFFSET`]).
+///
+/// # Safety
+/// As for [`read_cpu_id`].
+#[inline(always)]
+pub unsafe fn read_mm_cid(area: *const RseqArea) -> u32 {
+    // SAFETY: as in `read_cpu_id`.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*area).mm_cid)) }
 }

@@ -50,13 +50,15 @@ fn portable_in_use() -> bool {
     }
 }
 
-/// Like [`synchronize`], but only for operations on one CPU (cheaper with rseq: one IPI).
+/// Like [`synchronize`], but only for operations on one lane: with rseq and lanes by CPU id
+/// ([`crate::IdSource::CpuId`]) a fence of that CPU alone (one IPI); with lanes by `mm_cid`,
+/// whose holder may run on any CPU, a fence of every CPU, as [`synchronize`].
 ///
 /// # Errors
 /// As for [`synchronize`].
 pub fn fence_cpu(cpu: usize) -> io::Result<()> {
     if crate::mode() == crate::Mode::Rseq {
-        crate::membarrier::fence_cpu(cpu)?;
+        fence_lane(cpu)?;
     }
     if portable_in_use() {
         epoch_grace_period();
@@ -80,5 +82,15 @@ pub fn epoch_grace_period() {
         guard.flush();
         drop(guard);
         yield_now();
+    }
+}
+
+/// The membarrier rseq fence for the sections on lane `lane` (rseq mode): the CPU of that id
+/// when lanes follow CPU ids; every CPU when they follow `mm_cid`, since a concurrency id
+/// says nothing about where its thread runs.
+pub(crate) fn fence_lane(lane: usize) -> io::Result<()> {
+    match crate::id_source() {
+        crate::IdSource::CpuId => crate::membarrier::fence_cpu(lane),
+        crate::IdSource::MmCid => crate::membarrier::fence_all(),
     }
 }

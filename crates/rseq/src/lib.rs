@@ -37,7 +37,8 @@ mod thread;
 pub use cpus::{parse_cpu_list, possible_cpus, POSSIBLE_PATH};
 pub use fence::{epoch_grace_period, fence_cpu, synchronize};
 pub use mode::{
-    env_forces_portable, force_portable, mode, Mode, ModeAlreadyChosen, ENV_VAR, EXPECT_ENV_VAR,
+    env_forces_cpu_id, env_forces_portable, force_portable, id_source, mode, IdSource, Mode,
+    ModeAlreadyChosen, ENV_VAR, EXPECT_ENV_VAR, ID_ENV_VAR,
 };
 pub use native::kernel_feature_size;
 pub use ops::{

@@ -19,6 +19,40 @@ pub enum Mode {
     Portable,
 }
 
+/// Which id the rseq sections index lanes (cells, stack lanes, magazines) by.
+///
+/// - [`IdSource::MmCid`]: the rseq area's `mm_cid` (Linux 6.3+), a per-process *concurrency
+///   id*: below the smaller of the process's thread count and the number of CPUs it may run
+///   on, and never held by two running threads of the process at once. A process limited to
+///   2 CPUs of 256 uses lanes 0 and 1 only, so its writes (and resident memory) pack into the
+///   low lanes. Like `cpu_id`, it is stable inside a critical section only.
+/// - [`IdSource::CpuId`]: the rseq area's `cpu_id`, the CPU the thread runs on. Used when the
+///   kernel does not provide `mm_cid` (`getauxval(AT_RSEQ_FEATURE_SIZE)` below 28), when
+///   [`ID_ENV_VAR`]`=cpu` asks for it, and always on the portable backend, which uses the
+///   CPU the thread last ran on (`sched_getcpu`).
+///
+/// Chosen once, with the backend ([`mode`]), and never changed: two threads indexing by
+/// different ids could both be in the same lane at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdSource {
+    /// Lanes follow the rseq area's `mm_cid`.
+    MmCid,
+    /// Lanes follow the CPU id (`cpu_id` in rseq mode, `sched_getcpu` on the portable
+    /// backend).
+    CpuId,
+}
+
+/// Name of the environment variable that forces lanes to follow CPU ids in rseq mode when set
+/// to `cpu` (also accepted: `cpu_id`). Unset, or `mm_cid`/`auto`: `mm_cid` where the kernel
+/// provides it. Read once, when the backend is chosen.
+pub const ID_ENV_VAR: &str = "PCPU_RSEQ_ID";
+
+/// True when `PCPU_RSEQ_ID` asks for CPU ids.
+pub fn env_forces_cpu_id() -> bool {
+    std::env::var(ID_ENV_VAR)
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "cpu" | "cpu_id"))
+}
+
 /// Why the portable backend could not be forced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModeAlreadyChosen(pub Mode);
@@ -36,14 +70,18 @@ impl std::error::Error for ModeAlreadyChosen {}
 pub const ENV_VAR: &str = "PCPU_RSEQ";
 
 const UNDECIDED: u8 = 0;
+/// rseq, lanes by `cpu_id`.
 const RSEQ: u8 = 1;
 const PORTABLE: u8 = 2;
+/// rseq, lanes by `mm_cid`: the id source is part of the one decision, so no thread can see
+/// the mode without it.
+const RSEQ_MM_CID: u8 = 3;
 
 static MODE: AtomicU8 = AtomicU8::new(UNDECIDED);
 
 fn decode(raw: u8) -> Option<Mode> {
     match raw {
-        RSEQ => Some(Mode::Rseq),
+        RSEQ | RSEQ_MM_CID => Some(Mode::Rseq),
         PORTABLE => Some(Mode::Portable),
         _ => None,
     }
@@ -73,6 +111,30 @@ pub fn mode() -> Mode {
     }
 }
 
+/// Which id the lanes follow in this process ([`IdSource`]), choosing the backend now if no
+/// per-CPU operation has run yet. Always [`IdSource::CpuId`] on the portable backend.
+///
+/// ```
+/// use pcpu_rseq::{IdSource, Mode};
+/// let ids = pcpu_rseq::id_source();
+/// if pcpu_rseq::mode() == Mode::Portable {
+///     assert_eq!(ids, IdSource::CpuId);
+/// }
+/// assert_eq!(ids, pcpu_rseq::id_source());
+/// ```
+pub fn id_source() -> IdSource {
+    let mut raw = MODE.load(Ordering::Acquire);
+    if raw == UNDECIDED {
+        decide();
+        raw = MODE.load(Ordering::Acquire);
+    }
+    if raw == RSEQ_MM_CID {
+        IdSource::MmCid
+    } else {
+        IdSource::CpuId
+    }
+}
+
 /// Forces the portable backend for the whole process.
 ///
 /// Succeeds if no per-CPU operation has chosen the rseq backend yet (calling it twice is fine).
@@ -84,7 +146,11 @@ pub fn mode() -> Mode {
 pub fn force_portable() -> Result<(), ModeAlreadyChosen> {
     match MODE.compare_exchange(UNDECIDED, PORTABLE, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {
-            chosen(Mode::Portable, "force_portable() was called");
+            chosen(
+                Mode::Portable,
+                IdSource::CpuId,
+                "force_portable() was called",
+            );
             Ok(())
         }
         Err(PORTABLE) => Ok(()),
@@ -106,7 +172,17 @@ fn decide() -> Mode {
         (PORTABLE, format!("{ENV_VAR} asks for the portable backend"))
     } else {
         match crate::native::probe() {
-            Ok(found) => (RSEQ, found.to_owned()),
+            Ok(found) => {
+                let (ids, why) = if env_forces_cpu_id() {
+                    (RSEQ, format!("{ID_ENV_VAR} asks for cpu_id"))
+                } else {
+                    match found.mm_cid {
+                        Ok(how) => (RSEQ_MM_CID, how),
+                        Err(why) => (RSEQ, why),
+                    }
+                };
+                (ids, format!("{}; {why}", found.area))
+            }
             Err(why) => (PORTABLE, why),
         }
     };
@@ -114,7 +190,12 @@ fn decide() -> Mode {
         match MODE.compare_exchange(UNDECIDED, wanted, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {
                 let mode = decode(wanted).unwrap_or(Mode::Portable);
-                chosen(mode, &reason);
+                let ids = if wanted == RSEQ_MM_CID {
+                    IdSource::MmCid
+                } else {
+                    IdSource::CpuId
+                };
+                chosen(mode, ids, &reason);
                 Some(mode)
             }
             Err(chosen) => decode(chosen),
@@ -126,14 +207,14 @@ fn decide() -> Mode {
     mode
 }
 
-/// The backend-choice event (`tracing` feature): which backend, and why. Emitted once per
-/// process, by the thread whose choice was stored.
+/// The backend-choice event (`tracing` feature): which backend, which id the lanes follow,
+/// and why. Emitted once per process, by the thread whose choice was stored.
 #[cold]
-fn chosen(mode: Mode, reason: &str) {
+fn chosen(mode: Mode, ids: IdSource, reason: &str) {
     #[cfg(feature = "tracing")]
-    tracing::info!(backend = ?mode, reason, "pcpu: per-CPU backend chosen");
+    tracing::info!(backend = ?mode, ids = ?ids, reason, "pcpu: per-CPU backend chosen");
     #[cfg(not(feature = "tracing"))]
-    let _ = (mode, reason);
+    let _ = (mode, ids, reason);
 }
 
 /// Name of the environment variable with which a test run demands the rseq backend:

@@ -7,8 +7,9 @@
 //!    crate still links on musl and older glibc; a static glibc program (`crt-static`), where
 //!    `dlsym` finds nothing, links them directly. A size of 0 means glibc did not register (it
 //!    was told not to by `GLIBC_TUNABLES=glibc.pthread.rseq=0`, or the syscall failed, as under
-//!    valgrind). glibc 2.36 reports 20 although it registers 32 bytes; only `cpu_id` and
-//!    `rseq_cs` are used here, and both lie within the first 16 bytes.
+//!    valgrind). glibc 2.36 reports 20 although it registers 32 bytes (the kernel accepts no
+//!    shorter registration), so whether `mm_cid` (offset 24) is filled in is read from
+//!    `getauxval(AT_RSEQ_FEATURE_SIZE)`, not from `__rseq_size`.
 //! 2. Our own registration: a 32-byte-aligned area in a thread-local, registered lazily on
 //!    the thread's first operation and unregistered by a TLS destructor (musl frees a
 //!    detached thread's TLS before the thread is gone).
@@ -16,6 +17,17 @@
 //!    [`SlowPath`](crate::SlowPath) (rseq mode) or run on atomics (portable mode).
 
 use crate::abi::RseqArea;
+
+/// What [`probe`] found: where the area comes from, and whether lanes can follow `mm_cid`
+/// (`Ok`: how it was checked; `Err`: why not). Both strings go into the backend-choice event.
+#[derive(Debug)]
+pub struct Probe {
+    /// Where this thread's area comes from.
+    pub area: &'static str,
+    /// Whether `mm_cid` is usable.
+    #[cfg_attr(not(all(target_os = "linux", not(loom))), allow(dead_code))]
+    pub mm_cid: Result<String, String>,
+}
 
 /// How this thread got its rseq area.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,13 +192,49 @@ mod imp {
         }
     }
 
+    /// Whether lanes can follow `mm_cid`: the kernel fills it in (`AT_RSEQ_FEATURE_SIZE`
+    /// covers it), the registered area holds it, and this thread's value is below the
+    /// possible CPU count (which the kernel guarantees; a check that the field is live).
+    fn mm_cid_usable(area: *mut RseqArea, registered: usize) -> Result<String, String> {
+        let need = abi::MM_CID_OFFSET + 4;
+        let feature = kernel_feature_size();
+        if feature < need {
+            return Err(format!(
+                "lanes by cpu_id: the kernel's rseq feature size is {feature}, mm_cid needs {need}"
+            ));
+        }
+        if registered < need {
+            return Err(format!(
+                "lanes by cpu_id: the registered area is {registered} bytes, mm_cid needs {need}"
+            ));
+        }
+        // SAFETY: `area` is this thread's registered area, live while the thread runs.
+        let cid = unsafe { abi::read_mm_cid(area) } as usize;
+        let ncpu = crate::possible_cpus();
+        if cid >= ncpu {
+            return Err(format!(
+                "lanes by cpu_id: mm_cid reads {cid}, not below the {ncpu} possible CPUs"
+            ));
+        }
+        Ok(format!("lanes by mm_cid (rseq feature size {feature})"))
+    }
+
     /// Whether the process can run in rseq mode: this thread has an area and membarrier's
     /// rseq fence can be registered. `Ok` says where the area came from, `Err` why rseq
     /// cannot run (for the backend-choice event: [`crate::mode`]).
-    pub fn probe() -> Result<&'static str, String> {
-        let found = match find_or_register() {
-            Found::Glibc(_) => "glibc's rseq registration",
-            Found::Own(_) => "pcpu's own rseq registration",
+    pub fn probe() -> Result<super::Probe, String> {
+        let (area, found, len) = match find_or_register() {
+            // glibc 2.35-2.39 report 20 in `__rseq_size` although they register 32 bytes;
+            // the kernel accepts no registration shorter than 32 (its original size).
+            Found::Glibc(area) => (area, "glibc's rseq registration", {
+                let reported = glibc_rseq().map_or(0, |g| g.size as usize);
+                reported.max(abi::RSEQ_AREA_LEN as usize)
+            }),
+            Found::Own(area) => (
+                area,
+                "pcpu's own rseq registration",
+                abi::RSEQ_AREA_LEN as usize,
+            ),
             Found::None => {
                 return Err(
                     "this thread has no rseq area (glibc registered none and the rseq \
@@ -196,7 +244,10 @@ mod imp {
             }
         };
         match crate::membarrier::register() {
-            Ok(()) => Ok(found),
+            Ok(()) => Ok(super::Probe {
+                area: found,
+                mm_cid: mm_cid_usable(area, len),
+            }),
             Err(e) => Err(format!(
                 "membarrier(REGISTER_PRIVATE_EXPEDITED_RSEQ) failed: {e}"
             )),
@@ -209,7 +260,7 @@ mod imp {
     use super::Found;
 
     /// rseq is Linux-only (and never runs under loom).
-    pub fn probe() -> Result<&'static str, String> {
+    pub fn probe() -> Result<super::Probe, String> {
         Err("no rseq on this target".to_owned())
     }
 

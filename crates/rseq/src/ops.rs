@@ -180,7 +180,9 @@ pub unsafe fn add_fold_at(
 pub struct FoldParams {
     // pub(crate): the sections take the field offsets (`crate::arch`).
     pub(crate) stride: usize,
-    pub(crate) ncpu: usize,
+    // Atomic so that it can grow while sections read it ([`FoldParams::raise_ncpu`]); the
+    // sections load it with a plain load (the same bytes: `AtomicUsize` has `usize`'s layout).
+    pub(crate) ncpu: core::sync::atomic::AtomicUsize,
     pub(crate) bias: core::sync::atomic::AtomicI64,
     pub(crate) neg_bias: core::sync::atomic::AtomicI64,
 }
@@ -199,7 +201,7 @@ impl FoldParams {
         let bias = Self::clamp(batch) - 1;
         FoldParams {
             stride,
-            ncpu,
+            ncpu: core::sync::atomic::AtomicUsize::new(ncpu),
             bias: core::sync::atomic::AtomicI64::new(bias),
             neg_bias: core::sync::atomic::AtomicI64::new(-bias),
         }
@@ -211,10 +213,39 @@ impl FoldParams {
         self.stride
     }
 
-    /// CPUs covered.
+    /// CPUs (lanes) covered: a section whose id is at or above it takes the slow path.
     #[inline(always)]
-    pub const fn ncpu(&self) -> usize {
-        self.ncpu
+    pub fn ncpu(&self) -> usize {
+        self.ncpu.load(core::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Raises the lane bound to `ncpu` unless it is already at least that (it never
+    /// shrinks); returns the bound in force afterwards. Safe while sections read these
+    /// parameters: they read the old bound (and an id at or above it takes the slow path) or
+    /// the new one. The caller keeps `ncpu` within the cells the slot words address.
+    ///
+    /// A high-water mark of the lanes in use (pcpu-counter starts a counter at the lanes its
+    /// domain has seen and raises it on the slow path): raised with `Release` *before* any
+    /// section can add to a lane below the new bound, so a reader that loads the bound
+    /// ([`ncpu`](Self::ncpu), `Acquire`) and then the cells below it misses no add that
+    /// happened before its load.
+    ///
+    /// ```
+    /// let p = pcpu_rseq::FoldParams::new(64, 1, 32);
+    /// assert_eq!(p.raise_ncpu(3), 3);
+    /// assert_eq!(p.raise_ncpu(2), 3); // never shrinks
+    /// assert_eq!(p.ncpu(), 3);
+    /// ```
+    pub fn raise_ncpu(&self, ncpu: usize) -> usize {
+        let before = self
+            .ncpu
+            .fetch_max(ncpu, core::sync::atomic::Ordering::Release);
+        before.max(ncpu)
+    }
+
+    /// The same parameters (stride, batch) with the lane bound `ncpu`.
+    pub fn with_ncpu(&self, ncpu: usize) -> Self {
+        FoldParams::new(self.stride, ncpu, self.batch())
     }
 
     const fn clamp(batch: i64) -> i64 {
@@ -235,7 +266,7 @@ impl FoldParams {
 
     /// The same layout with another batch.
     pub fn with_batch(&self, batch: i64) -> Self {
-        FoldParams::new(self.stride, self.ncpu, batch)
+        FoldParams::new(self.stride, self.ncpu(), batch)
     }
 
     /// Raises the batch to `batch` (clamped as in [`new`](Self::new)) unless it is already at
@@ -261,7 +292,7 @@ impl FoldParams {
 
 impl Clone for FoldParams {
     fn clone(&self) -> Self {
-        FoldParams::new(self.stride, self.ncpu, self.batch())
+        FoldParams::new(self.stride, self.ncpu(), self.batch())
     }
 }
 
@@ -430,7 +461,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
             &*slot,
             offset,
             params.stride,
-            params.ncpu,
+            params.ncpu(),
             delta,
             params.batch(),
         )
@@ -609,11 +640,13 @@ pub unsafe fn portable_exchange(
     }
 }
 
-/// The CPU this thread runs on, from the cheapest source: the rseq area's `cpu_id`, the
-/// simulated CPU ([`crate::simulate_cpu`]), or `sched_getcpu`.
+/// The lane this thread's per-CPU operations use now, from the cheapest source: the rseq
+/// area's id field (`mm_cid` or `cpu_id`, whichever the process indexes lanes by:
+/// [`crate::id_source`]), the simulated CPU ([`crate::simulate_cpu`]), or `sched_getcpu`.
 ///
-/// The answer may be stale by the time it is used (the thread can migrate); use it for
-/// statistics and placement hints, never to pick a cell to write without atomics.
+/// The answer may be stale by the time it is used (the thread can migrate, and another thread
+/// of the process may take over its `mm_cid`): use it for statistics and placement hints,
+/// never to pick a cell to write without atomics. A section re-reads the id itself.
 ///
 /// ```
 /// let cpu = pcpu_rseq::current_cpu();
@@ -622,8 +655,11 @@ pub unsafe fn portable_exchange(
 pub fn current_cpu() -> usize {
     let state = thread::state();
     if state > thread::NO_RSEQ {
-        // SAFETY: `state` is this thread's live, registered area.
-        let cpu = unsafe { crate::abi::read_cpu_id(state as *const _) };
+        // SAFETY: `state` is this thread's live, registered area, and the id offset is that
+        // of one of its 4-byte, 4-aligned kernel-owned fields (`cpu_id` or `mm_cid`), read
+        // volatile as the kernel writes it. `mm_cid` is below the CPU count, so its `u32`
+        // reads the same as an `i32`.
+        let cpu = unsafe { core::ptr::read_volatile((state + arch::id_offset()) as *const i32) };
         if let Ok(cpu) = usize::try_from(cpu) {
             return cpu;
         }

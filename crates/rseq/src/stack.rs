@@ -305,9 +305,10 @@ impl PercpuStacks {
         }
         let stopped = StoppedStack { stacks: self, cpu };
         if crate::mode() == crate::Mode::Rseq {
-            // Every section on `cpu` that began before the flag was visible commits or aborts
-            // here; later ones see the flag and leave without committing.
-            crate::membarrier::fence_cpu(cpu).map_err(StopError::Fence)?;
+            // Every section on lane `cpu` that began before the flag was visible commits or
+            // aborts here; later ones see the flag and leave without committing. (With lanes
+            // by `mm_cid` the lane's thread may run on any CPU: the fence covers all.)
+            crate::fence::fence_lane(cpu).map_err(StopError::Fence)?;
         }
         while flags.load(Ordering::Acquire) & LOCKED != 0 {
             yield_now();

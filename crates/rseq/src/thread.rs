@@ -93,6 +93,8 @@ fn resolve() -> usize {
 
 #[cfg(not(loom))]
 fn resolve_rseq() -> (usize, Registration) {
+    // Before this thread's state word lets it run a section: the id field its sections read.
+    crate::arch::set_id_offset(crate::id_source());
     match crate::native::find_or_register() {
         crate::native::Found::Glibc(area) => (area as usize, Registration::Glibc),
         crate::native::Found::Own(area) => (area as usize, Registration::Own),

@@ -151,3 +151,55 @@ fn fold_is_never_counted_twice_by_a_reader() {
         );
     });
 }
+
+/// A lane bound (pcpu-counter's `FoldParams::raise_ncpu` protocol, with loom atomics): an
+/// adder on lane 1 of a counter whose bound is 1 raises the bound (`fetch_max`, `Release`)
+/// *before* its add to lane 1, then reports done; a reader loads the central count, then the
+/// bound (`Acquire`), then the cells below it. A reader that saw the report must count the
+/// add (the model fails if the raise is moved after the report, i.e. after the add returned,
+/// as it would if the slow path added first and raised later); any reader counts it at most
+/// once.
+#[test]
+fn lane_bound_is_raised_before_the_add() {
+    loom::model(|| {
+        let cells = Arc::new([AtomicI64::new(0), AtomicI64::new(0)]);
+        let slot = Arc::new(AtomicUsize::new(cells.as_ptr() as usize));
+        let bound = Arc::new(AtomicUsize::new(1));
+        let done = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+        let (c2, s2, b2, d2) = (
+            Arc::clone(&cells),
+            Arc::clone(&slot),
+            Arc::clone(&bound),
+            Arc::clone(&done),
+        );
+        let adder = loom::thread::spawn(move || {
+            let _keep = &c2;
+            pcpu_rseq::simulate_cpu(Some(1));
+            // The slow path: lane 1 is at the bound, raise it past the lane, then add.
+            let lanes = b2.fetch_max(2, Ordering::Release).max(2);
+            // SAFETY: `s2` addresses 2 live cells 8 bytes apart (`c2`, kept alive here).
+            unsafe { pcpu_rseq::add(&s2, 8, lanes, 1) }.unwrap();
+            d2.store(true, Ordering::Release);
+        });
+        let saw_done = done.load(Ordering::Acquire);
+        let lanes = bound.load(Ordering::Acquire);
+        let total: i64 = cells[..lanes]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum();
+        if saw_done {
+            assert_eq!(
+                total, 1,
+                "an add reported done is in the lanes below the bound"
+            );
+        }
+        assert!(total <= 1);
+        adder.join().unwrap();
+        let lanes = bound.load(Ordering::Acquire);
+        let total: i64 = cells[..lanes]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum();
+        assert_eq!(total, 1, "after the join");
+    });
+}

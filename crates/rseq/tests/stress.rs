@@ -417,10 +417,12 @@ fn add_fold_while_the_batch_widens_keeps_cells_in_bounds() {
 }
 
 /// Threads pinned to CPUs (round-robin over the CPUs this process may use) add, exchange and
-/// add_fold: every operation of a thread pinned to CPU `c` must land in `c`'s cell, on rseq
-/// (the section reads `c` from the kernel) and on the portable backend (`sched_getcpu`). So
-/// for every CPU, its cell plus what was taken out of it (exchanges, folds) equals what its
-/// threads added, and the cells of CPUs no thread ran on stay zero.
+/// add_fold: where lanes follow CPU ids, every operation of a thread pinned to CPU `c` must
+/// land in `c`'s cell, on rseq (the section reads `c` from the kernel) and on the portable
+/// backend (`sched_getcpu`). So for every CPU, its cell plus what was taken out of it
+/// (exchanges, folds) equals what its threads added, and the cells of CPUs no thread ran on
+/// stay zero. Where lanes follow `mm_cid` (which says nothing about the CPU), the totals are
+/// exact and only lanes below the number of allowed CPUs are written.
 #[test]
 fn pinned_threads_land_in_their_cpus_cells() {
     const TEST: &str = "pinned_threads_land_in_their_cpus_cells";
@@ -480,6 +482,20 @@ fn pinned_threads_land_in_their_cpus_cells() {
         (cpu, added, taken)
     });
     cells.check_untouched();
+    if pcpu_rseq::id_source() == pcpu_rseq::IdSource::MmCid {
+        let added: i64 = results.iter().map(|r| r.1).sum();
+        let taken: i64 = results.iter().map(|r| r.2).sum();
+        assert_eq!(cells.total() + taken, added, "lanes by mm_cid: totals");
+        let lanes = allowed.len().min(THREADS);
+        for c in lanes..ncpu {
+            assert_eq!(
+                cells.get(c),
+                0,
+                "lane {c} written; mm_cid stays below {lanes}"
+            );
+        }
+        return;
+    }
     for c in 0..ncpu {
         let added: i64 = results.iter().filter(|r| r.0 == c).map(|r| r.1).sum();
         let taken: i64 = results.iter().filter(|r| r.0 == c).map(|r| r.2).sum();
@@ -498,4 +514,80 @@ fn pinned_threads_land_in_their_cpus_cells() {
         allowed.len().min(THREADS),
         "every allowed CPU had a thread"
     );
+}
+
+/// Lanes follow the process's id source ([`pcpu_rseq::id_source`]): 16 unpinned threads add
+/// (plain adds and add_folds) under a signal storm, within the CPUs the process may use
+/// (run it under `taskset`). The totals are exact and every lane written is one the id source
+/// allows: below the number of allowed CPUs with `mm_cid` (so a process pinned to one CPU
+/// writes lane 0 only), one of the allowed CPUs with CPU ids. `PCPU_EXPECT_ID=mm_cid` or
+/// `cpu` makes the test fail unless that is the id source in use (CI sets it, so that a
+/// kernel or registration without `mm_cid` cannot pass for one with it).
+#[test]
+fn lanes_follow_the_id_source() {
+    const TEST: &str = "lanes_follow_the_id_source";
+    let ids = pcpu_rseq::id_source();
+    if let Ok(want) = std::env::var("PCPU_EXPECT_ID") {
+        let want = match want.as_str() {
+            "mm_cid" => pcpu_rseq::IdSource::MmCid,
+            "cpu" => pcpu_rseq::IdSource::CpuId,
+            other => panic!("PCPU_EXPECT_ID={other}: expected mm_cid or cpu"),
+        };
+        assert_eq!(
+            ids, want,
+            "PCPU_EXPECT_ID: the process indexes lanes by {ids:?}"
+        );
+    }
+    let Some(allowed) = common::allowed_cpus().filter(|a| !a.is_empty()) else {
+        common::skip(TEST, "this thread's CPU affinity cannot be read");
+        return;
+    };
+    if !needs(TEST, Needs::Any) {
+        return;
+    }
+    eprintln!("{TEST}: lanes by {ids:?}, allowed CPUs {allowed:?}");
+    let ncpu = pcpu_rseq::possible_cpus();
+    let cells = Cells::new(ncpu);
+    let slot = cells.slot();
+    let per_thread = scaled(100_000);
+    let (added, _) = with_signal_storm(16, |i| {
+        let mut rng = fastrand::Rng::with_seed(1700 + i as u64);
+        let (mut added, mut taken) = (0i64, 0i64);
+        for _ in 0..per_thread {
+            let delta = rng.i64(-3..=4);
+            if rng.bool() {
+                // SAFETY: `slot` addresses `ncpu` live cells, 64 bytes apart, outliving the
+                // workers.
+                unsafe { pcpu_rseq::add(&slot, 64, ncpu, delta) }.unwrap();
+            } else {
+                // SAFETY: as above.
+                taken += unsafe { pcpu_rseq::add_fold(&slot, 64, ncpu, delta, 64) }.unwrap();
+            }
+            added += delta;
+            if rng.u32(..500) == 0 {
+                std::thread::yield_now();
+            }
+        }
+        added - taken
+    });
+    assert_eq!(cells.total(), added.iter().sum::<i64>(), "exact total");
+    let written: Vec<usize> = (0..ncpu).filter(|&c| cells.get(c) != 0).collect();
+    eprintln!("{TEST}: lanes written {written:?}");
+    for &c in &written {
+        match ids {
+            pcpu_rseq::IdSource::MmCid => assert!(
+                c < allowed.len(),
+                "lane {c} written: mm_cid stays below the {} allowed CPUs ({written:?})",
+                allowed.len()
+            ),
+            pcpu_rseq::IdSource::CpuId if pcpu_rseq::mode() == Mode::Rseq => assert!(
+                allowed.contains(&c),
+                "lane {c} written: not an allowed CPU {allowed:?} ({written:?})"
+            ),
+            // The portable backend files adds under the CPU a thread last ran on, which
+            // a signal handler or the scheduler may change between the read and the add:
+            // still one of the allowed CPUs.
+            pcpu_rseq::IdSource::CpuId => assert!(allowed.contains(&c), "lane {c} written"),
+        }
+    }
 }

@@ -11,7 +11,8 @@
 //!   2: adrp tmp, 9b                  (re)arm: point the area's rseq_cs at the descriptor
 //!      add  tmp, tmp, :lo12:9b
 //!      str  tmp, [area, #RSEQ_CS]
-//!   4: ... ldr cpu_id (after the arm), bounds-check it, load what relocation may change ...
+//!   4: ... ldr the id (cpu_id or mm_cid: [area, id]), bounds-check it, load what
+//!      relocation may change ...
 //!      <one committing str>
 //!   5:                               post-commit: the section is over
 //!      str  xzr, [area, #RSEQ_CS]    disarm: every way out (commit or early exit) passes here
@@ -24,7 +25,7 @@
 //! As in the kernel's selftests (`rseq-arm64.h`) and librseq (`arch/aarch64.h`): the
 //! signature is a `brk` whose immediate is uncommon, so reaching it by mistake traps; the arm
 //! uses `adrp`/`add` (the descriptor is in another section, possibly beyond `adr`'s reach);
-//! `cpu_id` is loaded only after the store to `rseq_cs`, inside [4, 5). After the section
+//! the id is loaded only after the store to `rseq_cs`, inside [4, 5). After the section
 //! `rseq_cs` is cleared, as on x86_64 (why: `x86_64.rs`).
 //!
 //! Weak memory. Inside a section only program order on this CPU matters (the kernel aborts
@@ -71,7 +72,8 @@ pub(crate) fn thread_pointer() -> usize {
 
 /// One critical section: the frame every section shares around its `body` lines (see the
 /// module documentation). The operands must name `area` (the rseq area) and `tmp` (a scratch
-/// register); the macro adds `rseq_cs`, `cpu_id` (the area's field offsets) and `sig`.
+/// register); the macro adds `rseq_cs` (the area's field offset), `id` (a register holding
+/// the offset of the id field the lanes follow, `cpu_id` or `mm_cid`) and `sig`.
 macro_rules! rseq_section {
     ($abort:expr; $($body:expr,)* ; $($operands:tt)*) => {
         core::arch::asm!(
@@ -96,7 +98,7 @@ macro_rules! rseq_section {
             "b 2b",
             ".popsection",
             rseq_cs = const super::RSEQ_CS,
-            cpu_id = const super::CPU_ID,
+            id = in(reg) super::id_offset(),
             sig = const SIG_CODE,
             $($operands)*
         )
@@ -125,7 +127,7 @@ pub(crate) unsafe fn add(
     unsafe {
         rseq_section!("add {aborts}, {aborts}, #1";
             "mov {st:w}, #1",
-            "ldr {cpu:w}, [{area}, #{cpu_id}]",
+            "ldr {cpu:w}, [{area}, {id}]",
             "cmp {cpu}, {ncpu}",
             "b.hs 5f",
             "ldr {tmp}, [{slot}]",
@@ -182,7 +184,7 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
                 // The slot word first: a disabled one leaves at once.
                 "ldr {tmp}, [{slot}]",
                 "tbnz {tmp}, #0, 5f",
-                "ldr {cpu:w}, [{area}, #{cpu_id}]",
+                "ldr {cpu:w}, [{area}, {id}]",
                 concat!("ldr {cur}, [", $pb, ", #(", $po, " + {fp_ncpu})]"),
                 "cmp {cpu}, {cur}",
                 "b.hs 5f",
@@ -269,7 +271,7 @@ pub(crate) unsafe fn exchange(
         rseq_section!("add {aborts}, {aborts}, #1";
             "mov {st:w}, #1",
             "mov {old}, xzr",
-            "ldr {cpu:w}, [{area}, #{cpu_id}]",
+            "ldr {cpu:w}, [{area}, {id}]",
             "cmp {cpu}, {ncpu}",
             "b.hs 5f",
             "ldr {tmp}, [{slot}]",
@@ -319,7 +321,7 @@ pub(crate) unsafe fn pop(
         rseq_section!("add {aborts}, {aborts}, #1";
             "mov {st:w}, #1",
             "mov {item}, xzr",
-            "ldr {cpu:w}, [{area}, #{cpu_id}]",
+            "ldr {cpu:w}, [{area}, {id}]",
             "cmp {cpu}, {ncpu}",
             "b.hs 5f",
             "madd {cpu}, {cpu}, {stride}, {stacks}",
@@ -379,7 +381,7 @@ pub(crate) unsafe fn push(
     unsafe {
         rseq_section!("add {aborts}, {aborts}, #1";
             "mov {st:w}, #1",
-            "ldr {cpu:w}, [{area}, #{cpu_id}]",
+            "ldr {cpu:w}, [{area}, {id}]",
             "cmp {cpu}, {ncpu}",
             "b.hs 5f",
             "madd {cpu}, {cpu}, {stride}, {stacks}",

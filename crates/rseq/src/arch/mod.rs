@@ -20,7 +20,9 @@
 //!
 //! The field offsets the sections use are the `const`s below, taken with `offset_of!` from
 //! the structures themselves ([`RseqArea`], [`FoldParams`](crate::FoldParams), the stack
-//! layout), and passed to `asm!` as `const` operands, never written as literals.
+//! layout), and passed to `asm!` as `const` operands, never written as literals. The one
+//! exception is the id field (`cpu_id` or `mm_cid`, chosen once per process): its offset
+//! is passed in a register, from [`id_offset`].
 //!
 //! Porting to another architecture (riscv64, say) means adding `riscv64.rs` with the items
 //! above and one `cfg`'d `mod` line here; nothing outside this directory changes. See
@@ -51,6 +53,34 @@ pub(crate) use imp::thread_pointer;
 
 /// Byte offset of `cpu_id` in the rseq area.
 pub(crate) const CPU_ID: usize = core::mem::offset_of!(RseqArea, cpu_id);
+/// Byte offset of `mm_cid` in the rseq area (Linux 6.3+).
+pub(crate) const MM_CID: usize = core::mem::offset_of!(RseqArea, mm_cid);
+
+/// The byte offset of the id field the sections index lanes by: [`CPU_ID`] or [`MM_CID`]
+/// (see [`crate::IdSource`]). Chosen once per process with the backend; every thread stores
+/// it (the same value, from the process's mode) in `thread::resolve` before its state word
+/// lets it run a section, so each thread's own loads see the chosen offset. Plain std
+/// atomic, also under loom (no section runs there).
+static ID_OFFSET: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(CPU_ID);
+
+/// The id field's offset, passed to every section in a register. A relaxed load of a static
+/// outside the section: the value never changes once this thread runs sections, and the id
+/// itself is read inside the section, after the arm. Measured against a `const` offset in
+/// docs/PERFORMANCE.md.
+#[inline(always)]
+pub(crate) fn id_offset() -> usize {
+    ID_OFFSET.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Stores the process's id field offset (called by each thread before its first section).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn set_id_offset(source: crate::IdSource) {
+    let offset = match source {
+        crate::IdSource::MmCid => MM_CID,
+        crate::IdSource::CpuId => CPU_ID,
+    };
+    ID_OFFSET.store(offset, core::sync::atomic::Ordering::Relaxed);
+}
 /// Byte offset of `rseq_cs` in the rseq area.
 pub(crate) const RSEQ_CS: usize = core::mem::offset_of!(RseqArea, rseq_cs);
 /// Byte offsets of the [`FoldParams`](crate::FoldParams) fields.
@@ -103,6 +133,8 @@ const _: () = assert!(FP_STRIDE % 8 == 0 && FP_NCPU % 8 == 0);
 const _: () = assert!(FP_BIAS % 8 == 0 && FP_NEG_BIAS % 8 == 0);
 const _: () = assert!(STACK_ITEMS >= 8 && STACK_TOP != STACK_FLAGS);
 const _: () = assert!(CPU_ID + 4 <= RSEQ_CS);
+// The registered area (32 bytes, the kernel's minimum) covers `mm_cid`.
+const _: () = assert!(MM_CID + 4 <= crate::abi::RSEQ_AREA_LEN as usize);
 
 /// Every section leaves the area's `rseq_cs` at 0, on every way out (committed, slow path,
 /// stack empty or full, folded): a thread whose `rseq_cs` still pointed at a descriptor after

@@ -9,8 +9,8 @@
 //!   .popsection
 //!   2: lea tmp, [rip + 9b]           (re)arm: point the area's rseq_cs at the descriptor
 //!      mov [area + RSEQ_CS], tmp
-//!   4: ... read cpu_id and bounds-check it, load what relocation may change (in the
-//!      order each section picks: add_fold tests the slot word first) ...
+//!   4: ... read the id (cpu_id or mm_cid) and bounds-check it, load what relocation may
+//!      change (in the order each section picks: add_fold tests the slot word first) ...
 //!      <one committing store or add>
 //!   5:                               post-commit: the section is over
 //!      mov [area + RSEQ_CS], 0       disarm: every way out (commit or early exit) passes here
@@ -33,8 +33,11 @@
 //! store goes above `top`, to a cell nobody reads until the commit publishes it). Labels start
 //! at 2: `0` and `1` combinations read as binary literals (rustc's `binary_asm_labels` lint).
 //!
-//! Field offsets (`RSEQ_CS`, `CPU_ID`, the fold parameters', the stack words') are `const`
-//! operands from [`super`], taken with `offset_of!`.
+//! Field offsets (`RSEQ_CS`, the fold parameters', the stack words') are `const` operands
+//! from [`super`], taken with `offset_of!`. The id the lanes follow is read at `[area + id]`,
+//! `id` a register holding `cpu_id`'s or `mm_cid`'s offset (chosen once per process,
+//! [`super::id_offset`]): a register, not a `const`, so one section text serves both, and not
+//! clobbered, so a retry after an abort reads the same field.
 //!
 //! Status register: 0 = done, 1 = slow path (CPU out of range, or disabled / stopped),
 //! 2 = stack empty (pop) or full (push); `add_fold` has its own encoding (`FoldOutcome`).
@@ -68,7 +71,8 @@ pub(crate) fn thread_pointer() -> usize {
 /// the commit; early exits jump there too) followed by the clear of `rseq_cs`, and the abort
 /// handler (`6:`, in `__rseq_failure`, behind the signature), which runs `abort` (count the
 /// abort) and retries from `2:`. The operands must name `area` (the rseq area) and `tmp` (a
-/// scratch register); the macro adds `rseq_cs`, `cpu_id` (the area's field offsets) and
+/// scratch register); the macro adds `rseq_cs` (the area's field offset), `id` (a register
+/// holding the offset of the id field the lanes follow, `cpu_id` or `mm_cid`) and
 /// `sig`.
 macro_rules! rseq_section {
     ($abort:expr; $($body:expr,)* ; $($operands:tt)*) => {
@@ -94,7 +98,7 @@ macro_rules! rseq_section {
             "jmp 2b",
             ".popsection",
             rseq_cs = const super::RSEQ_CS,
-            cpu_id = const super::CPU_ID,
+            id = in(reg) super::id_offset(),
             sig = const RSEQ_SIG,
             $($operands)*
         )
@@ -123,7 +127,7 @@ pub(crate) unsafe fn add(
     unsafe {
         rseq_section!("inc {aborts}";
             "mov {st:e}, 1",
-            "mov {cpu:e}, dword ptr [{area} + {cpu_id}]",
+            "mov {cpu:e}, dword ptr [{area} + {id}]",
             "cmp {cpu}, {ncpu}",
             "jae 5f",
             "mov {tmp}, qword ptr [{slot}]",
@@ -206,7 +210,7 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
                 "mov {tmp}, qword ptr [{slot}]",
                 "test {tmp}, 1",
                 "jnz 5f",
-                "mov {cpu:e}, dword ptr [{area} + {cpu_id}]",
+                "mov {cpu:e}, dword ptr [{area} + {id}]",
                 concat!("cmp {cpu}, qword ptr [", $pb, " + {fp_ncpu}]"),
                 "jae 5f",
                 concat!("imul {cpu}, qword ptr [", $pb, " + {fp_stride}]"),
@@ -291,7 +295,7 @@ pub(crate) unsafe fn exchange(
         rseq_section!("inc {aborts}";
             "mov {st:e}, 1",
             "xor {old:e}, {old:e}",
-            "mov {cpu:e}, dword ptr [{area} + {cpu_id}]",
+            "mov {cpu:e}, dword ptr [{area} + {id}]",
             "cmp {cpu}, {ncpu}",
             "jae 5f",
             "mov {tmp}, qword ptr [{slot}]",
@@ -347,7 +351,7 @@ pub(crate) unsafe fn pop(
         rseq_section!("inc {aborts}";
             "mov {st:e}, 1",
             "xor {item:e}, {item:e}",
-            "mov {cpu:e}, dword ptr [{area} + {cpu_id}]",
+            "mov {cpu:e}, dword ptr [{area} + {id}]",
             "cmp {cpu}, {ncpu}",
             "jae 5f",
             "imul {cpu}, {stride}",
@@ -406,7 +410,7 @@ pub(crate) unsafe fn push(
     unsafe {
         rseq_section!("inc {aborts}";
             "mov {st:e}, 1",
-            "mov {cpu:e}, dword ptr [{area} + {cpu_id}]",
+            "mov {cpu:e}, dword ptr [{area} + {id}]",
             "cmp {cpu}, {ncpu}",
             "jae 5f",
             "imul {cpu}, {stride}",
