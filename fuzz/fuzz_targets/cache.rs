@@ -174,9 +174,8 @@ fuzz_target!(|data: &[u8]| {
                     .flatten()
                     .filter(|&&s| h.model.cache.with_pool(|p| p.pageset_of(s)) == Some(id))
                     .count();
-                h.model
-                    .cache
-                    .with_pool(|p| p.set_draining(id, true))
+                // SAFETY: marking a pageset draining touches no slot.
+                unsafe { h.model.cache.with_pool_mut(|p| p.set_draining(id, true)) }
                     .expect("set_draining");
                 assert_eq!(
                     h.model.cache.remove_pageset(id).expect("remove_pageset"),
@@ -191,9 +190,8 @@ fuzz_target!(|data: &[u8]| {
                     Some(h.live_in(id)),
                     "pageset keeps only live slots"
                 );
-                h.model
-                    .cache
-                    .with_pool(|p| p.set_draining(id, false))
+                // SAFETY: as above.
+                unsafe { h.model.cache.with_pool_mut(|p| p.set_draining(id, false)) }
                     .expect("set_draining");
             }
             13 => {
@@ -227,7 +225,8 @@ fuzz_target!(|data: &[u8]| {
                     .expect("stop");
             }
             15 => {
-                h.model.cache.with_pool(|p| p.release());
+                // SAFETY: release frees empty memory only.
+                unsafe { h.model.cache.with_pool_mut(|p| p.release()) };
             }
             _ => {}
         }

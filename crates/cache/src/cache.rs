@@ -137,9 +137,25 @@ impl<S: SlotSource> SlotCache<S> {
         pool_lock::lock(&self.shared)
     }
 
-    /// Runs `f` on the pool under the pool lock (for its stats, `set_draining`, `release`...).
-    /// Do not call the cache from inside `f`: the lock is not reentrant.
-    pub fn with_pool<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
+    /// Runs `f` on a shared view of the pool under the pool lock (its stats, which pageset a
+    /// slot lies in...). Do not call the cache from inside `f`: the lock is not reentrant.
+    pub fn with_pool<R>(&self, f: impl FnOnce(&S) -> R) -> R {
+        f(&self.lock().source)
+    }
+
+    /// Runs `f` on the pool itself under the pool lock (`set_draining`, `release`, assigning
+    /// slots for a relocation...). Do not call the cache from inside `f`: the lock is not
+    /// reentrant.
+    ///
+    /// # Safety
+    /// `f` keeps [`SlotSource`]'s promises for every slot the cache holds in a magazine or has
+    /// handed out and not yet been given back: it does not unassign such a slot (the cache
+    /// would hand it out again, or zero its cells after the pool unmapped them), except one
+    /// the caller got from [`alloc`](Self::alloc) and no longer uses (giving it to the pool
+    /// directly instead of [`free`](Self::free)), and it does nothing else that would unmap
+    /// or reuse their cells. Calls that only read, mark pagesets draining, assign new slots or
+    /// release empty memory keep them.
+    pub unsafe fn with_pool_mut<R>(&self, f: impl FnOnce(&mut S) -> R) -> R {
         f(&mut self.lock().source)
     }
 

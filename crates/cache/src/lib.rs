@@ -81,9 +81,21 @@
 //! - Threads that simulate a CPU ([`simulate_cpu`]) use the portable try-lock; they must not
 //!   share a cache with threads that run rseq sections at the same time (pcpu-rseq's rule:
 //!   an rseq pop is not atomic against another CPU's try-lock).
-//! - [`SlotCache::with_pool`] and [`SlotCache::with_stopped`] run a closure while holding the
-//!   pool lock or a stopped magazine: the closure must not call the cache in a way that needs
-//!   the same lock or stops the same magazine.
+//! - [`SlotCache::with_pool`], [`SlotCache::with_pool_mut`] and [`SlotCache::with_stopped`]
+//!   run a closure while holding the pool lock or a stopped magazine: the closure must not
+//!   call the cache in a way that needs the same lock or stops the same magazine.
+//!
+//! ## No safe call can cause undefined behaviour
+//!
+//! The cache zeroes and hands out the cells of slots it holds, trusting the pool's promises
+//! ([`SlotSource`] is an `unsafe trait`). Safe code sees the pool only read-only
+//! ([`SlotCache::with_pool`]); changing it is [`SlotCache::with_pool_mut`], an `unsafe fn`,
+//! because unassigning a slot that sits in a magazine would let the cache hand it out twice
+//! or zero it after the pool unmapped it. Freeing is `unsafe` too ([`SlotCache::free`]: the
+//! caller vouches that the slot came from this cache and is no longer used); a stopped
+//! magazine is shown read-only ([`SlotCache::with_stopped`]). Everything else takes or
+//! returns plain values: a slot handed out is the caller's to use through its own `unsafe`
+//! code.
 //! - A thread whose CPU id is not below the pool's CPU count always takes the slow path.
 //!
 //! ## Testing

@@ -169,7 +169,8 @@ fn remove_pageset_vs_frees() {
                 unsafe { cache.free(s).unwrap() };
             })
         };
-        cache.with_pool(|p| p.set_draining(0, true));
+        // SAFETY: marking a pageset draining touches no slot.
+        unsafe { cache.with_pool_mut(|p| p.set_draining(0, true)) };
         cache.remove_pageset(0).unwrap();
         freer.join().unwrap();
         other.join().unwrap();

@@ -176,14 +176,16 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
             }
             Op::RemovePageset(cpu, ps) => {
                 simulate_cpu(Some(cpu));
-                m.h.cache.with_pool(|p| p.set_draining(ps, true));
+                // SAFETY: marking a pageset draining touches no slot.
+                unsafe { m.h.cache.with_pool_mut(|p| p.set_draining(ps, true)) };
                 m.h.cache.remove_pageset(ps).unwrap();
                 let live_in_ps =
                     m.h.live_slots()
                         .filter(|&s| m.h.cache.with_pool(|p| p.pageset_of(s)) == Some(ps))
                         .count();
                 assert_eq!(m.h.cache.with_pool(|p| p.assigned_in(ps)), live_in_ps);
-                m.h.cache.with_pool(|p| p.set_draining(ps, false));
+                // SAFETY: marking a pageset draining touches no slot.
+                unsafe { m.h.cache.with_pool_mut(|p| p.set_draining(ps, false)) };
             }
             Op::AllocStopped(cpu) => {
                 simulate_cpu(Some(cpu));
@@ -362,7 +364,8 @@ fn pageset_pool_round_trip() {
     simulate_cpu(None);
     let ids: Vec<_> = cache.with_pool(|p| p.pagesets().iter().map(|ps| ps.id).collect());
     for id in ids {
-        cache.with_pool(|p| p.set_draining(id, true)).unwrap();
+        // SAFETY: marking a pageset draining touches no slot.
+        unsafe { cache.with_pool_mut(|p| p.set_draining(id, true)) }.unwrap();
         cache.remove_pageset(id).unwrap();
     }
     assert_eq!(cache.stats().cached, 0);

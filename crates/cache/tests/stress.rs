@@ -51,9 +51,11 @@ fn alloc_free_under_signals_and_drains() {
                             cache.with_pool(|p| p.pagesets().iter().map(|ps| ps.id).collect());
                         if !ids.is_empty() {
                             let id = ids[rng.usize(..ids.len())];
-                            cache.with_pool(|p| p.set_draining(id, true)).unwrap();
+                            // SAFETY: marking a pageset draining touches no slot.
+                            unsafe { cache.with_pool_mut(|p| p.set_draining(id, true)) }.unwrap();
                             cache.remove_pageset(id).unwrap();
-                            cache.with_pool(|p| p.set_draining(id, false)).unwrap();
+                            // SAFETY: marking a pageset draining touches no slot.
+                            unsafe { cache.with_pool_mut(|p| p.set_draining(id, false)) }.unwrap();
                         }
                     }
                 }

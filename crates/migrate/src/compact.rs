@@ -100,7 +100,8 @@ impl Space {
         // so that occupancy is what the live objects really use (the CPUs refill a batch on
         // their next create).
         report.cached_removed += self.cache.drain_all()?;
-        let chosen = self.cache.with_pool(|pool| choose(pool, policy));
+        // SAFETY: `choose` only reads and marks pagesets draining.
+        let chosen = unsafe { self.cache.with_pool_mut(|pool| choose(pool, policy)) };
         report.bytes_resident_before = self.cache.with_pool(|p| p.stats().bytes_resident);
         report.pagesets_evacuated = chosen.len();
         let mut result = Ok(());
@@ -163,12 +164,16 @@ impl Space {
                 }
             }
         }
-        let released = self.cache.with_pool(|pool| {
-            for &id in &chosen {
-                let _ = pool.set_draining(id, false);
-            }
-            pool.release()
-        });
+        // SAFETY: un-drains and releases empty memory: no slot the cache holds or handed out
+        // is touched.
+        let released = unsafe {
+            self.cache.with_pool_mut(|pool| {
+                for &id in &chosen {
+                    let _ = pool.set_draining(id, false);
+                }
+                pool.release()
+            })
+        };
         report.pagesets_unmapped = released.pagesets_unmapped;
         report.bytes_resident_after = self.cache.with_pool(|p| p.stats().bytes_resident);
         report.elapsed = started.elapsed();
@@ -206,21 +211,28 @@ impl SlotMemory for Space {
         let mut slots = Vec::new();
         try_reserve(&mut slots, n)?;
         try_reserve(out, n)?;
-        self.cache
-            .with_pool(|pool| pool.assign_batch(n, &mut slots))
-            .map_err(MigrateError::from)?;
+        // SAFETY: assigns new slots; nothing the cache holds changes.
+        unsafe {
+            self.cache
+                .with_pool_mut(|pool| pool.assign_batch(n, &mut slots))
+        }
+        .map_err(MigrateError::from)?;
         out.extend(slots.iter().map(|s| s.addr()));
         Ok(())
     }
 
     unsafe fn unassign(&self, slots: &mut dyn Iterator<Item = usize>) {
-        self.cache.with_pool(|pool| {
+        let give_back = |pool: &mut Pool| {
             for addr in slots {
                 // SAFETY: the caller gives slots of this space's pool.
                 let slot = unsafe { <Pool as SlotSource>::slot_from_addr(addr) };
                 let _ = pool.unassign(slot);
             }
-        });
+        };
+        // SAFETY: the slots are ours (`SlotMemory::unassign`'s contract): fresh from `assign`,
+        // or handed out by the cache to a header that no longer publishes them; none is in a
+        // magazine.
+        unsafe { self.cache.with_pool_mut(give_back) }
     }
 
     unsafe fn owner_lane(&self, slot: usize) -> &AtomicUsize {

@@ -315,6 +315,7 @@ impl Space {
     /// compactor reads owner lanes without the pool lock.
     pub fn release(&self) -> pcpu_pageset::ReleaseStats {
         let _compacting = self.compact_lock.lock();
-        self.cache.with_pool(|pool| pool.release())
+        // SAFETY: releases empty memory only: no slot the cache holds or handed out is touched.
+        unsafe { self.cache.with_pool_mut(|pool| pool.release()) }
     }
 }
