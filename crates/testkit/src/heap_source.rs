@@ -115,19 +115,6 @@ impl HeapSource {
         (off % self.cell_bytes == 0 && off / self.cell_bytes < self.slots)
             .then_some(off / self.cell_bytes)
     }
-
-    /// Reads word `w` of CPU `cpu`'s cell of `slot` (0 for anything out of range).
-    pub fn read(&self, slot: NonZeroUsize, cpu: usize, w: usize) -> u64 {
-        match self.index_of(slot.get()) {
-            Some(i) if cpu < self.ncpu && w < self.cell_bytes / 8 => {
-                let word = (cpu * self.stride() + i * self.cell_bytes) / 8 + w;
-                // SAFETY: `word` is in bounds; readers and writers of a cell are ordered by
-                // the slot's ownership (see the `Send` impl).
-                unsafe { *self.mem[word].get() }
-            }
-            _ => 0,
-        }
-    }
 }
 
 // SAFETY: cells live in `mem`, which is never reallocated while the source lives; slot `i`'s
