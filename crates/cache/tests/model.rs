@@ -247,7 +247,7 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
 proptest! {
     #![proptest_config(ProptestConfig {
         failure_persistence: None,
-        ..ProptestConfig::with_cases(128)
+        ..ProptestConfig::with_cases(pcpu_testkit::stress::proptest_cases(128))
     })]
 
     #[test]

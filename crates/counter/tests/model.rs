@@ -39,7 +39,7 @@ fn check(c: &PercpuCounter, want: i64) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(pcpu_testkit::stress::proptest_cases(64)))]
     #[test]
     fn api_matches_model(mode in prop_oneof![Just(CounterMode::Lazy), Just(CounterMode::PerCpu), Just(CounterMode::Atomic)],
                          ops in proptest::collection::vec(op(), 1..120)) {

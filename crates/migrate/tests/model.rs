@@ -50,7 +50,7 @@ fn total(space: &Space, o: &Obj) -> i64 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(pcpu_testkit::stress::proptest_cases(48)))]
     #[test]
     fn totals_survive_any_interleaving(ops in proptest::collection::vec(op(), 1..300)) {
         let mut config = SpaceConfig::new(SizeClass::B64);

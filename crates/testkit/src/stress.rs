@@ -25,3 +25,14 @@ pub fn stress_secs(default: f64) -> f64 {
 pub fn scaled(n: u64) -> u64 {
     ((n as f64 * stress_scale()) as u64).max(1)
 }
+
+/// The number of proptest cases for a model test whose own default is `default`: the
+/// `PROPTEST_CASES` environment variable when set (CI cuts it down under Miri), else
+/// `default`. (`ProptestConfig::with_cases` alone would ignore the variable.)
+pub fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n: &u32| n > 0)
+        .unwrap_or(default)
+}
