@@ -842,6 +842,10 @@ impl Inner {
         if lane < bound || lane >= domain.ncpu {
             return false;
         }
+        // The space's bound before the counter's, which lets the add reach the lane: a
+        // relocation (or `set`) that reads the space's bound after a grace period then walks
+        // every lane an add to this counter reached.
+        domain.space.raise_lanes(lane + 1);
         self.fold.raise_ncpu(lane + 1);
         domain
             .lanes

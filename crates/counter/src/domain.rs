@@ -157,7 +157,16 @@ impl DomainBuilder {
             config.unit_bytes = self.unit_bytes;
             Space::new(config).map_err(CounterError::Space)
         };
-        let space = space_for(SizeClass::B8)?;
+        // Single counters raise the space's lane bound with their own (`Inner::note_lane`):
+        // relocation copies, and `set` zeroes, the lanes in use only. Groups add with the
+        // domain's full parameters, so their spaces keep every lane.
+        let space = {
+            let mut config = SpaceConfig::new(SizeClass::B8);
+            config.ncpu = self.ncpu;
+            config.unit_bytes = self.unit_bytes;
+            config.track_lanes = true;
+            Space::new(config).map_err(CounterError::Space)?
+        };
         let stride = space.stride();
         let group_spaces = [
             space_for(SizeClass::B16)?,
@@ -248,6 +257,8 @@ impl Domain {
         } else {
             self.ncpu
         };
+        // The space's bound first: no counter can add below `initial` before this returns.
+        self.space.raise_lanes(initial);
         self.lanes
             .fetch_max(initial, Ordering::Release)
             .max(initial)

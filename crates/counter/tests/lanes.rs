@@ -1,7 +1,7 @@
 //! Costs that follow the lanes in use: on a domain of 256 (simulated) CPUs, per-CPU counters
 //! added to from 8 threads under a signal storm sum exactly, and each `sum()` reads only the
 //! lanes the process's threads used (counted by pcpu-migrate's `count-lane-reads` feature),
-//! not 256.
+//! not 256; and a compaction copies only those lanes of each slot it moves.
 //!
 //! Where lanes follow `mm_cid` ([`pcpu_rseq::IdSource::MmCid`]), that is at most the number of
 //! CPUs the process may use (`taskset -c 1`: one lane; the 8-vCPU VM run with `--taskset 2,5`:
@@ -49,7 +49,6 @@ fn sums_read_only_the_lanes_in_use_under_a_signal_storm() {
         assert_eq!(ids, want, "PCPU_EXPECT_ID: lanes follow {ids:?}");
     }
     let allowed = allowed_cpus();
-    let rseq = pcpu_rseq::mode() == pcpu_rseq::Mode::Rseq;
     eprintln!(
         "lanes: backend {:?}, lanes by {ids:?}, allowed CPUs {allowed:?}",
         pcpu_rseq::mode()
@@ -82,11 +81,7 @@ fn sums_read_only_the_lanes_in_use_under_a_signal_storm() {
     });
     eprintln!("lanes: storm: {sent} signals");
     // The lanes a sum may read: what the id source lets the allowed CPUs use.
-    let bound = match ids {
-        _ if !rseq => domain.ncpu(),
-        IdSource::MmCid => allowed.len(),
-        IdSource::CpuId => allowed.iter().max().map_or(0, |&c| c + 1),
-    };
+    let bound = lanes_allowed(domain.ncpu());
     let mut most = 0;
     for (i, c) in counters.iter().enumerate() {
         let want: i64 = added.iter().map(|a| a[i]).sum();
@@ -103,4 +98,71 @@ fn sums_read_only_the_lanes_in_use_under_a_signal_storm() {
         most = most.max(read);
     }
     eprintln!("lanes: each sum read at most {most} lanes (bound {bound}) of 256");
+}
+
+/// The lanes the id source lets this process's threads use, out of `ncpu`: where a bound
+/// walk must stop (every lane on the portable backend, whose counters start with them all).
+fn lanes_allowed(ncpu: usize) -> usize {
+    let allowed = allowed_cpus();
+    match pcpu_rseq::id_source() {
+        _ if pcpu_rseq::mode() != pcpu_rseq::Mode::Rseq => ncpu,
+        IdSource::MmCid => allowed.len(),
+        IdSource::CpuId => allowed.iter().max().map_or(0, |&c| c + 1),
+    }
+}
+
+#[test]
+fn compaction_copies_only_the_lanes_in_use() {
+    const NCPU: usize = 256;
+    let domain = Domain::builder()
+        .ncpu(NCPU)
+        .mode(CounterMode::PerCpu)
+        .build()
+        .unwrap();
+    let n = 4096;
+    let counters: Vec<PercpuCounter> = (0..n)
+        .map(|_| PercpuCounter::new_in(domain, 0).unwrap())
+        .collect();
+    // Two threads add to every counter (wherever the scheduler puts them), then this one.
+    std::thread::scope(|s| {
+        for t in 0..2i64 {
+            let counters = &counters;
+            s.spawn(move || {
+                for (i, c) in counters.iter().enumerate() {
+                    c.add(i as i64 + t);
+                }
+            });
+        }
+    });
+    for c in &counters {
+        c.add(1);
+    }
+    // Free 9 in 10, so that compaction moves the rest out of sparse pagesets.
+    let kept: Vec<(usize, PercpuCounter)> = counters
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % 10 == 0)
+        .collect();
+    let before = pcpu_migrate::lane_reads::copied_on_this_thread();
+    let report = domain.compact().unwrap();
+    let copied = pcpu_migrate::lane_reads::copied_on_this_thread() - before;
+    for (i, c) in &kept {
+        assert_eq!(
+            c.sum(),
+            2 * *i as i64 + 2,
+            "counter {i}: exact after compaction"
+        );
+    }
+    let moved = report.slots_moved as u64;
+    assert!(moved > 0, "nothing moved: {report:?}");
+    let bound = lanes_allowed(NCPU) as u64;
+    eprintln!(
+        "lanes: compaction moved {moved} slots, copying {copied} lanes ({} per slot, bound \
+         {bound} of {NCPU})",
+        copied / moved
+    );
+    assert!(
+        copied <= moved * bound,
+        "compaction copied {copied} lanes for {moved} slots: more than {bound} per slot"
+    );
 }
