@@ -1,7 +1,7 @@
 //! Costs that follow the lanes in use: on a domain of 256 (simulated) CPUs, per-CPU counters
 //! added to from 8 threads under a signal storm sum exactly, and each `sum()` reads only the
 //! lanes the process's threads used (counted by pcpu-migrate's `count-lane-reads` feature),
-//! not 256; and a compaction copies only those lanes of each slot it moves.
+//! not 256; and a compaction copies, and a free zeroes, only those lanes of each slot.
 //!
 //! Where lanes follow `mm_cid` ([`pcpu_rseq::IdSource::MmCid`]), that is at most the number of
 //! CPUs the process may use (`taskset -c 1`: one lane; the 8-vCPU VM run with `--taskset 2,5`:
@@ -112,7 +112,7 @@ fn lanes_allowed(ncpu: usize) -> usize {
 }
 
 #[test]
-fn compaction_copies_only_the_lanes_in_use() {
+fn compaction_and_frees_walk_only_the_lanes_in_use() {
     const NCPU: usize = 256;
     let domain = Domain::builder()
         .ncpu(NCPU)
@@ -137,12 +137,16 @@ fn compaction_copies_only_the_lanes_in_use() {
     for c in &counters {
         c.add(1);
     }
-    // Free 9 in 10, so that compaction moves the rest out of sparse pagesets.
+    // Free 9 in 10 (here, on this thread), so that compaction moves the rest out of sparse
+    // pagesets.
+    let freed_before = pcpu_migrate::lane_reads::freed_on_this_thread();
     let kept: Vec<(usize, PercpuCounter)> = counters
         .into_iter()
         .enumerate()
         .filter(|(i, _)| i % 10 == 0)
         .collect();
+    let freed = pcpu_migrate::lane_reads::freed_on_this_thread() - freed_before;
+    let dropped = (n - kept.len()) as u64;
     let before = pcpu_migrate::lane_reads::copied_on_this_thread();
     let report = domain.compact().unwrap();
     let copied = pcpu_migrate::lane_reads::copied_on_this_thread() - before;
@@ -164,5 +168,18 @@ fn compaction_copies_only_the_lanes_in_use() {
     assert!(
         copied <= moved * bound,
         "compaction copied {copied} lanes for {moved} slots: more than {bound} per slot"
+    );
+    eprintln!(
+        "lanes: {dropped} counters dropped, their slots' frees zeroing {freed} lanes ({} per \
+         slot)",
+        freed / dropped
+    );
+    assert!(
+        freed > 0,
+        "no free was counted: the frees did not detach a slot"
+    );
+    assert!(
+        freed <= dropped * bound,
+        "freeing {dropped} slots zeroed {freed} lanes: more than {bound} per slot"
     );
 }

@@ -255,8 +255,17 @@ impl Space {
         // SAFETY: `addr` came from this cache; the caller guarantees nobody uses the header,
         // so nobody reaches the cells any more.
         let slot = unsafe { <Pool as SlotSource>::slot_from_addr(addr) };
-        // SAFETY: as above.
-        unsafe { self.cache.free(slot) }.map_err(MigrateError::from)?;
+        // The lanes to zero, read now that every add to the slot is done (the caller's
+        // contract: they all happened before this call). Each add reached a lane below a bound
+        // its owner raised after raising this one (`raise_lanes`), so the cells on lanes at or
+        // above it were never written since the slot was handed out zeroed: by the cache, or
+        // by a relocation that copied only the lanes below the bound into a fresh slot. The
+        // owner lane (lane `ncpu`, above every bound) was cleared above.
+        let lanes = self.lanes();
+        #[cfg(feature = "count-lane-reads")]
+        crate::lane_reads::add_freed(lanes);
+        // SAFETY: as above; the lanes at or above `lanes` hold zeros, as just argued.
+        unsafe { self.cache.free_zeroing_below(slot, lanes) }.map_err(MigrateError::from)?;
         Ok(release)
     }
 
