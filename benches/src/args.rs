@@ -36,6 +36,10 @@ pub struct Args {
     /// Write SVG charts into DIR (created if needed).
     #[arg(long, value_name = "DIR")]
     pub plot: Option<PathBuf>,
+    /// Internal: measure this process for the `lanes` scenario and print one result line
+    /// (the scenario runs the benchmark again with this flag, in another environment).
+    #[arg(long = "lanes-child", hide = true)]
+    pub lanes_child: bool,
 }
 
 /// The scenarios, for the end of `--help`.

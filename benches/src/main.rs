@@ -69,6 +69,9 @@ fn short_commit(c: &str) -> String {
 fn main() {
     use clap::Parser;
     let args = args::Args::parse();
+    if args.lanes_child {
+        scenarios::lanes::child_main(args.quick);
+    }
     let threads = args.thread_counts(peers::ncpu());
     let ctx = Ctx {
         quick: args.quick,

@@ -3,6 +3,7 @@
 
 pub mod churn;
 pub mod hot_add;
+pub mod lanes;
 pub mod memory;
 pub mod metrics;
 pub mod read;
@@ -104,6 +105,13 @@ pub const SCENARIOS: &[Scenario] = &[
         run: read::run,
         rows: peer_rows,
         guess_secs: |c| c.pick(0.3, 0.05),
+    },
+    Scenario {
+        name: lanes::NAME,
+        about: "bytes per counter and sum() on a 256-CPU domain: lanes by mm_cid vs CPU id (children)",
+        run: lanes::run,
+        rows: lanes::rows,
+        guess_secs: |c| c.pick(4.0, 0.6),
     },
     Scenario {
         name: metrics::NAME,

@@ -47,16 +47,16 @@ impl<S: SlotSource> SlotCache<S> {
         }
     }
 
-    /// Zeroes every cell of the slot at `addr`, writing only cells that are not zero already:
-    /// a CPU that never wrote the slot keeps its page unpopulated (reading an untouched
-    /// anonymous page maps the shared zero page).
+    /// Zeroes the cells of the slot at `addr` on lanes below `lanes` (at most every lane),
+    /// writing only cells that are not zero already: a CPU that never wrote the slot keeps
+    /// its page unpopulated (reading an untouched anonymous page maps the shared zero page).
     ///
     /// # Safety
     /// `addr` is `slot_addr` of a slot of this cache's source that is assigned and whose cells
     /// nobody else accesses.
     #[inline]
-    pub(crate) unsafe fn zero_cells(&self, addr: usize) {
-        for cpu in 0..self.cell_ncpu {
+    pub(crate) unsafe fn zero_cells(&self, addr: usize, lanes: usize) {
+        for cpu in 0..lanes.min(self.cell_ncpu) {
             let cell = (addr + cpu * self.stride) as *mut u64;
             for w in 0..self.cell_words {
                 // SAFETY: by `SlotSource`'s contract this cell is `cell_words` valid, 8-aligned
@@ -85,10 +85,27 @@ impl<S: SlotSource> SlotCache<S> {
     /// away, or write into a slot already handed to someone else.
     #[inline]
     pub unsafe fn free(&self, slot: S::Slot) -> Res<(), S> {
+        // SAFETY: forwarded from the caller; every lane is zeroed.
+        unsafe { self.free_zeroing_below(slot, usize::MAX) }
+    }
+
+    /// [`free`](Self::free), zeroing only the lanes below `lanes`: for an owner that knows
+    /// the lanes at or above it were never written since the slot was handed out (zeroed),
+    /// as pcpu-migrate's spaces that keep a lane bound do.
+    ///
+    /// # Errors
+    /// As for [`free`](Self::free).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free), and every cell of the slot on a lane at or above `lanes`
+    /// holds zero: the cache hands out only zeroed slots, and a cell left non-zero would
+    /// reach the slot's next owner (a wrong count, never undefined behaviour).
+    #[inline]
+    pub unsafe fn free_zeroing_below(&self, slot: S::Slot, lanes: usize) -> Res<(), S> {
         let addr = S::slot_addr(slot);
         // SAFETY: the caller gives us the slot and sole access to its cells; it is assigned
         // (to this cache) until it reaches the pool.
-        unsafe { self.zero_cells(addr) };
+        unsafe { self.zero_cells(addr, lanes) };
         match self.stacks.push(addr) {
             Ok(()) => Ok(()),
             Err(StackMiss::Full) => self.spill(slot),

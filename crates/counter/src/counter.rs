@@ -834,14 +834,13 @@ impl Inner {
     /// wrong. Returns whether it raised the bound (the add is then worth retrying per-CPU).
     fn note_lane(&self) -> bool {
         let domain = self.domain();
-        let bound = self.fold.ncpu();
-        if bound >= domain.ncpu {
+        let Some(lane) = domain.lane_above(&self.fold) else {
             return false;
-        }
-        let lane = pcpu_rseq::current_cpu();
-        if lane < bound || lane >= domain.ncpu {
-            return false;
-        }
+        };
+        // The space's bound before the counter's, which lets the add reach the lane: a
+        // relocation (or `set`) that reads the space's bound after a grace period then walks
+        // every lane an add to this counter reached.
+        domain.space.raise_lanes(lane + 1);
         self.fold.raise_ncpu(lane + 1);
         domain
             .lanes

@@ -151,10 +151,14 @@ impl DomainBuilder {
         if self.max_batch.is_some_and(|m| m < batch) {
             return Err(CounterError::Config("max_batch must be at least the batch"));
         }
+        // Every space keeps a lane bound, raised before the bound that lets an add reach a
+        // lane (single counters: `Inner::note_lane`; groups: `note_group_lane`), so that
+        // relocation copies, frees and `set` zero, and group sums read, the lanes in use.
         let space_for = |class| {
             let mut config = SpaceConfig::new(class);
             config.ncpu = self.ncpu;
             config.unit_bytes = self.unit_bytes;
+            config.track_lanes = true;
             Space::new(config).map_err(CounterError::Space)
         };
         let space = space_for(SizeClass::B8)?;
@@ -179,7 +183,8 @@ impl DomainBuilder {
             space,
             batch,
             max_batch,
-            fold: pcpu_rseq::FoldParams::new(stride, self.ncpu, batch),
+            // Groups' lane bound: 1 until the first group sets it (`lanes_for_new_group`).
+            fold: pcpu_rseq::FoldParams::new(stride, self.ncpu.min(1), batch),
             lanes: AtomicUsize::new(0),
             mode: self.mode,
             policy: self.policy,
@@ -248,9 +253,55 @@ impl Domain {
         } else {
             self.ncpu
         };
+        // The space's bound first: no counter can add below `initial` before this returns.
+        self.space.raise_lanes(initial);
         self.lanes
             .fetch_max(initial, Ordering::Release)
             .max(initial)
+    }
+
+    /// This thread's lane, if it is at or above the lane bound of `fold` and inside the
+    /// domain: the lane a slow path raises the bounds past. `None` once the bound covers
+    /// every lane (without looking up the lane).
+    pub(crate) fn lane_above(&self, fold: &pcpu_rseq::FoldParams) -> Option<usize> {
+        let bound = fold.ncpu();
+        if bound >= self.ncpu {
+            return None;
+        }
+        let lane = pcpu_rseq::current_cpu();
+        (bound..self.ncpu).contains(&lane).then_some(lane)
+    }
+
+    /// Sets the groups' lane bound (`fold`'s `ncpu`, which every group of the domain adds
+    /// with) to at least the lanes new single counters start with, raising the group
+    /// spaces' bounds first. Called before a group's header is attached.
+    pub(crate) fn lanes_for_new_group(&self) {
+        // At least the bound the groups' parameters were built with (1), which adds may use
+        // from the first group on.
+        let lanes = self.lanes_for_new_counter().max(self.fold.ncpu());
+        for g in &self.group_spaces {
+            if g.lanes() < lanes {
+                g.raise_lanes(lanes);
+            }
+        }
+        if self.fold.ncpu() < lanes {
+            self.fold.raise_ncpu(lanes);
+        }
+    }
+
+    /// The slow path of a group add refused per-CPU operation: if this thread's lane is at
+    /// or above the groups' bound, raises the group spaces' bounds and then the groups'
+    /// (`Release`, before any add can reach the lane, as `Inner::note_lane` does for a
+    /// single counter) and returns true (worth retrying per-CPU).
+    pub(crate) fn note_group_lane(&self) -> bool {
+        let Some(lane) = self.lane_above(&self.fold) else {
+            return false;
+        };
+        self.group_spaces.iter().for_each(|g| {
+            g.raise_lanes(lane + 1);
+        });
+        self.fold.raise_ncpu(lane + 1);
+        true
     }
 
     /// The default domain: possible CPUs, Linux's batch, lazy counters.

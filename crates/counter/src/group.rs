@@ -34,7 +34,11 @@ impl crate::headers::Block for GroupInner {
 }
 
 impl GroupInner {
+    /// A group's header block content; sets the groups' lane bound on first use
+    /// ([`Domain::lanes_for_new_group`]), before the header is attached: before any per-CPU
+    /// add to the group.
     fn new(domain: &'static Domain) -> GroupInner {
+        domain.lanes_for_new_group();
         GroupInner {
             header: Header::new(),
             domain,
@@ -202,23 +206,30 @@ impl PercpuCounterGroup {
     unsafe fn add_header(&self, h: usize, i: usize, delta: i64) {
         // SAFETY: forwarded from the caller.
         let inner = unsafe { Self::inner_of(h) };
-        // SAFETY: the slot word is disabled or addresses a slot of the group's space whose
-        // cells hold `len` words at offsets 0, 8, ..; `i < len`; the domain's fold
-        // parameters describe every space of the domain (same stride and CPU count).
-        match unsafe {
-            pcpu_rseq::add_fold_with_offset(
-                inner.header.slot_word(),
-                &inner.domain.fold,
-                i * 8,
-                delta,
-            )
-        } {
-            Ok(0) => {}
-            Ok(moved) => {
-                // Release: pairs with the `Acquire` of a read (see `Words::read_at`).
-                self.words.count_at(i).fetch_add(moved, Ordering::Release);
+        let mut retry = false;
+        loop {
+            // SAFETY: the slot word is disabled or addresses a slot of the group's space
+            // whose cells hold `len` words at offsets 0, 8, ..; `i < len`; the domain's fold
+            // parameters describe every space of the domain (same stride, and a lane bound at
+            // most the CPU count).
+            match unsafe {
+                pcpu_rseq::add_fold_with_offset(
+                    inner.header.slot_word(),
+                    &inner.domain.fold,
+                    i * 8,
+                    delta,
+                )
+            } {
+                Ok(0) => return,
+                Ok(moved) => {
+                    // Release: pairs with the `Acquire` of a read (see `Words::read_at`).
+                    self.words.count_at(i).fetch_add(moved, Ordering::Release);
+                    return;
+                }
+                // A lane at or above the groups' bound: raise it, then retry once.
+                Err(_) if !retry && inner.domain.note_group_lane() => retry = true,
+                Err(_) => return self.add_central(inner, i, delta),
             }
-            Err(_) => self.add_central(inner, i, delta),
         }
     }
 

@@ -241,7 +241,14 @@ impl SlotMemory for Space {
     }
 
     unsafe fn copy_cells(&self, old: usize, new: usize) {
-        for cpu in 0..self.ncpu {
+        // The lanes in use, loaded after the grace period that every add to `old` precedes
+        // (the caller's contract): each such add was allowed by a bound its owner raised after
+        // raising this one (`raise_lanes`), so every lane an add reached is below it; the
+        // lanes above hold zeros, as a fresh slot's do.
+        let lanes = self.lanes();
+        #[cfg(feature = "count-lane-reads")]
+        crate::lane_reads::add_copied(lanes);
+        for cpu in 0..lanes {
             for w in 0..self.words {
                 // SAFETY: both slots are assigned to the caller; cpu/w in range.
                 let v = unsafe { self.cell(old, cpu, w) }.load(Ordering::Relaxed);

@@ -36,18 +36,41 @@ pub use waste::Waste;
 
 /// Testing aid (feature `count-lane-reads`): how many lanes the sums of this thread have read
 /// ([`Space::sum_word`], [`Space::sum_words`], [`Header::sum_word`]: one per lane and word of
-/// a slot, whatever the read section keeps).
+/// a slot, whatever the read section keeps), how many lanes its relocations copied and its
+/// detaches zeroed.
 #[cfg(feature = "count-lane-reads")]
 pub mod lane_reads {
     use std::cell::Cell;
 
     std::thread_local! {
         static READS: Cell<u64> = const { Cell::new(0) };
+        static COPIED: Cell<u64> = const { Cell::new(0) };
+        static FREED: Cell<u64> = const { Cell::new(0) };
     }
 
     /// Lanes read by this thread's sums so far.
     pub fn on_this_thread() -> u64 {
         READS.with(Cell::get)
+    }
+
+    /// Lanes of slots that relocations run by this thread copied so far (one per lane walked
+    /// per moved slot, whatever the lane holds).
+    pub fn copied_on_this_thread() -> u64 {
+        COPIED.with(Cell::get)
+    }
+
+    pub(crate) fn add_copied(n: usize) {
+        COPIED.with(|r| r.set(r.get() + n as u64));
+    }
+
+    /// Lanes that this thread's detaches had the slot cache zero (one per lane per freed
+    /// slot, below the space's lane bound; the owner lane, cleared before, is not counted).
+    pub fn freed_on_this_thread() -> u64 {
+        FREED.with(Cell::get)
+    }
+
+    pub(crate) fn add_freed(n: usize) {
+        FREED.with(|r| r.set(r.get() + n as u64));
     }
 
     pub(crate) fn add(n: usize) {

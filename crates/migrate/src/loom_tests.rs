@@ -316,3 +316,79 @@ fn detach_against_relocation() {
         assert_eq!(w.header.begin_detach(), Detached::Already);
     });
 }
+
+/// The space's lane bound against relocation ([`Space::lanes`](crate::Space::lanes), as
+/// pcpu-counter's single counters raise it): the first add from lane 1 of a counter whose
+/// bound is 1 takes the slow path, which raises the space's bound and then the counter's
+/// (`fetch_max`, `Release`), then adds with the counter's bound; the relocator loads the
+/// space's bound (`Acquire`) after the adders' grace period, as `Space::copy_cells` does (or,
+/// with `read_early`, before it claims the header) and copies the lanes below it only.
+/// Returns whether every schedule counted the add exactly once.
+fn lane_bound_against_relocation(read_early: bool) -> bool {
+    use loom::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicBool, Ordering as StdOrdering};
+    // Not a static: both tests run this, maybe at once.
+    let wrong = std::sync::Arc::new(AtomicBool::new(false));
+    let wrong_in_model = std::sync::Arc::clone(&wrong);
+    loom::model(move || {
+        let w = World::new([0, 0]);
+        let space = Arc::new(AtomicUsize::new(1));
+        let counter = Arc::new(AtomicUsize::new(1));
+        let adder = {
+            let (w, space, counter) = (Arc::clone(&w), Arc::clone(&space), Arc::clone(&counter));
+            loom::thread::spawn(move || {
+                pcpu_rseq::simulate_cpu(Some(1));
+                // The slow path: the space's bound, then the counter's, then the add.
+                space.fetch_max(2, Ordering::Release);
+                counter.fetch_max(2, Ordering::Release);
+                let lanes = counter.load(Ordering::Acquire);
+                // SAFETY: the slot word addresses `old` or `new` (NCPU cells, STRIDE apart),
+                // both alive while `w` is, or is disabled; `lanes` <= NCPU.
+                match unsafe { pcpu_rseq::add_fold(w.header.slot_word(), STRIDE, lanes, 1, 100) } {
+                    Ok(moved) => w.central.fetch_add(moved, Ordering::Relaxed),
+                    Err(_) => w.central.fetch_add(1, Ordering::Relaxed),
+                };
+            })
+        };
+        let early = read_early.then(|| space.load(Ordering::Acquire));
+        let (old, new) = (w.old.as_ptr() as usize, w.new.as_ptr() as usize);
+        w.header.model_relocate(
+            old,
+            new,
+            |_, _| {
+                let lanes = early.unwrap_or_else(|| space.load(Ordering::Acquire));
+                for (o, n) in w.old.iter().zip(&w.new).take(lanes) {
+                    n.store(o.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+            },
+            |_| {},
+            true,
+        );
+        adder.join().unwrap();
+        if w.exact() != 1 {
+            wrong_in_model.store(true, StdOrdering::Relaxed);
+        }
+    });
+    !wrong.load(StdOrdering::Relaxed)
+}
+
+/// The space's bound read after the grace period: relocation copies every lane an add
+/// reached, in every schedule.
+#[test]
+fn lane_bound_against_relocation_holds() {
+    assert!(
+        lane_bound_against_relocation(false),
+        "an add was lost or counted twice"
+    );
+}
+
+/// The space's bound read before the grace period (before the claim): some schedule lets the
+/// add reach lane 1 of the old slot after the read, the copy leaves that lane behind and the
+/// add is lost, and loom finds it.
+#[test]
+fn lane_bound_read_before_the_grace_period_loses_adds() {
+    assert!(
+        !lane_bound_against_relocation(true),
+        "no schedule lost the add: the model cannot see where the bound is read"
+    );
+}

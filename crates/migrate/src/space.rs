@@ -24,6 +24,11 @@ pub struct SpaceConfig {
     pub unit_bytes: Option<usize>,
     /// The per-CPU caches of free slots.
     pub cache: CacheConfig,
+    /// Whether the space keeps a lane bound that its owner raises ([`Space::raise_lanes`])
+    /// before any add to a lane at or above it: relocation's copy, [`Space::sum_words`] and
+    /// [`Space::take_cells`] then walk the lanes below it only. Off (the default), the bound
+    /// is `ncpu` for good.
+    pub track_lanes: bool,
 }
 
 impl SpaceConfig {
@@ -34,6 +39,7 @@ impl SpaceConfig {
             ncpu: pcpu_rseq::possible_cpus(),
             unit_bytes: None,
             cache: CacheConfig::new(),
+            track_lanes: false,
         }
     }
 }
@@ -45,6 +51,9 @@ pub struct Space {
     pub(crate) ncpu: usize,
     pub(crate) stride: usize,
     pub(crate) words: usize,
+    /// The lanes in use ([`Space::lanes`]): a high-water mark that only grows, at most
+    /// `ncpu`.
+    lanes: AtomicUsize,
     /// Serialises compactions (and `release`, which must not unmap under a compactor).
     pub(crate) compact_lock: pcpu_rseq::sync::Mutex<()>,
     /// Compactions that may hold header addresses read from owner lanes.
@@ -82,6 +91,7 @@ impl Space {
             ncpu: config.ncpu,
             stride,
             words: config.class.bytes() / 8,
+            lanes: AtomicUsize::new(if config.track_lanes { 0 } else { config.ncpu }),
             compact_lock: pcpu_rseq::sync::Mutex::new(()),
             compactions: Compactions::new(),
         })
@@ -91,6 +101,30 @@ impl Space {
     #[inline(always)]
     pub fn ncpu(&self) -> usize {
         self.ncpu
+    }
+
+    /// The lane bound: every lane an add has reached in any object of this space is below it
+    /// (with [`SpaceConfig::track_lanes`] off, `ncpu`). Relocation's copy, [`sum_words`]
+    /// (Self::sum_words) and [`take_cells`](Self::take_cells) walk the lanes below it.
+    ///
+    /// Loaded with `Acquire`: the owner raises it ([`raise_lanes`](Self::raise_lanes),
+    /// `Release`) before the bound its sections check lets an add reach a new lane, so a
+    /// reader that loads it after an add (or, as relocation does, after a grace period that
+    /// every add to the slot precedes) reads that add's lane.
+    #[inline]
+    pub fn lanes(&self) -> usize {
+        self.lanes.load(Ordering::Acquire).min(self.ncpu)
+    }
+
+    /// Raises the lane bound to `lanes` (capped at `ncpu`) unless it is already at least that;
+    /// returns the bound in force. The owner must call it before its sections can add to a
+    /// lane at or above the old bound (pcpu-counter does so on the slow path, before it raises
+    /// a counter's own bound): a lane above the bound is neither copied by relocation nor
+    /// summed nor zeroed by [`take_cells`](Self::take_cells), so an add there would be lost
+    /// (a wrong count, never undefined behaviour: every walk stays within the slot).
+    pub fn raise_lanes(&self, lanes: usize) -> usize {
+        let lanes = lanes.min(self.ncpu);
+        self.lanes.fetch_max(lanes, Ordering::Release).max(lanes)
     }
 
     /// Bytes from one CPU's cell of an object to the next CPU's.
@@ -221,8 +255,17 @@ impl Space {
         // SAFETY: `addr` came from this cache; the caller guarantees nobody uses the header,
         // so nobody reaches the cells any more.
         let slot = unsafe { <Pool as SlotSource>::slot_from_addr(addr) };
-        // SAFETY: as above.
-        unsafe { self.cache.free(slot) }.map_err(MigrateError::from)?;
+        // The lanes to zero, read now that every add to the slot is done (the caller's
+        // contract: they all happened before this call). Each add reached a lane below a bound
+        // its owner raised after raising this one (`raise_lanes`), so the cells on lanes at or
+        // above it were never written since the slot was handed out zeroed: by the cache, or
+        // by a relocation that copied only the lanes below the bound into a fresh slot. The
+        // owner lane (lane `ncpu`, above every bound) was cleared above.
+        let lanes = self.lanes();
+        #[cfg(feature = "count-lane-reads")]
+        crate::lane_reads::add_freed(lanes);
+        // SAFETY: as above; the lanes at or above `lanes` hold zeros, as just argued.
+        unsafe { self.cache.free_zeroing_below(slot, lanes) }.map_err(MigrateError::from)?;
         Ok(release)
     }
 
@@ -235,13 +278,14 @@ impl Space {
     /// space's slot may be laid out with another stride: reading them so may leave the slot).
     pub unsafe fn sum_words(&self, header: &Header, out: &mut [i64]) {
         let words = out.len().min(self.words);
+        let lanes = self.lanes();
         // No guard: a slot freed under us stays mapped (the pool keeps its address space),
         // and the `seq` check throws away what was read from it.
         header.read_consistent(|addr| {
             for (w, o) in out.iter_mut().enumerate().take(words) {
                 // SAFETY: the header's slots come from this space (caller), which lives;
                 // w < words.
-                *o = unsafe { crate::header::cells_total(addr, self.stride, self.ncpu, w) };
+                *o = unsafe { crate::header::cells_total(addr, self.stride, lanes, w) };
             }
         });
     }
@@ -256,8 +300,9 @@ impl Space {
         if w >= self.words {
             return 0;
         }
-        // SAFETY: the header's slots come from this space (caller); w < words, checked above.
-        unsafe { header.sum_word(self.stride, self.ncpu, w) }
+        // SAFETY: the header's slots come from this space (caller); w < words, checked above;
+        // the lane bound is at most `ncpu`.
+        unsafe { header.sum_word(self.stride, self.lanes(), w) }
     }
 
     /// Zeroes the per-CPU part of `header` (for `set`): stops per-CPU operation, waits a grace
@@ -271,7 +316,7 @@ impl Space {
     /// `header` is unattached, dead, or attached through this space (its cells are written).
     pub unsafe fn take_cells(&self, header: &Header, out: &mut [i64]) -> Result<(), MigrateError> {
         // SAFETY: forwarded from the caller.
-        unsafe { self.take_cells_below(header, || self.ncpu, out) }
+        unsafe { self.take_cells_below(header, || self.lanes(), out) }
     }
 
     /// [`take_cells`](Self::take_cells) over the lanes below `lanes()` only: the caller's
