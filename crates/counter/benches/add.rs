@@ -18,31 +18,9 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use pcpu_counter::{CounterMode, Domain, PercpuCounter};
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize};
+use pcpu_testkit::bench::run_threads;
 use std::hint::black_box;
-use std::sync::Barrier;
-use std::time::{Duration, Instant};
-
-/// Generic over the operation so that it inlines into the timed loop (a `dyn Fn` would add an
-/// indirect call to every add).
-fn run<F: Fn() + Sync>(threads: usize, iters: u64, op: &F) -> Duration {
-    let barrier = Barrier::new(threads);
-    let total: Duration = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        op();
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum()
-    });
-    total / threads as u32
-}
+use std::time::Duration;
 
 fn bench(c: &mut Criterion) {
     let domain = Domain::builder().mode(CounterMode::PerCpu).build().unwrap();
@@ -59,16 +37,16 @@ fn bench(c: &mut Criterion) {
     eprintln!("pcpu-rseq mode: {:?}", pcpu_rseq::mode());
     let mut g = c.benchmark_group("counter_add");
     g.bench_function("raw_rseq_add/1-thread", |b| {
-        b.iter_custom(|n| run(1, n, &raw))
+        b.iter_custom(|n| run_threads(1, n, &raw))
     });
     g.bench_function("raw_rseq_add/2-thread", |b| {
-        b.iter_custom(|n| run(2, n, &raw))
+        b.iter_custom(|n| run_threads(2, n, &raw))
     });
     g.bench_function("percpu_counter_add/1-thread", |b| {
-        b.iter_custom(|n| run(1, n, &api))
+        b.iter_custom(|n| run_threads(1, n, &api))
     });
     g.bench_function("percpu_counter_add/2-thread", |b| {
-        b.iter_custom(|n| run(2, n, &api))
+        b.iter_custom(|n| run_threads(2, n, &api))
     });
     let fixed = Domain::builder()
         .mode(CounterMode::PerCpu)
@@ -78,10 +56,10 @@ fn bench(c: &mut Criterion) {
     let fixed_counter = PercpuCounter::new_in(fixed, 0).unwrap();
     let fixed_api = || black_box(&fixed_counter).add(1);
     g.bench_function("percpu_counter_add_fixed_batch/1-thread", |b| {
-        b.iter_custom(|n| run(1, n, &fixed_api))
+        b.iter_custom(|n| run_threads(1, n, &fixed_api))
     });
     g.bench_function("percpu_counter_add_fixed_batch/2-thread", |b| {
-        b.iter_custom(|n| run(2, n, &fixed_api))
+        b.iter_custom(|n| run_threads(2, n, &fixed_api))
     });
     eprintln!(
         "batch: default counter {} (started at {}, max {}); fixed-batch counter {}",

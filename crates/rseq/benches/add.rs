@@ -8,35 +8,12 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
+use pcpu_testkit::bench::run_threads;
 use std::hint::black_box;
-use std::sync::Barrier;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[repr(align(64))]
 struct Padded(AtomicI64);
-
-/// Runs `op` `iters` times on each of `threads` threads; returns the mean wall time per thread.
-/// Generic over the operation so that it inlines into the timed loop (a `dyn Fn` would add an
-/// indirect call to every add).
-fn run<F: Fn() + Sync>(threads: usize, iters: u64, op: &F) -> Duration {
-    let barrier = Barrier::new(threads);
-    let total: Duration = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        op();
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum()
-    });
-    total / threads as u32
-}
 
 fn bench_add(c: &mut Criterion) {
     let ncpu = pcpu_rseq::possible_cpus();
@@ -59,12 +36,14 @@ fn bench_add(c: &mut Criterion) {
     for threads in [1, 2] {
         let mut group = c.benchmark_group(format!("add/{threads}-thread"));
         group.throughput(criterion::Throughput::Elements(1));
-        group.bench_function("rseq", |b| b.iter_custom(|n| run(threads, n, &rseq_add)));
+        group.bench_function("rseq", |b| {
+            b.iter_custom(|n| run_threads(threads, n, &rseq_add))
+        });
         group.bench_function("atomic_fetch_add", |b| {
-            b.iter_custom(|n| run(threads, n, &atomic_add))
+            b.iter_custom(|n| run_threads(threads, n, &atomic_add))
         });
         group.bench_function("sched_getcpu_atomic", |b| {
-            b.iter_custom(|n| run(threads, n, &getcpu_add))
+            b.iter_custom(|n| run_threads(threads, n, &getcpu_add))
         });
         group.finish();
     }

@@ -1,5 +1,6 @@
 //! What the tests and fuzz targets of the pcpu crates share, so that each is written once:
 //!
+//! - [`bench`]: a multi-threaded timing loop for the criterion benches;
 //! - [`stress`]: `PCPU_STRESS_SCALE`/`PCPU_STRESS_SECS`-style knobs and the sizes they scale;
 //! - [`signals`]: SIGUSR1 handlers and the storm that hits worker threads with them;
 //! - [`rlimit`]: a test binary re-running one of its tests as a child under `RLIMIT_AS`;
@@ -12,6 +13,7 @@
 //!
 //! Not published (`publish = false`); the crates name it as a path-only dev-dependency.
 
+pub mod bench;
 pub mod cache_model;
 mod heap_source;
 #[cfg(not(loom))]
