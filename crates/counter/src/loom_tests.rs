@@ -98,23 +98,8 @@ impl World {
     /// [`relocate`](Self::relocate), with the adders' grace period only if `adders` may run
     /// (see `Header::model_relocate`).
     fn relocate_with(&self, adders: bool) {
-        let (old, new) = (self.cells.as_ptr() as usize, self.moved.as_ptr() as usize);
-        self.header.model_relocate(
-            old,
-            new,
-            |from, to| {
-                assert_eq!((from, to), (old, new));
-                for (o, n) in self.cells.iter().zip(&self.moved) {
-                    n.store(o.load(Ordering::Relaxed), Ordering::Relaxed);
-                }
-            },
-            |_| {
-                for o in &self.cells {
-                    o.store(1_000_000, Ordering::Relaxed);
-                }
-            },
-            adders,
-        );
+        self.header
+            .model_relocate_cells(&self.cells, &self.moved, adders);
     }
 }
 

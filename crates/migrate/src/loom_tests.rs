@@ -51,23 +51,8 @@ impl World {
     /// [`relocate`](Self::relocate), with the adders' grace period only if `adders` may run
     /// (see [`Header::model_relocate`]).
     fn relocate_with(&self, adders: bool) {
-        let (old, new) = (self.old.as_ptr() as usize, self.new.as_ptr() as usize);
-        self.header.model_relocate(
-            old,
-            new,
-            |from, to| {
-                assert_eq!((from, to), (old, new));
-                for (o, n) in self.old.iter().zip(&self.new) {
-                    n.store(o.load(Ordering::Relaxed), Ordering::Relaxed);
-                }
-            },
-            |_| {
-                for o in &self.old {
-                    o.store(1_000_000, Ordering::Relaxed);
-                }
-            },
-            adders,
-        );
+        self.header
+            .model_relocate_cells(&self.old, &self.new, adders);
     }
 
     /// A thread on CPU 1 adding 1 through the header, as an owner does: per-CPU, or to the
