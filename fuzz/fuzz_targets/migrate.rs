@@ -1,6 +1,6 @@
-//! Random sequences of attach, add (through `pcpu_rseq::add_fold_at` on the header's slot word,
-//! with a central fallback, from simulated CPUs and sometimes the real one), take_cells,
-//! detach, compact (random policy), drain, trim and release on a `pcpu_migrate::Space`,
+//! Random sequences of attach, add (through `pcpu_rseq::add_fold_with_offset` on the header's
+//! slot word, with a central fallback, from simulated CPUs and sometimes the real one),
+//! take_cells, detach, compact (random policy), drain, trim and release on a `pcpu_migrate::Space`,
 //! checked after every step against an exact model:
 //! - every live object's total (central + `sum_words`), word by word, is exact;
 //! - attached headers have a slot and are `State::Attached`; unattached ones stay disabled;
@@ -142,13 +142,11 @@ fuzz_target!(|data: &[u8]| {
                     // `space` (cells of `words` words, `stride` apart), which stays assigned
                     // while the header is attached; the offset is inside the cell.
                     let r = unsafe {
-                        pcpu_rseq::add_fold_at(
+                        pcpu_rseq::add_fold_with_offset(
                             o.header.slot_word(),
+                            &pcpu_rseq::FoldParams::new(space.stride(), space.ncpu(), batch),
                             word * 8,
-                            space.stride(),
-                            space.ncpu(),
                             delta,
-                            batch,
                         )
                     };
                     o.central[word] += match r {

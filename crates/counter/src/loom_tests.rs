@@ -53,7 +53,11 @@ impl World {
                 // SAFETY: the slot word is disabled or addresses `cells` or `moved` (NCPU
                 // cells, STRIDE apart), alive as long as the world.
                 match unsafe {
-                    pcpu_rseq::add_fold(self.header.slot_word(), STRIDE, NCPU, delta, BATCH)
+                    pcpu_rseq::add_fold_with(
+                        self.header.slot_word(),
+                        &pcpu_rseq::FoldParams::new(STRIDE, NCPU, BATCH),
+                        delta,
+                    )
                 } {
                     Ok(moved) => self.words.count().fetch_add(moved, Ordering::Release),
                     Err(_) => self.words.count().fetch_add(delta, Ordering::Relaxed),
@@ -258,9 +262,14 @@ fn fold_against_sum_never_double_counts() {
             loom::thread::spawn(move || {
                 pcpu_rseq::simulate_cpu(Some(1));
                 // SAFETY: as in `World::add`; batch 1 folds the whole cell now.
-                let moved =
-                    unsafe { pcpu_rseq::add_fold(w.header.slot_word(), STRIDE, NCPU, 1, 1) }
-                        .unwrap();
+                let moved = unsafe {
+                    pcpu_rseq::add_fold_with(
+                        w.header.slot_word(),
+                        &pcpu_rseq::FoldParams::new(STRIDE, NCPU, 1),
+                        1,
+                    )
+                }
+                .unwrap();
                 w.words.count().fetch_add(moved, Ordering::Release);
             })
         };

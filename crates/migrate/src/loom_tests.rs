@@ -78,7 +78,13 @@ impl World {
             pcpu_rseq::simulate_cpu(Some(1));
             // SAFETY: the slot word addresses `old` or `new` (NCPU cells, STRIDE apart), both
             // alive while `w` is, or is disabled.
-            match unsafe { pcpu_rseq::add_fold(w.header.slot_word(), STRIDE, NCPU, 1, 100) } {
+            match unsafe {
+                pcpu_rseq::add_fold_with(
+                    w.header.slot_word(),
+                    &pcpu_rseq::FoldParams::new(STRIDE, NCPU, 100),
+                    1,
+                )
+            } {
                 Ok(moved) => w.central.fetch_add(moved, Ordering::Relaxed),
                 Err(_) => w.central.fetch_add(1, Ordering::Relaxed),
             };

@@ -36,7 +36,13 @@ struct Obj {
 
 fn add(space: &Space, o: &Obj, d: i64) {
     // SAFETY: the slot word is disabled or addresses a slot of `space`.
-    match unsafe { pcpu_rseq::add_fold(o.header.slot_word(), space.stride(), space.ncpu(), d, 8) } {
+    match unsafe {
+        pcpu_rseq::add_fold_with(
+            o.header.slot_word(),
+            &pcpu_rseq::FoldParams::new(space.stride(), space.ncpu(), 8),
+            d,
+        )
+    } {
         Ok(moved) => o.central.fetch_add(moved, Ordering::Relaxed),
         Err(_) => o.central.fetch_add(d, Ordering::Relaxed),
     };

@@ -5,7 +5,8 @@
 //! What this crate gives the layers above it:
 //! - the ABI ([`abi`]): glibc's registration found at run time (`__rseq_offset`,
 //!   `__rseq_size` through `dlsym`), or a per-thread registration of our own;
-//! - critical sections: per-CPU [`add`], [`add_fold`], [`exchange`], and per-CPU stacks
+//! - critical sections: per-CPU add-and-fold ([`add_fold_with`], [`add_fold_with_offset`],
+//!   [`add_fold_beside`]), and per-CPU stacks
 //!   ([`PercpuStacks`] pop/push, stop/fence/restart);
 //! - grace periods: [`synchronize`] and [`fence_cpu`] (membarrier rseq fences, or
 //!   crossbeam-epoch on the portable backend);
@@ -42,8 +43,8 @@ pub use mode::{
 };
 pub use native::kernel_feature_size;
 pub use ops::{
-    add, add_fold, add_fold_at, add_fold_beside, add_fold_with, add_fold_with_offset, current_cpu,
-    exchange, portable_add, portable_exchange, FoldParams, SlowPath, DISABLED, MAX_FOLD,
+    add_fold_beside, add_fold_with, add_fold_with_offset, current_cpu, FoldParams, SlowPath,
+    DISABLED, MAX_FOLD,
 };
 pub use reentry::{
     enter_slow_path, in_slow_path, signal_handler_scope, SignalHandlerScope, SlowPathGuard,
