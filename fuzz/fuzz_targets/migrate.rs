@@ -129,7 +129,9 @@ fuzz_target!(|data: &[u8]| {
         steps += 1;
         let i = op.obj as usize % OBJS;
         let sim = decode_cpu(op.cpu, ncpu);
-        simulate_cpu(sim);
+        // SAFETY: the target runs on one thread, and the space it updates is its own harness's: no
+        // rseq thread touches it.
+        unsafe { simulate_cpu(sim) };
         match op.kind % 12 {
             // add: the common operation
             0..=4 => {
@@ -224,7 +226,8 @@ fuzz_target!(|data: &[u8]| {
                 h.space.release();
             }
         }
-        simulate_cpu(None);
+        // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+        unsafe { simulate_cpu(None) };
         h.check();
     }
     for i in 0..OBJS {

@@ -75,7 +75,9 @@ impl World {
     fn spawn_adder(w: &Arc<World>) -> loom::thread::JoinHandle<()> {
         let w = Arc::clone(w);
         loom::thread::spawn(move || {
-            pcpu_rseq::simulate_cpu(Some(1));
+            // SAFETY: under loom every thread runs the portable backend (no rseq section runs in a
+            // model), so no rseq thread updates this model's memory.
+            unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
             // SAFETY: the slot word addresses `old` or `new` (NCPU cells, STRIDE apart), both
             // alive while `w` is, or is disabled.
             match unsafe {

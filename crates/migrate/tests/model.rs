@@ -89,7 +89,9 @@ proptest! {
             match op {
                 Op::Add(i, cpu, d) => {
                     if let Some(o) = &objs[i] {
-                        pcpu_rseq::simulate_cpu(Some(cpu));
+                        // SAFETY: this single-threaded case alone uses the space it built: no rseq
+                        // thread touches its slots or magazines.
+                        unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) };
                         add(&space, o, d);
                         model[i] += d;
                     }
@@ -126,6 +128,7 @@ proptest! {
             // SAFETY: as above.
             let _ = unsafe { space.detach(&o.header) }.unwrap();
         }
-        pcpu_rseq::simulate_cpu(None);
+        // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+        unsafe { pcpu_rseq::simulate_cpu(None) };
     }
 }

@@ -115,7 +115,8 @@ fn full_stack_reports_full() {
 
 #[test]
 fn stopped_stack_sends_its_cpu_to_slow_path() {
-    pcpu_rseq::simulate_cpu(None);
+    // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+    unsafe { pcpu_rseq::simulate_cpu(None) };
     let stacks = PercpuStacks::new(pcpu_rseq::possible_cpus(), 4).unwrap();
     // Stop every CPU so that wherever this thread runs, its stack is stopped.
     let guards: Vec<_> = (0..stacks.ncpu())

@@ -17,7 +17,9 @@ fn push_against_stop_and_drain() {
         let stacks = Arc::new(PercpuStacks::new(1, 2).unwrap());
         let s2 = Arc::clone(&stacks);
         let pusher = loom::thread::spawn(move || {
-            pcpu_rseq::simulate_cpu(Some(0));
+            // SAFETY: under loom every thread runs the portable backend (no rseq section runs in a
+            // model), so no rseq thread updates this model's memory.
+            unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
             s2.push(7).is_ok()
         });
         let drained = match stacks.try_stop(0) {
@@ -57,7 +59,9 @@ fn pop_against_stop() {
         stacks.try_stop(0).unwrap().push(5).unwrap();
         let s2 = Arc::clone(&stacks);
         let popper = loom::thread::spawn(move || {
-            pcpu_rseq::simulate_cpu(Some(0));
+            // SAFETY: under loom every thread runs the portable backend (no rseq section runs in a
+            // model), so no rseq thread updates this model's memory.
+            unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
             s2.pop()
         });
         let seen_by_stopper = stacks.try_stop(0).ok().map(|st| st.len());
@@ -88,7 +92,9 @@ fn add_against_disable_and_fold() {
             let (cells, central, slot) =
                 (Arc::clone(&cells), Arc::clone(&central), Arc::clone(&slot));
             loom::thread::spawn(move || {
-                pcpu_rseq::simulate_cpu(Some(1));
+                // SAFETY: under loom every thread runs the portable backend (no rseq section runs
+                // in a model), so no rseq thread updates this model's memory.
+                unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
                 // Batch MAX_FOLD: a plain add, never a fold.
                 let plain = FoldParams::new(stride, 2, MAX_FOLD);
                 // SAFETY: `slot` addresses the two cells of `cells`, alive in this closure.
@@ -131,7 +137,9 @@ fn fold_is_never_counted_twice_by_a_reader() {
             let (cells, central, slot) =
                 (Arc::clone(&cells), Arc::clone(&central), Arc::clone(&slot));
             loom::thread::spawn(move || {
-                pcpu_rseq::simulate_cpu(Some(0));
+                // SAFETY: under loom every thread runs the portable backend (no rseq section runs
+                // in a model), so no rseq thread updates this model's memory.
+                unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
                 // Batch 1: the add folds at once.
                 let params = FoldParams::new(8, 1, 1);
                 // SAFETY: `slot` addresses the one cell of `cells`, alive in this closure.
@@ -177,7 +185,9 @@ fn lane_bound_is_raised_before_the_add() {
         );
         let adder = loom::thread::spawn(move || {
             let _keep = &c2;
-            pcpu_rseq::simulate_cpu(Some(1));
+            // SAFETY: under loom every thread runs the portable backend (no rseq section runs in a
+            // model), so no rseq thread updates this model's memory.
+            unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
             // The slow path: lane 1 is at the bound, raise it past the lane, then add.
             let lanes = b2.fetch_max(2, Ordering::Release).max(2);
             let plain = FoldParams::new(8, lanes, MAX_FOLD);

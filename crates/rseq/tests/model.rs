@@ -53,7 +53,9 @@ proptest! {
         for op in ops {
             match op {
                 Op::Add(cpu, d) => {
-                    pcpu_rseq::simulate_cpu(Some(cpu));
+                    // SAFETY: the cells and stacks of this case are its own, used by this thread
+                    // only.
+                    unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) };
                     // SAFETY: `slot` addresses NCPU live cells, 8 bytes apart.
                     let r = unsafe { pcpu_rseq::add_fold_with(&slot, &plain, d) };
                     if disabled {
@@ -64,7 +66,9 @@ proptest! {
                     }
                 }
                 Op::Take(cpu) => {
-                    pcpu_rseq::simulate_cpu(Some(cpu));
+                    // SAFETY: the cells and stacks of this case are its own, used by this thread
+                    // only.
+                    unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) };
                     // SAFETY: as above.
                     let r = unsafe { pcpu_rseq::add_fold_with(&slot, &take, 0) };
                     if disabled {
@@ -75,7 +79,9 @@ proptest! {
                     }
                 }
                 Op::AddFold(cpu, d) => {
-                    pcpu_rseq::simulate_cpu(Some(cpu));
+                    // SAFETY: the cells and stacks of this case are its own, used by this thread
+                    // only.
+                    unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) };
                     // SAFETY: as above.
                     let r = unsafe { pcpu_rseq::add_fold_with(&slot, &fold, d) };
                     if disabled {
@@ -90,7 +96,9 @@ proptest! {
                 Op::Disable => { slot.store(base | DISABLED, Ordering::Release); disabled = true; }
                 Op::Enable => { slot.store(base, Ordering::Release); disabled = false; }
                 Op::Push(cpu, item) => {
-                    pcpu_rseq::simulate_cpu(Some(cpu));
+                    // SAFETY: the cells and stacks of this case are its own, used by this thread
+                    // only.
+                    unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) };
                     let r = stacks.push(item);
                     if model_stacks[cpu].len() < CAP {
                         prop_assert_eq!(r, Ok(()));
@@ -100,7 +108,9 @@ proptest! {
                     }
                 }
                 Op::Pop(cpu) => {
-                    pcpu_rseq::simulate_cpu(Some(cpu));
+                    // SAFETY: the cells and stacks of this case are its own, used by this thread
+                    // only.
+                    unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) };
                     let r = stacks.pop();
                     prop_assert_eq!(r, model_stacks[cpu].pop().ok_or(StackMiss::Empty));
                 }
@@ -120,6 +130,7 @@ proptest! {
                 prop_assert_eq!(stacks.len_hint(cpu), model_stacks[cpu].len());
             }
         }
-        pcpu_rseq::simulate_cpu(None);
+        // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+        unsafe { pcpu_rseq::simulate_cpu(None) };
     }
 }
