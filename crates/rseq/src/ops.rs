@@ -4,7 +4,7 @@
 //! architecture) and one portable body: [`add_fold_with`] (parameters anywhere, offset 0),
 //! [`add_fold_with_offset`] (one word of a multi-word cell: counter groups) and
 //! [`add_fold_beside`] (parameters right after the slot word: a counter's hot path). A plain
-//! add is a fold with a batch of [`MAX_FOLD`]; taking a CPU's part is a fold with batch 1.
+//! add is a fold with a batch of [`MAX_FOLD`]; a fold at batch 1 takes a CPU's part.
 //!
 //! Each takes the cells through a *slot word*: an `AtomicUsize` holding the address of CPU 0's
 //! cell (CPU `c`'s cell is `c * stride` bytes further), or that address with
@@ -177,7 +177,8 @@ impl Clone for FoldParams {
 /// On the rseq backend this is one plain add to memory inside a restartable sequence (and a
 /// store of 0 when it folds); on the portable backend a relaxed `fetch_add` (and `swap`) under
 /// an epoch guard. A batch of [`MAX_FOLD`] never folds (a plain per-CPU add); a batch of 1
-/// takes the CPU's part at every call.
+/// folds at every call whose result is non-zero in the delta's direction (a delta of 0 at
+/// batch 1 takes a positive part on the rseq backend, any non-zero part on the portable one).
 ///
 /// Memory ordering: a non-zero result is returned after a release fence, so the emptying of
 /// the cell happens before anything the caller stores next. A caller that adds the result to

@@ -63,7 +63,8 @@ impl Cells {
     }
 
     /// Fold parameters for these cells: stride 64, every possible CPU, folding at `batch`
-    /// ([`MAX_FOLD`] never folds: a plain per-CPU add; 1 takes the CPU's part).
+    /// ([`MAX_FOLD`] never folds: a plain per-CPU add; 1 folds whatever the call leaves in the
+    /// delta's direction: a delta of 0 takes a positive part).
     fn params(&self, batch: i64) -> FoldParams {
         FoldParams::new(64, self.ncpu, batch)
     }
