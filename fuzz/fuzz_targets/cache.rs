@@ -105,7 +105,9 @@ fuzz_target!(|data: &[u8]| {
         // The CPU whose cell gets the tag, and whose magazine `*Stopped` ops stop.
         let cpu = sim.unwrap_or(op.cpu as usize % ncpu);
         let a = op.a as usize;
-        simulate_cpu(sim);
+        // SAFETY: the target runs on one thread, and the cache it updates is its own harness's: no
+        // rseq thread touches it.
+        unsafe { simulate_cpu(sim) };
         match op.kind % 16 {
             0..=3 => {
                 let s = h.model.cache.alloc().expect("alloc (the pool can grow)");
@@ -164,7 +166,9 @@ fuzz_target!(|data: &[u8]| {
                     .cache
                     .with_pool(|p| p.pagesets().iter().map(|s| s.id).collect());
                 let Some(&id) = ids.get(a % ids.len().max(1)) else {
-                    simulate_cpu(None);
+                    // SAFETY: `None` only ends the simulation: this thread goes back to the
+                    // process's backend.
+                    unsafe { simulate_cpu(None) };
                     continue;
                 };
                 let in_id: usize = h
@@ -230,7 +234,8 @@ fuzz_target!(|data: &[u8]| {
             }
             _ => {}
         }
-        simulate_cpu(None);
+        // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+        unsafe { simulate_cpu(None) };
         // Listing the magazines stops (fences) every CPU: do it on every fourth step.
         if steps % 4 == 0 {
             h.check();
@@ -244,9 +249,12 @@ fuzz_target!(|data: &[u8]| {
 /// Frees everything, drains, and checks the pool is empty and gives all memory back.
 fn finish(h: Harness) {
     h.check();
-    simulate_cpu(Some(0));
+    // SAFETY: the target runs on one thread, and the cache it updates is its own harness's: no
+    // rseq thread touches it.
+    unsafe { simulate_cpu(Some(0)) };
     let cache = h.model.free_all();
-    simulate_cpu(None);
+    // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+    unsafe { simulate_cpu(None) };
     cache.drain_all().expect("drain_all");
     assert_eq!(cache.stats().cached, 0);
     let (mut pool, drained) = cache.into_pool();

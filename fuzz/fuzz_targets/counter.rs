@@ -183,7 +183,9 @@ fuzz_target!(|data: &[u8]| {
         let i = op.idx as usize % COUNTERS;
         let j = op.idx as usize % GROUPS;
         let (a, b) = (i64::from(op.a), i64::from(op.b));
-        simulate_cpu(decode_cpu(op.cpu, ncpu));
+        // SAFETY: the target runs on one thread and updates only domains it built (never the
+        // global domain's counters): no rseq thread touches them.
+        unsafe { simulate_cpu(decode_cpu(op.cpu, ncpu)) };
         match op.kind % 24 {
             // create
             0 => {
@@ -347,7 +349,8 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
-        simulate_cpu(None);
+        // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+        unsafe { simulate_cpu(None) };
         check(&domain, &counters, &groups);
     }
     counters.clear();

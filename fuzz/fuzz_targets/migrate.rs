@@ -1,6 +1,6 @@
-//! Random sequences of attach, add (through `pcpu_rseq::add_fold_at` on the header's slot word,
-//! with a central fallback, from simulated CPUs and sometimes the real one), take_cells,
-//! detach, compact (random policy), drain, trim and release on a `pcpu_migrate::Space`,
+//! Random sequences of attach, add (through `pcpu_rseq::add_fold_with_offset` on the header's
+//! slot word, with a central fallback, from simulated CPUs and sometimes the real one),
+//! take_cells, detach, compact (random policy), drain, trim and release on a `pcpu_migrate::Space`,
 //! checked after every step against an exact model:
 //! - every live object's total (central + `sum_words`), word by word, is exact;
 //! - attached headers have a slot and are `State::Attached`; unattached ones stay disabled;
@@ -129,7 +129,9 @@ fuzz_target!(|data: &[u8]| {
         steps += 1;
         let i = op.obj as usize % OBJS;
         let sim = decode_cpu(op.cpu, ncpu);
-        simulate_cpu(sim);
+        // SAFETY: the target runs on one thread, and the space it updates is its own harness's: no
+        // rseq thread touches it.
+        unsafe { simulate_cpu(sim) };
         match op.kind % 12 {
             // add: the common operation
             0..=4 => {
@@ -142,13 +144,11 @@ fuzz_target!(|data: &[u8]| {
                     // `space` (cells of `words` words, `stride` apart), which stays assigned
                     // while the header is attached; the offset is inside the cell.
                     let r = unsafe {
-                        pcpu_rseq::add_fold_at(
+                        pcpu_rseq::add_fold_with_offset(
                             o.header.slot_word(),
+                            &pcpu_rseq::FoldParams::new(space.stride(), space.ncpu(), batch),
                             word * 8,
-                            space.stride(),
-                            space.ncpu(),
                             delta,
-                            batch,
                         )
                     };
                     o.central[word] += match r {
@@ -226,7 +226,8 @@ fuzz_target!(|data: &[u8]| {
                 h.space.release();
             }
         }
-        simulate_cpu(None);
+        // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+        unsafe { simulate_cpu(None) };
         h.check();
     }
     for i in 0..OBJS {

@@ -1,5 +1,5 @@
-//! Stand-in for pcpu until `pcpu-counter` exists: the raw layer, `pcpu_rseq::add` (one plain add
-//! inside a restartable sequence) on a `Box<[CachePadded<AtomicI64>]>` of one cell per CPU.
+//! Stand-in for pcpu until `pcpu-counter` exists: the raw layer, `pcpu_rseq::add_fold_with` at
+//! batch `MAX_FOLD` (one plain add inside a restartable sequence, never a fold) on a `Box<[CachePadded<AtomicI64>]>` of one cell per CPU.
 //!
 //! This is *not* the pcpu counter: it has no pagesets, no slot caches, no relocation; each
 //! counter is a malloc'd padded array. It shows what the add fast path costs on its own.
@@ -14,10 +14,12 @@ pub const RSEQ_RAW_NAME: &str = "pcpu-rseq raw cells (layer)";
 /// Bytes between two CPUs' cells.
 const STRIDE: usize = std::mem::size_of::<CachePadded<AtomicI64>>();
 
-/// Per-CPU cells added to through `pcpu_rseq::add`.
+/// Per-CPU cells added to through `pcpu_rseq::add_fold_with` (batch `MAX_FOLD`: never folds).
 pub struct RseqRaw {
     /// The slot word: the address of CPU 0's cell. Never changed nor disabled.
     slot: AtomicUsize,
+    /// The cells' layout, with a batch that never folds.
+    params: pcpu_rseq::FoldParams,
     /// The value before the first add, plus whatever the slow path added.
     base: CachePadded<AtomicI64>,
     cells: Box<[CachePadded<AtomicI64>]>,
@@ -36,6 +38,7 @@ impl BenchCounter for RseqRaw {
             .collect();
         Self {
             slot: AtomicUsize::new(cells.as_ptr() as usize),
+            params: pcpu_rseq::FoldParams::new(STRIDE, cells.len(), pcpu_rseq::MAX_FOLD),
             base: CachePadded::new(AtomicI64::new(initial)),
             cells,
         }
@@ -46,9 +49,14 @@ impl BenchCounter for RseqRaw {
         // i64 cells `STRIDE` bytes apart (CachePadded<AtomicI64> starts with the AtomicI64,
         // which has i64's layout and alignment); the cells are freed only when `self` is
         // dropped, when no `add` on it can be running; they are read only atomically.
-        let r = unsafe { pcpu_rseq::add(&self.slot, STRIDE, self.cells.len(), delta) };
-        if r.is_err() {
-            self.base.fetch_add(delta, Ordering::Relaxed);
+        match unsafe { pcpu_rseq::add_fold_with(&self.slot, &self.params, delta) } {
+            Ok(0) => {}
+            Ok(folded) => {
+                self.base.fetch_add(folded, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.base.fetch_add(delta, Ordering::Relaxed);
+            }
         }
     }
     fn read(&self) -> i64 {

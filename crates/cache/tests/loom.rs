@@ -45,7 +45,9 @@ fn refill_spill_vs_drain() {
         let worker = {
             let cache = Arc::clone(&cache);
             thread::spawn(move || {
-                simulate_cpu(Some(0));
+                // SAFETY: under loom every thread runs the portable backend (no rseq section runs
+                // in a model), so no rseq thread updates this model's memory.
+                unsafe { simulate_cpu(Some(0)) };
                 let x = cache.alloc().unwrap(); // refill: keep one, push one
                 let y = cache.alloc().unwrap(); // pop (or refill, if drained)
                 let z = cache.alloc().unwrap(); // refill again
@@ -67,7 +69,9 @@ fn refill_spill_vs_drain() {
         drainer.join().unwrap();
         let z = worker.join().unwrap();
         assert_accounted(&cache, &[z]);
-        simulate_cpu(Some(1));
+        // SAFETY: under loom every thread runs the portable backend (no rseq section runs in a
+        // model), so no rseq thread updates this model's memory.
+        unsafe { simulate_cpu(Some(1)) };
         // SAFETY: z came from `cache`.
         unsafe { cache.free(z).unwrap() };
         cache.drain_all().unwrap();
@@ -81,7 +85,9 @@ fn refill_spill_vs_drain() {
 fn stop_fence_restart() {
     loom::model(|| {
         let cache = cache(6, 4, 2);
-        simulate_cpu(Some(0));
+        // SAFETY: under loom every thread runs the portable backend (no rseq section runs in a
+        // model), so no rseq thread updates this model's memory.
+        unsafe { simulate_cpu(Some(0)) };
         // Seed CPU 0's magazine: alloc refills (keeps 1, pushes 1), free pushes.
         let seed = cache.alloc().unwrap();
         // SAFETY: `seed` came from `cache`.
@@ -90,7 +96,9 @@ fn stop_fence_restart() {
         let worker = {
             let cache = Arc::clone(&cache);
             thread::spawn(move || {
-                simulate_cpu(Some(0));
+                // SAFETY: under loom every thread runs the portable backend (no rseq section runs
+                // in a model), so no rseq thread updates this model's memory.
+                unsafe { simulate_cpu(Some(0)) };
                 let a = cache.alloc().unwrap();
                 // SAFETY: `a` came from `cache`.
                 unsafe { cache.free(a).unwrap() };
@@ -148,12 +156,16 @@ fn remove_pageset_vs_frees() {
     loom::model(|| {
         let config = CacheConfig::new().with_capacity(4).with_batch(2);
         let cache = Arc::new(SlotCache::new(HeapSource::new(2, 8, 3, 2), config).unwrap());
-        simulate_cpu(Some(0));
+        // SAFETY: under loom every thread runs the portable backend (no rseq section runs in a
+        // model), so no rseq thread updates this model's memory.
+        unsafe { simulate_cpu(Some(0)) };
         let held: Vec<NonZeroUsize> = (0..3).map(|_| cache.alloc().unwrap()).collect();
         let freer = {
             let cache = Arc::clone(&cache);
             thread::spawn(move || {
-                simulate_cpu(Some(0));
+                // SAFETY: under loom every thread runs the portable backend (no rseq section runs
+                // in a model), so no rseq thread updates this model's memory.
+                unsafe { simulate_cpu(Some(0)) };
                 for s in held {
                     // SAFETY: `s` came from `cache` and is not used any more.
                     unsafe { cache.free(s).unwrap() };
@@ -163,7 +175,9 @@ fn remove_pageset_vs_frees() {
         let other = {
             let cache = Arc::clone(&cache);
             thread::spawn(move || {
-                simulate_cpu(Some(1));
+                // SAFETY: under loom every thread runs the portable backend (no rseq section runs
+                // in a model), so no rseq thread updates this model's memory.
+                unsafe { simulate_cpu(Some(1)) };
                 let s = cache.alloc().unwrap();
                 // SAFETY: as above.
                 unsafe { cache.free(s).unwrap() };
@@ -195,10 +209,14 @@ fn shared_cpu_and_migration_vs_drain_all() {
             .map(|_| {
                 let (cache, holders) = (Arc::clone(&cache), Arc::clone(&holders));
                 thread::spawn(move || {
-                    simulate_cpu(Some(0));
+                    // SAFETY: under loom every thread runs the portable backend (no rseq section
+                    // runs in a model), so no rseq thread updates this model's memory.
+                    unsafe { simulate_cpu(Some(0)) };
                     let s = cache.alloc().unwrap();
                     assert!(holders.lock().unwrap().insert(s), "slot handed out twice");
-                    simulate_cpu(Some(1)); // "migrated"
+                    // SAFETY: under loom every thread runs the portable backend (no rseq section
+                    // runs in a model), so no rseq thread updates this model's memory.
+                    unsafe { simulate_cpu(Some(1)) }; // "migrated"
                     holders.lock().unwrap().remove(&s);
                     // SAFETY: `s` came from `cache` and is not used any more.
                     unsafe { cache.free(s).unwrap() };

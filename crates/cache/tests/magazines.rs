@@ -56,14 +56,17 @@ fn drain_all_stops_only_the_magazines_in_use() {
     let cache = SlotCache::new(pool, CacheConfig::new().with_magazines(256)).unwrap();
     // Slots parked in magazines 3 and 200 (simulated CPUs: this thread alone uses the cache).
     for cpu in [3, 200] {
-        pcpu_cache::simulate_cpu(Some(cpu));
+        // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread
+        // touches its magazines or slots.
+        unsafe { pcpu_cache::simulate_cpu(Some(cpu)) };
         let slots: Vec<_> = (0..4).map(|_| cache.alloc().unwrap()).collect();
         for slot in slots {
             // SAFETY: each slot came from `cache` and nothing uses it.
             unsafe { cache.free(slot) }.unwrap();
         }
     }
-    pcpu_cache::simulate_cpu(None);
+    // SAFETY: ends the simulation.
+    unsafe { pcpu_cache::simulate_cpu(None) };
     let parked = cache.stats().cached;
     assert!(parked > 0, "frees parked slots in the magazines");
     let before = cache.stats().counters.drains;

@@ -130,7 +130,9 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
     for op in ops {
         match op {
             Op::Alloc(cpu) => {
-                simulate_cpu(Some(cpu));
+                // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread
+                // touches its magazines or slots.
+                unsafe { simulate_cpu(Some(cpu)) };
                 let must = m.must_cover(cpu, 1, true, batch);
                 let r = m.h.cache.alloc();
                 m.expect_outcome("alloc", must, &r);
@@ -139,7 +141,9 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
                 }
             }
             Op::AllocBatch(cpu, n) => {
-                simulate_cpu(Some(cpu));
+                // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread
+                // touches its magazines or slots.
+                unsafe { simulate_cpu(Some(cpu)) };
                 let must = m.must_cover(cpu, n, true, 0);
                 let mut out = Vec::new();
                 let r = m.h.cache.alloc_batch(n, &mut out);
@@ -155,7 +159,9 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
                 }
             }
             Op::Free(cpu, i) if m.h.live_len() > 0 => {
-                simulate_cpu(Some(cpu));
+                // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread
+                // touches its magazines or slots.
+                unsafe { simulate_cpu(Some(cpu)) };
                 let s = m.h.give_back(i);
                 // SAFETY: `s` came from the cache and is no longer used.
                 unsafe { m.h.cache.free(s).unwrap() };
@@ -175,7 +181,9 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
                 assert!(m.h.cache.stats().cached_per_cpu.iter().all(|&n| n <= keep));
             }
             Op::RemovePageset(cpu, ps) => {
-                simulate_cpu(Some(cpu));
+                // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread
+                // touches its magazines or slots.
+                unsafe { simulate_cpu(Some(cpu)) };
                 // SAFETY: marking a pageset draining touches no slot.
                 unsafe { m.h.cache.with_pool_mut(|p| p.set_draining(ps, true)) };
                 m.h.cache.remove_pageset(ps).unwrap();
@@ -188,7 +196,9 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
                 unsafe { m.h.cache.with_pool_mut(|p| p.set_draining(ps, false)) };
             }
             Op::AllocStopped(cpu) => {
-                simulate_cpu(Some(cpu));
+                // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread
+                // touches its magazines or slots.
+                unsafe { simulate_cpu(Some(cpu)) };
                 let must = m.must_cover(cpu, 1, false, 1);
                 let r = m.h.cache.with_stopped(cpu, |_| m.h.cache.alloc()).unwrap();
                 m.expect_outcome("alloc (magazine stopped)", must, &r);
@@ -202,7 +212,9 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
             }
             Op::FreeStopped(..) if m.h.live_len() == 0 => {}
             Op::FreeStopped(cpu, i) => {
-                simulate_cpu(Some(cpu));
+                // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread
+                // touches its magazines or slots.
+                unsafe { simulate_cpu(Some(cpu)) };
                 let s = m.h.give_back(i);
                 m.h.cache
                     .with_stopped(cpu, |mag| {
@@ -218,7 +230,8 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
                 );
             }
         }
-        simulate_cpu(None);
+        // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+        unsafe { simulate_cpu(None) };
         m.h.check();
         let now = m.h.cache.stats();
         assert!(
@@ -234,9 +247,12 @@ fn run(ops: Vec<Op>, capacity: usize, batch: usize, max_cached: usize) {
         "{asked} allocations, none succeeded"
     );
     // Everything back: free all, drain, and the pool is empty.
-    simulate_cpu(Some(0));
+    // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread touches its
+    // magazines or slots.
+    unsafe { simulate_cpu(Some(0)) };
     let cache = m.h.free_all();
-    simulate_cpu(None);
+    // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+    unsafe { simulate_cpu(None) };
     cache.drain_all().unwrap();
     assert_eq!(cache.with_pool(|p| p.assigned()), 0);
     let (pool, drained) = cache.into_pool();
@@ -270,7 +286,9 @@ fn exhausted_pool_is_an_error_not_a_panic() {
     let mut src = HeapSource::new(2, 8, 1, 4);
     src.set_limit(4);
     let cache = SlotCache::new(src, CacheConfig::new().with_batch(2)).unwrap();
-    simulate_cpu(Some(0));
+    // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread touches its
+    // magazines or slots.
+    unsafe { simulate_cpu(Some(0)) };
     let mut held = Vec::new();
     let err = loop {
         match cache.alloc() {
@@ -302,7 +320,8 @@ fn exhausted_pool_is_an_error_not_a_panic() {
     let mut out = Vec::new();
     cache.alloc_batch(0, &mut out).unwrap();
     assert!(out.is_empty());
-    simulate_cpu(None);
+    // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+    unsafe { simulate_cpu(None) };
 }
 
 #[test]
@@ -338,7 +357,9 @@ fn pageset_pool_round_trip() {
     let mut held = Vec::new();
     for round in 0..3u64 {
         for cpu in 0..NCPU {
-            simulate_cpu(Some(cpu));
+            // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread
+            // touches its magazines or slots.
+            unsafe { simulate_cpu(Some(cpu)) };
             for _ in 0..20 {
                 let s = cache.alloc().unwrap();
                 for c in 0..NCPU {
@@ -354,14 +375,17 @@ fn pageset_pool_round_trip() {
         let distinct: HashSet<_> = held.iter().collect();
         assert_eq!(distinct.len(), held.len());
         for (i, s) in held.drain(..).enumerate() {
-            simulate_cpu(Some(i % NCPU));
+            // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread
+            // touches its magazines or slots.
+            unsafe { simulate_cpu(Some(i % NCPU)) };
             // SAFETY: `s` came from `cache` and is no longer used.
             unsafe { cache.free(s).unwrap() };
         }
         let stats = cache.stats();
         assert_eq!(cache.with_pool(|p| p.stats().assigned), stats.cached);
     }
-    simulate_cpu(None);
+    // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+    unsafe { simulate_cpu(None) };
     let ids: Vec<_> = cache.with_pool(|p| p.pagesets().iter().map(|ps| ps.id).collect());
     for id in ids {
         // SAFETY: marking a pageset draining touches no slot.

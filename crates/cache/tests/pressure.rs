@@ -23,7 +23,9 @@ fn is_exhausted<T: std::fmt::Debug>(r: Result<T, CacheError<HeapSourceError>>) -
 #[test]
 fn alloc_reclaims_slots_parked_on_another_cpu() {
     let cache = cache_of_eight();
-    simulate_cpu(Some(1));
+    // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread touches its
+    // magazines or slots.
+    unsafe { simulate_cpu(Some(1)) };
     let slots: Vec<_> = (0..8).map(|_| cache.alloc().unwrap()).collect();
     assert!(is_exhausted(cache.alloc()), "8 slots in all");
     for s in slots {
@@ -31,11 +33,14 @@ fn alloc_reclaims_slots_parked_on_another_cpu() {
         unsafe { cache.free(s) }.unwrap();
     }
     assert_eq!(cache.stats().cached_per_cpu[1], 8, "parked on CPU 1");
-    simulate_cpu(Some(0));
+    // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread touches its
+    // magazines or slots.
+    unsafe { simulate_cpu(Some(0)) };
     let again: Vec<_> = (0..8).map(|_| cache.alloc().unwrap()).collect();
     assert!(is_exhausted(cache.alloc()), "and still no more than 8");
     assert_eq!(cache.with_pool(|p| p.assigned()), 8);
-    simulate_cpu(None);
+    // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+    unsafe { simulate_cpu(None) };
     drop(again);
 }
 
@@ -43,19 +48,24 @@ fn alloc_reclaims_slots_parked_on_another_cpu() {
 #[test]
 fn alloc_batch_reclaims_slots_parked_on_another_cpu() {
     let cache = cache_of_eight();
-    simulate_cpu(Some(1));
+    // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread touches its
+    // magazines or slots.
+    unsafe { simulate_cpu(Some(1)) };
     let mut out = Vec::new();
     cache.alloc_batch(8, &mut out).unwrap();
     for s in out.drain(..) {
         // SAFETY: as above.
         unsafe { cache.free(s) }.unwrap();
     }
-    simulate_cpu(Some(0));
+    // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread touches its
+    // magazines or slots.
+    unsafe { simulate_cpu(Some(0)) };
     cache.alloc_batch(8, &mut out).unwrap();
     assert_eq!(out.len(), 8);
     assert!(is_exhausted(cache.alloc_batch(1, &mut out)));
     assert_eq!(out.len(), 8, "a failed batch appends nothing");
-    simulate_cpu(None);
+    // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+    unsafe { simulate_cpu(None) };
 }
 
 /// Three slots left in the pool and a refill batch of four: the refill takes fewer rather
@@ -65,12 +75,15 @@ fn refill_falls_back_to_smaller_batches() {
     let mut src = HeapSource::new(2, 8, 1, 8);
     src.set_limit(3);
     let cache = SlotCache::new(src, CacheConfig::new().with_batch(4)).unwrap();
-    simulate_cpu(Some(0));
+    // SAFETY: this single-threaded test alone uses the cache it built: no rseq thread touches its
+    // magazines or slots.
+    unsafe { simulate_cpu(Some(0)) };
     let held: Vec<_> = (0..3).map(|_| cache.alloc().unwrap()).collect();
     assert!(is_exhausted(cache.alloc()));
     assert_eq!(
         held.iter().collect::<std::collections::HashSet<_>>().len(),
         3
     );
-    simulate_cpu(None);
+    // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+    unsafe { simulate_cpu(None) };
 }

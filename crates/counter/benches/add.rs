@@ -6,7 +6,8 @@
 //! k× the single-thread rate" reads as `2 × t(1 thread) / t(2 threads)`.
 //!
 //! Rows:
-//! - `raw_rseq_add`: `pcpu_rseq::add` on cells 64 bytes apart, nothing shared: the reference
+//! - `raw_rseq_add`: `pcpu_rseq::add_fold_with` at batch `MAX_FOLD` (never folds) on cells 64
+//!   bytes apart, nothing shared: the reference
 //!   for 1 thread, and on 2 threads the scaling this machine allows at all;
 //! - `percpu_counter_add`: a per-CPU counter of a default domain, which widens its batch once
 //!   two CPUs contend on its central count (the 2-thread rows run after the 1-thread one, so
@@ -29,9 +30,11 @@ fn bench(c: &mut Criterion) {
     // Eight words per CPU (64 bytes): one cache line each; word 0 is the cell.
     let cells: Vec<AtomicI64> = (0..ncpu * 8).map(|_| AtomicI64::new(0)).collect();
     let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    // Batch MAX_FOLD never folds: the plain per-CPU add.
+    let plain = pcpu_rseq::FoldParams::new(64, ncpu, pcpu_rseq::MAX_FOLD);
     let raw = || {
         // SAFETY: `slot` addresses `ncpu` live cells 64 bytes apart, outliving the bench.
-        let _ = unsafe { pcpu_rseq::add(black_box(&slot), 64, ncpu, 1) };
+        let _ = unsafe { pcpu_rseq::add_fold_with(black_box(&slot), &plain, 1) };
     };
     let api = || black_box(&counter).add(1);
     eprintln!("pcpu-rseq mode: {:?}", pcpu_rseq::mode());

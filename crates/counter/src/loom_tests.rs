@@ -53,7 +53,11 @@ impl World {
                 // SAFETY: the slot word is disabled or addresses `cells` or `moved` (NCPU
                 // cells, STRIDE apart), alive as long as the world.
                 match unsafe {
-                    pcpu_rseq::add_fold(self.header.slot_word(), STRIDE, NCPU, delta, BATCH)
+                    pcpu_rseq::add_fold_with(
+                        self.header.slot_word(),
+                        &pcpu_rseq::FoldParams::new(STRIDE, NCPU, BATCH),
+                        delta,
+                    )
                 } {
                     Ok(moved) => self.words.count().fetch_add(moved, Ordering::Release),
                     Err(_) => self.words.count().fetch_add(delta, Ordering::Relaxed),
@@ -113,7 +117,9 @@ fn upgrade_against_add_then_sum() {
         let adder = {
             let w = Arc::clone(&w);
             loom::thread::spawn(move || {
-                pcpu_rseq::simulate_cpu(Some(1));
+                // SAFETY: under loom every thread runs the portable backend (no rseq section runs
+                // in a model), so no rseq thread updates this model's memory.
+                unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
                 w.add(1);
                 assert_eq!(w.sum(), 1, "an add that returned is in the next sum");
             })
@@ -134,7 +140,9 @@ fn two_adders_across_upgrade() {
         let first = {
             let w = Arc::clone(&w);
             loom::thread::spawn(move || {
-                pcpu_rseq::simulate_cpu(Some(0));
+                // SAFETY: under loom every thread runs the portable backend (no rseq section runs
+                // in a model), so no rseq thread updates this model's memory.
+                unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
                 w.add(1);
                 w.upgrade();
             })
@@ -142,7 +150,9 @@ fn two_adders_across_upgrade() {
         let second = {
             let w = Arc::clone(&w);
             loom::thread::spawn(move || {
-                pcpu_rseq::simulate_cpu(Some(1));
+                // SAFETY: under loom every thread runs the portable backend (no rseq section runs
+                // in a model), so no rseq thread updates this model's memory.
+                unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
                 w.add(2);
             })
         };
@@ -163,7 +173,9 @@ fn relocation_after_upgrade_against_add() {
         let adder = {
             let w = Arc::clone(&w);
             loom::thread::spawn(move || {
-                pcpu_rseq::simulate_cpu(Some(1));
+                // SAFETY: under loom every thread runs the portable backend (no rseq section runs
+                // in a model), so no rseq thread updates this model's memory.
+                unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
                 w.add(1);
             })
         };
@@ -184,11 +196,16 @@ fn relocation_against_sum_with_reuse() {
         let w = World::new();
         w.add(5); // inline
         w.upgrade();
-        pcpu_rseq::simulate_cpu(Some(0));
+        // SAFETY: under loom every thread runs the portable backend (no rseq section runs in a
+        // model), so no rseq thread updates this model's memory.
+        unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
         w.add(4);
-        pcpu_rseq::simulate_cpu(Some(1));
+        // SAFETY: under loom every thread runs the portable backend (no rseq section runs in a
+        // model), so no rseq thread updates this model's memory.
+        unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
         w.add(2);
-        pcpu_rseq::simulate_cpu(None);
+        // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+        unsafe { pcpu_rseq::simulate_cpu(None) };
         let reader = {
             let w = Arc::clone(&w);
             loom::thread::spawn(move || w.sum())
@@ -235,17 +252,27 @@ fn fold_against_sum_never_double_counts() {
         let w = World::new();
         w.upgrade();
         // Three in CPU 1's cell, below the batch.
-        pcpu_rseq::simulate_cpu(Some(1));
+        // SAFETY: under loom every thread runs the portable backend (no rseq section runs in a
+        // model), so no rseq thread updates this model's memory.
+        unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
         w.add(3);
-        pcpu_rseq::simulate_cpu(None);
+        // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+        unsafe { pcpu_rseq::simulate_cpu(None) };
         let folder = {
             let w = Arc::clone(&w);
             loom::thread::spawn(move || {
-                pcpu_rseq::simulate_cpu(Some(1));
+                // SAFETY: under loom every thread runs the portable backend (no rseq section runs
+                // in a model), so no rseq thread updates this model's memory.
+                unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
                 // SAFETY: as in `World::add`; batch 1 folds the whole cell now.
-                let moved =
-                    unsafe { pcpu_rseq::add_fold(w.header.slot_word(), STRIDE, NCPU, 1, 1) }
-                        .unwrap();
+                let moved = unsafe {
+                    pcpu_rseq::add_fold_with(
+                        w.header.slot_word(),
+                        &pcpu_rseq::FoldParams::new(STRIDE, NCPU, 1),
+                        1,
+                    )
+                }
+                .unwrap();
                 w.words.count().fetch_add(moved, Ordering::Release);
             })
         };

@@ -48,11 +48,17 @@ proptest! {
         let mut model = [0i64; 3];
         for op in ops {
             match op {
-                Op::Add(c, cpu, d) => { pcpu_rseq::simulate_cpu(Some(cpu)); counters[c].add(d); model[c] += d; }
-                Op::AddBatch(c, cpu, d, b) => { pcpu_rseq::simulate_cpu(Some(cpu)); counters[c].add_batch(d, b); model[c] += d; }
+                // SAFETY: the counters of this case belong to a domain the case built, used by
+                // this thread only.
+                Op::Add(c, cpu, d) => { unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) }; counters[c].add(d); model[c] += d; }
+                // SAFETY: the counters of this case belong to a domain the case built, used by
+                // this thread only.
+                Op::AddBatch(c, cpu, d, b) => { unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) }; counters[c].add_batch(d, b); model[c] += d; }
                 Op::Set(c, v) => { counters[c].set(v).unwrap(); model[c] = v; }
                 Op::LimitedAdd(c, cpu, limit, d) => {
-                    pcpu_rseq::simulate_cpu(Some(cpu));
+                    // SAFETY: the counters of this case belong to a domain the case built, used by
+                    // this thread only.
+                    unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) };
                     let want = d <= 0 || model[c] + d <= limit;
                     prop_assert_eq!(counters[c].limited_add(limit, d), want);
                     if want { model[c] += d; }
@@ -65,6 +71,7 @@ proptest! {
                 check(c, want)?;
             }
         }
-        pcpu_rseq::simulate_cpu(None);
+        // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+        unsafe { pcpu_rseq::simulate_cpu(None) };
     }
 }

@@ -70,16 +70,21 @@ fn upgrades_are_counted_once_per_counter() {
     let group = PercpuCounterGroup::new_in(domain, 3).unwrap();
     for c in &contended {
         // Well past the upgrade: later samples must not count it again.
-        alternate(64, || c.inc());
+        // SAFETY: the counter is of a domain this test built, which no other thread uses.
+        unsafe { alternate(64, || c.inc()) };
         assert!(c.is_per_cpu());
     }
-    alternate(64, || group.add(1, 1).unwrap());
+    // SAFETY: the counter is of a domain this test built, which no other thread uses.
+    unsafe { alternate(64, || group.add(1, 1).unwrap()) };
     assert!(group.is_per_cpu());
-    pcpu_rseq::simulate_cpu(Some(1));
+    // SAFETY: the counters used until `simulate_cpu(None)` belong to a domain this test built,
+    // which no other thread uses.
+    unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
     for _ in 0..64 * 64 {
         quiet.inc();
     }
-    pcpu_rseq::simulate_cpu(None);
+    // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+    unsafe { pcpu_rseq::simulate_cpu(None) };
     assert!(!quiet.is_per_cpu());
     let t = domain.stats().totals;
     assert_eq!(t.upgrades, 4, "three counters and a group");
@@ -91,7 +96,8 @@ fn upgrades_are_counted_once_per_counter() {
 fn widenings_are_counted_per_doubling() {
     let domain = per_cpu_domain(32, 128);
     let c = PercpuCounter::new_in(domain, 0).unwrap();
-    widen_to(&c, 128);
+    // SAFETY: the counter is of a domain this test built, which no other thread uses.
+    unsafe { widen_to(&c, 128) };
     assert_eq!(c.batch(), 128, "never reached max_batch");
     assert_eq!(domain.stats().totals.widenings, 2, "32 → 64 → 128");
 }

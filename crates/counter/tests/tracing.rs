@@ -170,7 +170,8 @@ fn lazy_upgrade_is_reported() {
     setup();
     let domain = Domain::builder().ncpu(4).build().unwrap();
     let c = PercpuCounter::new_in(domain, 0).unwrap();
-    alternate(64, || c.inc());
+    // SAFETY: the counter is of a domain this test built, which no other thread uses.
+    unsafe { alternate(64, || c.inc()) };
     assert!(c.is_per_cpu(), "alternating CPUs must upgrade the counter");
     let upgrades = mine("pcpu: lazy upgrade");
     assert_eq!(upgrades.len(), 1, "{upgrades:?}");
@@ -183,11 +184,14 @@ fn a_counter_used_from_one_cpu_reports_no_upgrade() {
     setup();
     let domain = Domain::builder().ncpu(4).build().unwrap();
     let c = PercpuCounter::new_in(domain, 0).unwrap();
-    pcpu_rseq::simulate_cpu(Some(1));
+    // SAFETY: the counters used until `simulate_cpu(None)` belong to a domain this test built,
+    // which no other thread uses.
+    unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
     for _ in 0..64 * 64 {
         c.inc();
     }
-    pcpu_rseq::simulate_cpu(None);
+    // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+    unsafe { pcpu_rseq::simulate_cpu(None) };
     assert!(!c.is_per_cpu());
     assert!(mine("pcpu: lazy upgrade").is_empty());
 }
@@ -197,7 +201,8 @@ fn batch_widening_is_reported() {
     setup();
     let domain = per_cpu_domain(32, 64);
     let c = PercpuCounter::new_in(domain, 0).unwrap();
-    widen_to(&c, 64);
+    // SAFETY: the counter is of a domain this test built, which no other thread uses.
+    unsafe { widen_to(&c, 64) };
     assert_eq!(c.batch(), 64, "never widened");
     let widened = mine("pcpu: batch widened");
     assert_eq!(widened.len(), 1, "{widened:?}");

@@ -11,9 +11,14 @@ use pcpu_counter::{CounterError, CounterMode, Domain, PercpuCounter};
 ///
 /// Few operations per fold, so that 64 CPU changes stay well within the 200 µs that make a
 /// window short even in a debug build.
-fn alternate_folds(c: &PercpuCounter, folds: usize, ncpu: usize, added: &mut i64) {
+///
+/// # Safety
+/// As for `pcpu_rseq::simulate_cpu`: `c` belongs to a domain that no thread on the rseq backend
+/// uses meanwhile (every test here builds its own, `four_cpus`).
+unsafe fn alternate_folds(c: &PercpuCounter, folds: usize, ncpu: usize, added: &mut i64) {
     for f in 0..folds {
-        pcpu_rseq::simulate_cpu(Some(f % ncpu));
+        // SAFETY: forwarded from the caller.
+        unsafe { pcpu_rseq::simulate_cpu(Some(f % ncpu)) };
         let batch = c.batch();
         let down = if f % 2 == 1 { -(batch / 3) } else { 0 };
         c.add(batch);
@@ -28,7 +33,8 @@ fn alternate_folds(c: &PercpuCounter, folds: usize, ncpu: usize, added: &mut i64
             );
         }
     }
-    pcpu_rseq::simulate_cpu(None);
+    // SAFETY: forwarded from the caller.
+    unsafe { pcpu_rseq::simulate_cpu(None) };
 }
 
 /// A domain of 4 (simulated) CPUs, per-CPU counters, batch 32.
@@ -54,7 +60,8 @@ fn alternating_folds_widen_up_to_max_batch() {
     // some are not, hence a generous bound on the attempts rather than an exact count.
     let mut added = 0;
     for _ in 0..2_000 {
-        alternate_folds(&c, 256, 4, &mut added);
+        // SAFETY: `c` is of this test's own domain, which no other thread uses.
+        unsafe { alternate_folds(&c, 256, 4, &mut added) };
         if c.batch() == 512 {
             break;
         }
@@ -63,7 +70,8 @@ fn alternating_folds_widen_up_to_max_batch() {
     assert_eq!(c.error_bound(), 511 * 4);
     assert_eq!(c.sum(), added);
     // It never narrows, and never passes the maximum.
-    alternate_folds(&c, 300, 4, &mut added);
+    // SAFETY: `c` is of this test's own domain, which no other thread uses.
+    unsafe { alternate_folds(&c, 300, 4, &mut added) };
     assert_eq!(c.batch(), 512);
     assert_eq!(c.sum(), added);
 }
@@ -73,7 +81,8 @@ fn fixed_batch_domain_never_widens() {
     let domain = four_cpus(Some(32));
     let c = PercpuCounter::new_in(domain, 0).unwrap();
     let mut added = 0;
-    alternate_folds(&c, 5_000, 4, &mut added);
+    // SAFETY: `c` is of this test's own domain, which no other thread uses.
+    unsafe { alternate_folds(&c, 5_000, 4, &mut added) };
     assert_eq!(c.batch(), 32);
     assert_eq!(c.error_bound(), 31 * 4);
     assert_eq!(c.sum(), added);
@@ -84,7 +93,8 @@ fn one_cpu_keeps_the_batch() {
     let domain = four_cpus(None);
     let c = PercpuCounter::new_in(domain, 0).unwrap();
     let mut added = 0;
-    alternate_folds(&c, 5_000, 1, &mut added);
+    // SAFETY: `c` is of this test's own domain, which no other thread uses.
+    unsafe { alternate_folds(&c, 5_000, 1, &mut added) };
     assert_eq!(c.batch(), 32);
     assert_eq!(c.sum(), added);
 }

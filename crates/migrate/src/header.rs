@@ -114,7 +114,7 @@ impl Header {
         }
     }
 
-    /// The slot word to hand to `pcpu_rseq::add` / `add_fold` / `exchange`.
+    /// The slot word to hand to `pcpu_rseq::add_fold_with` / `add_fold_with_offset`.
     #[inline(always)]
     pub fn slot_word(&self) -> &AtomicUsize {
         &self.slot

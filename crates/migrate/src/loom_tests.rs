@@ -60,10 +60,18 @@ impl World {
     fn spawn_adder(w: &Arc<World>) -> loom::thread::JoinHandle<()> {
         let w = Arc::clone(w);
         loom::thread::spawn(move || {
-            pcpu_rseq::simulate_cpu(Some(1));
+            // SAFETY: under loom every thread runs the portable backend (no rseq section runs in a
+            // model), so no rseq thread updates this model's memory.
+            unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
             // SAFETY: the slot word addresses `old` or `new` (NCPU cells, STRIDE apart), both
             // alive while `w` is, or is disabled.
-            match unsafe { pcpu_rseq::add_fold(w.header.slot_word(), STRIDE, NCPU, 1, 100) } {
+            match unsafe {
+                pcpu_rseq::add_fold_with(
+                    w.header.slot_word(),
+                    &pcpu_rseq::FoldParams::new(STRIDE, NCPU, 100),
+                    1,
+                )
+            } {
                 Ok(moved) => w.central.fetch_add(moved, Ordering::Relaxed),
                 Err(_) => w.central.fetch_add(1, Ordering::Relaxed),
             };
@@ -322,14 +330,17 @@ fn lane_bound_against_relocation(read_early: bool) -> bool {
         let adder = {
             let (w, space, counter) = (Arc::clone(&w), Arc::clone(&space), Arc::clone(&counter));
             loom::thread::spawn(move || {
-                pcpu_rseq::simulate_cpu(Some(1));
+                // SAFETY: under loom every thread runs the portable backend (no rseq section
+                // runs in a model), so no rseq thread updates this model's memory.
+                unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
                 // The slow path: the space's bound, then the counter's, then the add.
                 space.fetch_max(2, Ordering::Release);
                 counter.fetch_max(2, Ordering::Release);
                 let lanes = counter.load(Ordering::Acquire);
+                let params = pcpu_rseq::FoldParams::new(STRIDE, lanes, 100);
                 // SAFETY: the slot word addresses `old` or `new` (NCPU cells, STRIDE apart),
                 // both alive while `w` is, or is disabled; `lanes` <= NCPU.
-                match unsafe { pcpu_rseq::add_fold(w.header.slot_word(), STRIDE, lanes, 1, 100) } {
+                match unsafe { pcpu_rseq::add_fold_with(w.header.slot_word(), &params, 1) } {
                     Ok(moved) => w.central.fetch_add(moved, Ordering::Relaxed),
                     Err(_) => w.central.fetch_add(1, Ordering::Relaxed),
                 };

@@ -36,7 +36,13 @@ struct Obj {
 
 fn add(space: &Space, o: &Obj, d: i64) {
     // SAFETY: the slot word is disabled or addresses a slot of `space`.
-    match unsafe { pcpu_rseq::add_fold(o.header.slot_word(), space.stride(), space.ncpu(), d, 8) } {
+    match unsafe {
+        pcpu_rseq::add_fold_with(
+            o.header.slot_word(),
+            &pcpu_rseq::FoldParams::new(space.stride(), space.ncpu(), 8),
+            d,
+        )
+    } {
         Ok(moved) => o.central.fetch_add(moved, Ordering::Relaxed),
         Err(_) => o.central.fetch_add(d, Ordering::Relaxed),
     };
@@ -83,7 +89,9 @@ proptest! {
             match op {
                 Op::Add(i, cpu, d) => {
                     if let Some(o) = &objs[i] {
-                        pcpu_rseq::simulate_cpu(Some(cpu));
+                        // SAFETY: this single-threaded case alone uses the space it built: no rseq
+                        // thread touches its slots or magazines.
+                        unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) };
                         add(&space, o, d);
                         model[i] += d;
                     }
@@ -120,6 +128,7 @@ proptest! {
             // SAFETY: as above.
             let _ = unsafe { space.detach(&o.header) }.unwrap();
         }
-        pcpu_rseq::simulate_cpu(None);
+        // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+        unsafe { pcpu_rseq::simulate_cpu(None) };
     }
 }

@@ -19,12 +19,10 @@ struct Obj {
 fn add(space: &Space, o: &Obj, delta: i64) {
     // SAFETY: the header's slot word is disabled or addresses a slot of `space`.
     match unsafe {
-        pcpu_rseq::add_fold(
+        pcpu_rseq::add_fold_with(
             o.header.slot_word(),
-            space.stride(),
-            space.ncpu(),
+            &pcpu_rseq::FoldParams::new(space.stride(), space.ncpu(), 32),
             delta,
-            32,
         )
     } {
         Ok(0) => {}

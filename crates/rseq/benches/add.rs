@@ -20,9 +20,11 @@ fn bench_add(c: &mut Criterion) {
     let cells: Vec<Padded> = (0..ncpu).map(|_| Padded(AtomicI64::new(0))).collect();
     let slot = AtomicUsize::new(cells.as_ptr() as usize);
     let shared = Padded(AtomicI64::new(0));
+    // Batch MAX_FOLD never folds: the plain per-CPU add.
+    let plain = pcpu_rseq::FoldParams::new(64, ncpu, pcpu_rseq::MAX_FOLD);
     let rseq_add = || {
         // SAFETY: `slot` addresses `ncpu` live cells, 64 bytes apart, that outlive the bench.
-        let _ = unsafe { pcpu_rseq::add(black_box(&slot), 64, ncpu, 1) };
+        let _ = unsafe { pcpu_rseq::add_fold_with(black_box(&slot), &plain, 1) };
     };
     let atomic_add = || {
         black_box(&shared).0.fetch_add(1, Ordering::Relaxed);

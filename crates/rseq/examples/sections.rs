@@ -15,12 +15,16 @@ pub struct Site {
     params: FoldParams,
 }
 
-/// `pcpu_rseq::add`.
+/// `pcpu_rseq::add_fold_with`: a counter's `add_batch`.
 #[inline(never)]
 #[no_mangle]
-pub fn pcpu_section_add(slot: &AtomicUsize, ncpu: usize, delta: i64) -> Result<(), SlowPath> {
-    // SAFETY: `main` passes a slot word addressing `ncpu` live cells 8 bytes apart.
-    unsafe { pcpu_rseq::add(slot, 8, ncpu, delta) }
+pub fn pcpu_section_add_fold_with(
+    slot: &AtomicUsize,
+    params: &FoldParams,
+    delta: i64,
+) -> Result<i64, SlowPath> {
+    // SAFETY: `main` passes a slot word addressing live cells as `params` lays them out.
+    unsafe { pcpu_rseq::add_fold_with(slot, params, delta) }
 }
 
 /// `pcpu_rseq::add_fold_beside`: a counter's `add`.
@@ -40,16 +44,8 @@ pub fn pcpu_section_add_fold_with_offset(
     offset: usize,
     delta: i64,
 ) -> Result<i64, SlowPath> {
-    // SAFETY: as for `pcpu_section_add`, with the cells `offset` bytes in.
+    // SAFETY: as for `pcpu_section_add_fold_with`, with the cells `offset` bytes in.
     unsafe { pcpu_rseq::add_fold_with_offset(slot, params, offset, delta) }
-}
-
-/// `pcpu_rseq::exchange`.
-#[inline(never)]
-#[no_mangle]
-pub fn pcpu_section_exchange(slot: &AtomicUsize, ncpu: usize, new: i64) -> Result<i64, SlowPath> {
-    // SAFETY: as for `pcpu_section_add`.
-    unsafe { pcpu_rseq::exchange(slot, 8, ncpu, new) }
 }
 
 /// `PercpuStacks::pop`.
@@ -75,10 +71,13 @@ fn main() {
         params: FoldParams::new(8, ncpu, 32),
     };
     let stacks = PercpuStacks::new(ncpu, 4).unwrap();
-    let _ = black_box(pcpu_section_add(black_box(&slot), ncpu, 1));
+    let _ = black_box(pcpu_section_add_fold_with(
+        black_box(&slot),
+        &site.params,
+        1,
+    ));
     let _ = black_box(pcpu_section_add_fold_beside(black_box(&site), 1));
     let _ = black_box(pcpu_section_add_fold_with_offset(&slot, &site.params, 0, 1));
-    let _ = black_box(pcpu_section_exchange(&slot, ncpu, 0));
     let _ = black_box(pcpu_section_push(&stacks, 1));
     let _ = black_box(pcpu_section_pop(&stacks));
     println!(

@@ -15,7 +15,7 @@ use crate::thread::PORTABLE_USED;
 use std::io;
 use std::sync::Arc;
 
-/// Waits until every per-CPU operation ([`crate::add`], [`crate::exchange`]) that began
+/// Waits until every per-CPU operation ([`crate::add_fold_with`] and its kin) that began
 /// before this call has finished or been restarted; after it returns, such an operation can
 /// no longer write to cells whose slot word was changed before the call.
 ///

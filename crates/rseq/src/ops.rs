@@ -1,6 +1,12 @@
-//! Per-CPU cell operations: add and exchange, dispatched to the rseq or the portable backend.
+//! Per-CPU cell operations: add-and-fold, dispatched to the rseq or the portable backend.
 //!
-//! Both take the cells through a *slot word*: an `AtomicUsize` holding the address of CPU 0's
+//! Three entry points, one critical section (`arch::add_fold`, one `asm!` body per
+//! architecture) and one portable body: [`add_fold_with`] (parameters anywhere, offset 0),
+//! [`add_fold_with_offset`] (one word of a multi-word cell: counter groups) and
+//! [`add_fold_beside`] (parameters right after the slot word: a counter's hot path). A plain
+//! add is a fold with a batch of [`MAX_FOLD`]; a fold at batch 1 takes a CPU's part.
+//!
+//! Each takes the cells through a *slot word*: an `AtomicUsize` holding the address of CPU 0's
 //! cell (CPU `c`'s cell is `c * stride` bytes further), or that address with
 //! [`DISABLED`] set. The slot word is loaded *inside* the critical section, so a relocator that
 //! changes it and then waits for a grace period ([`crate::synchronize`]) knows that no adder
@@ -27,143 +33,6 @@ impl core::fmt::Display for SlowPath {
 }
 
 impl std::error::Error for SlowPath {}
-
-/// Adds `delta` to the current CPU's cell.
-///
-/// On the rseq backend this is one plain `add` to memory inside a restartable sequence; on the
-/// portable backend a relaxed `fetch_add` under an epoch guard.
-///
-/// ```
-/// use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
-/// let ncpu = pcpu_rseq::possible_cpus();
-/// let cells: Vec<AtomicI64> = (0..ncpu).map(|_| AtomicI64::new(0)).collect();
-/// let slot = AtomicUsize::new(cells.as_ptr() as usize);
-/// for _ in 0..10 {
-///     // SAFETY: `slot` points at `ncpu` live i64 cells, 8 bytes apart.
-///     unsafe { pcpu_rseq::add(&slot, 8, ncpu, 3) }.expect("slot is not disabled");
-/// }
-/// let total: i64 = cells.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-/// assert_eq!(total, 30);
-/// ```
-///
-/// # Errors
-/// [`SlowPath`] when the slot word is disabled or the thread cannot run per-CPU operations;
-/// nothing was added then.
-///
-/// # Safety
-/// Whenever the slot word does not carry [`DISABLED`], its value plus `c * stride` for every
-/// `c < ncpu` must be an 8-aligned `i64` cell that stays allocated until a grace period
-/// ([`crate::synchronize`]) has passed after the slot word last held that value. The cells may
-/// be read concurrently only through atomic loads.
-#[inline]
-pub unsafe fn add(
-    slot: &AtomicUsize,
-    stride: usize,
-    ncpu: usize,
-    delta: i64,
-) -> Result<(), SlowPath> {
-    let state = thread::state();
-    if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
-        // SAFETY: `state` is this thread's registered area; the cells are as the caller
-        // guarantees.
-        let out = unsafe { arch::add(state as *mut _, slot_ptr(slot), stride, ncpu, delta) };
-        return out.into_result();
-    }
-    if state == thread::NO_RSEQ {
-        return Err(SlowPath);
-    }
-    // SAFETY: forwarded from the caller.
-    unsafe { cold_portable_add(slot, stride, ncpu, delta) }
-}
-
-/// The slot word's address, for a section to load it (`AtomicUsize` has `usize`'s layout;
-/// loom's atomics have no `as_ptr`, and no section runs under loom).
-#[inline(always)]
-fn slot_ptr(slot: &AtomicUsize) -> *const usize {
-    (slot as *const AtomicUsize).cast::<usize>()
-}
-
-/// [`portable_add`] out of line, so the rseq fast path stays a small leaf.
-///
-/// # Safety
-/// As for [`add`].
-#[cold]
-#[inline(never)]
-unsafe fn cold_portable_add(
-    slot: &AtomicUsize,
-    stride: usize,
-    ncpu: usize,
-    delta: i64,
-) -> Result<(), SlowPath> {
-    // SAFETY: forwarded from the caller.
-    unsafe { portable_add(slot, stride, ncpu, delta) }
-}
-
-/// Adds `delta` to the current CPU's cell, and if the cell then holds `batch` or more in
-/// absolute value, empties it and returns what it held, for the caller to add to a central
-/// count (Linux's `percpu_counter_add_batch`, as one critical section). Returns `Ok(0)` when
-/// nothing was folded. After every call each cell holds less than the largest batch used on
-/// these cells in absolute value (less than `batch` if all calls use the same one), except on
-/// the portable backend while another thread is between its add and its fold.
-///
-/// Memory ordering: a non-zero result is returned after a release fence, so the emptying of
-/// the cell happens before anything the caller stores next. A caller that adds the result to
-/// a central count (with any ordering) and a reader that loads that count with `Acquire` and
-/// then the cells therefore never count the fold twice, on weak memory (aarch64) too.
-///
-/// ```
-/// use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
-/// let ncpu = pcpu_rseq::possible_cpus();
-/// let cells: Vec<AtomicI64> = (0..ncpu).map(|_| AtomicI64::new(0)).collect();
-/// let slot = AtomicUsize::new(cells.as_ptr() as usize);
-/// let mut central = 0;
-/// for _ in 0..100 {
-///     // SAFETY: `slot` addresses `ncpu` live cells, 8 bytes apart.
-///     central += unsafe { pcpu_rseq::add_fold(&slot, 8, ncpu, 1, 32) }.unwrap();
-/// }
-/// let cells_total: i64 = cells.iter().map(|c| c.load(Ordering::Relaxed)).sum();
-/// assert_eq!(central + cells_total, 100);
-/// assert!(cells.iter().all(|c| c.load(Ordering::Relaxed).abs() < 32));
-/// ```
-///
-/// # Errors
-/// [`SlowPath`] as for [`add`], and for `|delta| > ` [`MAX_FOLD`] (the cell could overflow);
-/// nothing was changed then.
-///
-/// # Safety
-/// As for [`add`].
-#[inline]
-pub unsafe fn add_fold(
-    slot: &AtomicUsize,
-    stride: usize,
-    ncpu: usize,
-    delta: i64,
-    batch: i64,
-) -> Result<i64, SlowPath> {
-    // SAFETY: forwarded from the caller; offset 0 is CPU 0's cell itself.
-    unsafe { add_fold_at(slot, 0, stride, ncpu, delta, batch) }
-}
-
-/// [`add_fold`] on the word `offset` bytes into each CPU's cell: for objects of several
-/// counters sharing one slot (counter groups).
-///
-/// # Errors
-/// As for [`add_fold`].
-///
-/// # Safety
-/// As for [`add`], with every `value + offset + c * stride` an 8-aligned `i64` cell.
-#[inline]
-pub unsafe fn add_fold_at(
-    slot: &AtomicUsize,
-    offset: usize,
-    stride: usize,
-    ncpu: usize,
-    delta: i64,
-    batch: i64,
-) -> Result<i64, SlowPath> {
-    // SAFETY: forwarded from the caller.
-    unsafe { add_fold_with_offset(slot, &FoldParams::new(stride, ncpu, batch), offset, delta) }
-}
 
 /// Everything [`add_fold_with`] needs besides the slot word and the delta, prepared once
 /// (by a counter's domain, say): the cell layout and the fold threshold. The critical section
@@ -296,14 +165,55 @@ impl Clone for FoldParams {
     }
 }
 
-/// [`add_fold_at`] with prepared parameters, on the word at offset 0 of each cell (a
-/// counter's `add_batch`; its `add` uses [`add_fold_beside`]).
+/// Adds `delta` to the current CPU's cell, and if the cell then holds the batch or more in
+/// absolute value, empties it and returns what it held, for the caller to add to a central
+/// count (Linux's `percpu_counter_add_batch`, as one critical section). Returns `Ok(0)` when
+/// nothing was folded. Stride, lane bound and batch come from `params`; the cell is the word at
+/// offset 0 of each CPU's part (a counter's `add_batch`; its `add` uses [`add_fold_beside`],
+/// a group's [`add_fold_with_offset`]). After every call each cell holds less than the largest
+/// batch used on these cells in absolute value (less than the batch if all calls use the same
+/// one), except on the portable backend while another thread is between its add and its fold.
+///
+/// On the rseq backend this is one plain add to memory inside a restartable sequence (and a
+/// store of 0 when it folds); on the portable backend a relaxed `fetch_add` (and `swap`) under
+/// an epoch guard. A batch of [`MAX_FOLD`] never folds (a plain per-CPU add); a batch of 1
+/// folds at every call whose result is non-zero in the delta's direction (a delta of 0 at
+/// batch 1 takes a positive part on the rseq backend, any non-zero part on the portable one).
+///
+/// Memory ordering: a non-zero result is returned after a release fence, so the emptying of
+/// the cell happens before anything the caller stores next. A caller that adds the result to
+/// a central count (with any ordering) and a reader that loads that count with `Acquire` and
+/// then the cells therefore never count the fold twice, on weak memory (aarch64) too.
+///
+/// ```
+/// use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
+/// use pcpu_rseq::FoldParams;
+/// let ncpu = pcpu_rseq::possible_cpus();
+/// let cells: Vec<AtomicI64> = (0..ncpu).map(|_| AtomicI64::new(0)).collect();
+/// let slot = AtomicUsize::new(cells.as_ptr() as usize);
+/// let params = FoldParams::new(8, ncpu, 32);
+/// let mut central = 0;
+/// for _ in 0..100 {
+///     // SAFETY: `slot` addresses `ncpu` live cells, 8 bytes apart, as `params` says.
+///     central += unsafe { pcpu_rseq::add_fold_with(&slot, &params, 1) }.unwrap();
+/// }
+/// let cells_total: i64 = cells.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+/// assert_eq!(central + cells_total, 100);
+/// assert!(cells.iter().all(|c| c.load(Ordering::Relaxed).abs() < 32));
+/// ```
 ///
 /// # Errors
-/// As for [`add_fold`].
+/// [`SlowPath`] when the slot word is disabled, the current CPU is at or above the lane bound,
+/// the thread cannot run per-CPU operations, or `|delta| > ` [`MAX_FOLD`] (the cell could
+/// overflow); nothing was changed then.
 ///
 /// # Safety
-/// As for [`add_fold_at`], with stride and CPU count taken from `params`.
+/// Whenever the slot word does not carry [`DISABLED`], its value plus `c * params.stride()`
+/// for every `c < params.ncpu()` (the lane bound may grow: every bound it takes) must be an
+/// 8-aligned `i64` cell that stays allocated until a grace period ([`crate::synchronize`]) has
+/// passed after the slot word last held that value. The cells may be read concurrently only
+/// through atomic loads, and written only through these functions (or by their owner after a
+/// grace period).
 #[inline(always)]
 pub unsafe fn add_fold_with(
     slot: &AtomicUsize,
@@ -314,14 +224,15 @@ pub unsafe fn add_fold_with(
     unsafe { add_fold_params::<0>(slot, params, None, delta) }
 }
 
-/// [`add_fold_with`] on the word `offset` bytes into each cell: counter groups.
+/// [`add_fold_with`] on the word `offset` bytes into each CPU's cell: objects of several
+/// counters sharing one slot (counter groups).
 ///
 /// # Errors
-/// As for [`add_fold`].
+/// As for [`add_fold_with`].
 ///
 /// # Safety
-/// As for [`add_fold_at`], with stride and CPU count taken from `params` and the offset as
-/// given.
+/// As for [`add_fold_with`], with every `value + offset + c * stride` an 8-aligned `i64`
+/// cell.
 #[inline(always)]
 pub unsafe fn add_fold_with_offset(
     slot: &AtomicUsize,
@@ -360,7 +271,7 @@ pub unsafe fn add_fold_with_offset(
 /// let mut central = 0;
 /// for _ in 0..10 {
 ///     // SAFETY: `site.params` is 8 bytes after `site.slot` (repr(C)) and `slot` covers
-///     // `site`; the cells are as for `add`.
+///     // `site`; the cells are as for `add_fold_with`.
 ///     central += unsafe { pcpu_rseq::add_fold_beside::<8>(slot, 1) }.unwrap();
 /// }
 /// let cells_total: i64 = cells.iter().map(|c| c.load(Ordering::Relaxed)).sum();
@@ -368,7 +279,7 @@ pub unsafe fn add_fold_with_offset(
 /// ```
 ///
 /// # Errors
-/// As for [`add_fold`].
+/// As for [`add_fold_with`].
 ///
 /// # Safety
 /// As for [`add_fold_with`], with `slot` pointing at a live slot word, and the parameters
@@ -389,7 +300,7 @@ pub unsafe fn add_fold_beside<const PARAMS_AFTER_SLOT: usize>(
 }
 
 /// # Safety
-/// As for [`add_fold_at`], `slot` pointing at a live slot word; no offset means offset 0 (one
+/// As for [`add_fold_with_offset`], `slot` pointing at a live slot word; no offset means offset 0 (one
 /// step fewer in the section). With `PARAMS_AFTER_SLOT` 0, `params` points at live
 /// parameters; otherwise it is ignored and the parameters lie that many bytes after `slot`,
 /// in the same allocation and within `slot`'s provenance.
@@ -407,7 +318,8 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
     let state = thread::state();
     if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
         let area = state as *mut _;
-        // SAFETY: as in `add`; the parameters are live where `PARAMS_AFTER_SLOT` says; the
+        // SAFETY: `state` is this thread's registered area; the cells are as the caller
+        // guarantees; the parameters are live where `PARAMS_AFTER_SLOT` says; the
         // variant matches the sign of `delta`, and `|delta| ≤ MAX_FOLD`. (For a constant
         // delta, as in `inc`, the sign test disappears.)
         let out = unsafe {
@@ -489,7 +401,7 @@ fn fold_outcome(raw_status: usize, value: i64) -> Result<i64, SlowPath> {
 /// The portable [`add_fold_with`], out of line so the rseq fast path stays a small leaf.
 ///
 /// # Safety
-/// As for [`add_fold_at`].
+/// As for [`add_fold_with_offset`].
 #[cold]
 #[inline(never)]
 unsafe fn cold_portable_add_fold(
@@ -532,41 +444,10 @@ fn folded() {
     crate::sync::fence(Ordering::Release);
 }
 
-/// Stores `new` into the current CPU's cell and returns what it held: the batch-fold primitive
-/// (take this CPU's part, move it to a central count). Like [`add_fold`], it returns after a
-/// release fence, so the caller's next store (the central add) is ordered after the cell's.
-///
-/// # Errors
-/// [`SlowPath`] as for [`add`]; nothing was changed then.
-///
-/// # Safety
-/// As for [`add`].
-#[inline]
-pub unsafe fn exchange(
-    slot: &AtomicUsize,
-    stride: usize,
-    ncpu: usize,
-    new: i64,
-) -> Result<i64, SlowPath> {
-    let state = thread::state();
-    if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
-        // SAFETY: as in `add`.
-        let out = unsafe { arch::exchange(state as *mut _, slot_ptr(slot), stride, ncpu, new) };
-        let out = out.into_result();
-        folded();
-        return out;
-    }
-    if state == thread::NO_RSEQ {
-        return Err(SlowPath);
-    }
-    // SAFETY: forwarded from the caller.
-    unsafe { portable_exchange(slot, stride, ncpu, new) }
-}
-
 /// Runs `op` on the current CPU's cell under an epoch guard, unless the slot is disabled.
 ///
 /// # Safety
-/// As for [`add`].
+/// As for [`add_fold_with_offset`].
 #[inline]
 unsafe fn with_portable_cell<R>(
     slot: &AtomicUsize,
@@ -594,50 +475,6 @@ unsafe fn with_portable_cell<R>(
     // (caller's guarantee), kept alive by the pinned guard; AtomicI64 has i64's layout.
     let cell = unsafe { &*((base + offset + cpu * stride) as *const AtomicI64) };
     Ok(op(cell))
-}
-
-/// The portable [`add`]: a relaxed `fetch_add` on the cell of the CPU this thread last ran on.
-///
-/// It runs whatever the process mode, so it must not be used on cells that rseq threads update
-/// at the same time (an rseq add is not atomic against another CPU): use [`add`], which picks
-/// the process's backend. This entry point is for models and tests on the portable backend.
-///
-/// # Safety
-/// As for [`add`].
-#[inline]
-pub unsafe fn portable_add(
-    slot: &AtomicUsize,
-    stride: usize,
-    ncpu: usize,
-    delta: i64,
-) -> Result<(), SlowPath> {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        with_portable_cell(slot, 0, stride, ncpu, |cell| {
-            cell.fetch_add(delta, Ordering::Relaxed);
-        })
-    }
-}
-
-/// The portable [`exchange`]: an atomic swap. The same caution as for [`portable_add`].
-///
-/// # Safety
-/// As for [`add`].
-#[inline]
-pub unsafe fn portable_exchange(
-    slot: &AtomicUsize,
-    stride: usize,
-    ncpu: usize,
-    new: i64,
-) -> Result<i64, SlowPath> {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        with_portable_cell(slot, 0, stride, ncpu, |cell| {
-            let old = cell.swap(new, Ordering::Relaxed);
-            folded();
-            old
-        })
-    }
 }
 
 /// The lane this thread's per-CPU operations use now, from the cheapest source: the rseq

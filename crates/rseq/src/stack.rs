@@ -271,6 +271,10 @@ impl PercpuStacks {
     }
 
     /// The portable backend: try-lock the current CPU's stack, run `op` on that CPU, unlock.
+    /// Out of line, so the rseq fast paths of `pop` and `push` stay small (without it, rustc
+    /// inlined it into them once `ops.rs` had fewer portable bodies).
+    #[cold]
+    #[inline(never)]
     fn with_portable_lock<R>(
         &self,
         op: impl FnOnce(usize) -> Result<R, StackMiss>,

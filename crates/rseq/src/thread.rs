@@ -138,9 +138,36 @@ pub fn registration() -> Registration {
 /// Makes the current thread act as if it ran on `cpu`, on the portable backend; `None` undoes
 /// it. For tests and models that simulate more CPUs than the machine has.
 ///
-/// Simulated threads use atomics. They must not share per-CPU memory with threads that use the
-/// rseq backend at the same time (an rseq add is not atomic against another CPU).
-pub fn simulate_cpu(cpu: Option<usize>) {
+/// ```
+/// // SAFETY: this doctest's thread touches no per-CPU memory that rseq threads update.
+/// unsafe { pcpu_rseq::simulate_cpu(Some(3)) };
+/// assert_eq!(pcpu_rseq::current_cpu(), 3);
+/// // SAFETY: as above.
+/// unsafe { pcpu_rseq::simulate_cpu(None) };
+/// ```
+///
+/// It is `unsafe` because a simulated thread runs the portable backend whatever the process
+/// mode: it updates cells with atomic read-modify-writes and stacks under a try-lock, while a
+/// thread on the rseq backend updates the same memory with plain loads and stores that are
+/// atomic only against its own CPU. A safe call must not be able to start that data race:
+///
+/// ```compile_fail,E0133
+/// pcpu_rseq::simulate_cpu(Some(0)); // needs `unsafe` and a reason
+/// ```
+///
+/// # Safety
+/// Until it calls `simulate_cpu(None)` (or exits), the calling thread must not run per-CPU
+/// operations ([`add_fold_with`](crate::add_fold_with) and its kin, [`PercpuStacks`]'s `pop`
+/// and `push`, and everything built on them in the crates above) on cells or stacks that a
+/// thread on the rseq backend updates at the same time. It holds when the process runs the
+/// portable backend ([`crate::mode`] is [`Mode::Portable`](crate::Mode::Portable), as under
+/// loom and Miri and with `PCPU_RSEQ=off`), or when the memory the simulated thread updates is
+/// used by simulated threads only (a domain, space or slot of the caller's own that no rseq
+/// thread reaches). A relocator's grace period does not wait for a simulated thread against
+/// rseq threads either, nor the other way round.
+///
+/// [`PercpuStacks`]: crate::PercpuStacks
+pub unsafe fn simulate_cpu(cpu: Option<usize>) {
     PORTABLE_USED.store(true, Ordering::SeqCst);
     SIM_CPU.with(|c| c.set(cpu.unwrap_or(usize::MAX)));
     #[cfg(not(loom))]

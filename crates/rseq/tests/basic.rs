@@ -1,7 +1,7 @@
 //! Single-threaded behaviour of every operation, in whatever mode the environment selects.
 
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
-use pcpu_rseq::{Mode, PercpuStacks, Registration, StackMiss, DISABLED};
+use pcpu_rseq::{FoldParams, Mode, PercpuStacks, Registration, StackMiss, DISABLED, MAX_FOLD};
 
 fn cells(n: usize) -> Vec<AtomicI64> {
     (0..n).map(|_| AtomicI64::new(0)).collect()
@@ -39,18 +39,21 @@ fn mode_matches_environment() {
 }
 
 #[test]
-fn add_and_exchange_are_exact() {
+fn add_and_take_are_exact() {
     let ncpu = pcpu_rseq::possible_cpus();
     let cells = cells(ncpu);
     let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    // Batch MAX_FOLD never folds: plain per-CPU adds.
+    let plain = FoldParams::new(8, ncpu, MAX_FOLD);
     for i in 0..1000 {
         // SAFETY: `slot` addresses `ncpu` live cells 8 bytes apart.
-        unsafe { pcpu_rseq::add(&slot, 8, ncpu, i) }.unwrap();
+        assert_eq!(unsafe { pcpu_rseq::add_fold_with(&slot, &plain, i) }, Ok(0));
     }
     assert_eq!(total(&cells), 999 * 1000 / 2);
-    // Exchange takes this CPU's part; what remains plus what was taken is the total.
+    // Delta 0 at batch 1 takes this CPU's (positive) part; what remains plus what was taken is
+    // the total.
     // SAFETY: as above.
-    let taken = unsafe { pcpu_rseq::exchange(&slot, 8, ncpu, 0) }.unwrap();
+    let taken = unsafe { pcpu_rseq::add_fold_with(&slot, &plain.with_batch(1), 0) }.unwrap();
     assert_eq!(total(&cells) + taken, 999 * 1000 / 2);
 }
 
@@ -59,10 +62,13 @@ fn disabled_slot_takes_slow_path_and_writes_nothing() {
     let ncpu = pcpu_rseq::possible_cpus();
     let cells = cells(ncpu);
     let slot = AtomicUsize::new(cells.as_ptr() as usize | DISABLED);
-    // SAFETY: the slot is disabled; the cells are live anyway.
-    assert!(unsafe { pcpu_rseq::add(&slot, 8, ncpu, 5) }.is_err());
-    // SAFETY: as above.
-    assert!(unsafe { pcpu_rseq::exchange(&slot, 8, ncpu, 5) }.is_err());
+    for batch in [1, 4, MAX_FOLD] {
+        let params = FoldParams::new(8, ncpu, batch);
+        // SAFETY: the slot is disabled; the cells are live anyway.
+        assert!(unsafe { pcpu_rseq::add_fold_with(&slot, &params, 5) }.is_err());
+        // SAFETY: as above.
+        assert!(unsafe { pcpu_rseq::add_fold_with_offset(&slot, &params, 0, -5) }.is_err());
+    }
     assert_eq!(total(&cells), 0);
 }
 
@@ -109,7 +115,8 @@ fn full_stack_reports_full() {
 
 #[test]
 fn stopped_stack_sends_its_cpu_to_slow_path() {
-    pcpu_rseq::simulate_cpu(None);
+    // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+    unsafe { pcpu_rseq::simulate_cpu(None) };
     let stacks = PercpuStacks::new(pcpu_rseq::possible_cpus(), 4).unwrap();
     // Stop every CPU so that wherever this thread runs, its stack is stopped.
     let guards: Vec<_> = (0..stacks.ncpu())
@@ -144,15 +151,16 @@ fn fences_succeed() {
 }
 
 #[test]
-fn add_fold_at_touches_only_its_word() {
+fn add_fold_with_offset_touches_only_its_word() {
     let ncpu = pcpu_rseq::possible_cpus();
     // Two words per CPU: stride 16, the second word at offset 8.
     let words = cells(2 * ncpu);
     let slot = AtomicUsize::new(words.as_ptr() as usize);
+    let params = FoldParams::new(16, ncpu, 16);
     let mut central = 0;
     for _ in 0..100 {
         // SAFETY: `slot` addresses `ncpu` live cells of two words, 16 bytes apart.
-        central += unsafe { pcpu_rseq::add_fold_at(&slot, 8, 16, ncpu, 1, 16) }.unwrap();
+        central += unsafe { pcpu_rseq::add_fold_with_offset(&slot, &params, 8, 1) }.unwrap();
     }
     let first: i64 = words
         .iter()

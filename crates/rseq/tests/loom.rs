@@ -7,7 +7,7 @@
 
 use loom::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use loom::sync::Arc;
-use pcpu_rseq::{PercpuStacks, StackMiss, DISABLED};
+use pcpu_rseq::{FoldParams, PercpuStacks, StackMiss, DISABLED, MAX_FOLD};
 
 /// A push racing with a stopper that drains the stack: the item ends up exactly once, either
 /// drained or still on the stack, or is reported back to the pusher as not pushed.
@@ -17,7 +17,9 @@ fn push_against_stop_and_drain() {
         let stacks = Arc::new(PercpuStacks::new(1, 2).unwrap());
         let s2 = Arc::clone(&stacks);
         let pusher = loom::thread::spawn(move || {
-            pcpu_rseq::simulate_cpu(Some(0));
+            // SAFETY: under loom every thread runs the portable backend (no rseq section runs in a
+            // model), so no rseq thread updates this model's memory.
+            unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
             s2.push(7).is_ok()
         });
         let drained = match stacks.try_stop(0) {
@@ -57,7 +59,9 @@ fn pop_against_stop() {
         stacks.try_stop(0).unwrap().push(5).unwrap();
         let s2 = Arc::clone(&stacks);
         let popper = loom::thread::spawn(move || {
-            pcpu_rseq::simulate_cpu(Some(0));
+            // SAFETY: under loom every thread runs the portable backend (no rseq section runs in a
+            // model), so no rseq thread updates this model's memory.
+            unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
             s2.pop()
         });
         let seen_by_stopper = stacks.try_stop(0).ok().map(|st| st.len());
@@ -88,9 +92,13 @@ fn add_against_disable_and_fold() {
             let (cells, central, slot) =
                 (Arc::clone(&cells), Arc::clone(&central), Arc::clone(&slot));
             loom::thread::spawn(move || {
-                pcpu_rseq::simulate_cpu(Some(1));
+                // SAFETY: under loom every thread runs the portable backend (no rseq section runs
+                // in a model), so no rseq thread updates this model's memory.
+                unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
+                // Batch MAX_FOLD: a plain add, never a fold.
+                let plain = FoldParams::new(stride, 2, MAX_FOLD);
                 // SAFETY: `slot` addresses the two cells of `cells`, alive in this closure.
-                if unsafe { pcpu_rseq::portable_add(&slot, stride, 2, 1) }.is_err() {
+                if unsafe { pcpu_rseq::add_fold_with(&slot, &plain, 1) }.is_err() {
                     central.fetch_add(1, Ordering::Relaxed);
                 }
                 drop(cells);
@@ -129,10 +137,13 @@ fn fold_is_never_counted_twice_by_a_reader() {
             let (cells, central, slot) =
                 (Arc::clone(&cells), Arc::clone(&central), Arc::clone(&slot));
             loom::thread::spawn(move || {
-                pcpu_rseq::simulate_cpu(Some(0));
+                // SAFETY: under loom every thread runs the portable backend (no rseq section runs
+                // in a model), so no rseq thread updates this model's memory.
+                unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
                 // Batch 1: the add folds at once.
+                let params = FoldParams::new(8, 1, 1);
                 // SAFETY: `slot` addresses the one cell of `cells`, alive in this closure.
-                let moved = unsafe { pcpu_rseq::add_fold(&slot, 8, 1, 1, 1) }.unwrap();
+                let moved = unsafe { pcpu_rseq::add_fold_with(&slot, &params, 1) }.unwrap();
                 assert_eq!(moved, 1);
                 central.fetch_add(moved, Ordering::Relaxed);
                 drop(cells);
@@ -174,11 +185,14 @@ fn lane_bound_is_raised_before_the_add() {
         );
         let adder = loom::thread::spawn(move || {
             let _keep = &c2;
-            pcpu_rseq::simulate_cpu(Some(1));
+            // SAFETY: under loom every thread runs the portable backend (no rseq section runs in a
+            // model), so no rseq thread updates this model's memory.
+            unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
             // The slow path: lane 1 is at the bound, raise it past the lane, then add.
             let lanes = b2.fetch_max(2, Ordering::Release).max(2);
+            let plain = FoldParams::new(8, lanes, MAX_FOLD);
             // SAFETY: `s2` addresses 2 live cells 8 bytes apart (`c2`, kept alive here).
-            unsafe { pcpu_rseq::add(&s2, 8, lanes, 1) }.unwrap();
+            unsafe { pcpu_rseq::add_fold_with(&s2, &plain, 1) }.unwrap();
             d2.store(true, Ordering::Release);
         });
         let saw_done = done.load(Ordering::Acquire);

@@ -3,7 +3,7 @@
 //! must touch.
 
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
-use pcpu_rseq::{PercpuStacks, StackMiss, DISABLED};
+use pcpu_rseq::{FoldParams, PercpuStacks, StackMiss, DISABLED, MAX_FOLD};
 use proptest::prelude::*;
 
 const NCPU: usize = 5;
@@ -14,7 +14,7 @@ const MAX_OPS: usize = if cfg!(miri) { 24 } else { 200 };
 #[derive(Debug, Clone)]
 enum Op {
     Add(usize, i64),
-    Exchange(usize, i64),
+    Take(usize),
     AddFold(usize, i64),
     Disable,
     Enable,
@@ -26,7 +26,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..NCPU, -1000i64..1000).prop_map(|(c, d)| Op::Add(c, d)),
-        (0..NCPU, -5i64..5).prop_map(|(c, v)| Op::Exchange(c, v)),
+        (0..NCPU).prop_map(Op::Take),
         (0..NCPU, -20i64..20).prop_map(|(c, d)| Op::AddFold(c, d)),
         Just(Op::Disable),
         Just(Op::Enable),
@@ -42,6 +42,10 @@ proptest! {
         let cells: Vec<AtomicI64> = (0..NCPU).map(|_| AtomicI64::new(0)).collect();
         let base = cells.as_ptr() as usize;
         let slot = AtomicUsize::new(base);
+        // Batch MAX_FOLD never folds (a plain add); batch 1 with delta 0 takes the cell.
+        let plain = FoldParams::new(8, NCPU, MAX_FOLD);
+        let take = FoldParams::new(8, NCPU, 1);
+        let fold = FoldParams::new(8, NCPU, 16);
         let stacks = PercpuStacks::new(NCPU, CAP).unwrap();
         let mut model_cells = [0i64; NCPU];
         let mut model_stacks: Vec<Vec<usize>> = vec![Vec::new(); NCPU];
@@ -49,27 +53,37 @@ proptest! {
         for op in ops {
             match op {
                 Op::Add(cpu, d) => {
-                    pcpu_rseq::simulate_cpu(Some(cpu));
+                    // SAFETY: the cells and stacks of this case are its own, used by this thread
+                    // only.
+                    unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) };
                     // SAFETY: `slot` addresses NCPU live cells, 8 bytes apart.
-                    let r = unsafe { pcpu_rseq::add(&slot, 8, NCPU, d) };
-                    prop_assert_eq!(r.is_err(), disabled);
-                    if !disabled { model_cells[cpu] += d; }
+                    let r = unsafe { pcpu_rseq::add_fold_with(&slot, &plain, d) };
+                    if disabled {
+                        prop_assert!(r.is_err());
+                    } else {
+                        prop_assert_eq!(r, Ok(0));
+                        model_cells[cpu] += d;
+                    }
                 }
-                Op::Exchange(cpu, v) => {
-                    pcpu_rseq::simulate_cpu(Some(cpu));
+                Op::Take(cpu) => {
+                    // SAFETY: the cells and stacks of this case are its own, used by this thread
+                    // only.
+                    unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) };
                     // SAFETY: as above.
-                    let r = unsafe { pcpu_rseq::exchange(&slot, 8, NCPU, v) };
+                    let r = unsafe { pcpu_rseq::add_fold_with(&slot, &take, 0) };
                     if disabled {
                         prop_assert!(r.is_err());
                     } else {
                         prop_assert_eq!(r, Ok(model_cells[cpu]));
-                        model_cells[cpu] = v;
+                        model_cells[cpu] = 0;
                     }
                 }
                 Op::AddFold(cpu, d) => {
-                    pcpu_rseq::simulate_cpu(Some(cpu));
+                    // SAFETY: the cells and stacks of this case are its own, used by this thread
+                    // only.
+                    unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) };
                     // SAFETY: as above.
-                    let r = unsafe { pcpu_rseq::add_fold(&slot, 8, NCPU, d, 16) };
+                    let r = unsafe { pcpu_rseq::add_fold_with(&slot, &fold, d) };
                     if disabled {
                         prop_assert!(r.is_err());
                     } else {
@@ -82,7 +96,9 @@ proptest! {
                 Op::Disable => { slot.store(base | DISABLED, Ordering::Release); disabled = true; }
                 Op::Enable => { slot.store(base, Ordering::Release); disabled = false; }
                 Op::Push(cpu, item) => {
-                    pcpu_rseq::simulate_cpu(Some(cpu));
+                    // SAFETY: the cells and stacks of this case are its own, used by this thread
+                    // only.
+                    unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) };
                     let r = stacks.push(item);
                     if model_stacks[cpu].len() < CAP {
                         prop_assert_eq!(r, Ok(()));
@@ -92,7 +108,9 @@ proptest! {
                     }
                 }
                 Op::Pop(cpu) => {
-                    pcpu_rseq::simulate_cpu(Some(cpu));
+                    // SAFETY: the cells and stacks of this case are its own, used by this thread
+                    // only.
+                    unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) };
                     let r = stacks.pop();
                     prop_assert_eq!(r, model_stacks[cpu].pop().ok_or(StackMiss::Empty));
                 }
@@ -112,6 +130,7 @@ proptest! {
                 prop_assert_eq!(stacks.len_hint(cpu), model_stacks[cpu].len());
             }
         }
-        pcpu_rseq::simulate_cpu(None);
+        // SAFETY: `None` only ends the simulation: this thread goes back to the process's backend.
+        unsafe { pcpu_rseq::simulate_cpu(None) };
     }
 }

@@ -24,7 +24,7 @@ mod common;
 
 use common::{needs, Needs};
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
-use pcpu_rseq::{Mode, PercpuStacks, StackMiss};
+use pcpu_rseq::{FoldParams, Mode, PercpuStacks, StackMiss, MAX_FOLD};
 use pcpu_testkit::signals::with_signal_storm;
 use pcpu_testkit::stress::scaled;
 
@@ -60,6 +60,13 @@ impl Cells {
     /// A slot word addressing CPU 0's cell (stride 64).
     fn slot(&self) -> AtomicUsize {
         AtomicUsize::new(self.lines.as_ptr() as usize)
+    }
+
+    /// Fold parameters for these cells: stride 64, every possible CPU, folding at `batch`
+    /// ([`MAX_FOLD`] never folds: a plain per-CPU add; 1 folds whatever the call leaves in the
+    /// delta's direction: a delta of 0 takes a positive part).
+    fn params(&self, batch: i64) -> FoldParams {
+        FoldParams::new(64, self.ncpu, batch)
     }
 
     fn get(&self, cpu: usize) -> i64 {
@@ -104,13 +111,14 @@ fn add_under_signal_storm_is_exact() {
     let ncpu = pcpu_rseq::possible_cpus();
     let cells = Cells::new(ncpu);
     let slot = cells.slot();
+    let plain = cells.params(MAX_FOLD);
     let per_thread = scaled(1_000_000);
     let slow = AtomicI64::new(0);
     let (aborts, signals) = with_signal_storm(THREADS, |i| {
         let mut rng = fastrand::Rng::with_seed(i as u64);
         for _ in 0..per_thread {
             // SAFETY: `slot` addresses `ncpu` live cells, 64 bytes apart, outliving the workers.
-            if unsafe { pcpu_rseq::add(&slot, 64, ncpu, 1) }.is_err() {
+            if unsafe { pcpu_rseq::add_fold_with(&slot, &plain, 1) }.is_err() {
                 slow.fetch_add(1, Ordering::Relaxed);
             }
             if rng.u32(..1000) == 0 {
@@ -133,23 +141,25 @@ fn add_under_signal_storm_is_exact() {
 }
 
 #[test]
-fn exchange_folds_lose_nothing() {
-    if !needs("exchange_folds_lose_nothing", Needs::Any) {
+fn batch_one_folds_lose_nothing() {
+    if !needs("batch_one_folds_lose_nothing", Needs::Any) {
         return;
     }
     let ncpu = pcpu_rseq::possible_cpus();
     let cells = Cells::new(ncpu);
     let slot = cells.slot();
+    let plain = cells.params(MAX_FOLD);
+    let take = cells.params(1);
     let per_thread = scaled(1_000_000);
     let (taken, _) = with_signal_storm(THREADS, |i| {
         let mut rng = fastrand::Rng::with_seed(100 + i as u64);
         let mut taken = 0i64;
         for n in 0..per_thread {
             // SAFETY: as above.
-            unsafe { pcpu_rseq::add(&slot, 64, ncpu, 1) }.unwrap();
+            unsafe { pcpu_rseq::add_fold_with(&slot, &plain, 1) }.unwrap();
             if n % 97 == 0 {
                 // SAFETY: as above.
-                taken += unsafe { pcpu_rseq::exchange(&slot, 64, ncpu, 0) }.unwrap();
+                taken += unsafe { pcpu_rseq::add_fold_with(&slot, &take, 0) }.unwrap();
             }
             if rng.u32(..1000) == 0 {
                 std::thread::yield_now();
@@ -248,6 +258,7 @@ fn aborts_happen_and_are_retried_exactly_once() {
     let ncpu = pcpu_rseq::possible_cpus();
     let cells = Cells::new(ncpu);
     let slot = cells.slot();
+    let plain = cells.params(MAX_FOLD);
     // Keep adding under a signal storm until aborts were observed (bounded by a round cap, not
     // by time); every add must still count exactly once.
     let mut added = 0i64;
@@ -258,7 +269,7 @@ fn aborts_happen_and_are_retried_exactly_once() {
             let n = 200_000;
             for _ in 0..n {
                 // SAFETY: as above.
-                unsafe { pcpu_rseq::add(&slot, 64, ncpu, 1) }.unwrap();
+                unsafe { pcpu_rseq::add_fold_with(&slot, &plain, 1) }.unwrap();
             }
             (n, pcpu_rseq::aborts_on_this_thread() - before)
         });
@@ -286,13 +297,14 @@ fn add_fold_moves_every_unit_exactly_once() {
     let slot = cells.slot();
     let per_thread = scaled(500_000);
     let batch = 16;
+    let fold = cells.params(batch);
     let (results, _) = with_signal_storm(THREADS, |i| {
         let mut rng = fastrand::Rng::with_seed(300 + i as u64);
         let (mut added, mut folded) = (0i64, 0i64);
         for _ in 0..per_thread {
             let delta = rng.i64(-5..=6);
             // SAFETY: as above.
-            folded += unsafe { pcpu_rseq::add_fold(&slot, 64, ncpu, delta, batch) }.unwrap();
+            folded += unsafe { pcpu_rseq::add_fold_with(&slot, &fold, delta) }.unwrap();
             added += delta;
             if rng.u32(..1000) == 0 {
                 std::thread::yield_now();
@@ -416,11 +428,11 @@ fn add_fold_while_the_batch_widens_keeps_cells_in_bounds() {
     }
 }
 
-/// Threads pinned to CPUs (round-robin over the CPUs this process may use) add, exchange and
-/// add_fold: where lanes follow CPU ids, every operation of a thread pinned to CPU `c` must
+/// Threads pinned to CPUs (round-robin over the CPUs this process may use) add (batch
+/// [`MAX_FOLD`]), take (delta 0, batch 1) and fold (batch 16): where lanes follow CPU ids, every operation of a thread pinned to CPU `c` must
 /// land in `c`'s cell, on rseq (the section reads `c` from the kernel) and on the portable
 /// backend (`sched_getcpu`). So for every CPU, its cell plus what was taken out of it
-/// (exchanges, folds) equals what its threads added, and the cells of CPUs no thread ran on
+/// (takes, folds) equals what its threads added, and the cells of CPUs no thread ran on
 /// stay zero. Where lanes follow `mm_cid` (which says nothing about the CPU), the totals are
 /// exact and only lanes below the number of allowed CPUs are written.
 #[test]
@@ -449,6 +461,9 @@ fn pinned_threads_land_in_their_cpus_cells() {
     );
     let cells = Cells::new(ncpu);
     let slot = cells.slot();
+    let plain = cells.params(MAX_FOLD);
+    let take = cells.params(1);
+    let fold16 = cells.params(16);
     let per_thread = scaled(200_000);
     let (results, _) = with_signal_storm(THREADS, |i| {
         let cpu = allowed[i % allowed.len()];
@@ -462,16 +477,16 @@ fn pinned_threads_land_in_their_cpus_cells() {
                 0 => {
                     // SAFETY: `slot` addresses `ncpu` live cells, 64 bytes apart, outliving
                     // the workers.
-                    taken += unsafe { pcpu_rseq::exchange(&slot, 64, ncpu, 0) }.unwrap();
+                    taken += unsafe { pcpu_rseq::add_fold_with(&slot, &take, 0) }.unwrap();
                 }
                 1..=30 => {
                     // SAFETY: as above.
-                    taken += unsafe { pcpu_rseq::add_fold(&slot, 64, ncpu, delta, 16) }.unwrap();
+                    taken += unsafe { pcpu_rseq::add_fold_with(&slot, &fold16, delta) }.unwrap();
                     added += delta;
                 }
                 _ => {
                     // SAFETY: as above.
-                    unsafe { pcpu_rseq::add(&slot, 64, ncpu, delta) }.unwrap();
+                    unsafe { pcpu_rseq::add_fold_with(&slot, &plain, delta) }.unwrap();
                     added += delta;
                 }
             }
@@ -549,6 +564,8 @@ fn lanes_follow_the_id_source() {
     let ncpu = pcpu_rseq::possible_cpus();
     let cells = Cells::new(ncpu);
     let slot = cells.slot();
+    let plain = cells.params(MAX_FOLD);
+    let fold64 = cells.params(64);
     let per_thread = scaled(100_000);
     let (added, _) = with_signal_storm(16, |i| {
         let mut rng = fastrand::Rng::with_seed(1700 + i as u64);
@@ -558,10 +575,10 @@ fn lanes_follow_the_id_source() {
             if rng.bool() {
                 // SAFETY: `slot` addresses `ncpu` live cells, 64 bytes apart, outliving the
                 // workers.
-                unsafe { pcpu_rseq::add(&slot, 64, ncpu, delta) }.unwrap();
+                unsafe { pcpu_rseq::add_fold_with(&slot, &plain, delta) }.unwrap();
             } else {
                 // SAFETY: as above.
-                taken += unsafe { pcpu_rseq::add_fold(&slot, 64, ncpu, delta, 64) }.unwrap();
+                taken += unsafe { pcpu_rseq::add_fold_with(&slot, &fold64, delta) }.unwrap();
             }
             added += delta;
             if rng.u32(..500) == 0 {

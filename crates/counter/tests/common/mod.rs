@@ -36,26 +36,38 @@ pub fn sparse_counters(domain: &'static Domain) -> Vec<PercpuCounter> {
 /// Runs `add` `rounds × 64` times, moving to the other simulated CPU every 64: each sample
 /// of a lazy counter (one every 64 of its adds) is then a switch, and the counter goes
 /// per-CPU within a few rounds.
-pub fn alternate(rounds: usize, mut add: impl FnMut()) {
+///
+/// # Safety
+/// As for `pcpu_rseq::simulate_cpu`: `add` updates only counters of a domain that no thread on
+/// the rseq backend uses meanwhile (one the test built for itself).
+pub unsafe fn alternate(rounds: usize, mut add: impl FnMut()) {
     for round in 0..rounds {
-        pcpu_rseq::simulate_cpu(Some(round % 2));
+        // SAFETY: forwarded from the caller.
+        unsafe { pcpu_rseq::simulate_cpu(Some(round % 2)) };
         for _ in 0..64 {
             add();
         }
     }
-    pcpu_rseq::simulate_cpu(None);
+    // SAFETY: forwarded from the caller.
+    unsafe { pcpu_rseq::simulate_cpu(None) };
 }
 
 /// Folds from the 4 simulated CPUs in turn, fast (see `tests/widen.rs`), until `c`'s batch
 /// reaches `batch`; a bound on the attempts, since on a loaded machine some windows are too
 /// slow to count. The caller checks that it got there.
-pub fn widen_to(c: &PercpuCounter, batch: i64) {
+///
+/// # Safety
+/// As for `pcpu_rseq::simulate_cpu`: `c` belongs to a domain that no thread on the rseq backend
+/// uses meanwhile (one the test built for itself).
+pub unsafe fn widen_to(c: &PercpuCounter, batch: i64) {
     for f in 0..4_000_000 {
-        pcpu_rseq::simulate_cpu(Some(f % 4));
+        // SAFETY: forwarded from the caller.
+        unsafe { pcpu_rseq::simulate_cpu(Some(f % 4)) };
         c.add(c.batch());
         if c.batch() == batch {
             break;
         }
     }
-    pcpu_rseq::simulate_cpu(None);
+    // SAFETY: forwarded from the caller.
+    unsafe { pcpu_rseq::simulate_cpu(None) };
 }

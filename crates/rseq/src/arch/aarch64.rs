@@ -105,59 +105,6 @@ macro_rules! rseq_section {
     };
 }
 
-/// Adds `delta` to the cell `*slot + cpu * stride` unless `*slot` carries the disabled mark.
-///
-/// # Safety
-/// As for `x86_64::add`: `area` is this thread's registered rseq area; `slot` is readable;
-/// when its value is not marked, every cell `value + c * stride` for `c < ncpu` is a writable,
-/// 8-aligned `i64` that only rseq sections (or a fenced owner) write.
-#[inline(always)]
-pub(crate) unsafe fn add(
-    area: *mut RseqArea,
-    slot: *const usize,
-    stride: usize,
-    ncpu: usize,
-    delta: i64,
-) -> Outcome<()> {
-    let status: u32;
-    let aborts: usize;
-    // SAFETY: the caller guarantees `area`, `slot` and the cells as documented; the section
-    // writes only `area.rseq_cs` (user-owned) and the one cell of the current CPU, with its
-    // last instruction; the abort handler is preceded by the registered signature.
-    unsafe {
-        rseq_section!("add {aborts}, {aborts}, #1";
-            "mov {st:w}, #1",
-            "ldr {cpu:w}, [{area}, {id}]",
-            "cmp {cpu}, {ncpu}",
-            "b.hs 5f",
-            "ldr {tmp}, [{slot}]",
-            "tbnz {tmp}, #0, 5f",
-            "madd {tmp}, {cpu}, {stride}, {tmp}",
-            "ldr {cur}, [{tmp}]",
-            "add {cur}, {cur}, {delta}",
-            "mov {st:w}, #0",
-            "str {cur}, [{tmp}]",
-            ;
-            area = in(reg) area,
-            slot = in(reg) slot,
-            stride = in(reg) stride,
-            ncpu = in(reg) ncpu,
-            delta = in(reg) delta,
-            tmp = out(reg) _,
-            cpu = out(reg) _,
-            cur = out(reg) _,
-            st = out(reg) status,
-            aborts = inout(reg) 0usize => aborts,
-            options(nostack),
-        );
-    }
-    Outcome {
-        status,
-        value: (),
-        aborts,
-    }
-}
-
 /// Adds `delta` to the current CPU's cell and folds it at the batch: `x86_64::add_fold`'s
 /// contract, status encoding ([`FoldOutcome`]) and one-sided check, with the parameters
 /// loaded into registers (aarch64 has no memory operands): `ncpu` and `stride` into `cur`
@@ -228,7 +175,7 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
             }
         };
     }
-    // SAFETY: as in `add`; the only write besides `rseq_cs` is the committing store to the
+    // SAFETY: as the caller guarantees; the only write besides `rseq_cs` is the committing store to the
     // current CPU's cell, the last instruction of the section. The parameters are read only.
     unsafe {
         match (PARAMS_AFTER_SLOT, offset) {
@@ -246,58 +193,6 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
     FoldOutcome {
         raw_status: st,
         value: out,
-    }
-}
-
-/// Stores `new` into the cell `*slot + cpu * stride` and returns the old value, unless `*slot`
-/// carries the disabled mark.
-///
-/// # Safety
-/// As for [`add`].
-#[inline(always)]
-pub(crate) unsafe fn exchange(
-    area: *mut RseqArea,
-    slot: *const usize,
-    stride: usize,
-    ncpu: usize,
-    new: i64,
-) -> Outcome<i64> {
-    let status: u32;
-    let aborts: usize;
-    let old: i64;
-    // SAFETY: as in `add`; the section's only memory write outside `rseq_cs` is the committing
-    // store to the current CPU's cell.
-    unsafe {
-        rseq_section!("add {aborts}, {aborts}, #1";
-            "mov {st:w}, #1",
-            "mov {old}, xzr",
-            "ldr {cpu:w}, [{area}, {id}]",
-            "cmp {cpu}, {ncpu}",
-            "b.hs 5f",
-            "ldr {tmp}, [{slot}]",
-            "tbnz {tmp}, #0, 5f",
-            "madd {tmp}, {cpu}, {stride}, {tmp}",
-            "ldr {old}, [{tmp}]",
-            "mov {st:w}, #0",
-            "str {new}, [{tmp}]",
-            ;
-            area = in(reg) area,
-            slot = in(reg) slot,
-            stride = in(reg) stride,
-            ncpu = in(reg) ncpu,
-            new = in(reg) new,
-            tmp = out(reg) _,
-            cpu = out(reg) _,
-            old = out(reg) old,
-            st = out(reg) status,
-            aborts = inout(reg) 0usize => aborts,
-            options(nostack),
-        );
-    }
-    Outcome {
-        status,
-        value: old,
-        aborts,
     }
 }
 

@@ -15,7 +15,7 @@
 //! | `HAS_RSEQ_ASM` | `true` if the sections below are real |
 //! | `RSEQ_SIG` | the signature passed at registration and placed before every abort handler |
 //! | `thread_pointer()` | the thread pointer glibc's `__rseq_offset` is relative to |
-//! | `add`, `add_fold`, `exchange` | the cell sections (see `x86_64.rs` for their contracts) |
+//! | `add_fold` | the cell section: add, and fold at the batch (see `x86_64.rs` for its contract) |
 //! | `pop`, `push` | the per-CPU stack sections |
 //!
 //! The field offsets the sections use are the `const`s below, taken with `offset_of!` from
@@ -46,7 +46,7 @@ mod imp;
 #[path = "none.rs"]
 mod imp;
 
-pub(crate) use imp::{add, add_fold, exchange, pop, push, HAS_RSEQ_ASM, RSEQ_SIG};
+pub(crate) use imp::{add_fold, pop, push, HAS_RSEQ_ASM, RSEQ_SIG};
 // Used by the Linux registration code only (not off Linux, not under loom).
 #[allow(unused_imports)]
 pub(crate) use imp::thread_pointer;
@@ -93,7 +93,7 @@ pub(crate) const STACK_TOP: usize = crate::stack::TOP * 8;
 pub(crate) const STACK_FLAGS: usize = crate::stack::FLAGS * 8;
 pub(crate) const STACK_ITEMS: usize = crate::stack::ITEMS * 8;
 
-/// Result of one section: status and the number of aborts it took.
+/// Result of a stack section (`pop`, `push`): status and the number of aborts it took.
 ///
 /// Status: 0 = done, 1 = slow path (CPU out of range, or disabled / stopped), 2 = stack empty
 /// (pop) or full (push).
@@ -101,21 +101,6 @@ pub(crate) struct Outcome<T> {
     pub status: u32,
     pub value: T,
     pub aborts: usize,
-}
-
-impl<T> Outcome<T> {
-    /// The value if the section committed, counting its aborts on this thread either way.
-    #[inline(always)]
-    pub fn into_result(self) -> Result<T, crate::SlowPath> {
-        if self.aborts != 0 {
-            crate::thread::record_aborts(self.aborts);
-        }
-        if self.status == 0 {
-            Ok(self.value)
-        } else {
-            Err(crate::SlowPath)
-        }
-    }
 }
 
 /// Result of `add_fold`: the raw status word and the value to fold.
@@ -181,6 +166,8 @@ mod tests {
         let slot = AtomicUsize::new(cells.as_ptr() as usize);
         let disabled = AtomicUsize::new(DISABLED);
         let params = FoldParams::new(16, ncpu, 4);
+        let out_of_range = FoldParams::new(16, 0, 4);
+        let every_call = FoldParams::new(16, ncpu, 1);
         let site = Site {
             slot: AtomicUsize::new(cells.as_ptr() as usize),
             params: FoldParams::new(16, ncpu, 4),
@@ -191,37 +178,28 @@ mod tests {
         // Every call below: `slot` and `site.slot` address `ncpu` live cells of two words,
         // 16 bytes apart, outliving the calls; `site_slot` points at the whole site, whose
         // parameters follow the slot word at offset 8.
-        for i in 0..200 {
-            // SAFETY: as above.
-            unsafe { crate::add(&slot, 16, ncpu, 1) }.unwrap();
-            check("add");
-            // SAFETY: as above; `ncpu = 0` puts every CPU out of range.
-            assert!(unsafe { crate::add(&slot, 16, 0, 1) }.is_err());
-            check("add (CPU out of range)");
-            // SAFETY: as above; a disabled slot word is never dereferenced.
-            assert!(unsafe { crate::add(&disabled, 16, ncpu, 1) }.is_err());
-            check("add (disabled slot)");
-            // SAFETY: as above. Batch 4: every few calls fold.
-            unsafe { crate::add_fold(&slot, 16, ncpu, 1, 4) }.unwrap();
-            check("add_fold up");
-            // SAFETY: as above.
-            unsafe { crate::add_fold(&slot, 16, ncpu, -1, 4) }.unwrap();
-            check("add_fold down");
-            // SAFETY: as above.
-            assert!(unsafe { crate::add_fold(&disabled, 16, ncpu, 1, 4) }.is_err());
-            check("add_fold (disabled slot)");
+        for _ in 0..200 {
             // SAFETY: as above.
             unsafe { crate::add_fold_with(&slot, &params, 1) }.unwrap();
-            check("add_fold_with");
+            check("add_fold_with up");
+            // SAFETY: as above.
+            unsafe { crate::add_fold_with(&slot, &params, -1) }.unwrap();
+            check("add_fold_with down");
+            // SAFETY: as above; a lane bound of 0 puts every CPU out of range.
+            assert!(unsafe { crate::add_fold_with(&slot, &out_of_range, 1) }.is_err());
+            check("add_fold_with (CPU out of range)");
+            // SAFETY: as above; a disabled slot word is never dereferenced.
+            assert!(unsafe { crate::add_fold_with(&disabled, &params, 1) }.is_err());
+            check("add_fold_with (disabled slot)");
+            // SAFETY: as above; batch 1 folds at every call.
+            unsafe { crate::add_fold_with(&slot, &every_call, 1) }.unwrap();
+            check("add_fold_with (folded)");
             // SAFETY: as above; offset 8 is each CPU's second word.
             unsafe { crate::add_fold_with_offset(&slot, &params, 8, 1) }.unwrap();
             check("add_fold_with_offset");
             // SAFETY: as above.
             unsafe { crate::add_fold_beside::<8>(site_slot, 1) }.unwrap();
             check("add_fold_beside");
-            // SAFETY: as above.
-            unsafe { crate::exchange(&slot, 16, ncpu, i) }.unwrap();
-            check("exchange");
             // Fill this CPU's stack until it is full, then empty it (a migration only changes
             // which CPU's stack; at most ncpu × 2 pushes succeed).
             while stacks.push(1).is_ok() {

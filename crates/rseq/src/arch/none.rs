@@ -25,25 +25,6 @@ const SLOW: u32 = 1;
 /// # Safety
 /// None needed; `unsafe` to match the real sections.
 #[inline(always)]
-pub(crate) unsafe fn add(
-    _area: *mut RseqArea,
-    _slot: *const usize,
-    _stride: usize,
-    _ncpu: usize,
-    _delta: i64,
-) -> Outcome<()> {
-    Outcome {
-        status: SLOW,
-        value: (),
-        aborts: 0,
-    }
-}
-
-/// Reports the slow path.
-///
-/// # Safety
-/// None needed; `unsafe` to match the real sections.
-#[inline(always)]
 pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
     _area: *mut RseqArea,
     _slot: *const usize,
@@ -54,25 +35,6 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
     FoldOutcome {
         raw_status: 1,
         value: 0,
-    }
-}
-
-/// Reports the slow path.
-///
-/// # Safety
-/// None needed; `unsafe` to match the real sections.
-#[inline(always)]
-pub(crate) unsafe fn exchange(
-    _area: *mut RseqArea,
-    _slot: *const usize,
-    _stride: usize,
-    _ncpu: usize,
-    _new: i64,
-) -> Outcome<i64> {
-    Outcome {
-        status: SLOW,
-        value: 0,
-        aborts: 0,
     }
 }
 

@@ -105,57 +105,6 @@ macro_rules! rseq_section {
     };
 }
 
-/// Adds `delta` to the cell `*slot + cpu * stride` unless `*slot` carries the disabled mark.
-///
-/// # Safety
-/// `area` is this thread's registered rseq area. `slot` is readable; when its value is not
-/// marked, every cell `value + c * stride` for `c < ncpu` is a writable, 8-aligned `i64` that
-/// only rseq sections (or a fenced owner) write.
-#[inline(always)]
-pub(crate) unsafe fn add(
-    area: *mut RseqArea,
-    slot: *const usize,
-    stride: usize,
-    ncpu: usize,
-    delta: i64,
-) -> Outcome<()> {
-    let status: u32;
-    let aborts: usize;
-    // SAFETY: the caller guarantees `area`, `slot` and the cells as documented; the section
-    // writes only `area.rseq_cs` (user-owned) and the one cell of the current CPU; the abort
-    // handler is preceded by the registered signature.
-    unsafe {
-        rseq_section!("inc {aborts}";
-            "mov {st:e}, 1",
-            "mov {cpu:e}, dword ptr [{area} + {id}]",
-            "cmp {cpu}, {ncpu}",
-            "jae 5f",
-            "mov {tmp}, qword ptr [{slot}]",
-            "test {tmp}, 1",
-            "jnz 5f",
-            "imul {cpu}, {stride}",
-            "xor {st:e}, {st:e}",
-            "add qword ptr [{tmp} + {cpu}], {delta}",
-            ;
-            area = in(reg) area,
-            slot = in(reg) slot,
-            stride = in(reg) stride,
-            ncpu = in(reg) ncpu,
-            delta = in(reg) delta,
-            tmp = out(reg) _,
-            cpu = out(reg) _,
-            st = out(reg) status,
-            aborts = inout(reg) 0usize => aborts,
-            options(nostack),
-        );
-    }
-    Outcome {
-        status,
-        value: (),
-        aborts,
-    }
-}
-
 /// Adds `delta` to the current CPU's cell (`*slot + offset + cpu × stride`, with `stride` and
 /// `ncpu` read from the parameters); if the result reaches the batch in absolute value, stores
 /// 0 instead and reports the result (the caller moves it to a central count).
@@ -187,8 +136,10 @@ pub(crate) unsafe fn add(
 /// addresses both and `params` is ignored.
 ///
 /// # Safety
-/// As for [`add`]; the parameters are valid for reads; `delta ≥ 0` if `UP`, else `delta < 0`;
-/// `|delta| ≤ 2⁶²`.
+/// `area` is this thread's registered rseq area. `slot` is readable; when its value is not
+/// marked, every cell `value + offset + c * stride` for `c < ncpu` is a writable, 8-aligned
+/// `i64` that only rseq sections (or a fenced owner) write. The parameters are valid for
+/// reads; `delta ≥ 0` if `UP`, else `delta < 0`; `|delta| ≤ 2⁶²`.
 #[inline(always)]
 pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
     area: *mut RseqArea,
@@ -253,7 +204,7 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
             }
         };
     }
-    // SAFETY: as in `add`; the only write besides `rseq_cs` is the committing store to the
+    // SAFETY: as the caller guarantees; the only write besides `rseq_cs` is the committing store to the
     // current CPU's cell, the last instruction of the section. The parameters are read only.
     unsafe {
         match (PARAMS_AFTER_SLOT, offset) {
@@ -270,60 +221,6 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
     FoldOutcome {
         raw_status: st,
         value: out,
-    }
-}
-
-/// Stores `new` into the cell `*slot + cpu * stride` and returns the old value, unless `*slot`
-/// carries the disabled mark.
-///
-/// # Safety
-/// As for [`add`].
-#[inline(always)]
-pub(crate) unsafe fn exchange(
-    area: *mut RseqArea,
-    slot: *const usize,
-    stride: usize,
-    ncpu: usize,
-    new: i64,
-) -> Outcome<i64> {
-    let status: u32;
-    let aborts: usize;
-    let old: i64;
-    // SAFETY: as in `add`; the section's only memory write outside `rseq_cs` is the committing
-    // store to the current CPU's cell.
-    unsafe {
-        rseq_section!("inc {aborts}";
-            "mov {st:e}, 1",
-            "xor {old:e}, {old:e}",
-            "mov {cpu:e}, dword ptr [{area} + {id}]",
-            "cmp {cpu}, {ncpu}",
-            "jae 5f",
-            "mov {tmp}, qword ptr [{slot}]",
-            "test {tmp}, 1",
-            "jnz 5f",
-            "imul {cpu}, {stride}",
-            "add {tmp}, {cpu}",
-            "mov {old}, qword ptr [{tmp}]",
-            "xor {st:e}, {st:e}",
-            "mov qword ptr [{tmp}], {new}",
-            ;
-            area = in(reg) area,
-            slot = in(reg) slot,
-            stride = in(reg) stride,
-            ncpu = in(reg) ncpu,
-            new = in(reg) new,
-            tmp = out(reg) _,
-            cpu = out(reg) _,
-            old = out(reg) old,
-            st = out(reg) status,
-            aborts = inout(reg) 0usize => aborts,
-            options(nostack),
-        );
-    }
-    Outcome {
-        status,
-        value: old,
-        aborts,
     }
 }
 
