@@ -387,45 +387,4 @@ impl Header {
         assert!(self.begin_attach(), "a model attaches an unattached header");
         self.publish_first(addr);
     }
-
-    /// Moves the header from its slot `old` to `new` by the compactor's own code
-    /// ([`crate::relocate`]'s `claim` and `relocate_batch`, a batch of one): `copy(old, new)`
-    /// copies the cells inside the publishing write section, `retire(old)` runs when the old
-    /// slot is given back (at once: a model scribbles on it, as a reuse would). The adders'
-    /// grace period runs only if `adders` may run: loom never preempts a thread across
-    /// another's wait loop, so without adders it is left out to let a reader span the move.
-    pub fn model_relocate(
-        &self,
-        old: usize,
-        new: usize,
-        copy: impl FnOnce(usize, usize),
-        retire: impl FnOnce(usize),
-        adders: bool,
-    ) {
-        crate::relocate::model::relocate_one(self, old, new, copy, retire, adders);
-    }
-
-    /// [`model_relocate`](Self::model_relocate) between two cell arrays of a model, `old` the
-    /// header's slot: copies `old` into `new`, and when the old slot is given back scribbles
-    /// 1,000,000 into each of its cells (as the slot's next owner would), so that a late write
-    /// to it or a late read of it shows in the model's totals.
-    pub fn model_relocate_cells(&self, old: &[AtomicI64], new: &[AtomicI64], adders: bool) {
-        let (from, to) = (old.as_ptr() as usize, new.as_ptr() as usize);
-        self.model_relocate(
-            from,
-            to,
-            |f, t| {
-                assert_eq!((f, t), (from, to), "the model's two slots");
-                for (o, n) in old.iter().zip(new) {
-                    n.store(o.load(Ordering::Relaxed), Ordering::Relaxed);
-                }
-            },
-            |_| {
-                for o in old {
-                    o.store(1_000_000, Ordering::Relaxed);
-                }
-            },
-            adders,
-        );
-    }
 }
