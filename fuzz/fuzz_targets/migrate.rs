@@ -1,5 +1,5 @@
-//! Random sequences of attach, add (through `pcpu_rseq::add_fold_with_offset` on the header's
-//! slot word, with a central fallback, from simulated CPUs and sometimes the real one),
+//! Random sequences of attach, add (pcpu-testkit's `SpaceObj`: `add_fold_with_offset` on the
+//! header's slot word, with a central fallback, from simulated CPUs and sometimes the real one),
 //! take_cells, detach, compact (random policy), drain, trim and release on a `pcpu_migrate::Space`,
 //! checked after every step against an exact model:
 //! - every live object's total (central + `sum_words`), word by word, is exact;
@@ -14,9 +14,10 @@
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use pcpu_migrate::header::State;
-use pcpu_migrate::{CompactPolicy, Header, Release, Space, SpaceConfig};
+use pcpu_migrate::{CompactPolicy, Release, Space, SpaceConfig};
 use pcpu_pageset::SizeClass;
 use pcpu_rseq::{simulate_cpu, DISABLED};
+use pcpu_testkit::space_obj::SpaceObj;
 
 /// Operations per input, at most.
 const MAX_OPS: usize = 256;
@@ -34,8 +35,8 @@ struct RawOp {
 }
 
 struct Obj {
-    header: Box<Header>,
-    central: [i64; 8],
+    /// The header and central counts (pcpu-testkit's object, which pcpu-migrate's tests drive).
+    obj: SpaceObj<8>,
     model: [i64; 8],
     attached: bool,
 }
@@ -48,12 +49,8 @@ struct Harness {
 
 impl Harness {
     fn total(&self, o: &Obj) -> [i64; 8] {
-        let mut cells = [0i64; 8];
         // SAFETY: every header of the harness is attached through its space, or dead.
-        unsafe { self.space.sum_words(&o.header, &mut cells[..self.words]) };
-        let mut out = o.central;
-        out.iter_mut().zip(cells).for_each(|(t, c)| *t += c);
-        out
+        unsafe { o.obj.totals(&self.space, self.words) }
     }
 
     fn check(&self) {
@@ -67,16 +64,17 @@ impl Harness {
                 "object {i} total"
             );
             let slot = o
+                .obj
                 .header
                 .slot_word()
                 .load(std::sync::atomic::Ordering::Relaxed);
             if o.attached {
                 attached += 1;
-                assert_eq!(o.header.state(), State::Attached, "object {i} state");
-                assert!(o.header.is_attached());
+                assert_eq!(o.obj.header.state(), State::Attached, "object {i} state");
+                assert!(o.obj.header.is_attached());
                 assert_eq!(slot & DISABLED, 0, "object {i}: attached but disabled");
             } else {
-                assert_eq!(o.header.state(), State::Unattached, "object {i} state");
+                assert_eq!(o.obj.header.state(), State::Unattached, "object {i} state");
                 assert_eq!(slot, DISABLED, "object {i}: unattached but has a slot");
             }
         }
@@ -88,7 +86,7 @@ impl Harness {
     fn detach(&mut self, i: usize) {
         if let Some(o) = self.objs[i].take() {
             // SAFETY: single-threaded: nobody adds through or reads the header any more.
-            let release = unsafe { self.space.detach(&o.header) }.expect("detach");
+            let release = unsafe { self.space.detach(&o.obj.header) }.expect("detach");
             // No compaction runs concurrently, so nobody can hold the header's address.
             assert_eq!(release, Release::Now, "object {i}");
         }
@@ -140,36 +138,23 @@ fuzz_target!(|data: &[u8]| {
                 let delta = i64::from(op.delta);
                 let Harness { space, objs, .. } = &mut h;
                 if let Some(o) = &mut objs[i] {
-                    // SAFETY: the slot word is disabled or addresses an assigned slot of
-                    // `space` (cells of `words` words, `stride` apart), which stays assigned
-                    // while the header is attached; the offset is inside the cell.
-                    let r = unsafe {
-                        pcpu_rseq::add_fold_with_offset(
-                            o.header.slot_word(),
-                            &pcpu_rseq::FoldParams::new(space.stride(), space.ncpu(), batch),
-                            word * 8,
-                            delta,
-                        )
-                    };
-                    o.central[word] += match r {
-                        Ok(moved) => moved,
-                        Err(_) => delta,
-                    };
+                    // SAFETY: the header is attached through `space` or never attached;
+                    // `word` < `words`, the space's.
+                    unsafe { o.obj.add(space, word, delta, batch) };
                     o.model[word] += delta;
                 }
             }
             // create, attached or not
             5 => {
                 if h.objs[i].is_none() {
-                    let header = Box::new(Header::new());
+                    let obj = SpaceObj::new();
                     let attach = op.word % 4 != 0;
                     if attach {
                         // SAFETY: boxed; `detach` runs before the box is dropped.
-                        assert!(unsafe { h.space.attach(&header) }.expect("attach"));
+                        assert!(unsafe { h.space.attach(&obj.header) }.expect("attach"));
                     }
                     h.objs[i] = Some(Obj {
-                        header,
-                        central: [0; 8],
+                        obj,
                         model: [0; 8],
                         attached: attach,
                     });
@@ -179,7 +164,7 @@ fuzz_target!(|data: &[u8]| {
             6 => {
                 if let Some(o) = &mut h.objs[i] {
                     // SAFETY: as above.
-                    let did = unsafe { h.space.attach(&o.header) }.expect("attach");
+                    let did = unsafe { h.space.attach(&o.obj.header) }.expect("attach");
                     assert_eq!(did, !o.attached, "attach of an attached header");
                     o.attached = true;
                 }
@@ -203,14 +188,11 @@ fuzz_target!(|data: &[u8]| {
             // take the cells (what `set` does): the total moves to central, unchanged
             9 => {
                 if let Some(o) = &mut h.objs[i] {
-                    let mut out = [0i64; 8];
                     // SAFETY: attached through this space, or never attached.
-                    unsafe { h.space.take_cells(&o.header, &mut out[..h.words]) }
-                        .expect("take_cells");
-                    o.central.iter_mut().zip(out).for_each(|(c, t)| *c += t);
+                    unsafe { o.obj.take_into_central(&h.space, h.words) }.expect("take_cells");
                     let mut cells = [0i64; 8];
                     // SAFETY: as above.
-                    unsafe { h.space.sum_words(&o.header, &mut cells[..h.words]) };
+                    unsafe { h.space.sum_words(&o.obj.header, &mut cells[..h.words]) };
                     assert_eq!(cells, [0; 8], "cells not empty after take_cells");
                 }
             }

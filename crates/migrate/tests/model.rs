@@ -2,10 +2,10 @@
 //! re-create; every object's total must stay exact, and memory accounting must add up.
 #![cfg(not(loom))] // needs the pageset layer, which maps real memory
 
-use pcpu_migrate::{CompactPolicy, Header, Space, SpaceConfig};
+use pcpu_migrate::{CompactPolicy, Space, SpaceConfig};
 use pcpu_pageset::SizeClass;
+use pcpu_testkit::space_obj::SpaceObj;
 use proptest::prelude::*;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 const NCPU: usize = 3;
 const OBJS: usize = 150;
@@ -29,30 +29,17 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-struct Obj {
-    header: Box<Header>,
-    central: AtomicI64,
-}
+/// The tests' objects: one word each (`pcpu_testkit::space_obj`).
+type Obj = SpaceObj<1>;
 
-fn add(space: &Space, o: &Obj, d: i64) {
-    // SAFETY: the slot word is disabled or addresses a slot of `space`.
-    match unsafe {
-        pcpu_rseq::add_fold_with(
-            o.header.slot_word(),
-            &pcpu_rseq::FoldParams::new(space.stride(), space.ncpu(), 8),
-            d,
-        )
-    } {
-        Ok(moved) => o.central.fetch_add(moved, Ordering::Relaxed),
-        Err(_) => o.central.fetch_add(d, Ordering::Relaxed),
-    };
-}
+/// Folds at 8 per CPU.
+const BATCH: i64 = 8;
 
 fn total(space: &Space, o: &Obj) -> i64 {
-    let mut cells = [0i64];
-    // SAFETY: every header of this test is attached through `space` (or dead).
-    unsafe { space.sum_words(&o.header, &mut cells) };
-    o.central.load(Ordering::Relaxed) + cells[0]
+    // SAFETY: every header of this test is attached through `space` (or dead); B64 cells
+    // hold 8 words.
+    let [t] = unsafe { o.totals(space, 1) };
+    t
 }
 
 proptest! {
@@ -66,7 +53,7 @@ proptest! {
         config.cache.batch = 2;
         let space = Space::new(config).unwrap();
         let new_obj = || {
-            let o = Obj { header: Box::new(Header::new()), central: AtomicI64::new(0) };
+            let o = Obj::new();
             // SAFETY: boxed, and detached before it is dropped.
             unsafe { space.attach(&o.header) }.unwrap();
             o
@@ -92,7 +79,8 @@ proptest! {
                         // SAFETY: this single-threaded case alone uses the space it built: no rseq
                         // thread touches its slots or magazines.
                         unsafe { pcpu_rseq::simulate_cpu(Some(cpu)) };
-                        add(&space, o, d);
+                        // SAFETY: attached through `space`; word 0 of a B64 cell.
+                        unsafe { o.add(&space, 0, d, BATCH) };
                         model[i] += d;
                     }
                 }

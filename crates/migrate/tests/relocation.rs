@@ -4,42 +4,25 @@
 //! lower for the extra environments), `PCPU_STRESS_SCALE` scales the waste scenario's size.
 #![cfg(not(loom))] // needs the pageset layer, which maps real memory
 
-use pcpu_migrate::{CompactPolicy, Header, Space, SpaceConfig};
+use pcpu_migrate::{CompactPolicy, Space, SpaceConfig};
 use pcpu_pageset::SizeClass;
+use pcpu_testkit::space_obj::SpaceObj;
 use pcpu_testkit::stress::{scaled, stress_secs};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// A counter-like object: a header plus the central fallback.
-struct Obj {
-    header: Header,
-    central: AtomicI64,
-}
+/// The tests' objects: one word each (`pcpu_testkit::space_obj`).
+type Obj = SpaceObj<1>;
 
 fn add(space: &Space, o: &Obj, delta: i64) {
-    // SAFETY: the header's slot word is disabled or addresses a slot of `space`.
-    match unsafe {
-        pcpu_rseq::add_fold_with(
-            o.header.slot_word(),
-            &pcpu_rseq::FoldParams::new(space.stride(), space.ncpu(), 32),
-            delta,
-        )
-    } {
-        Ok(0) => {}
-        Ok(moved) => {
-            o.central.fetch_add(moved, Ordering::Relaxed);
-        }
-        Err(_) => {
-            o.central.fetch_add(delta, Ordering::Relaxed);
-        }
-    }
+    // SAFETY: every header of this test is attached through `space`; word 0 of a B8 cell.
+    unsafe { o.add(space, 0, delta, 32) };
 }
 
 fn total(space: &Space, o: &Obj) -> i64 {
-    let mut cells = [0i64];
-    // SAFETY: every header of this test is attached through `space` (or dead).
-    unsafe { space.sum_words(&o.header, &mut cells) };
-    o.central.load(Ordering::Relaxed) + cells[0]
+    // SAFETY: as above.
+    let [t] = unsafe { o.totals(space, 1) };
+    t
 }
 
 #[test]
@@ -48,12 +31,7 @@ fn adders_and_compactor_lose_nothing() {
     let mut config = SpaceConfig::new(SizeClass::B8);
     config.unit_bytes = Some(pcpu_pageset::page_size()); // small pagesets: many to compact
     let space = Space::new(config).unwrap();
-    let new_obj = || {
-        Box::new(Obj {
-            header: Header::new(),
-            central: AtomicI64::new(0),
-        })
-    };
+    let new_obj = || Box::new(Obj::new());
     // 40,000 objects, of which every fourth stays: 10,000 live objects spread thinly over
     // many pagesets, so the compactor has work from the start.
     let all: Vec<Box<Obj>> = (0..40_000).map(|_| new_obj()).collect();
@@ -152,14 +130,7 @@ fn adders_and_compactor_lose_nothing() {
 fn waste_scenario_compaction_gives_memory_back() {
     let n = scaled(1_000_000) as usize;
     let space = Space::new(SpaceConfig::new(SizeClass::B8)).unwrap();
-    let objs: Vec<Box<Obj>> = (0..n)
-        .map(|_| {
-            Box::new(Obj {
-                header: Header::new(),
-                central: AtomicI64::new(0),
-            })
-        })
-        .collect();
+    let objs: Vec<Box<Obj>> = (0..n).map(|_| Box::new(Obj::new())).collect();
     for (i, o) in objs.iter().enumerate() {
         // SAFETY: boxed, and detached before it is dropped.
         unsafe { space.attach(&o.header) }.unwrap();

@@ -9,7 +9,9 @@
 //! - [`pageset_model`]: the pageset pool's reference model, run by pcpu-pageset's proptest and
 //!   the `pageset` fuzz target;
 //! - [`cache_model`]: what a slot cache holds, over any pool, run by pcpu-cache's proptest
-//!   and the `cache` fuzz target.
+//!   and the `cache` fuzz target;
+//! - [`space_obj`]: a counter-like object over a pcpu-migrate space (header, central count),
+//!   driven by pcpu-migrate's model and stress tests and the `migrate` fuzz target.
 //!
 //! Not published (`publish = false`); the crates name it as a path-only dev-dependency.
 
@@ -21,6 +23,8 @@ pub mod pageset_model;
 #[cfg(unix)]
 pub mod rlimit;
 pub mod signals;
+#[cfg(not(loom))]
+pub mod space_obj;
 pub mod stress;
 
 pub use heap_source::{HeapSource, HeapSourceError};
