@@ -869,7 +869,7 @@ impl Drop for PercpuCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::testing::{per_cpu_domain, slow_path_adds};
+    use crate::domain::testing::{per_cpu_domain, slow_path_adds};
 
     /// Adds to a counter whose slot is disabled (as during a relocation) take the slow path
     /// to the central count: each is counted once in the domain's totals, exactly, and none

@@ -503,3 +503,22 @@ impl Domain {
         }
     }
 }
+
+/// For the unit tests that count slow-path adds: a new per-CPU domain of 4 (simulated) CPUs,
+/// and a reader of its count.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{CounterMode, Domain};
+
+    pub(crate) fn per_cpu_domain() -> &'static Domain {
+        Domain::builder()
+            .ncpu(4)
+            .mode(CounterMode::PerCpu)
+            .build()
+            .unwrap()
+    }
+
+    pub(crate) fn slow_path_adds(domain: &Domain) -> u64 {
+        domain.stats().totals.slow_path_adds
+    }
+}

@@ -346,7 +346,7 @@ impl Drop for PercpuCounterGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::testing::{per_cpu_domain, slow_path_adds};
+    use crate::domain::testing::{per_cpu_domain, slow_path_adds};
 
     /// A group's adds through a disabled slot are slow-path adds, counted once each.
     #[test]
