@@ -272,7 +272,7 @@ impl PercpuCounter {
     /// The domain this counter lives in.
     pub fn domain(&self) -> &'static Domain {
         match self.form() {
-            Form::Inline(s) => crate::registry::get(word::domain(s)),
+            Form::Inline(s) => crate::registry::get(word::domain_index(s)),
             Form::Header(inner) => inner.domain(),
         }
     }
@@ -406,7 +406,7 @@ impl PercpuCounter {
         let s = self.load();
         if let Some(next) = self.words.note_sample(s, pcpu_rseq::current_cpu()) {
             // No count moves: the inline count stays a part of the value (`crate::words`).
-            let domain = crate::registry::get(word::domain(next));
+            let domain = crate::registry::get(word::domain_index(next));
             if domain
                 .headers
                 .upgrade(&self.words, next, Inner::new(domain), &domain.space)
@@ -671,7 +671,7 @@ impl PercpuCounter {
     /// ```
     pub fn batch(&self) -> i64 {
         match self.form() {
-            Form::Inline(s) => crate::registry::get(word::domain(s)).batch,
+            Form::Inline(s) => crate::registry::get(word::domain_index(s)).batch,
             Form::Header(inner) => inner.fold.batch(),
         }
     }
