@@ -466,7 +466,9 @@ impl Domain {
         every: std::time::Duration,
         waste_above: f64,
     ) -> Result<Compactor, CounterError> {
-        Compactor::spawn(self, every, waste_above)
+        Compactor::spawn(every, waste_above, move |limit| {
+            self.compact_if_waste_above(limit)
+        })
     }
 
     /// Measures the domain: every space (single counters and each group size), the header
