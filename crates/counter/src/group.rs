@@ -144,7 +144,7 @@ impl PercpuCounterGroup {
     pub fn domain(&self) -> &'static Domain {
         match self.inner() {
             Some(inner) => inner.domain,
-            None => crate::registry::get(word::domain_index(self.words.state())),
+            None => Domain::by_index(word::domain_index(self.words.state())),
         }
     }
 
@@ -255,7 +255,7 @@ impl PercpuCounterGroup {
         let Some(next) = self.words.note_sample(s, pcpu_rseq::current_cpu()) else {
             return;
         };
-        let domain = crate::registry::get(word::domain_index(next));
+        let domain = Domain::by_index(word::domain_index(next));
         if domain.headers.upgrade(
             &self.words,
             next,
