@@ -1,9 +1,13 @@
 //! [`Compactor`]: a thread that applies a domain's waste policy, so that compaction (membarrier
 //! grace periods, `mincore`-free but lock-taking work) never runs inside a counter's `drop`,
 //! on whatever thread (an async executor's, say) happens to drop the 4096th counter.
+//!
+//! The thread knows nothing of the domain:
+//! [`Domain::spawn_compactor`](crate::Domain::spawn_compactor) hands it the domain's
+//! check-and-compact step as a closure.
 
-use crate::domain::Domain;
 use crate::CounterError;
+use pcpu_migrate::CompactReport;
 // std's primitives, not pcpu_rseq::sync's: the compactor thread (a condition variable and
 // its lock) and its statistics are no part of a modelled protocol, and no loom model builds
 // this file (it is left out under `--cfg loom`).
@@ -23,8 +27,9 @@ struct Shared {
     failures: AtomicU64,
 }
 
-/// A running compactor thread ([`Domain::spawn_compactor`]). Dropping it (or
-/// [`stop`](Self::stop)) stops the thread and waits for it: at most one compaction in flight.
+/// A running compactor thread ([`Domain::spawn_compactor`](crate::Domain::spawn_compactor)).
+/// Dropping it (or [`stop`](Self::stop)) stops the thread and waits for it: at most one
+/// compaction in flight.
 #[derive(Debug)]
 pub struct Compactor {
     shared: Arc<Shared>,
@@ -32,12 +37,16 @@ pub struct Compactor {
 }
 
 impl Compactor {
-    /// Starts the thread: every `every`, it estimates the domain's waste
-    /// ([`Domain::waste_estimate`]) and compacts when it is above `waste_above`.
+    /// Starts the thread: every `every`, it calls `compact_if_waste_above(waste_above)`, the
+    /// domain's step that estimates its waste
+    /// ([`Domain::waste_estimate`](crate::Domain::waste_estimate)) and compacts when it is above
+    /// the limit (`Ok(Some(report))` if it compacted).
     pub(crate) fn spawn(
-        domain: &'static Domain,
         every: Duration,
         waste_above: f64,
+        compact_if_waste_above: impl Fn(f64) -> Result<Option<CompactReport>, CounterError>
+            + Send
+            + 'static,
     ) -> Result<Compactor, CounterError> {
         if every.is_zero() {
             return Err(CounterError::Config(
@@ -54,7 +63,7 @@ impl Compactor {
         let theirs = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("pcpu-compactor".into())
-            .spawn(move || run(domain, &theirs, every, waste_above))
+            .spawn(move || run(&compact_if_waste_above, &theirs, every, waste_above))
             .map_err(CounterError::Thread)?;
         Ok(Compactor {
             shared,
@@ -100,7 +109,12 @@ impl Drop for Compactor {
 }
 
 /// The thread's loop: wait `every` (or until stopped), check, compact if needed.
-fn run(domain: &'static Domain, shared: &Shared, every: Duration, waste_above: f64) {
+fn run(
+    compact_if_waste_above: &dyn Fn(f64) -> Result<Option<CompactReport>, CounterError>,
+    shared: &Shared,
+    every: Duration,
+    waste_above: f64,
+) {
     loop {
         {
             let stop = shared.stop.lock().unwrap_or_else(|p| p.into_inner());
@@ -113,7 +127,7 @@ fn run(domain: &'static Domain, shared: &Shared, every: Duration, waste_above: f
             }
         }
         shared.checks.fetch_add(1, Ordering::Relaxed);
-        match domain.compact_if_waste_above(waste_above) {
+        match compact_if_waste_above(waste_above) {
             Ok(Some(_)) => {
                 shared.compactions.fetch_add(1, Ordering::Relaxed);
             }

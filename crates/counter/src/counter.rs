@@ -272,7 +272,7 @@ impl PercpuCounter {
     /// The domain this counter lives in.
     pub fn domain(&self) -> &'static Domain {
         match self.form() {
-            Form::Inline(s) => crate::registry::get(word::domain(s)),
+            Form::Inline(s) => Domain::by_index(word::domain_index(s)),
             Form::Header(inner) => inner.domain(),
         }
     }
@@ -406,7 +406,7 @@ impl PercpuCounter {
         let s = self.load();
         if let Some(next) = self.words.note_sample(s, pcpu_rseq::current_cpu()) {
             // No count moves: the inline count stays a part of the value (`crate::words`).
-            let domain = crate::registry::get(word::domain(next));
+            let domain = Domain::by_index(word::domain_index(next));
             if domain
                 .headers
                 .upgrade(&self.words, next, Inner::new(domain), &domain.space)
@@ -671,7 +671,7 @@ impl PercpuCounter {
     /// ```
     pub fn batch(&self) -> i64 {
         match self.form() {
-            Form::Inline(s) => crate::registry::get(word::domain(s)).batch,
+            Form::Inline(s) => Domain::by_index(word::domain_index(s)).batch,
             Form::Header(inner) => inner.fold.batch(),
         }
     }
@@ -821,7 +821,7 @@ impl Inner {
     }
 
     fn domain(&self) -> &'static Domain {
-        crate::registry::get(usize::from(self.domain))
+        Domain::by_index(usize::from(self.domain))
     }
 
     /// After an add took the slow path: if this thread's lane (a hint, read outside a
@@ -869,7 +869,7 @@ impl Drop for PercpuCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::testing::{per_cpu_domain, slow_path_adds};
+    use crate::domain::testing::{per_cpu_domain, slow_path_adds};
 
     /// Adds to a counter whose slot is disabled (as during a relocation) take the slow path
     /// to the central count: each is counted once in the domain's totals, exactly, and none

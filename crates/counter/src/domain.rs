@@ -3,6 +3,7 @@
 
 use crate::compactor::Compactor;
 use crate::headers::HeaderStore;
+use crate::registry::Registry;
 use crate::stats::{DomainStats, SpaceStats, Totals};
 use crate::CounterError;
 use pcpu_migrate::{CompactPolicy, CompactReport, Space, SpaceConfig};
@@ -130,7 +131,7 @@ impl DomainBuilder {
     /// an invalid unit size, or more than 2047 domains in the process.
     pub fn build(self) -> Result<&'static Domain, CounterError> {
         let parts = self.parts()?;
-        crate::registry::register(|index| parts.into_domain(index))
+        DOMAINS.register(|index| parts.into_domain(index))
     }
 
     /// Checks the configuration and builds everything a domain holds.
@@ -193,6 +194,9 @@ impl DomainBuilder {
         }))
     }
 }
+
+/// Domains 1.. by index (0, the global one, lives in its own `OnceLock`).
+static DOMAINS: Registry<Domain> = Registry::new();
 
 /// A checked domain that has no index yet.
 struct Parts(Domain);
@@ -302,6 +306,19 @@ impl Domain {
         });
         self.fold.raise_ncpu(lane + 1);
         true
+    }
+
+    /// The domain with index `index` (the `index` field; 0 is the global domain).
+    ///
+    /// # Panics
+    /// If no domain has that index: a word names only domains that were registered before it
+    /// was made, so this is a bug in this crate.
+    #[inline]
+    pub(crate) fn by_index(index: usize) -> &'static Domain {
+        if index == 0 {
+            return Domain::global();
+        }
+        DOMAINS.get(index)
     }
 
     /// The default domain: possible CPUs, Linux's batch, lazy counters.
@@ -466,7 +483,9 @@ impl Domain {
         every: std::time::Duration,
         waste_above: f64,
     ) -> Result<Compactor, CounterError> {
-        Compactor::spawn(self, every, waste_above)
+        Compactor::spawn(every, waste_above, move |limit| {
+            self.compact_if_waste_above(limit)
+        })
     }
 
     /// Measures the domain: every space (single counters and each group size), the header
@@ -501,5 +520,24 @@ impl Domain {
             header_bytes_resident,
             totals: self.totals.snapshot(),
         }
+    }
+}
+
+/// For the unit tests that count slow-path adds: a new per-CPU domain of 4 (simulated) CPUs,
+/// and a reader of its count.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{CounterMode, Domain};
+
+    pub(crate) fn per_cpu_domain() -> &'static Domain {
+        Domain::builder()
+            .ncpu(4)
+            .mode(CounterMode::PerCpu)
+            .build()
+            .unwrap()
+    }
+
+    pub(crate) fn slow_path_adds(domain: &Domain) -> u64 {
+        domain.stats().totals.slow_path_adds
     }
 }

@@ -144,7 +144,7 @@ impl PercpuCounterGroup {
     pub fn domain(&self) -> &'static Domain {
         match self.inner() {
             Some(inner) => inner.domain,
-            None => crate::registry::get(word::domain(self.words.state())),
+            None => Domain::by_index(word::domain_index(self.words.state())),
         }
     }
 
@@ -255,7 +255,7 @@ impl PercpuCounterGroup {
         let Some(next) = self.words.note_sample(s, pcpu_rseq::current_cpu()) else {
             return;
         };
-        let domain = crate::registry::get(word::domain(next));
+        let domain = Domain::by_index(word::domain_index(next));
         if domain.headers.upgrade(
             &self.words,
             next,
@@ -346,7 +346,7 @@ impl Drop for PercpuCounterGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::testing::{per_cpu_domain, slow_path_adds};
+    use crate::domain::testing::{per_cpu_domain, slow_path_adds};
 
     /// A group's adds through a disabled slot are slow-path adds, counted once each.
     #[test]

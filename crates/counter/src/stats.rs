@@ -223,22 +223,3 @@ struct CacheCountersDef {
     trims: u64,
     removed_slots: u64,
 }
-
-/// For the unit tests that count slow-path adds: a new per-CPU domain of 4 (simulated) CPUs,
-/// and a reader of its count.
-#[cfg(test)]
-pub(crate) mod testing {
-    use crate::{CounterMode, Domain};
-
-    pub(crate) fn per_cpu_domain() -> &'static Domain {
-        Domain::builder()
-            .ncpu(4)
-            .mode(CounterMode::PerCpu)
-            .build()
-            .unwrap()
-    }
-
-    pub(crate) fn slow_path_adds(domain: &Domain) -> u64 {
-        domain.stats().totals.slow_path_adds
-    }
-}

@@ -54,7 +54,7 @@ pub(crate) const fn is_atomic(state: usize) -> bool {
 
 /// The domain index of an inline state.
 #[inline(always)]
-pub(crate) const fn domain(state: usize) -> usize {
+pub(crate) const fn domain_index(state: usize) -> usize {
     (state >> DOMAIN_SHIFT) & (MAX_DOMAINS - 1)
 }
 
@@ -101,7 +101,7 @@ mod tests {
             for atomic in [false, true] {
                 let s = inline(domain, atomic).unwrap();
                 assert!(is_inline(s));
-                assert_eq!((super::domain(s), is_atomic(s)), (domain, atomic));
+                assert_eq!((domain_index(s), is_atomic(s)), (domain, atomic));
                 assert_eq!(sampling(s), (None, 0, 0));
             }
         }
@@ -120,7 +120,7 @@ mod tests {
         ) {
             let s = with_sampling(inline(domain, atomic).unwrap(), cpu, switches, samples);
             prop_assert!(is_inline(s));
-            prop_assert_eq!((super::domain(s), is_atomic(s)), (domain, atomic));
+            prop_assert_eq!((domain_index(s), is_atomic(s)), (domain, atomic));
             let want_cpu = cpu.min(CPU_MASK - 1) as u16;
             prop_assert_eq!(sampling(s), (Some(want_cpu), switches, samples));
         }
