@@ -29,7 +29,7 @@ pub struct Args {
     pub json: Option<PathBuf>,
 
     /// Also write CSV: to FILE every value and repetition in long form; to a DIR (existing,
-    /// or given with a trailing `/`) that as results.csv plus one <scenario>.csv per table.
+    /// or given with a trailing `/`) that as results.csv plus one CSV per table, named after its scenario.
     #[arg(long, value_name = "FILE|DIR")]
     pub csv: Option<PathBuf>,
 

@@ -449,7 +449,7 @@ impl Domain {
     /// dense. O(1) in the number of counters and pagesets: it reads counts the allocator
     /// keeps (no `mincore`), so a policy may poll it. See
     /// [`Space::waste_estimate`](pcpu_migrate::Space::waste_estimate) for how it compares
-    /// with the measured [`Waste::ratio`].
+    /// with the measured [`Waste::ratio`](crate::Waste::ratio).
     pub fn waste_estimate(&self) -> f64 {
         core::iter::once(&self.space)
             .chain(&self.group_spaces)

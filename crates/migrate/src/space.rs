@@ -104,8 +104,9 @@ impl Space {
     }
 
     /// The lane bound: every lane an add has reached in any object of this space is below it
-    /// (with [`SpaceConfig::track_lanes`] off, `ncpu`). Relocation's copy, [`sum_words`]
-    /// (Self::sum_words) and [`take_cells`](Self::take_cells) walk the lanes below it.
+    /// (with [`SpaceConfig::track_lanes`] off, `ncpu`). Relocation's copy,
+    /// [`sum_words`](Self::sum_words) and [`take_cells`](Self::take_cells) walk the lanes
+    /// below it.
     ///
     /// Loaded with `Acquire`: the owner raises it ([`raise_lanes`](Self::raise_lanes),
     /// `Release`) before the bound its sections check lets an add reach a new lane, so a

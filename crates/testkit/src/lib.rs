@@ -1,6 +1,6 @@
 //! What the tests and fuzz targets of the pcpu crates share, so that each is written once:
 //!
-//! - [`bench`]: a multi-threaded timing loop for the criterion benches;
+//! - [`bench`](mod@bench): a multi-threaded timing loop for the criterion benches;
 //! - [`stress`]: `PCPU_STRESS_SCALE`/`PCPU_STRESS_SECS`-style knobs and the sizes they scale;
 //! - [`signals`]: SIGUSR1 handlers and the storm that hits worker threads with them;
 //! - [`rlimit`]: a test binary re-running one of its tests as a child under `RLIMIT_AS`;
