@@ -1,7 +1,7 @@
 //! The machine-readable outputs: JSON (`--json FILE`) and CSV (`--csv FILE|DIR`).
 
+use crate::table::Goal;
 use crate::table::{Report, Value};
-use crate::targets::Goal;
 use serde::Serialize;
 use serde_json::{json, Map};
 use std::path::Path;

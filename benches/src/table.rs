@@ -49,7 +49,7 @@ pub struct Report {
     /// Lines printed under the tables (scenario parameters, caveats).
     pub notes: Vec<String>,
     /// The issue-12 targets, evaluated once the scenarios have run.
-    pub targets: Vec<crate::targets::Target>,
+    pub targets: Vec<Target>,
     /// The scenario running now: the one values are recorded for.
     pub current: &'static str,
 }
@@ -246,5 +246,63 @@ mod tests {
         for line in wrap(&long, 4).lines() {
             assert!(line.chars().count() <= TABLE_WIDTH as usize, "{line}");
         }
+    }
+}
+
+// The issue-12 targets' data, here with the report that holds them; `crate::targets`
+// evaluates them from the report's figures.
+
+/// Which way a figure must lie from its limit.
+#[derive(Debug, Clone, Copy)]
+pub enum Goal {
+    /// `figure <= limit`.
+    AtMost(f64),
+    /// `figure >= limit`.
+    AtLeast(f64),
+}
+
+impl Goal {
+    pub fn met(self, x: f64) -> bool {
+        match self {
+            Goal::AtMost(l) => x <= l,
+            Goal::AtLeast(l) => x >= l,
+        }
+    }
+
+    pub fn text(self) -> String {
+        match self {
+            Goal::AtMost(l) => format!("<= {l}"),
+            Goal::AtLeast(l) => format!(">= {l}"),
+        }
+    }
+}
+
+/// One target of the issue, evaluated on this run.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Row number in the issue's table (1–9).
+    pub row: usize,
+    /// JSON key.
+    pub key: &'static str,
+    /// What is measured.
+    pub figure: String,
+    /// The limit.
+    pub goal: Goal,
+    /// The figure the target is judged on; `None` if its inputs were not measured.
+    pub measured: Option<f64>,
+    /// Its spread over repetitions, where there are several, as short text.
+    pub spread: String,
+    /// How it was computed (inputs, controls), or why it was not.
+    pub detail: String,
+    /// Set when the run shows that other load on the machine may have decided the figure
+    /// (churn rows whose threads did not get 2 cores, controls that did not scale or scaled
+    /// impossibly well): the verdict is printed, marked "(load)".
+    pub load_caveat: bool,
+}
+
+impl Target {
+    /// `Some(met)` once measured.
+    pub fn met(&self) -> Option<bool> {
+        self.measured.map(|x| self.goal.met(x))
     }
 }

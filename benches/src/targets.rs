@@ -11,62 +11,7 @@ use crate::peers::plain_atomic::PLAIN_ATOMIC_NAME;
 use crate::peers::rseq_raw::RSEQ_RAW_NAME;
 use crate::peers::{PCPU_NAME, PCPU_PERCPU_NAME};
 use crate::scenarios::{churn, memory, Spread};
-use crate::table::{Report, Value};
-
-/// Which way a figure must lie from its limit.
-#[derive(Debug, Clone, Copy)]
-pub enum Goal {
-    /// `figure <= limit`.
-    AtMost(f64),
-    /// `figure >= limit`.
-    AtLeast(f64),
-}
-
-impl Goal {
-    fn met(self, x: f64) -> bool {
-        match self {
-            Goal::AtMost(l) => x <= l,
-            Goal::AtLeast(l) => x >= l,
-        }
-    }
-
-    fn text(self) -> String {
-        match self {
-            Goal::AtMost(l) => format!("<= {l}"),
-            Goal::AtLeast(l) => format!(">= {l}"),
-        }
-    }
-}
-
-/// One target of the issue, evaluated on this run.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// Row number in the issue's table (1–9).
-    pub row: usize,
-    /// JSON key.
-    pub key: &'static str,
-    /// What is measured.
-    pub figure: String,
-    /// The limit.
-    pub goal: Goal,
-    /// The figure the target is judged on; `None` if its inputs were not measured.
-    pub measured: Option<f64>,
-    /// Its spread over repetitions, where there are several, as short text.
-    pub spread: String,
-    /// How it was computed (inputs, controls), or why it was not.
-    pub detail: String,
-    /// Set when the run shows that other load on the machine may have decided the figure
-    /// (churn rows whose threads did not get 2 cores, controls that did not scale or scaled
-    /// impossibly well): the verdict is printed, marked "(load)".
-    pub load_caveat: bool,
-}
-
-impl Target {
-    /// `Some(met)` once measured.
-    pub fn met(&self) -> Option<bool> {
-        self.measured.map(|x| self.goal.met(x))
-    }
-}
+use crate::table::{Goal, Report, Target, Value};
 
 /// A number of `peer` in column `key`.
 fn num(r: &Report, peer: &str, key: &str) -> Option<f64> {
