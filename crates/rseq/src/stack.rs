@@ -1,12 +1,9 @@
 //! Per-CPU stacks of words: the fast path of the slot caches above this crate.
 //!
-//! Each CPU owns one stack, cache-line aligned so that no two CPUs share a line:
-//!
-//! | word | holds |
-//! |---|---|
-//! | 0 `top` | number of items |
-//! | 1 `flags` | [`STOPPED`] (another thread owns the stack) and [`LOCKED`] (portable backend) |
-//! | 2.. | the items, bottom first |
+//! Each CPU owns one stack, cache-line aligned so that no two CPUs share a line: word 0
+//! `top` (the number of items), word 1 `flags` ([`STOPPED`]: another thread owns the stack;
+//! [`LOCKED`]: portable backend), then the items, bottom first (`stack_layout.rs`, which the
+//! sections share).
 //!
 //! With rseq, pop and push are critical sections that check `flags == 0`; pop commits by
 //! storing `top - 1`, push writes the item above `top` and commits by storing `top + 1`
@@ -19,6 +16,7 @@
 //! until the [`StoppedStack`] is dropped. The owning CPU meanwhile gets `Slow` and goes to the
 //! shared pool; it never waits.
 
+use crate::stack_layout::{FLAGS, ITEMS, TOP};
 use crate::sync::{yield_now, AtomicUsize, Ordering};
 use crate::{arch, thread};
 use std::io;
@@ -28,10 +26,6 @@ pub const STOPPED: usize = 1;
 /// `flags` bit: a portable-backend operation holds the stack.
 pub const LOCKED: usize = 2;
 
-// Word indexes in one CPU's stack (the sections take them as byte offsets, `crate::arch`).
-pub(crate) const TOP: usize = 0;
-pub(crate) const FLAGS: usize = 1;
-pub(crate) const ITEMS: usize = 2;
 const WORDS_PER_LINE: usize = 8;
 
 /// Why a stack operation did not happen.

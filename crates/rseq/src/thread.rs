@@ -94,7 +94,10 @@ fn resolve() -> usize {
 #[cfg(not(loom))]
 fn resolve_rseq() -> (usize, Registration) {
     // Before this thread's state word lets it run a section: the id field its sections read.
-    crate::arch::set_id_offset(crate::id_source());
+    crate::arch::set_id_offset(match crate::id_source() {
+        crate::IdSource::MmCid => crate::arch::MM_CID,
+        crate::IdSource::CpuId => crate::arch::CPU_ID,
+    });
     match crate::native::find_or_register() {
         crate::native::Found::Glibc(area) => (area as usize, Registration::Glibc),
         crate::native::Found::Own(area) => (area as usize, Registration::Own),
