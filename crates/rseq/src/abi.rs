@@ -42,7 +42,7 @@ pub const RSEQ_SIG: u32 = 0x5305_3053;
 ///
 /// It depends on the architecture: `0x53053053` on x86_64 (the operand of a `ud1`: the
 /// sections put the bytes `0f b9 3d` before it), `0xd428bc00` on aarch64 (the word of
-/// `brk #0x45e0`, [`RSEQ_SIG_INSN`] as the kernel reads it, as data: instructions are
+/// `brk #0x45e0`, `RSEQ_SIG_INSN` as the kernel reads it, as data: instructions are
 /// little-endian even on a big-endian data configuration). Defined here, one `cfg` per value,
 /// and taken by the critical sections (`src/arch/`) and the registration.
 #[cfg(target_arch = "aarch64")]

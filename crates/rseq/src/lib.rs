@@ -76,6 +76,7 @@ mod stack;
 mod stack_layout;
 pub mod sync;
 mod thread;
+mod thread_state;
 
 pub use cpus::{parse_cpu_list, possible_cpus, POSSIBLE_PATH};
 pub use fence::{epoch_grace_period, fence_cpu, synchronize};
@@ -94,4 +95,5 @@ pub use reentry::{
 pub use stack::{
     PercpuStacks, StackConfigError, StackMiss, StopError, StoppedStack, LOCKED, STOPPED,
 };
-pub use thread::{aborts_on_this_thread, aborts_total, registration, simulate_cpu, Registration};
+pub use thread::{aborts_on_this_thread, aborts_total, registration, simulate_cpu};
+pub use thread_state::Registration;

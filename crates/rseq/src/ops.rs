@@ -14,7 +14,7 @@
 
 use crate::fold_params::{FoldParams, MAX_FOLD};
 use crate::sync::{AtomicI64, AtomicUsize, Ordering};
-use crate::{arch, thread};
+use crate::{arch, thread, thread_state};
 
 /// Mark bit of a slot word: per-CPU operation is off; operations report [`SlowPath`].
 ///
@@ -186,7 +186,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
         return Err(SlowPath);
     }
     let state = thread::state();
-    if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
+    if arch::HAS_RSEQ_ASM && state > thread_state::NO_RSEQ {
         let area = state as *mut _;
         // SAFETY: `state` is this thread's registered area; the cells are as the caller
         // guarantees; the parameters are live where `PARAMS_AFTER_SLOT` says; the
@@ -222,7 +222,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
         }
         return fold_outcome(out.raw_status, out.value);
     }
-    if state == thread::NO_RSEQ {
+    if state == thread_state::NO_RSEQ {
         return Err(SlowPath);
     }
     // SAFETY: as above; computed only here, so the rseq path spends no register on it. The
@@ -361,7 +361,7 @@ unsafe fn with_portable_cell<R>(
 /// ```
 pub fn current_cpu() -> usize {
     let state = thread::state();
-    if state > thread::NO_RSEQ {
+    if state > thread_state::NO_RSEQ {
         // SAFETY: `state` is this thread's live, registered area, and the id offset is that
         // of one of its 4-byte, 4-aligned kernel-owned fields (`cpu_id` or `mm_cid`), read
         // volatile as the kernel writes it. `mm_cid` is below the CPU count, so its `u32`

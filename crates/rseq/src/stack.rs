@@ -18,7 +18,7 @@
 
 use crate::stack_layout::{FLAGS, ITEMS, TOP};
 use crate::sync::{yield_now, AtomicUsize, Ordering};
-use crate::{arch, thread};
+use crate::{arch, thread, thread_state};
 use std::io;
 
 /// `flags` bit: the stack is stopped; its CPU takes the slow path.
@@ -184,7 +184,7 @@ impl PercpuStacks {
     #[inline]
     pub fn pop(&self) -> Result<usize, StackMiss> {
         let state = thread::state();
-        if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
+        if arch::HAS_RSEQ_ASM && state > thread_state::NO_RSEQ {
             // SAFETY: `state` is this thread's registered area; `lines` is `ncpu` stacks of
             // `stride_words` 8-byte words laid out as the section expects, `top <= capacity`
             // always holds, and the memory lives as long as `self`.
@@ -205,7 +205,7 @@ impl PercpuStacks {
                 _ => Err(StackMiss::Slow),
             };
         }
-        if state == thread::NO_RSEQ {
+        if state == thread_state::NO_RSEQ {
             return Err(StackMiss::Slow);
         }
         self.with_portable_lock(|cpu| {
@@ -228,7 +228,7 @@ impl PercpuStacks {
     #[inline]
     pub fn push(&self, item: usize) -> Result<(), StackMiss> {
         let state = thread::state();
-        if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
+        if arch::HAS_RSEQ_ASM && state > thread_state::NO_RSEQ {
             // SAFETY: as in `pop`; every stack has room for `capacity` items.
             let out = unsafe {
                 arch::push(
@@ -249,7 +249,7 @@ impl PercpuStacks {
                 _ => Err(StackMiss::Slow),
             };
         }
-        if state == thread::NO_RSEQ {
+        if state == thread_state::NO_RSEQ {
             return Err(StackMiss::Slow);
         }
         self.with_portable_lock(|cpu| {

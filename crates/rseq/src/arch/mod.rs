@@ -6,7 +6,7 @@
 //! thread pointer; exactly one of them is compiled in as `imp`, chosen
 //! by the one `cfg` per module below. Every other target, and `--cfg loom` (asm cannot run
 //! inside a model), gets [`none`](self#), whose [`HAS_RSEQ_ASM`] is `false` and whose sections
-//! are never called: the callers (`ops.rs`, `stack.rs`, `thread.rs`, `native.rs`) test
+//! are never called: the callers (`ops.rs`, `stack.rs`, `native.rs`) test
 //! `HAS_RSEQ_ASM` (a constant, so the dead branch disappears) and are the same code on every
 //! target, which `cargo check` on non-Linux targets therefore type-checks too.
 //!

@@ -10,7 +10,7 @@ use crate::{FoldParams, PercpuStacks, DISABLED};
 /// The calling thread's `rseq_cs`, or `None` if it runs no sections (portable backend).
 fn rseq_cs() -> Option<u64> {
     let state = crate::thread::state();
-    if !super::HAS_RSEQ_ASM || state <= crate::thread::NO_RSEQ {
+    if !super::HAS_RSEQ_ASM || state <= crate::thread_state::NO_RSEQ {
         return None;
     }
     let area = state as *const RseqArea;
