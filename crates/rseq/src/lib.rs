@@ -17,7 +17,8 @@
 //!
 //! x86_64 and aarch64 Linux have rseq sections; every other target (and `--cfg loom`) runs
 //! the portable backend. The sections of each architecture live in one module behind one
-//! `cfg` (`src/arch/`); a port to another architecture adds one file there.
+//! `cfg` (`src/arch/`); a port to another architecture adds one file there, and its rseq
+//! signature to [`abi::RSEQ_SIG`].
 //!
 //! ## No safe call can cause undefined behaviour
 //!

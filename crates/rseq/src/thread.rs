@@ -1,10 +1,10 @@
 //! Per-thread backend state: which area this thread's critical sections use.
 //!
 //! The fast path reads one thread-local word, [`state`] (stored in `thread_state.rs`, with its
-//! markers). Values above [`NO_RSEQ`](crate::thread_state::NO_RSEQ) are the address of this
-//! thread's `struct rseq`; the small values are markers. Resolving the state (choosing the
-//! process mode, finding or registering the area) happens once per thread, on its first
-//! per-CPU operation; the end of pcpu's own registration (`native.rs`) ends it.
+//! markers). Values above [`NO_RSEQ`] are the address of this thread's `struct rseq`; the
+//! small values are markers. Resolving the state (choosing the process mode, finding or
+//! registering the area) happens once per thread, on its first per-CPU operation; the end of
+//! pcpu's own registration (`native.rs`) ends it.
 
 #[cfg(not(loom))]
 use crate::thread_state::{self, NO_RSEQ, UNRESOLVED};

@@ -89,8 +89,7 @@ pub(crate) const FP_STRIDE: usize = core::mem::offset_of!(FoldParams, stride);
 pub(crate) const FP_NCPU: usize = core::mem::offset_of!(FoldParams, ncpu);
 pub(crate) const FP_BIAS: usize = core::mem::offset_of!(FoldParams, bias);
 pub(crate) const FP_NEG_BIAS: usize = core::mem::offset_of!(FoldParams, neg_bias);
-/// Byte offsets in one CPU's stack ([`stack_layout`](crate::stack_layout)): the item count,
-/// the flags, item 0.
+/// Byte offsets in one CPU's stack ([`stack_layout`]): the item count, the flags, item 0.
 pub(crate) const STACK_TOP: usize = stack_layout::TOP * 8;
 pub(crate) const STACK_FLAGS: usize = stack_layout::FLAGS * 8;
 pub(crate) const STACK_ITEMS: usize = stack_layout::ITEMS * 8;
