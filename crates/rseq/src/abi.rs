@@ -29,9 +29,33 @@
 /// Signature placed before every abort handler; the kernel refuses (SIGSEGV) to jump to an
 /// abort handler whose preceding four bytes differ from the one given at registration.
 ///
-/// It depends on the architecture: `0x53053053` on x86_64 (the operand of a `ud1`),
-/// `0xd428bc00` on aarch64 (the word of `brk #0x45e0`).
-pub const RSEQ_SIG: u32 = crate::arch::RSEQ_SIG;
+/// It depends on the architecture: `0x53053053` on x86_64 (the operand of a `ud1`: the
+/// sections put the bytes `0f b9 3d` before it), `0xd428bc00` on aarch64 (the word of
+/// `brk #0x45e0`). Defined here, one `cfg` per value, and taken by the critical sections
+/// (`src/arch/`) and the registration; architectures without sections have the x86_64 value,
+/// never registered.
+#[cfg(not(target_arch = "aarch64"))]
+pub const RSEQ_SIG: u32 = 0x5305_3053;
+
+/// Signature placed before every abort handler; the kernel refuses (SIGSEGV) to jump to an
+/// abort handler whose preceding four bytes differ from the one given at registration.
+///
+/// It depends on the architecture: `0x53053053` on x86_64 (the operand of a `ud1`: the
+/// sections put the bytes `0f b9 3d` before it), `0xd428bc00` on aarch64 (the word of
+/// `brk #0x45e0`, `RSEQ_SIG_INSN` as the kernel reads it, as data: instructions are
+/// little-endian even on a big-endian data configuration). Defined here, one `cfg` per value,
+/// and taken by the critical sections (`src/arch/`) and the registration.
+#[cfg(target_arch = "aarch64")]
+pub const RSEQ_SIG: u32 = if cfg!(target_endian = "big") {
+    RSEQ_SIG_INSN.swap_bytes()
+} else {
+    RSEQ_SIG_INSN
+};
+
+/// aarch64: the instruction word the sections place before every abort handler,
+/// `brk #0x45e0` (the kernel reads it as [`RSEQ_SIG`]).
+#[cfg(target_arch = "aarch64")]
+pub(crate) const RSEQ_SIG_INSN: u32 = 0xd428_bc00;
 
 /// Length of the area this crate registers itself (the original ABI size).
 pub const RSEQ_AREA_LEN: u32 = 32;

@@ -17,7 +17,8 @@
 //!
 //! x86_64 and aarch64 Linux have rseq sections; every other target (and `--cfg loom`) runs
 //! the portable backend. The sections of each architecture live in one module behind one
-//! `cfg` (`src/arch/`); a port to another architecture adds one file there.
+//! `cfg` (`src/arch/`); a port to another architecture adds one file there, and its rseq
+//! signature to [`abi::RSEQ_SIG`].
 //!
 //! ## No safe call can cause undefined behaviour
 //!
@@ -66,25 +67,28 @@ mod arch;
 mod cpus;
 pub mod epoch;
 mod fence;
+mod fold_params;
 pub mod membarrier;
 mod mode;
 mod native;
 mod ops;
 mod reentry;
 mod stack;
+mod stack_layout;
 pub mod sync;
 mod thread;
+mod thread_state;
 
 pub use cpus::{parse_cpu_list, possible_cpus, POSSIBLE_PATH};
 pub use fence::{epoch_grace_period, fence_cpu, synchronize};
+pub use fold_params::{FoldParams, MAX_FOLD};
 pub use mode::{
     env_forces_cpu_id, env_forces_portable, force_portable, id_source, mode, IdSource, Mode,
     ModeAlreadyChosen, ENV_VAR, EXPECT_ENV_VAR, ID_ENV_VAR,
 };
 pub use native::kernel_feature_size;
 pub use ops::{
-    add_fold_beside, add_fold_with, add_fold_with_offset, current_cpu, FoldParams, SlowPath,
-    DISABLED, MAX_FOLD,
+    add_fold_beside, add_fold_with, add_fold_with_offset, current_cpu, SlowPath, DISABLED,
 };
 pub use reentry::{
     enter_slow_path, in_slow_path, signal_handler_scope, SignalHandlerScope, SlowPathGuard,
@@ -92,4 +96,5 @@ pub use reentry::{
 pub use stack::{
     PercpuStacks, StackConfigError, StackMiss, StopError, StoppedStack, LOCKED, STOPPED,
 };
-pub use thread::{aborts_on_this_thread, aborts_total, registration, simulate_cpu, Registration};
+pub use thread::{aborts_on_this_thread, aborts_total, registration, simulate_cpu};
+pub use thread_state::Registration;

@@ -134,7 +134,7 @@ mod imp {
         fn drop(&mut self) {
             // Later operations on this thread (another TLS destructor dropping a counter) take
             // the slow path instead of running sections on an unregistered area.
-            crate::thread::lost_area();
+            crate::thread_state::lost_area();
             let area = OWN_AREA.with(|a| a.get());
             // SAFETY: `area` is this thread's live, registered area (this guard exists only
             // after a successful registration); unregistering with the same length and

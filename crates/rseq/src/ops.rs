@@ -12,8 +12,9 @@
 //! changes it and then waits for a grace period ([`crate::synchronize`]) knows that no adder
 //! still writes the old cells.
 
+use crate::fold_params::{FoldParams, MAX_FOLD};
 use crate::sync::{AtomicI64, AtomicUsize, Ordering};
-use crate::{arch, thread};
+use crate::{arch, thread, thread_state};
 
 /// Mark bit of a slot word: per-CPU operation is off; operations report [`SlowPath`].
 ///
@@ -33,137 +34,6 @@ impl core::fmt::Display for SlowPath {
 }
 
 impl std::error::Error for SlowPath {}
-
-/// Everything [`add_fold_with`] needs besides the slot word and the delta, prepared once
-/// (by a counter's domain, say): the cell layout and the fold threshold. The critical section
-/// reads it through one pointer.
-///
-/// The threshold is kept as `bias = batch - 1` and `-bias`, one word for each direction: an
-/// add of `delta ≥ 0` folds when the cell exceeds `bias`, a negative one when it drops below
-/// `-bias`. A cell starts within the widest batch used on it, and an add can only leave that
-/// range in its own direction, so one compare per add keeps `|cell|` below that batch (below
-/// `batch` when every add uses the same one). So [`widen`](Self::widen) can raise the batch
-/// while sections read it: each reads one word and sees its old value or its new one.
-#[derive(Debug)]
-#[repr(C)]
-pub struct FoldParams {
-    // pub(crate): the sections take the field offsets (`crate::arch`).
-    pub(crate) stride: usize,
-    // Atomic so that it can grow while sections read it ([`FoldParams::raise_ncpu`]); the
-    // sections load it with a plain load (the same bytes: `AtomicUsize` has `usize`'s layout).
-    pub(crate) ncpu: core::sync::atomic::AtomicUsize,
-    pub(crate) bias: core::sync::atomic::AtomicI64,
-    pub(crate) neg_bias: core::sync::atomic::AtomicI64,
-}
-
-/// Largest batch, and largest `|delta|` that one critical section adds: their sum stays
-/// below 2⁶³, so on the rseq backend `cell + delta` cannot overflow. (On the portable backend
-/// several threads may add to one cell before one of them folds it; the cell may then wrap,
-/// and totals stay exact modulo 2⁶⁴.)
-pub const MAX_FOLD: i64 = 1 << 62;
-
-impl FoldParams {
-    /// Cells `stride` bytes apart for `ncpu` CPUs, folding at `batch` (values below 1 count
-    /// as 1, values above [`MAX_FOLD`] as [`MAX_FOLD`]). 32 bytes: it fits beside a 32-byte
-    /// header in one cache line.
-    pub const fn new(stride: usize, ncpu: usize, batch: i64) -> Self {
-        let bias = Self::clamp(batch) - 1;
-        FoldParams {
-            stride,
-            ncpu: core::sync::atomic::AtomicUsize::new(ncpu),
-            bias: core::sync::atomic::AtomicI64::new(bias),
-            neg_bias: core::sync::atomic::AtomicI64::new(-bias),
-        }
-    }
-
-    /// Bytes from one CPU's cell to the next CPU's.
-    #[inline(always)]
-    pub const fn stride(&self) -> usize {
-        self.stride
-    }
-
-    /// CPUs (lanes) covered: a section whose id is at or above it takes the slow path.
-    #[inline(always)]
-    pub fn ncpu(&self) -> usize {
-        self.ncpu.load(core::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Raises the lane bound to `ncpu` unless it is already at least that (it never
-    /// shrinks); returns the bound in force afterwards. Safe while sections read these
-    /// parameters: they read the old bound (and an id at or above it takes the slow path) or
-    /// the new one. The caller keeps `ncpu` within the cells the slot words address.
-    ///
-    /// A high-water mark of the lanes in use (pcpu-counter starts a counter at the lanes its
-    /// domain has seen and raises it on the slow path): raised with `Release` *before* any
-    /// section can add to a lane below the new bound, so a reader that loads the bound
-    /// ([`ncpu`](Self::ncpu), `Acquire`) and then the cells below it misses no add that
-    /// happened before its load.
-    ///
-    /// ```
-    /// let p = pcpu_rseq::FoldParams::new(64, 1, 32);
-    /// assert_eq!(p.raise_ncpu(3), 3);
-    /// assert_eq!(p.raise_ncpu(2), 3); // never shrinks
-    /// assert_eq!(p.ncpu(), 3);
-    /// ```
-    pub fn raise_ncpu(&self, ncpu: usize) -> usize {
-        let before = self
-            .ncpu
-            .fetch_max(ncpu, core::sync::atomic::Ordering::Release);
-        before.max(ncpu)
-    }
-
-    /// The same parameters (stride, batch) with the lane bound `ncpu`.
-    pub fn with_ncpu(&self, ncpu: usize) -> Self {
-        FoldParams::new(self.stride, ncpu, self.batch())
-    }
-
-    const fn clamp(batch: i64) -> i64 {
-        if batch < 1 {
-            1
-        } else if batch > MAX_FOLD {
-            MAX_FOLD
-        } else {
-            batch
-        }
-    }
-
-    /// The batch in force now. Every cell holds less than it in absolute value, up to adds
-    /// in flight: [`widen`](Self::widen) raises the upward threshold (read here) first.
-    pub fn batch(&self) -> i64 {
-        self.bias.load(core::sync::atomic::Ordering::Acquire) + 1
-    }
-
-    /// The same layout with another batch.
-    pub fn with_batch(&self, batch: i64) -> Self {
-        FoldParams::new(self.stride, self.ncpu(), batch)
-    }
-
-    /// Raises the batch to `batch` (clamped as in [`new`](Self::new)) unless it is already at
-    /// least that; returns the batch in force afterwards. Safe while critical sections read
-    /// these parameters: each threshold is one word and only grows.
-    ///
-    /// ```
-    /// let p = pcpu_rseq::FoldParams::new(64, 4, 32);
-    /// assert_eq!(p.widen(128), 128);
-    /// assert_eq!(p.widen(64), 128); // never narrows
-    /// assert_eq!(p.batch(), 128);
-    /// ```
-    pub fn widen(&self, batch: i64) -> i64 {
-        use core::sync::atomic::Ordering::Release;
-        let bias = Self::clamp(batch) - 1;
-        // Upward threshold first: `batch()` reads it, so it never reports less than a cell
-        // can hold.
-        let before = self.bias.fetch_max(bias, Release);
-        self.neg_bias.fetch_min(-bias, Release);
-        before.max(bias) + 1
-    }
-}
-
-impl Clone for FoldParams {
-    fn clone(&self) -> Self {
-        FoldParams::new(self.stride, self.ncpu(), self.batch())
-    }
-}
 
 /// Adds `delta` to the current CPU's cell, and if the cell then holds the batch or more in
 /// absolute value, empties it and returns what it held, for the caller to add to a central
@@ -316,7 +186,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
         return Err(SlowPath);
     }
     let state = thread::state();
-    if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
+    if arch::HAS_RSEQ_ASM && state > thread_state::NO_RSEQ {
         let area = state as *mut _;
         // SAFETY: `state` is this thread's registered area; the cells are as the caller
         // guarantees; the parameters are live where `PARAMS_AFTER_SLOT` says; the
@@ -352,7 +222,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
         }
         return fold_outcome(out.raw_status, out.value);
     }
-    if state == thread::NO_RSEQ {
+    if state == thread_state::NO_RSEQ {
         return Err(SlowPath);
     }
     // SAFETY: as above; computed only here, so the rseq path spends no register on it. The
@@ -491,7 +361,7 @@ unsafe fn with_portable_cell<R>(
 /// ```
 pub fn current_cpu() -> usize {
     let state = thread::state();
-    if state > thread::NO_RSEQ {
+    if state > thread_state::NO_RSEQ {
         // SAFETY: `state` is this thread's live, registered area, and the id offset is that
         // of one of its 4-byte, 4-aligned kernel-owned fields (`cpu_id` or `mm_cid`), read
         // volatile as the kernel writes it. `mm_cid` is below the CPU count, so its `u32`

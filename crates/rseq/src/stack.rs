@@ -1,12 +1,9 @@
 //! Per-CPU stacks of words: the fast path of the slot caches above this crate.
 //!
-//! Each CPU owns one stack, cache-line aligned so that no two CPUs share a line:
-//!
-//! | word | holds |
-//! |---|---|
-//! | 0 `top` | number of items |
-//! | 1 `flags` | [`STOPPED`] (another thread owns the stack) and [`LOCKED`] (portable backend) |
-//! | 2.. | the items, bottom first |
+//! Each CPU owns one stack, cache-line aligned so that no two CPUs share a line: word 0
+//! `top` (the number of items), word 1 `flags` ([`STOPPED`]: another thread owns the stack;
+//! [`LOCKED`]: portable backend), then the items, bottom first (`stack_layout.rs`, which the
+//! sections share).
 //!
 //! With rseq, pop and push are critical sections that check `flags == 0`; pop commits by
 //! storing `top - 1`, push writes the item above `top` and commits by storing `top + 1`
@@ -19,8 +16,9 @@
 //! until the [`StoppedStack`] is dropped. The owning CPU meanwhile gets `Slow` and goes to the
 //! shared pool; it never waits.
 
+use crate::stack_layout::{FLAGS, ITEMS, TOP};
 use crate::sync::{yield_now, AtomicUsize, Ordering};
-use crate::{arch, thread};
+use crate::{arch, thread, thread_state};
 use std::io;
 
 /// `flags` bit: the stack is stopped; its CPU takes the slow path.
@@ -28,10 +26,6 @@ pub const STOPPED: usize = 1;
 /// `flags` bit: a portable-backend operation holds the stack.
 pub const LOCKED: usize = 2;
 
-// Word indexes in one CPU's stack (the sections take them as byte offsets, `crate::arch`).
-pub(crate) const TOP: usize = 0;
-pub(crate) const FLAGS: usize = 1;
-pub(crate) const ITEMS: usize = 2;
 const WORDS_PER_LINE: usize = 8;
 
 /// Why a stack operation did not happen.
@@ -190,7 +184,7 @@ impl PercpuStacks {
     #[inline]
     pub fn pop(&self) -> Result<usize, StackMiss> {
         let state = thread::state();
-        if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
+        if arch::HAS_RSEQ_ASM && state > thread_state::NO_RSEQ {
             // SAFETY: `state` is this thread's registered area; `lines` is `ncpu` stacks of
             // `stride_words` 8-byte words laid out as the section expects, `top <= capacity`
             // always holds, and the memory lives as long as `self`.
@@ -211,7 +205,7 @@ impl PercpuStacks {
                 _ => Err(StackMiss::Slow),
             };
         }
-        if state == thread::NO_RSEQ {
+        if state == thread_state::NO_RSEQ {
             return Err(StackMiss::Slow);
         }
         self.with_portable_lock(|cpu| {
@@ -234,7 +228,7 @@ impl PercpuStacks {
     #[inline]
     pub fn push(&self, item: usize) -> Result<(), StackMiss> {
         let state = thread::state();
-        if arch::HAS_RSEQ_ASM && state > thread::NO_RSEQ {
+        if arch::HAS_RSEQ_ASM && state > thread_state::NO_RSEQ {
             // SAFETY: as in `pop`; every stack has room for `capacity` items.
             let out = unsafe {
                 arch::push(
@@ -255,7 +249,7 @@ impl PercpuStacks {
                 _ => Err(StackMiss::Slow),
             };
         }
-        if state == thread::NO_RSEQ {
+        if state == thread_state::NO_RSEQ {
             return Err(StackMiss::Slow);
         }
         self.with_portable_lock(|cpu| {

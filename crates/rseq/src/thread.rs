@@ -1,44 +1,24 @@
 //! Per-thread backend state: which area this thread's critical sections use.
 //!
-//! The fast path reads one thread-local word, [`state`]. Values above [`NO_RSEQ`] are the
-//! address of this thread's `struct rseq`; the small values are markers. Resolving the state
-//! (choosing the process mode, finding or registering the area) happens once per thread, on
-//! its first per-CPU operation.
+//! The fast path reads one thread-local word, [`state`] (stored in `thread_state.rs`, with its
+//! markers). Values above [`NO_RSEQ`] are the address of this thread's `struct rseq`; the
+//! small values are markers. Resolving the state (choosing the process mode, finding or
+//! registering the area) happens once per thread, on its first per-CPU operation; the end of
+//! pcpu's own registration (`native.rs`) ends it.
 
+#[cfg(not(loom))]
+use crate::thread_state::{self, NO_RSEQ, UNRESOLVED};
+use crate::thread_state::{Registration, PORTABLE};
+use core::cell::Cell;
 // A process-wide flag, not part of a modelled protocol: std atomics even under loom (loom
 // atomics cannot live in statics). It is set before any portable operation runs.
-use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, Ordering};
-
-/// Not resolved yet: the next operation resolves it.
-#[cfg_attr(loom, allow(dead_code))]
-pub(crate) const UNRESOLVED: usize = 0;
-/// This thread uses the portable backend.
-pub(crate) const PORTABLE: usize = 1;
-/// rseq mode, but this thread has no area: every operation reports the slow path.
-pub(crate) const NO_RSEQ: usize = 2;
 
 /// Set once any thread has used the portable backend, so grace periods also wait for epochs.
 pub(crate) static PORTABLE_USED: AtomicBool = AtomicBool::new(false);
 
-/// How the current thread runs per-CPU operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Registration {
-    /// rseq through the area glibc registered for this thread.
-    Glibc,
-    /// rseq through an area this crate registered for this thread.
-    Own,
-    /// rseq mode, but this thread could not register: operations report
-    /// [`SlowPath`](crate::SlowPath).
-    Unavailable,
-    /// The portable atomic backend (process mode, or a simulated CPU on this thread).
-    Portable,
-}
-
 #[cfg(not(loom))]
 std::thread_local! {
-    static STATE: Cell<usize> = const { Cell::new(UNRESOLVED) };
-    static KIND: Cell<Option<Registration>> = const { Cell::new(None) };
     static ABORTS: Cell<u64> = const { Cell::new(0) };
     static SIM_CPU: Cell<usize> = const { Cell::new(usize::MAX) };
 }
@@ -52,7 +32,7 @@ loom::thread_local! {
 #[cfg(not(loom))]
 #[inline(always)]
 pub(crate) fn state() -> usize {
-    let s = STATE.with(Cell::get);
+    let s = thread_state::word();
     if s == UNRESOLVED {
         resolve()
     } else {
@@ -86,15 +66,17 @@ fn resolve() -> usize {
     if state == PORTABLE {
         PORTABLE_USED.store(true, Ordering::SeqCst);
     }
-    STATE.with(|c| c.set(state));
-    KIND.with(|c| c.set(Some(kind)));
+    thread_state::set(state, Some(kind));
     state
 }
 
 #[cfg(not(loom))]
 fn resolve_rseq() -> (usize, Registration) {
     // Before this thread's state word lets it run a section: the id field its sections read.
-    crate::arch::set_id_offset(crate::id_source());
+    crate::arch::set_id_offset(match crate::id_source() {
+        crate::IdSource::MmCid => crate::arch::MM_CID,
+        crate::IdSource::CpuId => crate::arch::CPU_ID,
+    });
     match crate::native::find_or_register() {
         crate::native::Found::Glibc(area) => (area as usize, Registration::Glibc),
         crate::native::Found::Own(area) => (area as usize, Registration::Own),
@@ -103,15 +85,6 @@ fn resolve_rseq() -> (usize, Registration) {
             (NO_RSEQ, Registration::Unavailable)
         }
     }
-}
-
-/// This thread's own rseq registration ended (its TLS is being destroyed): from now on its
-/// operations report the slow path.
-#[cfg(not(loom))]
-#[allow(dead_code)] // Linux only
-pub(crate) fn lost_area() {
-    let _ = STATE.try_with(|c| c.set(NO_RSEQ));
-    let _ = KIND.try_with(|c| c.set(Some(Registration::Unavailable)));
 }
 
 /// How the current thread runs per-CPU operations (resolving it now if needed).
@@ -127,7 +100,7 @@ pub fn registration() -> Registration {
     #[cfg(not(loom))]
     {
         state();
-        KIND.with(Cell::get).unwrap_or(Registration::Portable)
+        thread_state::kind().unwrap_or(Registration::Portable)
     }
     #[cfg(loom)]
     {
@@ -177,8 +150,7 @@ pub unsafe fn simulate_cpu(cpu: Option<usize>) {
         } else {
             (UNRESOLVED, None)
         };
-        STATE.with(|c| c.set(state));
-        KIND.with(|c| c.set(kind));
+        thread_state::set(state, kind);
     }
 }
 

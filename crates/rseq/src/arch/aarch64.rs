@@ -42,21 +42,10 @@
 //!   the folded value.
 
 use super::{FoldOutcome, Outcome};
-use crate::abi::RseqArea;
+use crate::abi::{RseqArea, RSEQ_SIG_INSN};
 
 /// The sections below are real.
 pub(crate) const HAS_RSEQ_ASM: bool = true;
-
-/// The instruction word placed before every abort handler: `brk #0x45e0`.
-const SIG_CODE: u32 = 0xd428_bc00;
-
-/// The registered signature: the instruction word as the kernel reads it, as data (instructions
-/// are little-endian even on a big-endian data configuration).
-pub(crate) const RSEQ_SIG: u32 = if cfg!(target_endian = "big") {
-    SIG_CODE.swap_bytes()
-} else {
-    SIG_CODE
-};
 
 /// The thread pointer (`tpidr_el0`), from which glibc's (negative) `__rseq_offset` counts.
 #[inline(always)]
@@ -99,7 +88,7 @@ macro_rules! rseq_section {
             ".popsection",
             rseq_cs = const super::RSEQ_CS,
             id = in(reg) super::id_offset(),
-            sig = const SIG_CODE,
+            sig = const RSEQ_SIG_INSN,
             $($operands)*
         )
     };
@@ -116,7 +105,7 @@ macro_rules! rseq_section {
 pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
     area: *mut RseqArea,
     slot: *const usize,
-    params: *const crate::ops::FoldParams,
+    params: *const crate::fold_params::FoldParams,
     delta: i64,
     offset: Option<usize>,
 ) -> FoldOutcome {

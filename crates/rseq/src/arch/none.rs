@@ -9,9 +9,6 @@ use crate::abi::RseqArea;
 /// No critical sections here.
 pub(crate) const HAS_RSEQ_ASM: bool = false;
 
-/// Never registered on this target; the x86_64 value, for the public constant only.
-pub(crate) const RSEQ_SIG: u32 = 0x5305_3053;
-
 /// No thread pointer is needed without sections.
 #[allow(dead_code)]
 pub(crate) fn thread_pointer() -> usize {
@@ -28,7 +25,7 @@ const SLOW: u32 = 1;
 pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
     _area: *mut RseqArea,
     _slot: *const usize,
-    _params: *const crate::ops::FoldParams,
+    _params: *const crate::fold_params::FoldParams,
     _delta: i64,
     _offset: Option<usize>,
 ) -> FoldOutcome {

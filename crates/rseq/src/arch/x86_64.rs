@@ -16,7 +16,7 @@
 //!      mov [area + RSEQ_CS], 0       disarm: every way out (commit or early exit) passes here
 //!   .pushsection __rseq_failure, "ax"
 //!      .byte 0x0f, 0xb9, 0x3d        `ud1` opcode bytes, then the signature as its operand,
-//!      .long RSEQ_SIG                which the kernel checks at abort_ip - 4
+//!      .long RSEQ_SIG                which the kernel checks at abort_ip - 4 (`crate::abi`)
 //!   6: inc aborts; jmp 2b            abort: count it and retry from the top
 //!   .popsection
 //! ```
@@ -43,13 +43,10 @@
 //! 2 = stack empty (pop) or full (push); `add_fold` has its own encoding (`FoldOutcome`).
 
 use super::{FoldOutcome, Outcome};
-use crate::abi::RseqArea;
+use crate::abi::{RseqArea, RSEQ_SIG};
 
 /// The sections below are real.
 pub(crate) const HAS_RSEQ_ASM: bool = true;
-
-/// The x86_64 signature: with the bytes `0f b9 3d` before it, a harmless `ud1` instruction.
-pub(crate) const RSEQ_SIG: u32 = 0x5305_3053;
 
 /// The thread pointer (`%fs:0` holds the TCB's own address).
 #[inline(always)]
@@ -144,7 +141,7 @@ macro_rules! rseq_section {
 pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
     area: *mut RseqArea,
     slot: *const usize,
-    params: *const crate::ops::FoldParams,
+    params: *const crate::fold_params::FoldParams,
     delta: i64,
     offset: Option<usize>,
 ) -> FoldOutcome {

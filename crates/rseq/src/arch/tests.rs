@@ -1,0 +1,90 @@
+//! Every section leaves the area's `rseq_cs` at 0, on every way out (committed, slow path,
+//! stack empty or full, folded): a thread whose `rseq_cs` still pointed at a descriptor after
+//! the object holding it was unloaded (`dlclose`) would be killed on its next preemption or
+//! signal. `crates/cdylib-test` tests the unload itself.
+
+use crate::abi::RseqArea;
+use crate::sync::{AtomicI64, AtomicUsize};
+use crate::{FoldParams, PercpuStacks, DISABLED};
+
+/// The calling thread's `rseq_cs`, or `None` if it runs no sections (portable backend).
+fn rseq_cs() -> Option<u64> {
+    let state = crate::thread::state();
+    if !super::HAS_RSEQ_ASM || state <= crate::thread_state::NO_RSEQ {
+        return None;
+    }
+    let area = state as *const RseqArea;
+    // SAFETY: a state above NO_RSEQ is this thread's registered area, live while the
+    // thread runs; the read is volatile because the kernel also writes the field.
+    Some(unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*area).rseq_cs)) })
+}
+
+/// A slot word followed by its fold parameters, as `add_fold_beside` reads them.
+#[repr(C)]
+struct Site {
+    slot: AtomicUsize,
+    params: FoldParams,
+}
+
+#[test]
+fn every_section_clears_rseq_cs() {
+    if rseq_cs().is_none() {
+        eprintln!(
+            "SKIPPED every_section_clears_rseq_cs: needs the rseq backend, this thread \
+             runs {:?}",
+            crate::registration()
+        );
+        return;
+    }
+    let ncpu = crate::possible_cpus();
+    // Two words per CPU: `add_fold_with_offset` uses the second.
+    let cells: Vec<AtomicI64> = (0..2 * ncpu).map(|_| AtomicI64::new(0)).collect();
+    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let disabled = AtomicUsize::new(DISABLED);
+    let params = FoldParams::new(16, ncpu, 4);
+    let out_of_range = FoldParams::new(16, 0, 4);
+    let every_call = FoldParams::new(16, ncpu, 1);
+    let site = Site {
+        slot: AtomicUsize::new(cells.as_ptr() as usize),
+        params: FoldParams::new(16, ncpu, 4),
+    };
+    let site_slot = (&site as *const Site).cast::<AtomicUsize>();
+    let stacks = PercpuStacks::new(ncpu, 2).unwrap();
+    let check = |what: &str| assert_eq!(rseq_cs(), Some(0), "{what} left rseq_cs set");
+    // Every call below: `slot` and `site.slot` address `ncpu` live cells of two words,
+    // 16 bytes apart, outliving the calls; `site_slot` points at the whole site, whose
+    // parameters follow the slot word at offset 8.
+    for _ in 0..200 {
+        // SAFETY: as above.
+        unsafe { crate::add_fold_with(&slot, &params, 1) }.unwrap();
+        check("add_fold_with up");
+        // SAFETY: as above.
+        unsafe { crate::add_fold_with(&slot, &params, -1) }.unwrap();
+        check("add_fold_with down");
+        // SAFETY: as above; a lane bound of 0 puts every CPU out of range.
+        assert!(unsafe { crate::add_fold_with(&slot, &out_of_range, 1) }.is_err());
+        check("add_fold_with (CPU out of range)");
+        // SAFETY: as above; a disabled slot word is never dereferenced.
+        assert!(unsafe { crate::add_fold_with(&disabled, &params, 1) }.is_err());
+        check("add_fold_with (disabled slot)");
+        // SAFETY: as above; batch 1 folds at every call.
+        unsafe { crate::add_fold_with(&slot, &every_call, 1) }.unwrap();
+        check("add_fold_with (folded)");
+        // SAFETY: as above; offset 8 is each CPU's second word.
+        unsafe { crate::add_fold_with_offset(&slot, &params, 8, 1) }.unwrap();
+        check("add_fold_with_offset");
+        // SAFETY: as above.
+        unsafe { crate::add_fold_beside::<8>(site_slot, 1) }.unwrap();
+        check("add_fold_beside");
+        // Fill this CPU's stack until it is full, then empty it (a migration only changes
+        // which CPU's stack; at most ncpu × 2 pushes succeed).
+        while stacks.push(1).is_ok() {
+            check("push");
+        }
+        check("push (full)");
+        while stacks.pop().is_ok() {
+            check("pop");
+        }
+        check("pop (empty)");
+    }
+}
