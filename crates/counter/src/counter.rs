@@ -299,7 +299,8 @@ impl PercpuCounter {
     /// is still safe: those paths mark themselves and its add goes to the central count
     /// (`pcpu_rseq::in_slow_path`). But one that interrupts code *outside* pcpu may upgrade a
     /// lazy counter (which allocates) or, on the portable backend, pin an epoch (which may
-    /// free memory): if it can interrupt the allocator, open the scope.
+    /// free memory, and allocates the thread's epoch handle on its first pin): if it can
+    /// interrupt the allocator, open the scope.
     ///
     /// `sum`, `set`, creating and dropping counters, and compaction are not async-signal-safe.
     ///

@@ -31,14 +31,17 @@ const SHARED: usize = 8;
 const SHARED_GROUPS: [usize; 2] = [2, 4];
 
 /// Added to by the signal handler only: it must end at exactly the number of signals handled.
-/// `CounterMode::Atomic`, what `PercpuCounter::add`'s docs ask of a counter updated by a
-/// handler that may interrupt the allocator (a lazy one may upgrade, which allocates: under
+/// `CounterMode::Atomic`; the handler updates it inside a `signal_handler_scope` (without
+/// one, a lazy counter may upgrade and a portable add may pin, which can allocate: under
 /// ThreadSanitizer that is reported as a signal-unsafe call). Made before the handler is
 /// installed.
 static HANDLER_ADDS: std::sync::OnceLock<PercpuCounter> = std::sync::OnceLock::new();
 static HANDLED: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn on_signal(_: libc::c_int) {
+    // The workers allocate: a handler that may interrupt the allocator opens the scope
+    // (`PercpuCounter::add`'s docs).
+    let _scope = pcpu_counter::signal_handler_scope();
     if let Some(c) = HANDLER_ADDS.get() {
         c.inc();
         HANDLED.fetch_add(1, Ordering::Relaxed);

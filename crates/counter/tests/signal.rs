@@ -1,6 +1,6 @@
 //! Counters updated from a signal handler: a storm thread hits workers with SIGUSR1 whose
-//! handler adds to shared counters (lazy, per-CPU, atomic, and a lazy one only handlers
-//! touch, so that an upgrade may happen inside a handler), while the workers add to the same
+//! handler opens a `signal_handler_scope` and adds to shared counters (lazy, per-CPU, atomic,
+//! and a lazy one only handlers touch), while the workers add to the same
 //! counters and create, drop and compact counters of another domain, so that signals land in
 //! slow paths: a slot cache's lock, a header allocation, an upgrade, a compaction, and on the
 //! portable backend an epoch-pinned section. Every total is exact at the end, and nothing
@@ -33,6 +33,12 @@ static ATOMIC: OnceLock<PercpuCounter> = OnceLock::new();
 static HANDLED: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn on_signal(_: libc::c_int) {
+    // The workers allocate outside pcpu too (their vectors, their first pcpu operation's
+    // thread-local setup): a handler that may interrupt the allocator opens the scope, as
+    // `PercpuCounter::add`'s docs ask. Without it, a handler's first epoch pin on the portable
+    // backend allocated its thread's crossbeam handle inside an interrupted `malloc` and hung
+    // this test in CI.
+    let _scope = pcpu_counter::signal_handler_scope();
     LAZY.inc();
     HANDLER_ONLY.add(64);
     if let (Some(p), Some(a)) = (PER_CPU.get(), ATOMIC.get()) {
