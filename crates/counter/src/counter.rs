@@ -317,7 +317,9 @@ impl PercpuCounter {
     pub fn add(&self, delta: i64) {
         self.words.add(
             delta,
+            // Inlined like the rest: as a call, this closure alone doubled the per-CPU add.
             // SAFETY: the address comes from this counter's state word: its live header.
+            #[inline(always)]
             |h, delta| unsafe { self.add_header(h, delta) },
             || self.sample(),
         );
@@ -566,6 +568,9 @@ impl PercpuCounter {
     /// c.add(-6);
     /// assert_eq!(c.sum(), -2);
     /// ```
+    // Inlined: a few loads and a loop over the lanes in use, which a call's prologue
+    // (six saved registers) nearly doubled.
+    #[inline]
     pub fn sum(&self) -> i64 {
         // The count first (inside `Words::read`), then the cells: a concurrent fold can then
         // be missed (it is in flight) but never counted twice.
