@@ -360,6 +360,13 @@ fn churn_runs_target(r: &Report, quick: bool) -> Target {
                 let o: Vec<String> = o.iter().map(|x| format!("{x:.2}")).collect();
                 detail.push_str(&format!("; cores the 2 threads got: {}", o.join(" ")));
             }
+            if let Some(sh) = list(r, peer, churn::PERCPU_SHARED_LINES_RUNS_KEY) {
+                let sh: Vec<String> = sh.iter().map(|x| format!("{x:.0}")).collect();
+                detail.push_str(&format!(
+                    "; cache lines of cells the 2 threads' counters shared at the end: {}",
+                    sh.join(" ")
+                ));
+            }
             // Controls: rows whose churn scales on an idle machine (1.9-2.0 in quiet runs).
             // Below 1.8 the machine did not give 2 cores; above 2.2 the 1-thread run was
             // starved of its core (wall-time ratios then overstate the scaling).

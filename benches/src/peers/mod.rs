@@ -63,6 +63,13 @@ pub trait BenchCounter: Send + Sync + Sized + 'static {
         None
     }
 
+    /// Where this counter's per-CPU cells start, for peers that place them in shared storage
+    /// (pcpu's slots, several to a cache line): the churn scenario reports whether two
+    /// threads' counters share cache lines. `None` otherwise.
+    fn slot_address(&self) -> Option<usize> {
+        None
+    }
+
     /// For peers with storage of their own (pcpu's mmap'd header pages and per-CPU
     /// pagesets): `(header bytes, per-CPU bytes)` resident in the storage of the domain that
     /// [`new`](Self::new) uses, measured by the peer (mincore); `None` otherwise. Only to break

@@ -61,6 +61,9 @@ macro_rules! pcpu_peer {
             fn compare(&self, rhs: i64) -> Ordering {
                 self.0.compare(rhs)
             }
+            fn slot_address(&self) -> Option<usize> {
+                self.0.slot_address()
+            }
             fn compact() -> bool {
                 let home: &'static Domain = $home;
                 home.compact().is_ok()

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::peers::{for_each, BenchCounter, Visitor, PCPU_PERCPU_NAME};
 use crate::table::{leak, Column, Report, Value};
+use std::collections::HashSet;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,10 @@ pub const PERCPU_RUNS_KEY: &str = "churn_2t_over_1t_runs";
 /// JSON key: the cores the 2 threads got in the best 2-thread repetition of each of those
 /// measurements (see the `ovl` column).
 pub const PERCPU_OVERLAP_RUNS_KEY: &str = "churn_2t_overlap_runs";
+
+/// JSON key: in the best 2-thread repetition of each of those measurements, the cache lines
+/// of per-CPU cells that the two threads' working sets shared at its end.
+pub const PERCPU_SHARED_LINES_RUNS_KEY: &str = "churn_2t_shared_cell_lines_runs";
 
 /// How many times the whole measurement (1 and 2 threads, best of 3 each) runs for the pcpu
 /// row with `CounterMode::PerCpu`, whose 2t/1t ratio moved between 0.53 and 1.92 across runs
@@ -98,9 +103,24 @@ fn op<C: BenchCounter>() -> i64 {
     cs.iter().map(|c| c.sum()).sum()
 }
 
-/// Operations per second of `threads` threads running `op` for `dur`, and their overlap
-/// (CPU time of all threads / wall time).
-fn throughput<C: BenchCounter>(threads: usize, dur: Duration) -> (f64, f64) {
+/// Cache lines (address / 64) of the per-CPU cells of the 4 counters the calling thread's
+/// next `op` would get: the working set it reuses, op after op (freed counters' slots go
+/// back on top of this CPU's magazine). Empty for peers that do not say where their cells
+/// are ([`BenchCounter::slot_address`]).
+fn working_set_lines<C: BenchCounter>() -> HashSet<usize> {
+    let cs = [C::new(0), C::new(0), C::new(0), C::new(0)];
+    cs.iter()
+        .filter_map(|c| c.slot_address())
+        .map(|a| a / 64)
+        .collect()
+}
+
+/// One repetition: operations per second of `threads` threads running `op` for `dur`, their
+/// overlap (CPU time of all threads / wall time), and, for 2 threads of a peer that says
+/// where its cells are, how many cache lines of cells the two threads' working sets share
+/// at the end (each shared line is written by one thread's adds and read or written by the
+/// other's sums, creations and drops).
+fn throughput<C: BenchCounter>(threads: usize, dur: Duration) -> (f64, f64, Option<usize>) {
     let wall = Instant::now();
     let counts = run_threads(threads, |_| {
         let cpu = thread_cpu_ns();
@@ -113,14 +133,19 @@ fn throughput<C: BenchCounter>(threads: usize, dur: Duration) -> (f64, f64) {
             n += 32;
             let t = start.elapsed();
             if t >= dur {
-                return (n as f64 / t.as_secs_f64(), thread_cpu_ns() - cpu);
+                let rate = n as f64 / t.as_secs_f64();
+                return (rate, thread_cpu_ns() - cpu, working_set_lines::<C>());
             }
         }
     });
     let wall = wall.elapsed().as_nanos() as f64;
     let ops = counts.iter().map(|c| c.0).sum();
     let overlap = counts.iter().map(|c| c.1).sum::<f64>() / wall;
-    (ops, overlap)
+    let shared = match &counts[..] {
+        [a, b] if !a.2.is_empty() && !b.2.is_empty() => Some(a.2.intersection(&b.2).count()),
+        _ => None,
+    };
+    (ops, overlap, shared)
 }
 
 struct V<'a> {
@@ -128,21 +153,29 @@ struct V<'a> {
     report: &'a mut Report,
 }
 
-/// The repetitions at one thread count: ops/s of each, and the cores the threads got in each.
+/// The repetitions at one thread count: ops/s of each, the cores the threads got in each,
+/// and the cache lines of cells the 2 threads shared at the end of each (see [`throughput`]).
 struct Reps {
     threads: usize,
     ops: Vec<f64>,
     overlaps: Vec<f64>,
+    shared: Vec<Option<usize>>,
 }
 
 impl Reps {
-    /// The overlap of the best repetition, the one the table shows.
+    /// The index of the best repetition, the one the table shows.
+    fn best_rep(&self) -> usize {
+        (0..self.ops.len()).fold(0, |b, i| if self.ops[i] > self.ops[b] { i } else { b })
+    }
+
+    /// The overlap of the best repetition.
     fn best_overlap(&self) -> f64 {
-        self.ops
-            .iter()
-            .zip(&self.overlaps)
-            .fold((0.0, 0.0), |a, (&t, &o)| if t > a.0 { (t, o) } else { a })
-            .1
+        self.overlaps[self.best_rep()]
+    }
+
+    /// The shared lines at the end of the best repetition.
+    fn best_shared(&self) -> Option<usize> {
+        self.shared[self.best_rep()]
     }
 }
 
@@ -152,11 +185,18 @@ fn measure<C: BenchCounter>(dur: Duration, reps: u64, threads: &[usize]) -> Vec<
     threads
         .iter()
         .map(|&n| {
-            let (ops, overlaps) = (0..reps).map(|_| throughput::<C>(n, dur)).unzip();
+            let (mut ops, mut overlaps, mut shared) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..reps {
+                let (o, v, s) = throughput::<C>(n, dur);
+                ops.push(o);
+                overlaps.push(v);
+                shared.push(s);
+            }
             Reps {
                 threads: n,
                 ops,
                 overlaps,
+                shared,
             }
         })
         .collect()
@@ -189,7 +229,7 @@ impl Visitor for V<'_> {
                 }
             ),
         );
-        let (mut ratios, mut overlaps) = (Vec::new(), Vec::new());
+        let (mut ratios, mut overlaps, mut shared) = (Vec::new(), Vec::new(), Vec::new());
         let threads = &self.ctx.threads;
         // The repeated measurements (target 8) are of 1 and 2 threads only.
         let (runs, rerun) = if threads.contains(&1) && threads.contains(&2) {
@@ -204,6 +244,7 @@ impl Visitor for V<'_> {
             if let (Some(one), Some(two)) = (one, m.iter().find(|r| r.threads == 2)) {
                 ratios.push(best(&two.ops) / one);
                 overlaps.push(two.best_overlap());
+                shared.extend(two.best_shared().map(|s| s as f64));
             }
             if run == 0 {
                 // The table shows the first measurement, made as for every other peer.
@@ -225,10 +266,15 @@ impl Visitor for V<'_> {
             }
         }
         if ratios.len() > 1 {
+            let runs_measured = ratios.len();
             self.report
                 .set(C::name(), PERCPU_RUNS_KEY, Value::List(ratios));
             self.report
                 .set(C::name(), PERCPU_OVERLAP_RUNS_KEY, Value::List(overlaps));
+            if shared.len() == runs_measured {
+                self.report
+                    .set(C::name(), PERCPU_SHARED_LINES_RUNS_KEY, Value::List(shared));
+            }
         }
     }
 }

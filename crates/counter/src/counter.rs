@@ -257,7 +257,8 @@ impl PercpuCounter {
     }
 
     /// The address of CPU 0's cell of the counter's per-CPU slot, if it has one: for tests
-    /// that watch relocation. Changes when [`Domain::compact`] moves the counter.
+    /// that watch relocation, and for pcpu-bench, which reports whether two threads'
+    /// counters share cache lines. Changes when [`Domain::compact`] moves the counter.
     #[doc(hidden)]
     pub fn slot_address(&self) -> Option<usize> {
         match self.form() {
