@@ -113,6 +113,20 @@ impl<S: SlotSource> SlotCache<S> {
         }
     }
 
+    /// [`free`](Self::free), but straight to the pool (which zeroes every lane) under the
+    /// pool lock, skipping this CPU's magazine: for a slot its owner knows was handed out
+    /// through another CPU's magazine, so that this CPU does not reuse it next while its
+    /// cache-line neighbours are in the other CPU's working set. Counted as a slow free.
+    ///
+    /// # Errors
+    /// As for [`free`](Self::free).
+    ///
+    /// # Safety
+    /// As for [`free`](Self::free).
+    pub unsafe fn free_to_pool(&self, slot: S::Slot) -> Res<(), S> {
+        self.free_slow(slot)
+    }
+
     /// [`free`](Self::free) for each slot; returns the first error after freeing the rest.
     ///
     /// # Errors

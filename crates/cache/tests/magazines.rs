@@ -79,3 +79,44 @@ fn drain_all_stops_only_the_magazines_in_use() {
     assert_eq!(cache.stats().cached, 0);
     assert_eq!(cache.with_pool(SlotSource::assigned), 0);
 }
+
+/// `free_to_pool` gives the slot to the pool, not to this CPU's magazine: the magazine's
+/// count does not change, the pool's assigned count drops, the free is counted as slow, and
+/// the slot comes back zeroed when the pool hands it out again. With `free` instead, the
+/// magazine grows by one and the pool's count stays.
+#[test]
+fn free_to_pool_skips_the_magazine() {
+    let pool = Pool::new(PoolConfig::new(SizeClass::B8).with_ncpu(2)).unwrap();
+    let cache = SlotCache::new(pool, CacheConfig::new()).unwrap();
+    let a = cache.alloc().unwrap();
+    let b = cache.alloc().unwrap();
+    let addr = <Pool as SlotSource>::slot_addr(a);
+    // SAFETY: the slot is ours; lane 0's cell is 8 writable bytes at its address.
+    unsafe { (addr as *mut u64).write(7) };
+    let cached = cache.stats().cached;
+    let assigned = cache.with_pool(SlotSource::assigned);
+    let slow = cache.stats().counters.slow_frees;
+    // SAFETY: `a` came from `cache` and nothing uses it any more.
+    unsafe { cache.free_to_pool(a) }.unwrap();
+    assert_eq!(cache.stats().cached, cached, "not cached");
+    assert_eq!(cache.with_pool(SlotSource::assigned), assigned - 1);
+    assert_eq!(cache.stats().counters.slow_frees, slow + 1);
+    // SAFETY: as above, for `b`.
+    unsafe { cache.free(b) }.unwrap();
+    assert_eq!(cache.stats().cached, cached + 1, "free caches");
+    assert_eq!(cache.with_pool(SlotSource::assigned), assigned - 1);
+    // Whoever gets `a`'s cells next finds them zeroed.
+    cache.drain_all().unwrap();
+    let mut again = Vec::new();
+    let mut found = false;
+    while !found && again.len() < 1 << 20 {
+        let s = cache.alloc().unwrap();
+        found = <Pool as SlotSource>::slot_addr(s) == addr;
+        again.push(s);
+    }
+    assert!(found, "the slot given to the pool is handed out again");
+    // SAFETY: ours again: lane 0's cell.
+    assert_eq!(unsafe { (addr as *const u64).read() }, 0, "and zeroed");
+    // SAFETY: as above.
+    unsafe { cache.free_batch(again) }.unwrap();
+}

@@ -21,7 +21,9 @@
 //! `seq` check fails and it reads again. Reading a freed slot is harmless because its memory
 //! stays mapped (the space's pool keeps the address space of emptied pagesets).
 
-use pcpu_rseq::sync::{yield_now, AtomicI64, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use pcpu_rseq::sync::{
+    yield_now, AtomicI64, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering,
+};
 use pcpu_rseq::DISABLED;
 
 /// Where a header is in its life. Every transition is one method of [`Header`], so the
@@ -89,8 +91,16 @@ pub struct Header {
     /// Explicit, so that the header has no padding: its memory may be read back as plain
     /// words (a slot cache zeroes a freed block by reading and clearing its words), and
     /// padding bytes are uninitialised after a typed write.
-    _pad: [u8; 3],
+    _pad: u8,
+    /// The lane whose magazine the slot came from ([`NO_HOME`]: unknown, as after a
+    /// relocation): a detach on another lane gives the slot to the pool instead of to that
+    /// lane's magazine (see [`Space::detach`](crate::Space::detach)). A placement hint only:
+    /// nothing depends on it for correctness.
+    home: AtomicU16,
 }
+
+/// [`Header`]'s home lane when it is not known (no slot yet, or a slot a compactor chose).
+const NO_HOME: u16 = u16::MAX;
 
 const _: () = assert!(core::mem::offset_of!(Header, slot) == 0);
 // 16 bytes on real atomics (loom's are larger).
@@ -110,7 +120,8 @@ impl Header {
             slot: AtomicUsize::new(DISABLED),
             seq: AtomicU32::new(0),
             state: AtomicU8::new(State::Unattached as u8),
-            _pad: [0; 3],
+            _pad: 0,
+            home: AtomicU16::new(NO_HOME),
         }
     }
 
@@ -188,6 +199,25 @@ impl Header {
     pub(crate) fn publish_first(&self, addr: usize) {
         self.slot.store(addr, Ordering::Release);
         self.set_state(State::Attached);
+    }
+
+    /// Notes that the slot came from lane `lane`'s magazine (lanes from `u16::MAX - 1` up are
+    /// not told apart: they share the top value).
+    pub(crate) fn set_home(&self, lane: usize) {
+        let lane = u16::try_from(lane).unwrap_or(NO_HOME - 1).min(NO_HOME - 1);
+        self.home.store(lane, Ordering::Relaxed);
+    }
+
+    /// Forgets where the slot came from (a compactor chose it).
+    pub(crate) fn clear_home(&self) {
+        self.home.store(NO_HOME, Ordering::Relaxed);
+    }
+
+    /// True if the slot is known to have come from a lane other than `lane`'s magazine.
+    pub(crate) fn is_away_from_home(&self, lane: usize) -> bool {
+        let home = self.home.load(Ordering::Relaxed);
+        let lane = u16::try_from(lane).unwrap_or(NO_HOME - 1).min(NO_HOME - 1);
+        home != NO_HOME && home != lane
     }
 
     /// Attach failed (no slot): back to `Unattached`. The caller holds `Attaching`.
@@ -296,6 +326,7 @@ impl Header {
     pub(crate) fn move_to(&self, new: usize, copy: impl FnOnce(usize, usize)) {
         let old = self.cells();
         copy(old, new);
+        self.clear_home();
         self.write_begin();
         // Release: a reader or adder that sees `new` sees the copied cells.
         self.slot.store(new, Ordering::Release);

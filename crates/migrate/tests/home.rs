@@ -1,0 +1,54 @@
+//! Where a detached slot goes: back to this CPU's magazine if it came from it, to the pool if
+//! it came from another CPU's (its object's user moved between `attach` and `detach`), so
+//! that no CPU reuses a slot whose cache-line neighbours sit in another CPU's working set.
+//! Threads here simulate their CPU (`pcpu_rseq::simulate_cpu`), on a space of their own.
+#![cfg(not(loom))]
+
+use pcpu_migrate::{Header, Release, Space, SpaceConfig};
+use pcpu_pageset::SizeClass;
+
+fn space() -> Space {
+    let mut config = SpaceConfig::new(SizeClass::B8);
+    config.ncpu = 4;
+    Space::new(config).unwrap()
+}
+
+/// Attaches a new header on simulated CPU `from`, detaches it on `to`; returns the change in
+/// the space's slow frees and in the cached slots of `to`'s magazine.
+fn round_trip(space: &Space, from: usize, to: usize) -> (u64, isize) {
+    let header = Box::new(Header::new());
+    // SAFETY: this thread alone uses `space` (its own), so no rseq thread updates its cells
+    // or magazines while this thread runs the portable backend.
+    unsafe { pcpu_rseq::simulate_cpu(Some(from)) };
+    // SAFETY: a boxed header, attached through this space only, detached below.
+    assert!(unsafe { space.attach(&header) }.unwrap());
+    let before = space.cache_stats();
+    // SAFETY: as above.
+    unsafe { pcpu_rseq::simulate_cpu(Some(to)) };
+    // SAFETY: attached through `space`; nobody uses it any more.
+    let release = unsafe { space.detach(&header) }.unwrap();
+    assert!(matches!(release, Release::Now), "no compaction runs");
+    let after = space.cache_stats();
+    // SAFETY: back to this thread's real CPU (nothing else to undo).
+    unsafe { pcpu_rseq::simulate_cpu(None) };
+    (
+        after.counters.slow_frees - before.counters.slow_frees,
+        after.cached_per_cpu[to] as isize - before.cached_per_cpu[to] as isize,
+    )
+}
+
+#[test]
+fn a_slot_detached_on_its_own_cpu_goes_back_to_its_magazine() {
+    let space = space();
+    assert_eq!(round_trip(&space, 1, 1), (0, 1));
+    assert_eq!(round_trip(&space, 2, 2), (0, 1));
+}
+
+#[test]
+fn a_slot_detached_on_another_cpu_goes_to_the_pool() {
+    let space = space();
+    assert_eq!(round_trip(&space, 1, 2), (1, 0));
+    assert_eq!(round_trip(&space, 3, 0), (1, 0));
+    // Nothing lost: every slot the pool has handed out sits in a magazine.
+    assert_eq!(space.pool_stats().assigned, space.cache_stats().cached);
+}
