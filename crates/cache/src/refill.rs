@@ -68,7 +68,7 @@ impl<S: SlotSource> SlotCache<S> {
         let mut want = self.batch;
         loop {
             scratch.clear();
-            match source.assign_batch(want, scratch) {
+            match source.assign_for_magazine(want, scratch) {
                 Ok(()) => break,
                 Err(_) if want > 1 => want /= 2,
                 Err(e) => return Err(CacheError::Pool(e)),

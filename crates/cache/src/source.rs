@@ -48,6 +48,20 @@ pub unsafe trait SlotSource {
     /// # Errors
     /// The pool cannot grow.
     fn assign_batch(&mut self, n: usize, out: &mut Vec<Self::Slot>) -> Result<(), Self::Error>;
+    /// [`assign_batch`](Self::assign_batch) for one CPU's magazine: a source whose slots
+    /// share cache lines should hand out whole lines that no other slot assigned before
+    /// shares (pcpu-pageset's [`Pool::assign_lines`](pcpu_pageset::Pool::assign_lines)). The
+    /// default is `assign_batch`.
+    ///
+    /// # Errors
+    /// As for [`assign_batch`](Self::assign_batch).
+    fn assign_for_magazine(
+        &mut self,
+        n: usize,
+        out: &mut Vec<Self::Slot>,
+    ) -> Result<(), Self::Error> {
+        self.assign_batch(n, out)
+    }
     /// Takes a slot back.
     ///
     /// # Errors
@@ -109,6 +123,13 @@ mod pageset_impl {
         }
         fn assign_batch(&mut self, n: usize, out: &mut Vec<Slot>) -> Result<(), PagesetError> {
             Pool::assign_batch(self, n, out)
+        }
+        fn assign_for_magazine(
+            &mut self,
+            n: usize,
+            out: &mut Vec<Slot>,
+        ) -> Result<(), PagesetError> {
+            self.assign_lines(n, out)
         }
         fn unassign(&mut self, slot: Slot) -> Result<(), PagesetError> {
             Pool::unassign(self, slot)

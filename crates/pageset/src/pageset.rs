@@ -101,7 +101,52 @@ impl Pageset {
             .expect("take_lowest on a full pageset");
         let s = w * 64 + (!word).trailing_zeros() as usize;
         debug_assert!(s < geom.capacity, "bitmap tail bits are never free");
-        self.live[w] |= 1 << (s % 64);
+        self.mark_taken(geom, s)
+    }
+
+    /// Assigns a slot that shares no cache line with a slot assigned before: `s + 1` if it
+    /// is free and on the same line as `after` (the previous slot of the same batch), else
+    /// the first slot of the lowest line with no assigned slot. `None` if every line holds
+    /// an assigned slot. Returns as [`take_lowest`](Self::take_lowest) does.
+    ///
+    /// A line is 64 bytes of one CPU's unit: `64 / class bytes` slots (one for 64-byte
+    /// classes and up), aligned; every CPU's cells of a slot sit at the same offset of their
+    /// unit, so slots that share a line on one CPU share it on all.
+    pub fn take_on_free_line(
+        &mut self,
+        geom: &Geometry,
+        after: Option<usize>,
+    ) -> Option<(usize, bool)> {
+        let per_line = (64 / geom.size).max(1);
+        let next = after
+            .map(|a| a + 1)
+            .filter(|&n| n % per_line != 0 && n < geom.capacity && !self.is_live(n));
+        let s = match next {
+            Some(n) => n,
+            None => self.lowest_free_line(per_line)?,
+        };
+        Some(self.mark_taken(geom, s))
+    }
+
+    /// The first slot of the lowest line of `per_line` slots (a power of two up to 64, so
+    /// lines never straddle bitmap words) none of which is assigned.
+    fn lowest_free_line(&self, per_line: usize) -> Option<usize> {
+        let mask = if per_line >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << per_line) - 1
+        };
+        self.live.iter().enumerate().find_map(|(w, &word)| {
+            (0..64 / per_line)
+                .find(|k| (word >> (k * per_line)) & mask == 0)
+                .map(|k| w * 64 + k * per_line)
+        })
+    }
+
+    /// Marks free slot `s` assigned; returns it and whether its page held no assigned slot.
+    fn mark_taken(&mut self, geom: &Geometry, s: usize) -> (usize, bool) {
+        debug_assert!(s < geom.capacity && !self.is_live(s));
+        self.live[s / 64] |= 1 << (s % 64);
         let page = s / geom.slots_per_page;
         self.page_assigned[page] += 1;
         self.page_clean[page] = false;

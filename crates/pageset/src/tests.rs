@@ -89,6 +89,52 @@ fn densest_first_and_lowest_slot() {
     assert_eq!(s, a[2]);
 }
 
+/// A magazine's batch (`assign_lines`) takes whole cache lines no assigned slot shares, one
+/// after another, skipping the holes of partly used lines, which a plain batch would fill
+/// first (lowest-first); only with no such line left does it take the holes.
+#[test]
+fn magazine_batches_take_whole_free_lines() {
+    let mut p = pool(SizeClass::B8, 2, 1);
+    let cap = p.slots_per_pageset();
+    let line = |s: Slot| s.addr() / 64;
+    let mut a = Vec::new();
+    p.assign_batch(32, &mut a).unwrap();
+    // Free the second half of the first two lines (slots 4..8 and 12..16): holes in lines
+    // whose other halves are still assigned.
+    for &s in a[4..8].iter().chain(&a[12..16]) {
+        p.unassign(s).unwrap();
+    }
+    let mut plain = Vec::new();
+    p.assign_batch(8, &mut plain).unwrap();
+    assert_eq!(
+        plain[..4],
+        a[4..8],
+        "a plain batch fills the holes, lowest first"
+    );
+    for &s in &plain {
+        p.unassign(s).unwrap();
+    }
+    let mut lined = Vec::new();
+    p.assign_lines(16, &mut lined).unwrap();
+    let lines: std::collections::BTreeSet<usize> = lined.iter().map(|&s| line(s)).collect();
+    assert_eq!(lines.len(), 2, "16 slots of 8 bytes: two whole lines");
+    for &s in &lined {
+        assert!(!a[..4].iter().chain(&a[8..12]).any(|&t| line(t) == line(s)));
+        assert!(!a[16..].iter().any(|&t| line(t) == line(s)));
+    }
+    // Use up every whole free line of the pageset: then the holes are taken.
+    let whole_lines_left = (cap - 32 - 16) / 8;
+    let mut rest = Vec::new();
+    p.assign_lines(whole_lines_left * 8, &mut rest).unwrap();
+    let mut holes = Vec::new();
+    p.assign_lines(8, &mut holes).unwrap();
+    let mut expect = a[4..8].to_vec();
+    expect.extend_from_slice(&a[12..16]);
+    holes.sort_by_key(|s| s.addr());
+    assert_eq!(holes, expect, "no free line left: the holes");
+    assert_eq!(p.stats().pagesets_mapped, 1);
+}
+
 #[test]
 fn double_unassign_and_foreign_slots_are_errors() {
     let mut p = pool(SizeClass::B16, 2, 1);

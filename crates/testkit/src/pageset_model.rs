@@ -17,6 +17,8 @@ pub enum Op {
     AssignBatch {
         /// How many.
         n: usize,
+        /// Through `assign_lines` (a magazine's batch: whole free cache lines first).
+        lines: bool,
     },
     /// Unassign one live slot.
     Unassign {
@@ -75,7 +77,10 @@ impl Op {
         let (a, b) = (a as usize, b as usize);
         match kind % 16 {
             0..=3 => Op::Assign,
-            4 => Op::AssignBatch { n: b % 64 },
+            4 => Op::AssignBatch {
+                n: b % 64,
+                lines: c % 2 == 1,
+            },
             5 | 6 => Op::Unassign { pick: a },
             7 => Op::UnassignBatch {
                 pick: a,
@@ -249,10 +254,14 @@ impl Harness {
                 }
                 self.record_assigned(slot);
             }
-            Op::AssignBatch { n } => {
+            Op::AssignBatch { n, lines } => {
                 let need = n.saturating_sub(self.assignable()).div_ceil(self.cap);
                 let mut out = vec![];
-                self.pool.assign_batch(n, &mut out).expect("assign_batch");
+                if lines {
+                    self.pool.assign_lines(n, &mut out).expect("assign_lines");
+                } else {
+                    self.pool.assign_batch(n, &mut out).expect("assign_batch");
+                }
                 assert_eq!(out.len(), n);
                 let distinct: HashSet<Slot> = out.iter().copied().collect();
                 assert_eq!(distinct.len(), n, "batch handed out a slot twice");
