@@ -113,18 +113,28 @@ impl<S: SlotSource> SlotCache<S> {
         }
     }
 
-    /// [`free`](Self::free), but straight to the pool (which zeroes every lane) under the
-    /// pool lock, skipping this CPU's magazine: for a slot its owner knows was handed out
-    /// through another CPU's magazine, so that this CPU does not reuse it next while its
-    /// cache-line neighbours are in the other CPU's working set. Counted as a slow free.
+    /// [`free_zeroing_below`](Self::free_zeroing_below), but onto lane `lane`'s magazine only:
+    /// if this thread runs on another lane when the push commits (checked inside its critical
+    /// section), the slot goes to the pool instead, under the pool lock. For an owner that
+    /// knows which lane's magazine the slot came from: a slot put on another lane's magazine
+    /// would be that lane's next allocation while its cache-line neighbours are still in
+    /// `lane`'s working set (see `docs/ARCHITECTURE.md`, "Placement across CPUs").
     ///
     /// # Errors
     /// As for [`free`](Self::free).
     ///
     /// # Safety
-    /// As for [`free`](Self::free).
-    pub unsafe fn free_to_pool(&self, slot: S::Slot) -> Res<(), S> {
-        self.free_slow(slot)
+    /// As for [`free_zeroing_below`](Self::free_zeroing_below).
+    #[inline]
+    pub unsafe fn free_home(&self, slot: S::Slot, lanes: usize, lane: usize) -> Res<(), S> {
+        let addr = S::slot_addr(slot);
+        // SAFETY: as in `free_zeroing_below`.
+        unsafe { self.zero_cells(addr, lanes) };
+        match self.stacks.push_on(lane, addr) {
+            Ok(()) => Ok(()),
+            Err(StackMiss::Full) => self.spill(slot),
+            Err(_) => self.free_slow(slot),
+        }
     }
 
     /// [`free`](Self::free) for each slot; returns the first error after freeing the rest.

@@ -80,30 +80,35 @@ fn drain_all_stops_only_the_magazines_in_use() {
     assert_eq!(cache.with_pool(SlotSource::assigned), 0);
 }
 
-/// `free_to_pool` gives the slot to the pool, not to this CPU's magazine: the magazine's
-/// count does not change, the pool's assigned count drops, the free is counted as slow, and
-/// the slot comes back zeroed when the pool hands it out again. With `free` instead, the
-/// magazine grows by one and the pool's count stays.
+/// `free_home(slot, _, lane)` puts the slot on `lane`'s magazine only while this thread runs
+/// on `lane` (simulated CPUs here, on a cache of this test's own): on another lane the slot
+/// goes to the pool (the magazine's count does not change, the pool's assigned count drops,
+/// the free is counted as slow) and comes back zeroed when the pool hands it out again.
 #[test]
-fn free_to_pool_skips_the_magazine() {
+fn free_home_gives_a_slot_from_elsewhere_to_the_pool() {
     let pool = Pool::new(PoolConfig::new(SizeClass::B8).with_ncpu(2)).unwrap();
     let cache = SlotCache::new(pool, CacheConfig::new()).unwrap();
+    // SAFETY: this thread alone uses `cache`, its own: no rseq thread touches its magazines
+    // or slots while it runs the portable backend.
+    unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
     let a = cache.alloc().unwrap();
     let b = cache.alloc().unwrap();
     let addr = <Pool as SlotSource>::slot_addr(a);
     // SAFETY: the slot is ours; lane 0's cell is 8 writable bytes at its address.
     unsafe { (addr as *mut u64).write(7) };
-    let cached = cache.stats().cached;
+    let cached = cache.stats().cached_per_cpu.clone();
     let assigned = cache.with_pool(SlotSource::assigned);
     let slow = cache.stats().counters.slow_frees;
+    // From lane 1's magazine (say), freed on lane 0: to the pool.
     // SAFETY: `a` came from `cache` and nothing uses it any more.
-    unsafe { cache.free_to_pool(a) }.unwrap();
-    assert_eq!(cache.stats().cached, cached, "not cached");
+    unsafe { cache.free_home(a, usize::MAX, 1) }.unwrap();
+    assert_eq!(cache.stats().cached_per_cpu, cached, "in no magazine");
     assert_eq!(cache.with_pool(SlotSource::assigned), assigned - 1);
     assert_eq!(cache.stats().counters.slow_frees, slow + 1);
+    // From lane 0's, freed on lane 0: back on its magazine.
     // SAFETY: as above, for `b`.
-    unsafe { cache.free(b) }.unwrap();
-    assert_eq!(cache.stats().cached, cached + 1, "free caches");
+    unsafe { cache.free_home(b, usize::MAX, 0) }.unwrap();
+    assert_eq!(cache.stats().cached_per_cpu[0], cached[0] + 1, "home again");
     assert_eq!(cache.with_pool(SlotSource::assigned), assigned - 1);
     // Whoever gets `a`'s cells next finds them zeroed.
     cache.drain_all().unwrap();
@@ -119,4 +124,6 @@ fn free_to_pool_skips_the_magazine() {
     assert_eq!(unsafe { (addr as *const u64).read() }, 0, "and zeroed");
     // SAFETY: as above.
     unsafe { cache.free_batch(again) }.unwrap();
+    // SAFETY: back to this thread's real CPU.
+    unsafe { pcpu_rseq::simulate_cpu(None) };
 }

@@ -201,23 +201,17 @@ impl Header {
         self.set_state(State::Attached);
     }
 
-    /// Notes that the slot came from lane `lane`'s magazine (lanes from `u16::MAX - 1` up are
-    /// not told apart: they share the top value).
-    pub(crate) fn set_home(&self, lane: usize) {
-        let lane = u16::try_from(lane).unwrap_or(NO_HOME - 1).min(NO_HOME - 1);
+    /// Notes that the slot came from lane `lane`'s magazine (`None`: not known; so are lanes
+    /// from `u16::MAX` up).
+    pub(crate) fn set_home(&self, lane: Option<usize>) {
+        let lane = lane.and_then(|l| u16::try_from(l).ok()).unwrap_or(NO_HOME);
         self.home.store(lane, Ordering::Relaxed);
     }
 
-    /// Forgets where the slot came from (a compactor chose it).
-    pub(crate) fn clear_home(&self) {
-        self.home.store(NO_HOME, Ordering::Relaxed);
-    }
-
-    /// True if the slot is known to have come from a lane other than `lane`'s magazine.
-    pub(crate) fn is_away_from_home(&self, lane: usize) -> bool {
+    /// The lane whose magazine the slot came from, if known.
+    pub(crate) fn home(&self) -> Option<usize> {
         let home = self.home.load(Ordering::Relaxed);
-        let lane = u16::try_from(lane).unwrap_or(NO_HOME - 1).min(NO_HOME - 1);
-        home != NO_HOME && home != lane
+        (home != NO_HOME).then_some(usize::from(home))
     }
 
     /// Attach failed (no slot): back to `Unattached`. The caller holds `Attaching`.
@@ -326,7 +320,7 @@ impl Header {
     pub(crate) fn move_to(&self, new: usize, copy: impl FnOnce(usize, usize)) {
         let old = self.cells();
         copy(old, new);
-        self.clear_home();
+        self.set_home(None);
         self.write_begin();
         // Release: a reader or adder that sees `new` sees the copied cells.
         self.slot.store(new, Ordering::Release);

@@ -213,6 +213,9 @@ impl Space {
         if !header.begin_attach() {
             return Ok(false);
         }
+        // The lane whose magazine the pop takes from: the lane before and after it, if they
+        // agree (a thread that moved in between may have popped from either).
+        let before = pcpu_rseq::current_cpu();
         let slot = match self.cache.alloc() {
             Ok(slot) => slot,
             Err(e) => {
@@ -221,8 +224,7 @@ impl Space {
             }
         };
         let addr = <Pool as SlotSource>::slot_addr(slot);
-        // The lane whose magazine the slot (most likely) came from: see `detach`.
-        header.set_home(pcpu_rseq::current_cpu());
+        header.set_home(Some(before).filter(|&l| l == pcpu_rseq::current_cpu()));
         // SAFETY: `slot` is assigned to us by the cache.
         unsafe { self.owner_word(addr) }.store(header as *const Header as usize, Ordering::Release);
         header.publish_first(addr);
@@ -267,17 +269,16 @@ impl Space {
         let lanes = self.lanes();
         #[cfg(feature = "count-lane-reads")]
         crate::lane_reads::add_freed(lanes);
-        // A slot taken from one lane's magazine and freed on another (its user moved between
-        // CPUs, or to another `mm_cid`) goes to the pool, not to this lane's magazine: there it
-        // would be handed out next, to this lane's next object, while its neighbours in the
-        // same cache lines (the other slots of its magazine refill) are still in the other
-        // lane's working set; each add, sum, creation and drop would then move those lines
-        // between the CPUs, for as long as the two keep reusing those slots (pcpu-bench's
-        // churn measured 2t/1t 0.65-1.27 in every run where the two threads' working sets
-        // shared lines, 1.92-2.09 where they did not).
-        if header.is_away_from_home(pcpu_rseq::current_cpu()) {
-            // SAFETY: as above; the pool zeroes every lane.
-            unsafe { self.cache.free_to_pool(slot) }.map_err(MigrateError::from)?;
+        // A slot goes back to the magazine it came from, or to the pool: not to another
+        // lane's magazine (its user moved between CPUs or `mm_cid`s since `attach`), where it
+        // would be that lane's next allocation while its cache-line neighbours (the rest of
+        // its magazine's refill) are still in the first lane's working set. Each add, sum,
+        // creation and drop would then move those lines between the two CPUs for as long as
+        // both reuse those slots (pcpu-bench's churn: 2t/1t 0.65-1.27 in every run where two
+        // threads' working sets shared lines, 1.92-2.09 where they did not).
+        if let Some(home) = header.home() {
+            // SAFETY: as below.
+            unsafe { self.cache.free_home(slot, lanes, home) }.map_err(MigrateError::from)?;
             return Ok(release);
         }
         // SAFETY: as above; the lanes at or above `lanes` hold zeros, as just argued.

@@ -62,6 +62,17 @@ pub fn pcpu_section_push(stacks: &PercpuStacks, item: usize) -> Result<(), Stack
     stacks.push(item)
 }
 
+/// `PercpuStacks::push_on`.
+#[inline(never)]
+#[no_mangle]
+pub fn pcpu_section_push_on(
+    stacks: &PercpuStacks,
+    lane: usize,
+    item: usize,
+) -> Result<(), StackMiss> {
+    stacks.push_on(lane, item)
+}
+
 fn main() {
     let ncpu = pcpu_rseq::possible_cpus();
     let cells: Vec<AtomicI64> = (0..ncpu * 2).map(|_| AtomicI64::new(0)).collect();
@@ -79,6 +90,7 @@ fn main() {
     let _ = black_box(pcpu_section_add_fold_beside(black_box(&site), 1));
     let _ = black_box(pcpu_section_add_fold_with_offset(&slot, &site.params, 0, 1));
     let _ = black_box(pcpu_section_push(&stacks, 1));
+    let _ = black_box(pcpu_section_push_on(&stacks, 0, 1));
     let _ = black_box(pcpu_section_pop(&stacks));
     println!(
         "mode {:?}, registration {:?}",

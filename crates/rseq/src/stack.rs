@@ -252,16 +252,77 @@ impl PercpuStacks {
         if state == thread_state::NO_RSEQ {
             return Err(StackMiss::Slow);
         }
-        self.with_portable_lock(|cpu| {
-            let top = self.word(cpu, TOP);
-            let n = top.load(Ordering::Relaxed);
-            if n >= self.capacity {
-                return Err(StackMiss::Full);
+        self.with_portable_lock(|cpu| self.portable_push(cpu, item))
+    }
+
+    /// [`push`](Self::push), but only if this thread runs on CPU (lane) `lane`: the lane is
+    /// checked inside the critical section that stores the item, so the item lands on
+    /// `lane`'s stack or nowhere, even if the thread migrates meanwhile. For a cache that
+    /// gives a slot back to the magazine it came from and nowhere else.
+    ///
+    /// # Errors
+    /// As for [`push`](Self::push); [`StackMiss::Slow`] also when this thread is not on
+    /// `lane` (or `lane` is not below [`ncpu`](Self::ncpu)). The item was not stored then.
+    ///
+    /// ```
+    /// let stacks = pcpu_rseq::PercpuStacks::new(pcpu_rseq::possible_cpus(), 4).unwrap();
+    /// let here = pcpu_rseq::current_cpu() % stacks.ncpu();
+    /// let elsewhere = (here + 1) % stacks.ncpu();
+    /// if elsewhere != here {
+    ///     // Whatever CPU this thread runs on now, it is not both.
+    ///     let results = [stacks.push_on(here, 1), stacks.push_on(elsewhere, 2)];
+    ///     assert!(results.iter().filter(|r| r.is_ok()).count() <= 1);
+    /// }
+    /// assert_eq!(stacks.push_on(stacks.ncpu(), 3), Err(pcpu_rseq::StackMiss::Slow));
+    /// ```
+    #[inline]
+    pub fn push_on(&self, lane: usize, item: usize) -> Result<(), StackMiss> {
+        if lane >= self.ncpu {
+            return Err(StackMiss::Slow);
+        }
+        let state = thread::state();
+        if arch::HAS_RSEQ_ASM && state > thread_state::NO_RSEQ {
+            // SAFETY: as in `push`; `lane` is below the number of stacks (checked above).
+            let out = unsafe {
+                arch::push_on(
+                    state as *mut _,
+                    self.lines.as_ptr() as *mut u8,
+                    self.stride_words * 8,
+                    lane,
+                    self.capacity,
+                    item,
+                )
+            };
+            if out.aborts != 0 {
+                thread::record_aborts(out.aborts);
             }
-            self.word(cpu, ITEMS + n).store(item, Ordering::Relaxed);
-            top.store(n + 1, Ordering::Relaxed);
-            Ok(())
+            return match out.status {
+                0 => Ok(()),
+                2 => Err(StackMiss::Full),
+                _ => Err(StackMiss::Slow),
+            };
+        }
+        if state == thread_state::NO_RSEQ {
+            return Err(StackMiss::Slow);
+        }
+        self.with_portable_lock(|cpu| {
+            if cpu != lane {
+                return Err(StackMiss::Slow);
+            }
+            self.portable_push(cpu, item)
         })
+    }
+
+    /// The portable push onto `cpu`'s stack, whose try-lock the caller holds.
+    fn portable_push(&self, cpu: usize, item: usize) -> Result<(), StackMiss> {
+        let top = self.word(cpu, TOP);
+        let n = top.load(Ordering::Relaxed);
+        if n >= self.capacity {
+            return Err(StackMiss::Full);
+        }
+        self.word(cpu, ITEMS + n).store(item, Ordering::Relaxed);
+        top.store(n + 1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The portable backend: try-lock the current CPU's stack, run `op` on that CPU, unlock.

@@ -96,6 +96,46 @@ fn stack_push_pop_roundtrip() {
     assert_eq!(found, pushed);
 }
 
+/// `push_on(lane, _)` stores only on `lane`'s stack, and only while the thread runs there:
+/// the thread's own lane takes the item (retried: a migration between reading the lane and
+/// the push makes it miss), every other lane refuses it and no stack changes; a lane out of
+/// range is refused.
+#[test]
+fn push_on_lands_only_on_its_lane() {
+    let ncpu = pcpu_rseq::possible_cpus().max(2);
+    let stacks = PercpuStacks::new(ncpu, 8).unwrap();
+    let lens = |s: &PercpuStacks| (0..ncpu).map(|c| s.len_hint(c)).collect::<Vec<_>>();
+    let mut stored = None;
+    for item in 1..1000 {
+        let lane = pcpu_rseq::current_cpu() % ncpu;
+        if stacks.push_on(lane, item).is_ok() {
+            stored = Some((lane, item));
+            break;
+        }
+    }
+    let (lane, item) = stored.expect("the thread's own lane takes the item");
+    let mut expect = vec![0; ncpu];
+    expect[lane] = 1;
+    assert_eq!(lens(&stacks), expect, "on `lane`'s stack and no other");
+    for other in (0..ncpu).filter(|&c| c != lane) {
+        // Refused unless the thread has moved to `other` since: then `lane` refuses.
+        if stacks.push_on(other, 7).is_ok() {
+            expect[other] += 1;
+            assert_ne!(pcpu_rseq::current_cpu() % ncpu, lane);
+        }
+    }
+    assert_eq!(lens(&stacks), expect);
+    assert_eq!(stacks.push_on(ncpu, 7), Err(StackMiss::Slow));
+    assert_eq!(lens(&stacks), expect);
+    // The item is the top of `lane`'s stack (read through a stopped stack: no race).
+    let mut stopped = stacks.try_stop(lane).unwrap();
+    let mut top = None;
+    while let Some(v) = stopped.pop() {
+        top.get_or_insert(v);
+    }
+    assert_eq!(top, Some(item));
+}
+
 #[test]
 fn full_stack_reports_full() {
     let stacks = PercpuStacks::new(pcpu_rseq::possible_cpus(), 2).unwrap();

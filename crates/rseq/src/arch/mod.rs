@@ -17,7 +17,7 @@
 //! | `HAS_RSEQ_ASM` | `true` if the sections below are real |
 //! | `thread_pointer()` | the thread pointer glibc's `__rseq_offset` is relative to |
 //! | `add_fold` | the cell section: add, and fold at the batch (see `x86_64.rs` for its contract) |
-//! | `pop`, `push` | the per-CPU stack sections |
+//! | `pop`, `push`, `push_on` | the per-CPU stack sections (`push_on`: only on a given CPU) |
 //!
 //! The field offsets the sections use are the `const`s below, taken with `offset_of!` from
 //! the structures themselves ([`RseqArea`], [`FoldParams`], the stack
@@ -49,7 +49,7 @@ mod imp;
 #[path = "none.rs"]
 mod imp;
 
-pub(crate) use imp::{add_fold, pop, push, HAS_RSEQ_ASM};
+pub(crate) use imp::{add_fold, pop, push, push_on, HAS_RSEQ_ASM};
 // Used by the Linux registration code only (not off Linux, not under loom).
 #[allow(unused_imports)]
 pub(crate) use imp::thread_pointer;

@@ -72,3 +72,23 @@ pub(crate) unsafe fn push(
         aborts: 0,
     }
 }
+
+/// Reports the slow path.
+///
+/// # Safety
+/// None needed; `unsafe` to match the real sections.
+#[inline(always)]
+pub(crate) unsafe fn push_on(
+    _area: *mut RseqArea,
+    _stacks: *mut u8,
+    _stride: usize,
+    _lane: usize,
+    _cap: usize,
+    _item: usize,
+) -> Outcome<()> {
+    Outcome {
+        status: SLOW,
+        value: (),
+        aborts: 0,
+    }
+}

@@ -86,5 +86,11 @@ fn every_section_clears_rseq_cs() {
             check("pop");
         }
         check("pop (empty)");
+        let here = crate::current_cpu() % stacks.ncpu();
+        let _ = stacks.push_on(here, 1);
+        check("push_on");
+        let _ = stacks.push_on((here + 1) % stacks.ncpu(), 1);
+        check("push_on (another CPU)");
+        while stacks.pop().is_ok() {}
     }
 }

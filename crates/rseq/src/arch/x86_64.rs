@@ -283,6 +283,57 @@ pub(crate) unsafe fn pop(
     }
 }
 
+/// The push section's body, with its lane check (`$check`, the jump to the slow exit after
+/// comparing the CPU index with `$ncpu`) given by [`push`] and [`push_on`].
+macro_rules! push_section {
+    ($check:literal, $area:expr, $stacks:expr, $stride:expr, $ncpu:expr, $cap:expr, $item:expr) => {{
+        let status: u32;
+        let aborts: usize;
+        // SAFETY: as documented; the item store lands above `top` (unpublished until the commit),
+        // and the commit is the store of `top + 1`.
+        unsafe {
+            rseq_section!("inc {aborts}";
+                "mov {st:e}, 1",
+                "mov {cpu:e}, dword ptr [{area} + {id}]",
+                "cmp {cpu}, {ncpu}",
+                $check,
+                "imul {cpu}, {stride}",
+                "add {cpu}, {stacks}",
+                "cmp qword ptr [{cpu} + {flags}], 0",
+                "jne 5f",
+                "mov {tmp}, qword ptr [{cpu} + {top}]",
+                "mov {st:e}, 2",
+                "cmp {tmp}, {cap}",
+                "jae 5f",
+                "mov qword ptr [{cpu} + {tmp} * 8 + {items}], {item}",
+                "inc {tmp}",
+                "xor {st:e}, {st:e}",
+                "mov qword ptr [{cpu} + {top}], {tmp}",
+                ;
+                area = in(reg) $area,
+                stacks = in(reg) $stacks,
+                stride = in(reg) $stride,
+                ncpu = in(reg) $ncpu,
+                cap = in(reg) $cap,
+                item = in(reg) $item,
+                tmp = out(reg) _,
+                cpu = out(reg) _,
+                st = out(reg) status,
+                aborts = inout(reg) 0usize => aborts,
+                top = const super::STACK_TOP,
+                flags = const super::STACK_FLAGS,
+                items = const super::STACK_ITEMS,
+                options(nostack),
+            );
+        }
+        Outcome {
+            status,
+            value: (),
+            aborts,
+        }
+    }};
+}
+
 /// Pushes `item` onto the current CPU's stack (layout as in [`pop`]) if it holds fewer than
 /// `cap` items. Writes the item above `top`, then commits by storing `top + 1`.
 ///
@@ -297,48 +348,24 @@ pub(crate) unsafe fn push(
     cap: usize,
     item: usize,
 ) -> Outcome<()> {
-    let status: u32;
-    let aborts: usize;
-    // SAFETY: as documented; the item store lands above `top` (unpublished until the commit),
-    // and the commit is the store of `top + 1`.
-    unsafe {
-        rseq_section!("inc {aborts}";
-            "mov {st:e}, 1",
-            "mov {cpu:e}, dword ptr [{area} + {id}]",
-            "cmp {cpu}, {ncpu}",
-            "jae 5f",
-            "imul {cpu}, {stride}",
-            "add {cpu}, {stacks}",
-            "cmp qword ptr [{cpu} + {flags}], 0",
-            "jne 5f",
-            "mov {tmp}, qword ptr [{cpu} + {top}]",
-            "mov {st:e}, 2",
-            "cmp {tmp}, {cap}",
-            "jae 5f",
-            "mov qword ptr [{cpu} + {tmp} * 8 + {items}], {item}",
-            "inc {tmp}",
-            "xor {st:e}, {st:e}",
-            "mov qword ptr [{cpu} + {top}], {tmp}",
-            ;
-            area = in(reg) area,
-            stacks = in(reg) stacks,
-            stride = in(reg) stride,
-            ncpu = in(reg) ncpu,
-            cap = in(reg) cap,
-            item = in(reg) item,
-            tmp = out(reg) _,
-            cpu = out(reg) _,
-            st = out(reg) status,
-            aborts = inout(reg) 0usize => aborts,
-            top = const super::STACK_TOP,
-            flags = const super::STACK_FLAGS,
-            items = const super::STACK_ITEMS,
-            options(nostack),
-        );
-    }
-    Outcome {
-        status,
-        value: (),
-        aborts,
-    }
+    push_section!("jae 5f", area, stacks, stride, ncpu, cap, item)
+}
+
+/// [`push`], but only on the CPU whose index is `lane` (below the number of stacks): on any
+/// other it exits to the slow path (status 1) without storing. The check is in the critical
+/// section, so the item lands on `lane`'s stack or nowhere, whatever the thread's
+/// migrations.
+///
+/// # Safety
+/// As for [`push`], with `lane` below the number of stacks.
+#[inline(always)]
+pub(crate) unsafe fn push_on(
+    area: *mut RseqArea,
+    stacks: *mut u8,
+    stride: usize,
+    lane: usize,
+    cap: usize,
+    item: usize,
+) -> Outcome<()> {
+    push_section!("jne 5f", area, stacks, stride, lane, cap, item)
 }
