@@ -148,8 +148,10 @@ impl Pool {
     /// Lowest-first would do exactly that after frees left holes: pcpu-bench's churn
     /// measured 2t/1t 0.65-1.27 whenever the two threads' slots shared a line, 1.9-2.1
     /// otherwise. The price: holes in partly used lines are filled last (by single
-    /// [`assign`](Self::assign)s, compaction, or when no free line is left), which never
-    /// costs a pageset, at most a page per 4096 bytes of lines skipped.
+    /// [`assign`](Self::assign)s, compaction, or once the pageset has no free line left), so
+    /// a batch may touch a page that lowest-first would have left untouched for a while; it
+    /// never maps a pageset that lowest-first would not (the same densest pageset is used),
+    /// and the scan for a free line is a slow path's cost (the pool lock is held anyway).
     ///
     /// # Errors
     /// As for [`assign_batch`](Self::assign_batch); nothing is assigned then.
