@@ -214,8 +214,11 @@ impl Space {
             return Ok(false);
         }
         // The lane whose magazine the pop takes from: the lane before and after it, if they
-        // agree (a thread that moved in between may have popped from either).
-        let before = pcpu_rseq::current_cpu();
+        // agree (a thread that moved in between may have popped from either). Modulo the
+        // magazines, as the portable backend picks one (with rseq, a lane at or above that
+        // count pops and pushes nowhere: its home is refused either way).
+        let magazines = self.cache.ncpu();
+        let before = pcpu_rseq::current_cpu() % magazines;
         let slot = match self.cache.alloc() {
             Ok(slot) => slot,
             Err(e) => {
@@ -224,7 +227,7 @@ impl Space {
             }
         };
         let addr = <Pool as SlotSource>::slot_addr(slot);
-        header.set_home(Some(before).filter(|&l| l == pcpu_rseq::current_cpu()));
+        header.set_home(Some(before).filter(|&l| l == pcpu_rseq::current_cpu() % magazines));
         // SAFETY: `slot` is assigned to us by the cache.
         unsafe { self.owner_word(addr) }.store(header as *const Header as usize, Ordering::Release);
         header.publish_first(addr);

@@ -31,9 +31,11 @@ fn round_trip(space: &Space, from: usize, to: usize) -> (u64, isize) {
     let after = space.cache_stats();
     // SAFETY: back to this thread's real CPU (nothing else to undo).
     unsafe { pcpu_rseq::simulate_cpu(None) };
+    // The portable backend's magazine for a CPU index past the last one.
+    let mag = to % space.cache_stats().cached_per_cpu.len();
     (
         after.counters.slow_frees - before.counters.slow_frees,
-        after.cached_per_cpu[to] as isize - before.cached_per_cpu[to] as isize,
+        after.cached_per_cpu[mag] as isize - before.cached_per_cpu[mag] as isize,
     )
 }
 
@@ -42,6 +44,20 @@ fn a_slot_detached_on_its_own_cpu_goes_back_to_its_magazine() {
     let space = space();
     assert_eq!(round_trip(&space, 1, 1), (0, 1));
     assert_eq!(round_trip(&space, 2, 2), (0, 1));
+}
+
+/// A CPU index at or above the space's magazine count (a domain built for fewer CPUs than
+/// the machine has, on the portable backend, which wraps the index) is home as well: its
+/// slots go back to the magazine the portable backend took them from, not to the pool.
+#[test]
+fn a_cpu_past_the_magazines_frees_home_too() {
+    let space = space();
+    let magazines = space.cache_stats().cached_per_cpu.len();
+    let past = magazines + 1;
+    assert_eq!(round_trip(&space, past, past), (0, 1));
+    // CPU `magazines + 1` wraps to magazine 1: the same magazine as CPU 1's, so home.
+    assert_eq!(round_trip(&space, past, 1), (0, 1));
+    assert_eq!(round_trip(&space, past, 2), (1, 0));
 }
 
 #[test]
