@@ -102,23 +102,17 @@ impl<S: SlotSource> SlotCache<S> {
     /// reach the slot's next owner (a wrong count, never undefined behaviour).
     #[inline]
     pub unsafe fn free_zeroing_below(&self, slot: S::Slot, lanes: usize) -> Res<(), S> {
-        let addr = S::slot_addr(slot);
-        // SAFETY: the caller gives us the slot and sole access to its cells; it is assigned
-        // (to this cache) until it reaches the pool.
-        unsafe { self.zero_cells(addr, lanes) };
-        match self.stacks.push(addr) {
-            Ok(()) => Ok(()),
-            Err(StackMiss::Full) => self.spill(slot),
-            Err(_) => self.free_slow(slot),
-        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free_home(slot, lanes, None) }
     }
 
-    /// [`free_zeroing_below`](Self::free_zeroing_below), but onto lane `lane`'s magazine only:
-    /// if this thread runs on another lane when the push commits (checked inside its critical
-    /// section), the slot goes to the pool instead, under the pool lock. For an owner that
-    /// knows which lane's magazine the slot came from: a slot put on another lane's magazine
-    /// would be that lane's next allocation while its cache-line neighbours are still in
-    /// `lane`'s working set (see `docs/ARCHITECTURE.md`, "Placement across CPUs").
+    /// [`free_zeroing_below`](Self::free_zeroing_below) onto the magazine of lane `home`
+    /// only (`None`: this thread's lane, whichever it is): if this thread runs on another lane
+    /// when the push commits (checked inside its critical section), the slot goes to the pool
+    /// instead, under the pool lock. For an owner that knows which lane's magazine the slot
+    /// came from: a slot put on another lane's magazine would be that lane's next allocation
+    /// while its cache-line neighbours are still in `home`'s working set (see
+    /// `docs/ARCHITECTURE.md`, "Placement across CPUs").
     ///
     /// # Errors
     /// As for [`free`](Self::free).
@@ -126,11 +120,16 @@ impl<S: SlotSource> SlotCache<S> {
     /// # Safety
     /// As for [`free_zeroing_below`](Self::free_zeroing_below).
     #[inline]
-    pub unsafe fn free_home(&self, slot: S::Slot, lanes: usize, lane: usize) -> Res<(), S> {
+    pub unsafe fn free_home(&self, slot: S::Slot, lanes: usize, home: Option<usize>) -> Res<(), S> {
         let addr = S::slot_addr(slot);
-        // SAFETY: as in `free_zeroing_below`.
+        // SAFETY: the caller gives us the slot and sole access to its cells; it is assigned
+        // (to this cache) until it reaches the pool.
         unsafe { self.zero_cells(addr, lanes) };
-        match self.stacks.push_on(lane, addr) {
+        let pushed = match home {
+            None => self.stacks.push(addr),
+            Some(lane) => self.stacks.push_on(lane, addr),
+        };
+        match pushed {
             Ok(()) => Ok(()),
             Err(StackMiss::Full) => self.spill(slot),
             Err(_) => self.free_slow(slot),

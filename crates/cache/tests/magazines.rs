@@ -80,7 +80,7 @@ fn drain_all_stops_only_the_magazines_in_use() {
     assert_eq!(cache.with_pool(SlotSource::assigned), 0);
 }
 
-/// `free_home(slot, _, lane)` puts the slot on `lane`'s magazine only while this thread runs
+/// `free_home(slot, _, Some(lane))` puts the slot on `lane`'s magazine only while this thread runs
 /// on `lane` (simulated CPUs here, on a cache of this test's own): on another lane the slot
 /// goes to the pool (the magazine's count does not change, the pool's assigned count drops,
 /// the free is counted as slow) and comes back zeroed when the pool hands it out again.
@@ -101,13 +101,13 @@ fn free_home_gives_a_slot_from_elsewhere_to_the_pool() {
     let slow = cache.stats().counters.slow_frees;
     // From lane 1's magazine (say), freed on lane 0: to the pool.
     // SAFETY: `a` came from `cache` and nothing uses it any more.
-    unsafe { cache.free_home(a, usize::MAX, 1) }.unwrap();
+    unsafe { cache.free_home(a, usize::MAX, Some(1)) }.unwrap();
     assert_eq!(cache.stats().cached_per_cpu, cached, "in no magazine");
     assert_eq!(cache.with_pool(SlotSource::assigned), assigned - 1);
     assert_eq!(cache.stats().counters.slow_frees, slow + 1);
     // From lane 0's, freed on lane 0: back on its magazine.
     // SAFETY: as above, for `b`.
-    unsafe { cache.free_home(b, usize::MAX, 0) }.unwrap();
+    unsafe { cache.free_home(b, usize::MAX, Some(0)) }.unwrap();
     assert_eq!(cache.stats().cached_per_cpu[0], cached[0] + 1, "home again");
     assert_eq!(cache.with_pool(SlotSource::assigned), assigned - 1);
     // Whoever gets `a`'s cells next finds them zeroed.

@@ -217,8 +217,7 @@ impl Space {
         // agree (a thread that moved in between may have popped from either). Modulo the
         // magazines, as the portable backend picks one (with rseq, a lane at or above that
         // count pops and pushes nowhere: its home is refused either way).
-        let magazines = self.cache.ncpu();
-        let before = pcpu_rseq::current_cpu() % magazines;
+        let before = pcpu_rseq::current_cpu();
         let slot = match self.cache.alloc() {
             Ok(slot) => slot,
             Err(e) => {
@@ -227,7 +226,7 @@ impl Space {
             }
         };
         let addr = <Pool as SlotSource>::slot_addr(slot);
-        header.set_home(Some(before).filter(|&l| l == pcpu_rseq::current_cpu() % magazines));
+        header.set_home((before == pcpu_rseq::current_cpu()).then(|| before % self.cache.ncpu()));
         // SAFETY: `slot` is assigned to us by the cache.
         unsafe { self.owner_word(addr) }.store(header as *const Header as usize, Ordering::Release);
         header.publish_first(addr);
@@ -278,14 +277,10 @@ impl Space {
         // its magazine's refill) are still in the first lane's working set. Each add, sum,
         // creation and drop would then move those lines between the two CPUs for as long as
         // both reuse those slots (pcpu-bench's churn: 2t/1t 0.65-1.27 in every run where two
-        // threads' working sets shared lines, 1.92-2.09 where they did not).
-        if let Some(home) = header.home() {
-            // SAFETY: as below.
-            unsafe { self.cache.free_home(slot, lanes, home) }.map_err(MigrateError::from)?;
-            return Ok(release);
-        }
+        // threads' working sets shared lines, 1.92-2.09 where they did not). A slot whose home
+        // is not known goes to this lane's magazine.
         // SAFETY: as above; the lanes at or above `lanes` hold zeros, as just argued.
-        unsafe { self.cache.free_zeroing_below(slot, lanes) }.map_err(MigrateError::from)?;
+        unsafe { self.cache.free_home(slot, lanes, header.home()) }.map_err(MigrateError::from)?;
         Ok(release)
     }
 

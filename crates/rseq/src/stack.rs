@@ -227,32 +227,7 @@ impl PercpuStacks {
     /// item was not stored then.
     #[inline]
     pub fn push(&self, item: usize) -> Result<(), StackMiss> {
-        let state = thread::state();
-        if arch::HAS_RSEQ_ASM && state > thread_state::NO_RSEQ {
-            // SAFETY: as in `pop`; every stack has room for `capacity` items.
-            let out = unsafe {
-                arch::push(
-                    state as *mut _,
-                    self.lines.as_ptr() as *mut u8,
-                    self.stride_words * 8,
-                    self.ncpu,
-                    self.capacity,
-                    item,
-                )
-            };
-            if out.aborts != 0 {
-                thread::record_aborts(out.aborts);
-            }
-            return match out.status {
-                0 => Ok(()),
-                2 => Err(StackMiss::Full),
-                _ => Err(StackMiss::Slow),
-            };
-        }
-        if state == thread_state::NO_RSEQ {
-            return Err(StackMiss::Slow);
-        }
-        self.with_portable_lock(|cpu| self.portable_push(cpu, item))
+        self.push_where(item, None)
     }
 
     /// [`push`](Self::push), but only if this thread runs on CPU (lane) `lane`: the lane is
@@ -280,18 +255,28 @@ impl PercpuStacks {
         if lane >= self.ncpu {
             return Err(StackMiss::Slow);
         }
+        self.push_where(item, Some(lane))
+    }
+
+    /// [`push`](Self::push) (`only` is `None`) or [`push_on`](Self::push_on) (`Some(lane)`,
+    /// below `ncpu`). Always inlined, so each caller's `only` is a constant and keeps one
+    /// section.
+    #[inline(always)]
+    fn push_where(&self, item: usize, only: Option<usize>) -> Result<(), StackMiss> {
         let state = thread::state();
         if arch::HAS_RSEQ_ASM && state > thread_state::NO_RSEQ {
-            // SAFETY: as in `push`; `lane` is below the number of stacks (checked above).
+            let (area, lines, stride) = (
+                state as *mut _,
+                self.lines.as_ptr() as *mut u8,
+                self.stride_words * 8,
+            );
+            // SAFETY: as in `pop`; every stack has room for `capacity` items; a `lane` is
+            // below the number of stacks (`push_on` checks it).
             let out = unsafe {
-                arch::push_on(
-                    state as *mut _,
-                    self.lines.as_ptr() as *mut u8,
-                    self.stride_words * 8,
-                    lane,
-                    self.capacity,
-                    item,
-                )
+                match only {
+                    None => arch::push(area, lines, stride, self.ncpu, self.capacity, item),
+                    Some(lane) => arch::push_on(area, lines, stride, lane, self.capacity, item),
+                }
             };
             if out.aborts != 0 {
                 thread::record_aborts(out.aborts);
@@ -306,7 +291,7 @@ impl PercpuStacks {
             return Err(StackMiss::Slow);
         }
         self.with_portable_lock(|cpu| {
-            if cpu != lane {
+            if only.is_some_and(|lane| lane != cpu) {
                 return Err(StackMiss::Slow);
             }
             self.portable_push(cpu, item)
