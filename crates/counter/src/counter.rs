@@ -1,46 +1,36 @@
 //! [`PercpuCounter`].
 
 use crate::domain::{CounterMode, Domain};
+use crate::levels::Level;
 use crate::widen::FoldTracker;
 use crate::word;
 use crate::words::Words;
 use crate::CounterError;
 use pcpu_migrate::Header;
-use pcpu_rseq::sync::{yield_now, AtomicBool, AtomicU8, Ordering};
+use pcpu_rseq::sync::{yield_now, Ordering};
 use std::cmp::Ordering as Cmp;
+use std::sync::atomic::AtomicPtr;
 
-/// The header block of a counter that has left the inline form ([`crate::word`]): 64 bytes
-/// (one cache line) of the domain's header storage ([`crate::headers`]), at a fixed address
-/// for the counter's life. The counter's state word holds the address of its `header`
-/// field, which is the block's start.
+/// The header block of a counter that has left the inline form ([`crate::word`]): 32 bytes
+/// of the domain's header storage ([`crate::headers`]), at a fixed address for the counter's
+/// life. The counter's state word holds the address of its `header` field, which is the
+/// block's start.
 ///
-/// Everything here is read by every add (the slot word and the fold parameters) or written
-/// only on slow paths. The count that folds write is not here: it is the counter's own
-/// inline count ([`crate::words`]), so folds never write the line that adds read.
+/// An add reads the slot word and the level pointer, both here, and then its level's fold
+/// parameters, which the domain keeps for all its counters ([`crate::levels`]); everything
+/// else is written only on slow paths. The count that folds write is not here: it is the
+/// counter's own inline count ([`crate::words`]), so folds never write the line that adds
+/// read. The header's spare byte ([`Header::spare`]) holds the `limited_add` lock and the
+/// widest `add_batch` ([`Flags`]).
 #[repr(C)]
 pub(crate) struct Inner {
     header: Header,
-    /// The domain's fold parameters, copied here so that an add reads one line besides its
-    /// cell, and at a fixed distance from the slot word ([`PARAMS_AFTER_SLOT`]), so one
-    /// register addresses both. The batch in them widens when the counter is contended
-    /// ([`crate::widen`]).
-    fold: pcpu_rseq::FoldParams,
-    /// The domain's index ([`crate::registry`]).
-    domain: u16,
-    limit_lock: AtomicBool,
-    /// Largest batch ever passed to `add_batch` above the domain's, as a power of two it
-    /// does not exceed (0 if none): it widens the error bound.
-    widest_add_batch_log2: AtomicU8,
+    /// The batch level this counter folds at, one of its domain's: it moves to a wider one
+    /// when the counter is contended ([`crate::widen`]), and never back.
+    level: AtomicPtr<Level>,
     /// Which CPUs fold, how fast: decides when the batch widens.
     folds: FoldTracker,
-    /// Explicit, so that the block has no padding (see [`crate::headers`]).
-    _pad: [u8; 4],
 }
-
-/// Bytes from the header's slot word (its first word: `Header` is `repr(C)`) to the fold
-/// parameters, for `pcpu_rseq::add_fold_beside`.
-const PARAMS_AFTER_SLOT: usize =
-    core::mem::offset_of!(Inner, fold) - core::mem::offset_of!(Inner, header);
 
 /// Where the header sits in [`Inner`].
 const HEADER_OFFSET: usize = core::mem::offset_of!(Inner, header);
@@ -50,14 +40,19 @@ const _: () = assert!(core::mem::size_of::<Inner>() <= crate::headers::BLOCK);
 // No padding: the fields' sizes add up to the size.
 const _: () = assert!(
     core::mem::size_of::<Inner>()
-        == core::mem::size_of::<Header>()
-            + core::mem::size_of::<pcpu_rseq::FoldParams>()
-            + 2
-            + 1
-            + 1
-            + core::mem::size_of::<FoldTracker>()
-            + 4
+        == core::mem::size_of::<Header>() + 8 + core::mem::size_of::<FoldTracker>()
 );
+
+/// The counter's bits in its header's spare byte ([`Header::spare`]).
+struct Flags;
+
+impl Flags {
+    /// The `limited_add` / `raise_to` lock.
+    const LOCK: u8 = 0x80;
+    /// Below it: the largest batch ever passed to `add_batch` above the domain's, as the
+    /// log2 of a power of two it does not exceed (0 if none); it widens the error bound.
+    const WIDEST_LOG2: u8 = 0x7f;
+}
 
 /// A per-CPU counter: two words, a plain atomic count until several CPUs update the
 /// counter, and then the handle of a per-CPU counter whose `add` is one non-atomic add to
@@ -270,6 +265,15 @@ impl PercpuCounter {
         }
     }
 
+    /// The address of the counter's header block, if it has one: for pcpu-bench, which
+    /// reports whether two threads' counters share cache lines of header storage (blocks
+    /// are 32 bytes, two to a line).
+    #[doc(hidden)]
+    pub fn header_address(&self) -> Option<usize> {
+        let w = self.load();
+        (!word::is_inline(w)).then_some(w)
+    }
+
     /// The domain this counter lives in.
     pub fn domain(&self) -> &'static Domain {
         match self.form() {
@@ -344,14 +348,14 @@ impl PercpuCounter {
     /// `h` is the address of this counter's header.
     #[inline(always)]
     unsafe fn add_header(&self, h: usize, delta: i64) {
-        // From the header address, whose provenance covers the whole block, so that the
-        // section may read the fold parameters beside the header through it.
-        let slot = Header::slot_word_ptr(h as *const Header);
+        // SAFETY: forwarded from the caller.
+        let inner = unsafe { Self::inner_of(h) };
         // SAFETY: the slot word is either disabled or addresses a slot of the domain's space,
-        // whose cells `inner.fold` describes (stride, CPU count, offset 0), kept alive until
-        // a grace period after the slot word changes; `inner.fold` lies `PARAMS_AFTER_SLOT`
-        // bytes after the slot word, in the same block, within `slot`'s provenance.
-        match unsafe { pcpu_rseq::add_fold_beside::<PARAMS_AFTER_SLOT>(slot, delta) } {
+        // whose cells the counter's level describes (stride, lane bound, offset 0), kept
+        // alive until a grace period after the slot word changes.
+        match unsafe {
+            pcpu_rseq::add_fold_with(inner.header.slot_word(), &inner.level().fold, delta)
+        } {
             Ok(0) => {}
             // SAFETY: forwarded from the caller.
             Ok(moved) => unsafe { self.fold_in(h, moved) },
@@ -376,9 +380,10 @@ impl PercpuCounter {
             if !inner.note_lane() {
                 break;
             }
-            let slot = Header::slot_word_ptr(h as *const Header);
             // SAFETY: as in `add_header`.
-            match unsafe { pcpu_rseq::add_fold_beside::<PARAMS_AFTER_SLOT>(slot, delta) } {
+            match unsafe {
+                pcpu_rseq::add_fold_with(inner.header.slot_word(), &inner.level().fold, delta)
+            } {
                 Ok(0) => return,
                 // SAFETY: forwarded from the caller.
                 Ok(moved) => return unsafe { self.fold_in(h, moved) },
@@ -476,13 +481,16 @@ impl PercpuCounter {
         if batch > inner.domain().batch {
             // The smallest power of two at or above `batch` (up to 2⁶²): a bound, not the value.
             let log2 = (64 - (batch as u64 - 1).leading_zeros()).min(62) as u8;
-            inner
-                .widest_add_batch_log2
-                .fetch_max(log2, Ordering::Relaxed);
+            let _ = inner
+                .header
+                .spare()
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
+                    (log2 > f & Flags::WIDEST_LOG2).then_some((f & Flags::LOCK) | log2)
+                });
         }
         // A lane bound raised by the slow path (as in `add_slow`) gets one retry.
         for retry in [false, true] {
-            let fold = inner.fold.with_batch(batch);
+            let fold = inner.level().fold.with_batch(batch);
             // SAFETY: as in `add_header`, with `fold` describing the same cells (and a lane
             // bound read from the counter's, which only grows).
             match unsafe { pcpu_rseq::add_fold_with(inner.header.slot_word(), &fold, delta) } {
@@ -510,13 +518,13 @@ impl PercpuCounter {
         self.central().fetch_add(moved, Ordering::Release);
         // SAFETY: forwarded from the caller.
         let inner = unsafe { Self::inner_of(w) };
-        let (batch, max) = (inner.fold.batch(), inner.domain().max_batch);
+        let level = inner.level();
         // Not in a signal handler scope: widening logs a `tracing` event, which may allocate.
-        if batch < max
+        if level.fold.batch() < inner.domain().max_batch
             && !pcpu_rseq::in_slow_path()
             && inner.folds.note_fold(pcpu_rseq::current_cpu())
         {
-            Self::widen(inner, batch, max);
+            Self::widen(inner, level);
         }
     }
 
@@ -524,15 +532,31 @@ impl PercpuCounter {
     /// log2(max_batch / batch) times in a counter's life), so off the fold's path.
     #[cold]
     #[inline(never)]
-    fn widen(inner: &Inner, batch: i64, max: i64) {
-        let wider = batch.saturating_mul(2).min(max);
-        inner.fold.widen(wider);
-        inner.domain().totals.widened();
+    fn widen(inner: &Inner, level: &'static Level) {
+        let domain = inner.domain();
+        let Some(wider) = domain.levels.wider(level) else {
+            return;
+        };
+        // Relaxed: the levels were written before the domain was shared. Should another
+        // fold have widened the counter meanwhile, it stays where that one put it.
+        if inner
+            .level
+            .compare_exchange(
+                level as *const Level as *mut Level,
+                wider as *const Level as *mut Level,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return;
+        }
+        domain.totals.widened();
         crate::slow_path_event!(
             debug,
-            from = batch,
-            to = wider,
-            max_batch = max,
+            from = level.fold.batch(),
+            to = wider.fold.batch(),
+            max_batch = domain.max_batch,
             "pcpu: batch widened: folds keep moving the central count between CPUs"
         );
     }
@@ -580,13 +604,10 @@ impl PercpuCounter {
             let inner = unsafe { Self::inner_of(h) };
             // Whatever the header's state: a slot being attached is already in the readers'
             // view before any add can reach it, so an add that returned is never missed.
+            let fold = &inner.level().fold;
             // SAFETY: the header is attached through its domain's space (which lives for
-            // the process), whose geometry the fold parameters copy; one word per CPU.
-            unsafe {
-                inner
-                    .header
-                    .sum_word(inner.fold.stride(), inner.fold.ncpu(), 0)
-            }
+            // the process), whose geometry the level's parameters copy; one word per CPU.
+            unsafe { inner.header.sum_word(fold.stride(), fold.ncpu(), 0) }
         })
     }
 
@@ -624,7 +645,7 @@ impl PercpuCounter {
             unsafe {
                 inner.domain().space.take_cells_below(
                     &inner.header,
-                    || inner.fold.ncpu(),
+                    || inner.level().fold.ncpu(),
                     &mut taken,
                 )
             }
@@ -658,14 +679,12 @@ impl PercpuCounter {
             Form::Inline(_) => return 0,
             Form::Header(inner) => inner,
         };
-        let batch =
-            inner
-                .fold
-                .batch()
-                .max(match inner.widest_add_batch_log2.load(Ordering::Relaxed) {
-                    0 => 0,
-                    k => 1i64 << k,
-                });
+        let widest_add_batch =
+            match inner.header.spare().load(Ordering::Relaxed) & Flags::WIDEST_LOG2 {
+                0 => 0,
+                k => 1i64 << k,
+            };
+        let batch = inner.level().fold.batch().max(widest_add_batch);
         (batch - 1).saturating_mul(inner.domain().ncpu as i64)
     }
 
@@ -679,7 +698,7 @@ impl PercpuCounter {
     pub fn batch(&self) -> i64 {
         match self.form() {
             Form::Inline(s) => Domain::by_index(word::domain_index(s)).batch,
-            Form::Header(inner) => inner.fold.batch(),
+            Form::Header(inner) => inner.level().fold.batch(),
         }
     }
 
@@ -743,15 +762,12 @@ impl PercpuCounter {
     /// Runs `f` holding the counter's lock, which serialises `limited_add` and `raise_to`
     /// (plain adds never take it).
     fn locked<R>(inner: &Inner, f: impl FnOnce() -> R) -> R {
-        let lock = &inner.limit_lock;
-        while lock
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        let flags = inner.header.spare();
+        while flags.fetch_or(Flags::LOCK, Ordering::Acquire) & Flags::LOCK != 0 {
             yield_now();
         }
         let out = f();
-        lock.store(false, Ordering::Release);
+        flags.fetch_and(!Flags::LOCK, Ordering::Release);
         out
     }
 
@@ -815,20 +831,25 @@ impl crate::headers::Block for Inner {
 
 impl Inner {
     fn new(domain: &'static Domain) -> Inner {
+        // Sets the levels' lane bound on the domain's first header counter.
+        domain.lanes_for_new_counter();
         Inner {
             header: Header::new(),
-            // The lanes the domain's counters have used so far (`Domain::lanes`).
-            fold: domain.fold.with_ncpu(domain.lanes_for_new_counter()),
-            domain: domain.index as u16,
-            limit_lock: AtomicBool::new(false),
-            widest_add_batch_log2: AtomicU8::new(0),
+            level: AtomicPtr::new(domain.levels.first() as *const Level as *mut Level),
             folds: FoldTracker::new(),
-            _pad: [0; 4],
         }
     }
 
+    /// The batch level the counter folds at now.
+    #[inline(always)]
+    fn level(&self) -> &'static Level {
+        // SAFETY: the pointer is one of the counter's domain's levels (set by `new` and
+        // `widen` only), which live as long as the domain: for the process.
+        unsafe { &*self.level.load(Ordering::Relaxed) }
+    }
+
     fn domain(&self) -> &'static Domain {
-        Domain::by_index(usize::from(self.domain))
+        Domain::by_index(self.level().domain as usize)
     }
 
     /// After an add took the slow path: if this thread's lane (a hint, read outside a
@@ -841,17 +862,10 @@ impl Inner {
     /// wrong. Returns whether it raised the bound (the add is then worth retrying per-CPU).
     fn note_lane(&self) -> bool {
         let domain = self.domain();
-        let Some(lane) = domain.lane_above(&self.fold) else {
+        let Some(lane) = domain.lane_above(&self.level().fold) else {
             return false;
         };
-        // The space's bound before the counter's, which lets the add reach the lane: a
-        // relocation (or `set`) that reads the space's bound after a grace period then walks
-        // every lane an add to this counter reached.
-        domain.space.raise_lanes(lane + 1);
-        self.fold.raise_ncpu(lane + 1);
-        domain
-            .lanes
-            .fetch_max(lane + 1, std::sync::atomic::Ordering::Release);
+        domain.raise_counter_lanes(lane + 1);
         true
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::compactor::Compactor;
 use crate::headers::HeaderStore;
+use crate::levels::Levels;
 use crate::registry::Registry;
 use crate::stats::{DomainStats, SpaceStats, Totals};
 use crate::CounterError;
@@ -186,6 +187,8 @@ impl DomainBuilder {
             max_batch,
             // Groups' lane bound: 1 until the first group sets it (`lanes_for_new_group`).
             fold: pcpu_rseq::FoldParams::new(stride, self.ncpu.min(1), batch),
+            // Built again with the index (`Parts::into_domain`).
+            levels: Levels::new(stride, 0, batch, max_batch, 0),
             lanes: AtomicUsize::new(0),
             mode: self.mode,
             policy: self.policy,
@@ -203,7 +206,11 @@ struct Parts(Domain);
 
 impl Parts {
     fn into_domain(self, index: usize) -> Domain {
-        Domain { index, ..self.0 }
+        let d = self.0;
+        // Single counters' lane bound: 0 until the first header counter sets it
+        // (`lanes_for_new_counter`).
+        let levels = Levels::new(d.fold.stride(), 0, d.batch, d.max_batch, index);
+        Domain { index, levels, ..d }
     }
 }
 
@@ -224,12 +231,14 @@ pub struct Domain {
     pub(crate) batch: i64,
     /// Widest batch a contended counter widens to.
     pub(crate) max_batch: i64,
-    /// Stride, CPU count and batch, prepared for the add fast path (groups add with it).
+    /// Stride, lane bound and batch, prepared for the add fast path of groups.
     pub(crate) fold: pcpu_rseq::FoldParams,
+    /// The same for single counters, one set per batch a counter may fold at; a counter's
+    /// header points at its own ([`crate::levels`]). Their lane bound is [`Domain::lanes`].
+    pub(crate) levels: Levels,
     /// The lanes (CPU or concurrency ids, `pcpu_rseq::id_source`) single counters of this
-    /// domain have used: a new header counter starts with it as its lane bound
-    /// (`Inner::fold`'s `ncpu`), and the slow path of an add from a lane at or above a
-    /// counter's bound raises both (`Inner::note_lane`). Starts at 1 with rseq (where lanes
+    /// domain have used: the lane bound of every batch level, which the slow path of an add
+    /// from a lane at or above it raises ([`Domain::raise_counter_lanes`]). Starts at 1 with rseq (where lanes
     /// follow `mm_cid` and the process uses 2 CPUs, `sum()` then reads 2 lanes, not
     /// `ncpu`); at `ncpu` on the portable backend, which files adds under `sched_getcpu`
     /// modulo the bound and never takes that slow path. 0 until the first header counter
@@ -257,11 +266,20 @@ impl Domain {
         } else {
             self.ncpu
         };
-        // The space's bound first: no counter can add below `initial` before this returns.
-        self.space.raise_lanes(initial);
-        self.lanes
-            .fetch_max(initial, Ordering::Release)
-            .max(initial)
+        // No counter can add below `initial` before this returns.
+        self.raise_counter_lanes(initial);
+        initial.max(self.lanes.load(Ordering::Acquire))
+    }
+
+    /// Raises single counters' lane bound to `lanes`: the space's bound first, then every
+    /// batch level's, which lets adds reach the new lanes, then [`Domain::lanes`]. A
+    /// relocation (or `set`) that reads the space's bound after a grace period then walks
+    /// every lane an add reached, and `sum()` reads every lane an add that returned before it
+    /// reached, whichever level it reads the bound from ([`crate::levels`]).
+    pub(crate) fn raise_counter_lanes(&self, lanes: usize) {
+        self.space.raise_lanes(lanes);
+        self.levels.raise_ncpu(lanes);
+        self.lanes.fetch_max(lanes, Ordering::Release);
     }
 
     /// This thread's lane, if it is at or above the lane bound of `fold` and inside the

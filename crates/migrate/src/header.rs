@@ -81,17 +81,18 @@ pub(crate) enum Detached {
 ///
 /// `repr(C)` with the slot word first: a header's address is its slot word's, so a user may
 /// keep data for the add path at a fixed distance after it (see
-/// `pcpu_rseq::add_fold_beside`). 16 bytes.
+/// `pcpu_rseq::add_fold_beside`). 16 bytes, one of them the owner's ([`Header::spare`]).
 #[derive(Debug)]
 #[repr(C)]
 pub struct Header {
     pub(crate) slot: AtomicUsize,
     pub(crate) seq: AtomicU32,
     pub(crate) state: AtomicU8,
-    /// Explicit, so that the header has no padding: its memory may be read back as plain
-    /// words (a slot cache zeroes a freed block by reading and clearing its words), and
-    /// padding bytes are uninitialised after a typed write.
-    _pad: u8,
+    /// The owner's byte ([`Header::spare`]); never read or written by the protocol. Also
+    /// what keeps the header free of padding: its memory may be read back as plain words (a
+    /// slot cache zeroes a freed block by reading and clearing its words), and padding bytes
+    /// are uninitialised after a typed write.
+    spare: AtomicU8,
     /// The lane whose magazine the slot came from ([`NO_HOME`]: unknown, as after a
     /// relocation): a detach on another lane gives the slot to the pool instead of to that
     /// lane's magazine (see [`Space::detach`](crate::Space::detach)). A placement hint only:
@@ -120,7 +121,7 @@ impl Header {
             slot: AtomicUsize::new(DISABLED),
             seq: AtomicU32::new(0),
             state: AtomicU8::new(State::Unattached as u8),
-            _pad: 0,
+            spare: AtomicU8::new(0),
             home: AtomicU16::new(NO_HOME),
         }
     }
@@ -138,6 +139,15 @@ impl Header {
     pub const fn slot_word_ptr(this: *const Header) -> *const AtomicUsize {
         // The slot word is the first field of this repr(C) struct (asserted above).
         this.cast()
+    }
+
+    /// One byte that the header protocol never reads or writes, 0 in a new header: the
+    /// owner's, for a few flags of its own that would otherwise need room beside the header
+    /// (pcpu-counter keeps a counter's `limited_add` lock and widest `add_batch` there, which
+    /// lets its header block fit 32 bytes).
+    #[inline]
+    pub fn spare(&self) -> &AtomicU8 {
+        &self.spare
     }
 
     /// True once the object has a per-CPU slot (it may be mid-relocation).
@@ -208,8 +218,10 @@ impl Header {
         self.home.store(lane, Ordering::Relaxed);
     }
 
-    /// The lane whose magazine the slot came from, if known.
-    pub(crate) fn home(&self) -> Option<usize> {
+    /// The lane whose magazine the slot came from, if known (not after a relocation). A
+    /// placement hint: an owner whose header block came from a per-CPU cache in the same call
+    /// as the slot may give the block back to that lane too (pcpu-counter does).
+    pub fn home(&self) -> Option<usize> {
         let home = self.home.load(Ordering::Relaxed);
         (home != NO_HOME).then_some(usize::from(home))
     }

@@ -1,0 +1,49 @@
+//! Where a dropped counter's header block goes: header blocks are 32 bytes, two to a cache
+//! line, and each CPU's magazine is refilled with whole lines; a block freed onto another
+//! CPU's magazine would be that CPU's next header while its line neighbour is still in use on
+//! the first. So a block goes back onto its home magazine, or to the pool when its counter is
+//! dropped on another CPU. The thread simulates its CPU (`pcpu_rseq::simulate_cpu`) on a
+//! domain of its own.
+#![cfg(not(loom))]
+
+use pcpu_counter::{CounterMode, Domain, PercpuCounter};
+
+/// Creates a per-CPU counter on simulated CPU `from` and drops it on `to`, then creates
+/// another on `to`: whether the second got the first one's header block.
+fn reused_on(domain: &'static Domain, from: usize, to: usize) -> bool {
+    // SAFETY: this thread alone uses `domain` (its own, in this test binary of one test), so
+    // no rseq thread updates its cells or magazines while this thread simulates CPUs.
+    unsafe { pcpu_rseq::simulate_cpu(Some(from)) };
+    let first = PercpuCounter::new_in(domain, 0).unwrap();
+    let block = first
+        .header_address()
+        .expect("a per-CPU counter has a header");
+    // SAFETY: as above.
+    unsafe { pcpu_rseq::simulate_cpu(Some(to)) };
+    drop(first);
+    let second = PercpuCounter::new_in(domain, 0).unwrap();
+    let reused = second.header_address() == Some(block);
+    drop(second);
+    // SAFETY: back to this thread's real CPU (nothing else to undo).
+    unsafe { pcpu_rseq::simulate_cpu(None) };
+    reused
+}
+
+#[test]
+fn a_header_block_goes_home_or_to_the_pool() {
+    // Two CPUs: every machine that runs the tests has the magazines for them.
+    let domain = Domain::builder()
+        .ncpu(2)
+        .mode(CounterMode::PerCpu)
+        .build()
+        .unwrap();
+    // Dropped on its own CPU: back on top of that CPU's magazine, the next header there.
+    assert!(reused_on(domain, 0, 0));
+    assert!(reused_on(domain, 1, 1));
+    // Dropped on the other CPU: not on that CPU's magazine (it went to the pool), so the
+    // other CPU's next header is another block.
+    assert!(!reused_on(domain, 0, 1));
+    assert!(!reused_on(domain, 1, 0));
+    // And home again afterwards.
+    assert!(reused_on(domain, 1, 1));
+}
