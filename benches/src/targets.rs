@@ -367,6 +367,10 @@ fn churn_runs_target(r: &Report, quick: bool) -> Target {
                     sh.join(" ")
                 ));
             }
+            if let Some(sh) = list(r, peer, churn::PERCPU_SHARED_HEADER_LINES_RUNS_KEY) {
+                let sh: Vec<String> = sh.iter().map(|x| format!("{x:.0}")).collect();
+                detail.push_str(&format!("; of header blocks: {}", sh.join(" ")));
+            }
             // Controls: rows whose churn scales on an idle machine (1.9-2.0 in quiet runs).
             // Below 1.8 the machine did not give 2 cores; above 2.2 the 1-thread run was
             // starved of its core (wall-time ratios then overstate the scaling).

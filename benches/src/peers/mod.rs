@@ -70,6 +70,13 @@ pub trait BenchCounter: Send + Sync + Sized + 'static {
         None
     }
 
+    /// Where this counter's header is, for peers that place headers in shared storage (pcpu's
+    /// header pages, two 32-byte blocks to a cache line): as for
+    /// [`slot_address`](Self::slot_address). `None` otherwise.
+    fn header_address(&self) -> Option<usize> {
+        None
+    }
+
     /// For peers with storage of their own (pcpu's mmap'd header pages and per-CPU
     /// pagesets): `(header bytes, per-CPU bytes)` resident in the storage of the domain that
     /// [`new`](Self::new) uses, measured by the peer (mincore); `None` otherwise. Only to break

@@ -64,6 +64,9 @@ macro_rules! pcpu_peer {
             fn slot_address(&self) -> Option<usize> {
                 self.0.slot_address()
             }
+            fn header_address(&self) -> Option<usize> {
+                self.0.header_address()
+            }
             fn compact() -> bool {
                 let home: &'static Domain = $home;
                 home.compact().is_ok()

@@ -30,6 +30,9 @@ pub const PERCPU_OVERLAP_RUNS_KEY: &str = "churn_2t_overlap_runs";
 /// of per-CPU cells that the two threads' working sets shared at its end.
 pub const PERCPU_SHARED_LINES_RUNS_KEY: &str = "churn_2t_shared_cell_lines_runs";
 
+/// The same for cache lines of header blocks.
+pub const PERCPU_SHARED_HEADER_LINES_RUNS_KEY: &str = "churn_2t_shared_header_lines_runs";
+
 /// How many times the whole measurement (1 and 2 threads, best of 3 each) runs for the pcpu
 /// row with `CounterMode::PerCpu`, whose 2t/1t ratio moved between 0.53 and 1.92 across runs
 /// (issue 12 asks for ≥ 1.8 in each of 5).
@@ -103,16 +106,16 @@ fn op<C: BenchCounter>() -> i64 {
     cs.iter().map(|c| c.sum()).sum()
 }
 
-/// Cache lines (address / 64) of the per-CPU cells of the 4 counters the calling thread's
-/// next `op` would get: the working set it reuses, op after op (freed counters' slots go
-/// back on top of this CPU's magazine). Empty for peers that do not say where their cells
-/// are ([`BenchCounter::slot_address`]).
-fn working_set_lines<C: BenchCounter>() -> HashSet<usize> {
+/// Cache lines (address / 64) of the per-CPU cells, and of the headers, of the 4 counters
+/// the calling thread's next `op` would get: the working set it reuses, op after op (freed
+/// counters' slots and header blocks go back on top of this CPU's magazines). Empty for peers
+/// that do not say where they are ([`BenchCounter::slot_address`],
+/// [`BenchCounter::header_address`]).
+fn working_set_lines<C: BenchCounter>() -> [HashSet<usize>; 2] {
     let cs = [C::new(0), C::new(0), C::new(0), C::new(0)];
-    cs.iter()
-        .filter_map(|c| c.slot_address())
-        .map(|a| a / 64)
-        .collect()
+    let lines =
+        |addr: fn(&C) -> Option<usize>| cs.iter().filter_map(addr).map(|a| a / 64).collect();
+    [lines(C::slot_address), lines(C::header_address)]
 }
 
 /// One repetition: operations per second of `threads` threads running `op` for `dur`, their
@@ -120,7 +123,7 @@ fn working_set_lines<C: BenchCounter>() -> HashSet<usize> {
 /// where its cells are, how many cache lines of cells the two threads' working sets share
 /// at the end (each shared line is written by one thread's adds and read or written by the
 /// other's sums, creations and drops).
-fn throughput<C: BenchCounter>(threads: usize, dur: Duration) -> (f64, f64, Option<usize>) {
+fn throughput<C: BenchCounter>(threads: usize, dur: Duration) -> (f64, f64, Option<[usize; 2]>) {
     let wall = Instant::now();
     let counts = run_threads(threads, |_| {
         let cpu = thread_cpu_ns();
@@ -142,7 +145,9 @@ fn throughput<C: BenchCounter>(threads: usize, dur: Duration) -> (f64, f64, Opti
     let ops = counts.iter().map(|c| c.0).sum();
     let overlap = counts.iter().map(|c| c.1).sum::<f64>() / wall;
     let shared = match &counts[..] {
-        [a, b] if !a.2.is_empty() && !b.2.is_empty() => Some(a.2.intersection(&b.2).count()),
+        [a, b] if !a.2[0].is_empty() && !b.2[0].is_empty() => {
+            Some([0, 1].map(|k| a.2[k].intersection(&b.2[k]).count()))
+        }
         _ => None,
     };
     (ops, overlap, shared)
@@ -159,7 +164,8 @@ struct Reps {
     threads: usize,
     ops: Vec<f64>,
     overlaps: Vec<f64>,
-    shared: Vec<Option<usize>>,
+    /// Cell lines and header lines.
+    shared: Vec<Option<[usize; 2]>>,
 }
 
 impl Reps {
@@ -174,7 +180,7 @@ impl Reps {
     }
 
     /// The shared lines at the end of the best repetition.
-    fn best_shared(&self) -> Option<usize> {
+    fn best_shared(&self) -> Option<[usize; 2]> {
         self.shared[self.best_rep()]
     }
 }
@@ -229,7 +235,8 @@ impl Visitor for V<'_> {
                 }
             ),
         );
-        let (mut ratios, mut overlaps, mut shared) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ratios, mut overlaps) = (Vec::new(), Vec::new());
+        let (mut shared, mut shared_headers) = (Vec::new(), Vec::new());
         let threads = &self.ctx.threads;
         // The repeated measurements (target 8) are of 1 and 2 threads only.
         let (runs, rerun) = if threads.contains(&1) && threads.contains(&2) {
@@ -244,7 +251,10 @@ impl Visitor for V<'_> {
             if let (Some(one), Some(two)) = (one, m.iter().find(|r| r.threads == 2)) {
                 ratios.push(best(&two.ops) / one);
                 overlaps.push(two.best_overlap());
-                shared.extend(two.best_shared().map(|s| s as f64));
+                if let Some([cells, headers]) = two.best_shared() {
+                    shared.push(cells as f64);
+                    shared_headers.push(headers as f64);
+                }
             }
             if run == 0 {
                 // The table shows the first measurement, made as for every other peer.
@@ -274,6 +284,11 @@ impl Visitor for V<'_> {
             if shared.len() == runs_measured {
                 self.report
                     .set(C::name(), PERCPU_SHARED_LINES_RUNS_KEY, Value::List(shared));
+                self.report.set(
+                    C::name(),
+                    PERCPU_SHARED_HEADER_LINES_RUNS_KEY,
+                    Value::List(shared_headers),
+                );
             }
         }
     }
