@@ -15,10 +15,14 @@
 //!
 //! Lane bound: a section refuses a lane at or above its level's `ncpu`, and the slow path
 //! raises every level ([`Levels::raise_ncpu`]) before it retries the add. So the add that
-//! reaches a new lane first comes after the raise of every level, and `sum()` and `set()`
-//! after that add (whatever level they read the bound from, the counter's current one) read
-//! the lane. An add on another thread that reaches the lane through a level raised a moment
-//! earlier is covered too: levels are raised widest first, and a counter only widens.
+//! opens a lane comes after the raise of every level, and a `sum()` or `set()` that comes
+//! after that add (whatever level it reads the bound from: the counter's current one) reads
+//! the lane. While that add is still in flight, another thread may already add to the lane
+//! through a level raised a moment before; levels are raised widest first and a counter only
+//! widens, so that thread's own later `sum()` sees the lane too, except where the memory
+//! model lets it read the wider level's bound stale (a different word from the one its add
+//! read; on x86 it cannot). It then misses that lane's cell, less than one batch: an error of
+//! the size the concurrent add already allows (`sum()` is exact when no add runs).
 
 use pcpu_rseq::FoldParams;
 
