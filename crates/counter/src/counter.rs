@@ -35,6 +35,12 @@ pub(crate) struct Inner {
 /// Where the header sits in [`Inner`].
 const HEADER_OFFSET: usize = core::mem::offset_of!(Inner, header);
 
+/// Bytes from the header's slot word (its first word: `Header` is `repr(C)`) to the level
+/// pointer, for `pcpu_rseq::add_fold_through`, which loads the parameters' address from
+/// there: a level's fold parameters are its first field (`levels.rs`).
+const LEVEL_AFTER_SLOT: usize =
+    core::mem::offset_of!(Inner, level) - core::mem::offset_of!(Inner, header);
+
 const _: () = assert!(HEADER_OFFSET == 0);
 const _: () = assert!(core::mem::size_of::<Inner>() <= crate::headers::BLOCK);
 // No padding: the fields' sizes add up to the size.
@@ -348,14 +354,15 @@ impl PercpuCounter {
     /// `h` is the address of this counter's header.
     #[inline(always)]
     unsafe fn add_header(&self, h: usize, delta: i64) {
-        // SAFETY: forwarded from the caller.
-        let inner = unsafe { Self::inner_of(h) };
+        // From the header address, whose provenance covers the whole block, so that the
+        // section may read the level pointer beside the header through it.
+        let slot = Header::slot_word_ptr(h as *const Header);
         // SAFETY: the slot word is either disabled or addresses a slot of the domain's space,
-        // whose cells the counter's level describes (stride, lane bound, offset 0), kept
-        // alive until a grace period after the slot word changes.
-        match unsafe {
-            pcpu_rseq::add_fold_with(inner.header.slot_word(), &inner.level().fold, delta)
-        } {
+        // kept alive until a grace period after the slot word changes; `LEVEL_AFTER_SLOT`
+        // bytes after it, in the same block, is the level pointer: always one of the
+        // domain's levels (which live for the process), whose fold parameters (its first
+        // field) describe those cells (stride, lane bound, offset 0).
+        match unsafe { pcpu_rseq::add_fold_through::<LEVEL_AFTER_SLOT>(slot, delta) } {
             Ok(0) => {}
             // SAFETY: forwarded from the caller.
             Ok(moved) => unsafe { self.fold_in(h, moved) },
@@ -380,10 +387,9 @@ impl PercpuCounter {
             if !inner.note_lane() {
                 break;
             }
+            let slot = Header::slot_word_ptr(h as *const Header);
             // SAFETY: as in `add_header`.
-            match unsafe {
-                pcpu_rseq::add_fold_with(inner.header.slot_word(), &inner.level().fold, delta)
-            } {
+            match unsafe { pcpu_rseq::add_fold_through::<LEVEL_AFTER_SLOT>(slot, delta) } {
                 Ok(0) => return,
                 // SAFETY: forwarded from the caller.
                 Ok(moved) => return unsafe { self.fold_in(h, moved) },

@@ -28,6 +28,9 @@ use pcpu_rseq::FoldParams;
 
 /// The parameters of one batch, alone on its cache line: every add of the domain's counters
 /// at this batch reads them, and only lane-bound raises write them.
+///
+/// `repr(C)` with the parameters first: a counter's level pointer is also the address of
+/// the parameters, which `pcpu_rseq::add_fold_through` loads from beside the header.
 #[repr(C, align(64))]
 pub(crate) struct Level {
     pub(crate) fold: FoldParams,
@@ -101,6 +104,8 @@ impl Levels {
         }
     }
 }
+
+const _: () = assert!(core::mem::offset_of!(Level, fold) == 0);
 
 #[cfg(test)]
 mod tests {

@@ -81,7 +81,7 @@ pub(crate) enum Detached {
 ///
 /// `repr(C)` with the slot word first: a header's address is its slot word's, so a user may
 /// keep data for the add path at a fixed distance after it (see
-/// `pcpu_rseq::add_fold_beside`). 16 bytes, one of them the owner's ([`Header::spare`]).
+/// `pcpu_rseq::add_fold_beside` and `add_fold_through`). 16 bytes, one of them the owner's ([`Header::spare`]).
 #[derive(Debug)]
 #[repr(C)]
 pub struct Header {
@@ -134,7 +134,8 @@ impl Header {
 
     /// The slot word's address computed from a pointer to the header, keeping that pointer's
     /// provenance (a reference from [`slot_word`](Self::slot_word) covers the word alone), for
-    /// `pcpu_rseq::add_fold_beside`, which also reads data placed after the header.
+    /// `pcpu_rseq::add_fold_beside` and `add_fold_through`, which also read data placed after
+    /// the header.
     #[inline(always)]
     pub const fn slot_word_ptr(this: *const Header) -> *const AtomicUsize {
         // The slot word is the first field of this repr(C) struct (asserted above).

@@ -27,12 +27,29 @@ pub fn pcpu_section_add_fold_with(
     unsafe { pcpu_rseq::add_fold_with(slot, params, delta) }
 }
 
-/// `pcpu_rseq::add_fold_beside`: a counter's `add`.
+/// `pcpu_rseq::add_fold_beside`: parameters kept beside the slot word.
 #[inline(never)]
 #[no_mangle]
 pub fn pcpu_section_add_fold_beside(site: &Site, delta: i64) -> Result<i64, SlowPath> {
     // SAFETY: the parameters lie 8 bytes after the slot word, within `site`.
     unsafe { pcpu_rseq::add_fold_beside::<8>((site as *const Site).cast(), delta) }
+}
+
+/// A counter header's layout: the slot word, then the address of its batch level's fold
+/// parameters.
+#[repr(C)]
+pub struct ThroughSite {
+    slot: AtomicUsize,
+    params: std::sync::atomic::AtomicPtr<FoldParams>,
+}
+
+/// `pcpu_rseq::add_fold_through`: a counter's `add`.
+#[inline(never)]
+#[no_mangle]
+pub fn pcpu_section_add_fold_through(site: &ThroughSite, delta: i64) -> Result<i64, SlowPath> {
+    // SAFETY: the parameters' address lies 8 bytes after the slot word, within `site`, and
+    // `main` keeps them alive.
+    unsafe { pcpu_rseq::add_fold_through::<8>((site as *const ThroughSite).cast(), delta) }
 }
 
 /// `pcpu_rseq::add_fold_with_offset`: a counter group's add.
@@ -88,6 +105,11 @@ fn main() {
         1,
     ));
     let _ = black_box(pcpu_section_add_fold_beside(black_box(&site), 1));
+    let through = ThroughSite {
+        slot: AtomicUsize::new(cells.as_ptr() as usize),
+        params: std::sync::atomic::AtomicPtr::new(&site.params as *const FoldParams as *mut _),
+    };
+    let _ = black_box(pcpu_section_add_fold_through(black_box(&through), 1));
     let _ = black_box(pcpu_section_add_fold_with_offset(&slot, &site.params, 0, 1));
     let _ = black_box(pcpu_section_push(&stacks, 1));
     let _ = black_box(pcpu_section_push_on(&stacks, 0, 1));

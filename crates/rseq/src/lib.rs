@@ -6,7 +6,7 @@
 //! - the ABI ([`abi`]): glibc's registration found at run time (`__rseq_offset`,
 //!   `__rseq_size` through `dlsym`), or a per-thread registration of our own;
 //! - critical sections: per-CPU add-and-fold ([`add_fold_with`], [`add_fold_with_offset`],
-//!   [`add_fold_beside`]), and per-CPU stacks
+//!   [`add_fold_beside`], [`add_fold_through`]), and per-CPU stacks
 //!   ([`PercpuStacks`] pop/push, stop/fence/restart);
 //! - grace periods: [`synchronize`] and [`fence_cpu`] (membarrier rseq fences, or
 //!   crossbeam-epoch on the portable backend);
@@ -25,8 +25,8 @@
 //! Whatever safe code passes in, this crate writes only memory it owns, and never lets an
 //! rseq section and an atomic update race on the same word:
 //!
-//! - the cell operations ([`add_fold_with`], [`add_fold_with_offset`], [`add_fold_beside`])
-//!   write through an address the caller puts in a slot word: they are `unsafe`, and their
+//! - the cell operations ([`add_fold_with`], [`add_fold_with_offset`], [`add_fold_beside`],
+//!   [`add_fold_through`]) write through an address the caller puts in a slot word: they are `unsafe`, and their
 //!   contract covers the cells, their lifetime (a grace period after the slot word changes),
 //!   and the lane bound of the [`FoldParams`] they read (its safe [`FoldParams::raise_ncpu`]
 //!   only matters to a caller of those functions, which must keep every bound it lets the
@@ -88,7 +88,8 @@ pub use mode::{
 };
 pub use native::kernel_feature_size;
 pub use ops::{
-    add_fold_beside, add_fold_with, add_fold_with_offset, current_cpu, SlowPath, DISABLED,
+    add_fold_beside, add_fold_through, add_fold_with, add_fold_with_offset, current_cpu, SlowPath,
+    DISABLED,
 };
 pub use reentry::{
     enter_slow_path, in_slow_path, signal_handler_scope, SignalHandlerScope, SlowPathGuard,

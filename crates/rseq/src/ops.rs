@@ -91,7 +91,7 @@ pub unsafe fn add_fold_with(
     delta: i64,
 ) -> Result<i64, SlowPath> {
     // SAFETY: forwarded from the caller.
-    unsafe { add_fold_params::<0>(slot, params, None, delta) }
+    unsafe { add_fold_params::<0, false>(slot, params, None, delta) }
 }
 
 /// [`add_fold_with`] on the word `offset` bytes into each CPU's cell: objects of several
@@ -111,7 +111,7 @@ pub unsafe fn add_fold_with_offset(
     delta: i64,
 ) -> Result<i64, SlowPath> {
     // SAFETY: forwarded from the caller.
-    unsafe { add_fold_params::<0>(slot, params, Some(offset), delta) }
+    unsafe { add_fold_params::<0, false>(slot, params, Some(offset), delta) }
 }
 
 /// [`add_fold_with`] for parameters kept `PARAMS_AFTER_SLOT` bytes after the slot word, as
@@ -166,16 +166,76 @@ pub unsafe fn add_fold_beside<const PARAMS_AFTER_SLOT: usize>(
     }
     // SAFETY: forwarded from the caller; the parameters are where `PARAMS_AFTER_SLOT` says,
     // within `slot`'s provenance.
-    unsafe { add_fold_params::<PARAMS_AFTER_SLOT>(slot, core::ptr::null(), None, delta) }
+    unsafe { add_fold_params::<PARAMS_AFTER_SLOT, false>(slot, core::ptr::null(), None, delta) }
+}
+
+/// [`add_fold_with`] for parameters whose *address* is kept `PTR_AFTER_SLOT` bytes after the
+/// slot word: the critical section loads it from there, so one register addresses the slot
+/// word and the pointer, and the parameters may be shared by many slot words (pcpu-counter's
+/// headers point at their domain's parameters for the batch they fold at, which keeps a
+/// header at 32 bytes). One load more than [`add_fold_beside`], no register more.
+///
+/// The pointer is read once per attempt, inside the section: it may be changed to other live
+/// parameters for the same cells while sections run (each attempt uses the old or the new),
+/// as long as every parameters it ever pointed at stay alive while sections may read them.
+///
+/// ```
+/// use pcpu_rseq::{sync::{AtomicI64, AtomicUsize, Ordering}, FoldParams};
+/// #[repr(C)]
+/// struct Site {
+///     slot: AtomicUsize,
+///     params: core::sync::atomic::AtomicPtr<FoldParams>,
+/// }
+/// let ncpu = pcpu_rseq::possible_cpus();
+/// let cells: Vec<AtomicI64> = (0..ncpu).map(|_| AtomicI64::new(0)).collect();
+/// let shared = FoldParams::new(8, ncpu, 4);
+/// let site = Site {
+///     slot: AtomicUsize::new(cells.as_ptr() as usize),
+///     params: core::sync::atomic::AtomicPtr::new(&shared as *const FoldParams as *mut _),
+/// };
+/// let slot = (&site as *const Site).cast::<AtomicUsize>();
+/// let mut central = 0;
+/// for _ in 0..10 {
+///     // SAFETY: the address of `shared` is 8 bytes after `site.slot` (repr(C)), `slot`
+///     // covers `site`, and `shared` outlives the loop; the cells are as for
+///     // `add_fold_with`.
+///     central += unsafe { pcpu_rseq::add_fold_through::<8>(slot, 1) }.unwrap();
+/// }
+/// let cells_total: i64 = cells.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+/// assert_eq!(central + cells_total, 10);
+/// ```
+///
+/// # Errors
+/// As for [`add_fold_with`].
+///
+/// # Safety
+/// As for [`add_fold_with`], with `slot` pointing at a live slot word and the word
+/// `PTR_AFTER_SLOT` bytes after it (inside the same allocation and within `slot`'s
+/// provenance, so `PTR_AFTER_SLOT` is at least 8 and a multiple of 8) an
+/// [`AtomicPtr`](core::sync::atomic::AtomicPtr)`<FoldParams>` holding the address of live
+/// [`FoldParams`] for the slot's cells, as do all addresses it will hold while this call runs.
+/// (The portable backend loads it `Relaxed`; the section with a plain load.)
+#[inline(always)]
+pub unsafe fn add_fold_through<const PTR_AFTER_SLOT: usize>(
+    slot: *const AtomicUsize,
+    delta: i64,
+) -> Result<i64, SlowPath> {
+    const {
+        assert!(PTR_AFTER_SLOT >= 8 && PTR_AFTER_SLOT % 8 == 0);
+    }
+    // SAFETY: forwarded from the caller; the pointer is where `PTR_AFTER_SLOT` says, within
+    // `slot`'s provenance.
+    unsafe { add_fold_params::<PTR_AFTER_SLOT, true>(slot, core::ptr::null(), None, delta) }
 }
 
 /// # Safety
 /// As for [`add_fold_with_offset`], `slot` pointing at a live slot word; no offset means offset 0 (one
 /// step fewer in the section). With `PARAMS_AFTER_SLOT` 0, `params` points at live
-/// parameters; otherwise it is ignored and the parameters lie that many bytes after `slot`,
-/// in the same allocation and within `slot`'s provenance.
+/// parameters; otherwise it is ignored and the parameters (`THROUGH` false), or a word holding
+/// their address (`THROUGH` true), lie that many bytes after `slot`, in the same allocation
+/// and within `slot`'s provenance.
 #[inline(always)]
-unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
+unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize, const THROUGH: bool>(
     slot: *const AtomicUsize,
     params: *const FoldParams,
     offset: Option<usize>,
@@ -194,7 +254,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
         // delta, as in `inc`, the sign test disappears.)
         let out = unsafe {
             if delta >= 0 {
-                arch::add_fold::<PARAMS_AFTER_SLOT, true>(
+                arch::add_fold::<PARAMS_AFTER_SLOT, THROUGH, true>(
                     area,
                     slot.cast::<usize>(),
                     params,
@@ -202,7 +262,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
                     offset,
                 )
             } else {
-                arch::add_fold::<PARAMS_AFTER_SLOT, false>(
+                arch::add_fold::<PARAMS_AFTER_SLOT, THROUGH, false>(
                     area,
                     slot.cast::<usize>(),
                     params,
@@ -230,6 +290,12 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize>(
     let params = unsafe {
         &*if PARAMS_AFTER_SLOT == 0 {
             params
+        } else if THROUGH {
+            (*slot
+                .cast::<u8>()
+                .add(PARAMS_AFTER_SLOT)
+                .cast::<core::sync::atomic::AtomicPtr<FoldParams>>())
+            .load(Ordering::Relaxed)
         } else {
             slot.cast::<u8>()
                 .add(PARAMS_AFTER_SLOT)

@@ -216,3 +216,41 @@ fn add_fold_with_offset_touches_only_its_word() {
     assert_eq!(first, 0, "word 0 untouched");
     assert_eq!(central + second, 100);
 }
+
+/// `add_fold_through` reads the parameters' address on every call: moving the pointer from
+/// the widest batch (never folds) to batch 1 (folds every add to a non-negative cell) takes
+/// effect at the next add, and nothing is lost either way.
+#[test]
+fn add_fold_through_follows_the_pointer() {
+    #[repr(C)]
+    struct Site {
+        slot: AtomicUsize,
+        params: std::sync::atomic::AtomicPtr<FoldParams>,
+    }
+    let ncpu = pcpu_rseq::possible_cpus();
+    let c = cells(ncpu);
+    let wide = FoldParams::new(8, ncpu, MAX_FOLD);
+    let every_add = FoldParams::new(8, ncpu, 1);
+    let site = Site {
+        slot: AtomicUsize::new(c.as_ptr() as usize),
+        params: std::sync::atomic::AtomicPtr::new(&wide as *const FoldParams as *mut _),
+    };
+    let slot = (&site as *const Site).cast::<AtomicUsize>();
+    let mut central = 0;
+    for _ in 0..50 {
+        // SAFETY: the pointer 8 bytes after the slot word (repr(C), within `site`, which
+        // `slot` covers) holds `wide` or `every_add`, both live; the cells are `ncpu` live
+        // i64s 8 bytes apart.
+        let moved = unsafe { pcpu_rseq::add_fold_through::<8>(slot, 1) }.unwrap();
+        assert_eq!(moved, 0, "batch MAX_FOLD never folds");
+    }
+    site.params
+        .store(&every_add as *const FoldParams as *mut _, Ordering::Relaxed);
+    for _ in 0..50 {
+        // SAFETY: as above.
+        let moved = unsafe { pcpu_rseq::add_fold_through::<8>(slot, 1) }.unwrap();
+        assert!(moved >= 1, "batch 1 folds every add to a non-negative cell");
+        central += moved;
+    }
+    assert_eq!(central + total(&c), 100);
+}

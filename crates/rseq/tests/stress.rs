@@ -332,53 +332,60 @@ struct Site {
     params: pcpu_rseq::FoldParams,
 }
 
-#[test]
-fn add_fold_while_the_batch_widens_keeps_cells_in_bounds() {
-    if !needs(
-        "add_fold_while_the_batch_widens_keeps_cells_in_bounds",
-        Needs::Any,
-    ) {
-        return;
-    }
-    let ncpu = pcpu_rseq::possible_cpus();
-    let cells = Cells::new(ncpu);
-    let site = Site {
-        slot: cells.slot(),
-        params: pcpu_rseq::FoldParams::new(64, ncpu, 32),
-    };
-    // A pointer to the whole site: the section reads the parameters through it.
-    let slot = (&site as *const Site).cast::<AtomicUsize>();
-    let slot_addr = slot as usize;
+/// A slot word followed by the address of its fold parameters (what `add_fold_through`
+/// reads): pcpu-counter's header layout.
+#[repr(C)]
+struct ThroughSite {
+    slot: AtomicUsize,
+    params: std::sync::atomic::AtomicPtr<FoldParams>,
+}
+
+/// The batches the widening tests step through: 2⁵ to 2⁴⁰.
+const WIDEN_STEPS: std::ops::RangeInclusive<u32> = 5..=40;
+
+/// 15 workers add random deltas (now and then one of up to ±2⁴⁰) through `add` under a
+/// signal storm, while one more thread calls `widen(k)` for each batch `2^k` of
+/// [`WIDEN_STEPS`] after the first, spread over the run. Checks that no unit is lost or
+/// doubled and, on rseq, that no cell is ever seen at or beyond `batch()` (concurrently,
+/// between steps) or left there at the end. Portable adds may overshoot until their fold, so
+/// only the totals are checked there.
+fn adds_while_the_batch_widens(
+    seed: u64,
+    cells: &Cells,
+    add: impl Fn(i64) -> Result<i64, pcpu_rseq::SlowPath> + Sync,
+    widen: impl Fn(u32) + Sync,
+    batch: impl Fn() -> i64 + Sync,
+) {
+    let ncpu = cells.ncpu;
     let per_thread = scaled(200_000);
-    // Concurrent bound checks hold on rseq (a cell is stored within the threshold its section
-    // read, and `widen` only raises it); portable adds may overshoot until their fold.
     let check_live = pcpu_rseq::mode() == Mode::Rseq;
-    // Adders count their progress in chunks of 1024 adds; the widener spreads its 36 steps
-    // (batch 2⁵ to 2⁴⁰) over the whole run, checking the cells between steps.
+    // Adders count their progress in chunks of 1024 adds; the widener spreads its steps over
+    // the whole run, checking the cells between steps.
     const CHUNK: u64 = 1024;
     let workers = 15;
     let chunks = workers * (per_thread / CHUNK);
+    let steps = u64::from(WIDEN_STEPS.end() - WIDEN_STEPS.start() + 1);
     let progress = AtomicUsize::new(0);
     let (results, _) = with_signal_storm(workers as usize + 1, |i| {
-        let slot = slot_addr as *const AtomicUsize;
         if i == 0 {
             // Counts violations rather than panicking: a panicking worker would leave the
             // signal storm waiting for it.
             let mut out_of_bounds = 0i64;
             let mut check = || {
+                let batch = batch();
                 for c in 0..ncpu {
-                    let v = cells.get(c);
-                    if check_live && v.abs() >= site.params.batch() {
+                    if check_live && cells.get(c).abs() >= batch {
                         out_of_bounds += 1;
                     }
                 }
             };
-            for k in 5..=40u64 {
-                while (progress.load(Ordering::Relaxed) as u64) < (k - 5) * chunks / 36 {
+            for k in WIDEN_STEPS.skip(1) {
+                let step = u64::from(k - WIDEN_STEPS.start());
+                while (progress.load(Ordering::Relaxed) as u64) < (step - 1) * chunks / steps {
                     check();
                     std::thread::yield_now();
                 }
-                site.params.widen(1 << k);
+                widen(k);
             }
             while (progress.load(Ordering::Relaxed) as u64) < chunks {
                 check();
@@ -386,17 +393,14 @@ fn add_fold_while_the_batch_widens_keeps_cells_in_bounds() {
             }
             return (0, 0, 0, out_of_bounds);
         }
-        let mut rng = fastrand::Rng::with_seed(700 + i as u64);
+        let mut rng = fastrand::Rng::with_seed(seed + i as u64);
         let (mut added, mut folded, mut slow) = (0i64, 0i64, 0i64);
         for n in 0..per_thread {
             let delta = match rng.u32(..1000) {
                 0 => rng.i64(-(1 << 40)..=1 << 40),
                 _ => rng.i64(-11..=12),
             };
-            // SAFETY: `slot` points at `site.slot` with provenance over `site`, whose
-            // parameters follow the slot word at offset 8 (repr(C)); the cells are `ncpu`
-            // live i64s 64 bytes apart, outliving the workers.
-            match unsafe { pcpu_rseq::add_fold_beside::<8>(slot, delta) } {
+            match add(delta) {
                 Ok(moved) => folded += moved,
                 Err(_) => slow += delta,
             }
@@ -422,10 +426,80 @@ fn add_fold_while_the_batch_widens_keeps_cells_in_bounds() {
         added,
         "no unit lost or doubled"
     );
-    assert_eq!(site.params.batch(), 1 << 40);
+    assert_eq!(batch(), 1 << WIDEN_STEPS.end());
     for c in 0..ncpu {
-        assert!(cells.get(c).abs() < site.params.batch());
+        assert!(cells.get(c).abs() < batch());
     }
+}
+
+/// `add_fold_beside` while another thread widens the batch in place
+/// ([`FoldParams::widen`]).
+#[test]
+fn add_fold_while_the_batch_widens_keeps_cells_in_bounds() {
+    if !needs(
+        "add_fold_while_the_batch_widens_keeps_cells_in_bounds",
+        Needs::Any,
+    ) {
+        return;
+    }
+    let ncpu = pcpu_rseq::possible_cpus();
+    let cells = Cells::new(ncpu);
+    let site = Site {
+        slot: cells.slot(),
+        params: FoldParams::new(64, ncpu, 1 << WIDEN_STEPS.start()),
+    };
+    // A pointer to the whole site: the section reads the parameters through it.
+    let slot_addr = (&site as *const Site).cast::<AtomicUsize>() as usize;
+    adds_while_the_batch_widens(
+        700,
+        &cells,
+        // SAFETY: the address is of `site.slot` with provenance over `site`, whose
+        // parameters follow the slot word at offset 8 (repr(C)); the cells are `ncpu` live
+        // i64s 64 bytes apart, outliving the workers.
+        |delta| unsafe { pcpu_rseq::add_fold_beside::<8>(slot_addr as *const AtomicUsize, delta) },
+        |k| {
+            site.params.widen(1 << k);
+        },
+        || site.params.batch(),
+    );
+}
+
+/// `add_fold_through` while another thread moves the parameter pointer to ever wider
+/// batches, as a counter moves to its domain's next batch level: a section stores within
+/// the threshold of the parameters it loaded, never wider than the ones in force later.
+#[test]
+fn add_fold_through_while_the_pointer_moves_keeps_cells_in_bounds() {
+    if !needs(
+        "add_fold_through_while_the_pointer_moves_keeps_cells_in_bounds",
+        Needs::Any,
+    ) {
+        return;
+    }
+    let ncpu = pcpu_rseq::possible_cpus();
+    let cells = Cells::new(ncpu);
+    let levels: Vec<FoldParams> = WIDEN_STEPS
+        .map(|k| FoldParams::new(64, ncpu, 1 << k))
+        .collect();
+    let site = ThroughSite {
+        slot: cells.slot(),
+        params: std::sync::atomic::AtomicPtr::new(&levels[0] as *const FoldParams as *mut _),
+    };
+    let slot_addr = (&site as *const ThroughSite).cast::<AtomicUsize>() as usize;
+    adds_while_the_batch_widens(
+        900,
+        &cells,
+        // SAFETY: the address is of `site.slot` with provenance over `site`, whose parameter
+        // pointer follows the slot word at offset 8 (repr(C)) and always holds one of
+        // `levels`, for the cells: `ncpu` live i64s 64 bytes apart, outliving the workers.
+        |delta| unsafe { pcpu_rseq::add_fold_through::<8>(slot_addr as *const AtomicUsize, delta) },
+        |k| {
+            let level = &levels[(k - WIDEN_STEPS.start()) as usize];
+            site.params
+                .store(level as *const FoldParams as *mut _, Ordering::Relaxed);
+        },
+        // SAFETY: the pointer is always one of `levels`, which outlive the workers.
+        || unsafe { &*site.params.load(Ordering::Relaxed) }.batch(),
+    );
 }
 
 /// Threads pinned to CPUs (round-robin over the CPUs this process may use) add (batch

@@ -102,7 +102,11 @@ macro_rules! rseq_section {
 /// # Safety
 /// As for `x86_64::add_fold`.
 #[inline(always)]
-pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
+pub(crate) unsafe fn add_fold<
+    const PARAMS_AFTER_SLOT: usize,
+    const THROUGH: bool,
+    const UP: bool,
+>(
     area: *mut RseqArea,
     slot: *const usize,
     params: *const crate::fold_params::FoldParams,
@@ -115,11 +119,12 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
     // the field offsets; `$offset_step` is empty for single counters; `$threshold` and `$keep`
     // are the one-sided check.
     macro_rules! section {
-        ($pb:literal; $po:literal; $offset_step:literal; $threshold:expr; $keep:literal; $($extra:tt)*) => {
+        ($load_pb:literal; $pb:literal; $po:literal; $offset_step:literal; $threshold:expr; $keep:literal; $($extra:tt)*) => {
             rseq_section!("orr {st}, {st}, #1\nadd {st}, {st}, #4\nand {st}, {st}, #-3";
                 // The slot word first: a disabled one leaves at once.
                 "ldr {tmp}, [{slot}]",
                 "tbnz {tmp}, #0, 5f",
+                $load_pb,
                 "ldr {cpu:w}, [{area}, {id}]",
                 concat!("ldr {cur}, [", $pb, ", #(", $po, " + {fp_ncpu})]"),
                 "cmp {cpu}, {cur}",
@@ -156,25 +161,34 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
         };
     }
     macro_rules! direction {
-        ($pb:literal; $po:literal; $offset_step:literal; $($extra:tt)*) => {
+        ($load_pb:literal; $pb:literal; $po:literal; $offset_step:literal; $($extra:tt)*) => {
             if UP {
-                section!($pb; $po; $offset_step; super::FP_BIAS; "b.le"; $($extra)*)
+                section!($load_pb; $pb; $po; $offset_step; super::FP_BIAS; "b.le"; $($extra)*)
             } else {
-                section!($pb; $po; $offset_step; super::FP_NEG_BIAS; "b.ge"; $($extra)*)
+                section!($load_pb; $pb; $po; $offset_step; super::FP_NEG_BIAS; "b.ge"; $($extra)*)
             }
         };
     }
     // SAFETY: as the caller guarantees; the only write besides `rseq_cs` is the committing store to the
     // current CPU's cell, the last instruction of the section. The parameters are read only.
     unsafe {
-        match (PARAMS_AFTER_SLOT, offset) {
-            (0, None) => direction!("{p}"; "0"; ""; p = in(reg) params,),
-            (0, Some(off)) => direction!(
-                "{p}"; "0"; "add {tmp}, {tmp}, {off}"; p = in(reg) params, off = in(reg) off,
+        match (PARAMS_AFTER_SLOT, THROUGH, offset) {
+            (0, _, None) => direction!(""; "{p}"; "0"; ""; p = in(reg) params,),
+            (0, _, Some(off)) => direction!(
+                ""; "{p}"; "0"; "add {tmp}, {tmp}, {off}"; p = in(reg) params, off = in(reg) off,
             ),
-            (_, None) => direction!("{slot}"; "{po}"; ""; po = const PARAMS_AFTER_SLOT,),
-            (_, Some(off)) => direction!(
-                "{slot}"; "{po}"; "add {tmp}, {tmp}, {off}";
+            (_, false, None) => direction!(""; "{slot}"; "{po}"; ""; po = const PARAMS_AFTER_SLOT,),
+            (_, false, Some(off)) => direction!(
+                ""; "{slot}"; "{po}"; "add {tmp}, {tmp}, {off}";
+                po = const PARAMS_AFTER_SLOT, off = in(reg) off,
+            ),
+            // The parameters' address, loaded into `out`, which is free until a fold (after
+            // the last parameter read): no register more than the inline parameters.
+            (_, true, None) => direction!(
+                "ldr {out}, [{slot}, #{po}]"; "{out}"; "0"; ""; po = const PARAMS_AFTER_SLOT,
+            ),
+            (_, true, Some(off)) => direction!(
+                "ldr {out}, [{slot}, #{po}]"; "{out}"; "0"; "add {tmp}, {tmp}, {off}";
                 po = const PARAMS_AFTER_SLOT, off = in(reg) off,
             ),
         }

@@ -26,6 +26,14 @@ struct Site {
     params: FoldParams,
 }
 
+/// A slot word followed by the address of its fold parameters, as `add_fold_through` reads
+/// them.
+#[repr(C)]
+struct Through {
+    slot: AtomicUsize,
+    params: core::sync::atomic::AtomicPtr<FoldParams>,
+}
+
 #[test]
 fn every_section_clears_rseq_cs() {
     if rseq_cs().is_none() {
@@ -49,6 +57,11 @@ fn every_section_clears_rseq_cs() {
         params: FoldParams::new(16, ncpu, 4),
     };
     let site_slot = (&site as *const Site).cast::<AtomicUsize>();
+    let through = Through {
+        slot: AtomicUsize::new(cells.as_ptr() as usize),
+        params: core::sync::atomic::AtomicPtr::new(&params as *const FoldParams as *mut _),
+    };
+    let through_slot = (&through as *const Through).cast::<AtomicUsize>();
     let stacks = PercpuStacks::new(ncpu, 2).unwrap();
     let check = |what: &str| assert_eq!(rseq_cs(), Some(0), "{what} left rseq_cs set");
     // Every call below: `slot` and `site.slot` address `ncpu` live cells of two words,
@@ -76,6 +89,21 @@ fn every_section_clears_rseq_cs() {
         // SAFETY: as above.
         unsafe { crate::add_fold_beside::<8>(site_slot, 1) }.unwrap();
         check("add_fold_beside");
+        // SAFETY: as above; `through`'s pointer, 8 bytes after its slot word, holds
+        // `params`, then `every_call`, both outliving the calls.
+        unsafe { crate::add_fold_through::<8>(through_slot, -1) }.unwrap();
+        check("add_fold_through");
+        through.params.store(
+            &every_call as *const FoldParams as *mut _,
+            crate::sync::Ordering::Relaxed,
+        );
+        // SAFETY: as above.
+        unsafe { crate::add_fold_through::<8>(through_slot, 1) }.unwrap();
+        check("add_fold_through (folded)");
+        through.params.store(
+            &params as *const FoldParams as *mut _,
+            crate::sync::Ordering::Relaxed,
+        );
         // Fill this CPU's stack until it is full, then empty it (a migration only changes
         // which CPU's stack; at most ncpu × 2 pushes succeed).
         while stacks.push(1).is_ok() {

@@ -129,8 +129,11 @@ macro_rules! rseq_section {
 /// changed.
 ///
 /// `PARAMS_AFTER_SLOT` says where the parameters are: 0, behind `params`; otherwise that many
-/// bytes after the slot word (a counter keeps them beside its header), so one register
-/// addresses both and `params` is ignored.
+/// bytes after the slot word (`THROUGH` false: the parameters themselves, kept beside a
+/// header), so one register addresses both and `params` is ignored, or their address
+/// (`THROUGH` true: a pointer to shared parameters, beside a counter's header), which the
+/// section loads into the `out` register, unused until a fold comes after the last parameter
+/// read: one instruction more, no register more.
 ///
 /// # Safety
 /// `area` is this thread's registered rseq area. `slot` is readable; when its value is not
@@ -138,7 +141,11 @@ macro_rules! rseq_section {
 /// `i64` that only rseq sections (or a fenced owner) write. The parameters are valid for
 /// reads; `delta ≥ 0` if `UP`, else `delta < 0`; `|delta| ≤ 2⁶²`.
 #[inline(always)]
-pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
+pub(crate) unsafe fn add_fold<
+    const PARAMS_AFTER_SLOT: usize,
+    const THROUGH: bool,
+    const UP: bool,
+>(
     area: *mut RseqArea,
     slot: *const usize,
     params: *const crate::fold_params::FoldParams,
@@ -151,13 +158,14 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
     // counters (offset 0: one load and one add fewer on the way to the cell's address);
     // `$threshold` and `$keep` are the one-sided check.
     macro_rules! section {
-        ($pb:literal; $offset_step:literal; $threshold:expr; $keep:literal; $($extra:tt)*) => {
+        ($load_pb:literal; $pb:literal; $offset_step:literal; $threshold:expr; $keep:literal; $($extra:tt)*) => {
             rseq_section!("or {st}, 1\nadd {st}, 4\nand {st}, -3";
                 // The slot word first: a disabled one (a counter without a slot) leaves at
                 // once, without the CPU steps.
                 "mov {tmp}, qword ptr [{slot}]",
                 "test {tmp}, 1",
                 "jnz 5f",
+                $load_pb,
                 "mov {cpu:e}, dword ptr [{area} + {id}]",
                 concat!("cmp {cpu}, qword ptr [", $pb, " + {fp_ncpu}]"),
                 "jae 5f",
@@ -193,25 +201,34 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const UP: bool>(
     }
     // Both directions for one parameter address and offset step.
     macro_rules! direction {
-        ($pb:literal; $offset_step:literal; $($extra:tt)*) => {
+        ($load_pb:literal; $pb:literal; $offset_step:literal; $($extra:tt)*) => {
             if UP {
-                section!($pb; $offset_step; super::FP_BIAS; "jle"; $($extra)*)
+                section!($load_pb; $pb; $offset_step; super::FP_BIAS; "jle"; $($extra)*)
             } else {
-                section!($pb; $offset_step; super::FP_NEG_BIAS; "jge"; $($extra)*)
+                section!($load_pb; $pb; $offset_step; super::FP_NEG_BIAS; "jge"; $($extra)*)
             }
         };
     }
     // SAFETY: as the caller guarantees; the only write besides `rseq_cs` is the committing store to the
     // current CPU's cell, the last instruction of the section. The parameters are read only.
     unsafe {
-        match (PARAMS_AFTER_SLOT, offset) {
-            (0, None) => direction!("{p}"; ""; p = in(reg) params,),
-            (0, Some(off)) => {
-                direction!("{p}"; "add {tmp}, {off}"; p = in(reg) params, off = in(reg) off,)
+        match (PARAMS_AFTER_SLOT, THROUGH, offset) {
+            (0, _, None) => direction!(""; "{p}"; ""; p = in(reg) params,),
+            (0, _, Some(off)) => {
+                direction!(""; "{p}"; "add {tmp}, {off}"; p = in(reg) params, off = in(reg) off,)
             }
-            (_, None) => direction!("{slot} + {po}"; ""; po = const PARAMS_AFTER_SLOT,),
-            (_, Some(off)) => direction!(
-                "{slot} + {po}"; "add {tmp}, {off}"; po = const PARAMS_AFTER_SLOT, off = in(reg) off,
+            (_, false, None) => direction!(""; "{slot} + {po}"; ""; po = const PARAMS_AFTER_SLOT,),
+            (_, false, Some(off)) => direction!(
+                ""; "{slot} + {po}"; "add {tmp}, {off}"; po = const PARAMS_AFTER_SLOT, off = in(reg) off,
+            ),
+            // The parameters' address, loaded into `out`, which is free until a fold (after
+            // the last parameter read): no register more than the inline parameters.
+            (_, true, None) => direction!(
+                "mov {out}, qword ptr [{slot} + {po}]"; "{out}"; ""; po = const PARAMS_AFTER_SLOT,
+            ),
+            (_, true, Some(off)) => direction!(
+                "mov {out}, qword ptr [{slot} + {po}]"; "{out}"; "add {tmp}, {off}";
+                po = const PARAMS_AFTER_SLOT, off = in(reg) off,
             ),
         }
     }
