@@ -174,8 +174,8 @@ impl HeaderStore {
         // SAFETY: nobody uses the header any more (caller).
         let detached = unsafe { space.detach(header) };
         // The block came from the same lane's magazine as the slot, unless the thread moved
-        // in between: a hint, like the slot's.
-        let home = header.home();
+        // in between: a hint, like the slot's; this store's magazine for that lane.
+        let home = header.home().map(|lane| lane % self.cache.ncpu());
         // SAFETY: a block of this store holding a `T` (so not null), its header just
         // detached; nobody else refers to it.
         unsafe { self.retire(NonNull::new_unchecked(block), detached, home) };

@@ -47,3 +47,15 @@ fn a_header_block_goes_home_or_to_the_pool() {
     // And home again afterwards.
     assert!(reused_on(domain, 1, 1));
 }
+
+/// A lane at or past the header store's magazine count (a simulated CPU here; on the
+/// portable backend a lane picks magazine `lane % magazines`) is home too. The slot's space
+/// has one magazine more than the domain has CPUs (its pool counts the owner lane), so the
+/// header must take the lane modulo its own count, not the space's.
+#[test]
+fn a_lane_past_the_magazines_keeps_its_block_home() {
+    let domain = Domain::builder().mode(CounterMode::PerCpu).build().unwrap();
+    let past = pcpu_rseq::possible_cpus();
+    assert!(reused_on(domain, past, past));
+    assert!(reused_on(domain, past + 1, past + 1));
+}

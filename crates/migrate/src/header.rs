@@ -212,16 +212,19 @@ impl Header {
         self.set_state(State::Attached);
     }
 
-    /// Notes that the slot came from lane `lane`'s magazine (`None`: not known; so are lanes
-    /// from `u16::MAX` up).
+    /// Notes that the slot came from the magazine of the thread on lane `lane` (the id the
+    /// lanes follow; `None`: not known; so are lanes from `u16::MAX` up).
     pub(crate) fn set_home(&self, lane: Option<usize>) {
         let lane = lane.and_then(|l| u16::try_from(l).ok()).unwrap_or(NO_HOME);
         self.home.store(lane, Ordering::Relaxed);
     }
 
-    /// The lane whose magazine the slot came from, if known (not after a relocation). A
-    /// placement hint: an owner whose header block came from a per-CPU cache in the same call
-    /// as the slot may give the block back to that lane too (pcpu-counter does).
+    /// The lane (the id the lanes follow, `pcpu_rseq::current_cpu`) of the thread that
+    /// attached the slot, if it stayed on that lane during the attach; not known after a
+    /// relocation. Its magazine is that lane modulo the cache's magazine count. A placement
+    /// hint: an owner whose header block came from a per-CPU cache of its own in the same
+    /// call as the slot may give the block back to that lane too (pcpu-counter does, modulo
+    /// its own magazine count).
     pub fn home(&self) -> Option<usize> {
         let home = self.home.load(Ordering::Relaxed);
         (home != NO_HOME).then_some(usize::from(home))

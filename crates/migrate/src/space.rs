@@ -213,10 +213,10 @@ impl Space {
         if !header.begin_attach() {
             return Ok(false);
         }
-        // The lane whose magazine the pop takes from: the lane before and after it, if they
-        // agree (a thread that moved in between may have popped from either). Modulo the
-        // magazines, as the portable backend picks one (with rseq, a lane at or above that
-        // count pops and pushes nowhere: its home is refused either way).
+        // The lane the pop takes from: the lane before and after it, if they agree (a thread
+        // that moved in between may have popped from either). Kept as the lane's id; `detach`
+        // takes it modulo the magazines, as the portable backend picks one (with rseq, a lane
+        // at or above that count pops and pushes nowhere: its home is refused either way).
         let before = pcpu_rseq::current_cpu();
         let slot = match self.cache.alloc() {
             Ok(slot) => slot,
@@ -226,7 +226,7 @@ impl Space {
             }
         };
         let addr = <Pool as SlotSource>::slot_addr(slot);
-        header.set_home((before == pcpu_rseq::current_cpu()).then(|| before % self.cache.ncpu()));
+        header.set_home((before == pcpu_rseq::current_cpu()).then_some(before));
         // SAFETY: `slot` is assigned to us by the cache.
         unsafe { self.owner_word(addr) }.store(header as *const Header as usize, Ordering::Release);
         header.publish_first(addr);
@@ -279,8 +279,9 @@ impl Space {
         // both reuse those slots (pcpu-bench's churn: 2t/1t 0.65-1.27 in every run where two
         // threads' working sets shared lines, 1.92-2.09 where they did not). A slot whose home
         // is not known goes to this lane's magazine.
+        let home = header.home().map(|lane| lane % self.cache.ncpu());
         // SAFETY: as above; the lanes at or above `lanes` hold zeros, as just argued.
-        unsafe { self.cache.free_home(slot, lanes, header.home()) }.map_err(MigrateError::from)?;
+        unsafe { self.cache.free_home(slot, lanes, home) }.map_err(MigrateError::from)?;
         Ok(release)
     }
 
