@@ -65,7 +65,9 @@ impl Levels {
         domain: usize,
     ) -> Levels {
         let mut levels = Vec::new();
-        let mut b = batch.max(1);
+        // FoldParams clamps a batch to MAX_FOLD: levels above it would all be that one.
+        let max_batch = max_batch.min(pcpu_rseq::MAX_FOLD);
+        let mut b = batch.clamp(1, max_batch);
         loop {
             levels.push(Level {
                 fold: FoldParams::new(stride, ncpu, b),
@@ -123,6 +125,13 @@ mod tests {
             walked.push(level.fold.batch());
         }
         assert_eq!(walked, batches);
+    }
+
+    #[test]
+    fn no_two_levels_share_a_batch() {
+        let levels = Levels::new(64, 1, 1 << 60, i64::MAX, 0);
+        let batches: Vec<i64> = levels.0.iter().map(|l| l.fold.batch()).collect();
+        assert_eq!(batches, [1 << 60, 1 << 61, pcpu_rseq::MAX_FOLD]);
     }
 
     #[test]

@@ -121,26 +121,33 @@ impl Pageset {
         let next = after
             .map(|a| a + 1)
             .filter(|&n| n % per_line != 0 && n < geom.capacity && !self.is_live(n));
+        // A batch takes the lowest free line each time and only assigns in between, so no
+        // line below the previous slot's has become free: the scan starts at its word.
         let s = match next {
             Some(n) => n,
-            None => self.lowest_free_line(per_line)?,
+            None => self.lowest_free_line(per_line, after.map_or(0, |a| a / 64))?,
         };
         Some(self.mark_taken(geom, s))
     }
 
     /// The first slot of the lowest line of `per_line` slots (a power of two up to 64, so
-    /// lines never straddle bitmap words) none of which is assigned.
-    fn lowest_free_line(&self, per_line: usize) -> Option<usize> {
+    /// lines never straddle bitmap words) none of which is assigned, looking from bitmap
+    /// word `from` on.
+    fn lowest_free_line(&self, per_line: usize, from: usize) -> Option<usize> {
         let mask = if per_line >= 64 {
             u64::MAX
         } else {
             (1u64 << per_line) - 1
         };
-        self.live.iter().enumerate().find_map(|(w, &word)| {
-            (0..64 / per_line)
-                .find(|k| (word >> (k * per_line)) & mask == 0)
-                .map(|k| w * 64 + k * per_line)
-        })
+        self.live
+            .iter()
+            .enumerate()
+            .skip(from)
+            .find_map(|(w, &word)| {
+                (0..64 / per_line)
+                    .find(|k| (word >> (k * per_line)) & mask == 0)
+                    .map(|k| w * 64 + k * per_line)
+            })
     }
 
     /// Marks free slot `s` assigned; returns it and whether its page held no assigned slot.
