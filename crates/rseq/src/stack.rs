@@ -431,24 +431,62 @@ impl StoppedStack<'_> {
 
     /// Keeps the items for which `keep` returns true (in order), and passes every other one to
     /// `removed`. This is how a compactor pulls one pageset's free slots out of a cache.
+    ///
+    /// Panic-safe: should `keep` or `removed` panic, the stack still holds every item not
+    /// yet passed to `removed`, each once (the item `keep` panicked on is kept), so no item
+    /// is both handed on and left to be popped.
     pub fn retain(&mut self, mut keep: impl FnMut(usize) -> bool, mut removed: impl FnMut(usize)) {
-        let n = self.len();
-        let mut kept = 0;
-        for i in 0..n {
-            let item = self
-                .stacks
-                .word(self.cpu, ITEMS + i)
-                .load(Ordering::Relaxed);
+        let mut pass = Retain {
+            n: self.len(),
+            read: 0,
+            kept: 0,
+            stack: self,
+        };
+        while pass.read < pass.n {
+            let item = pass.stack.item(pass.read);
             if keep(item) {
-                self.stacks
-                    .word(self.cpu, ITEMS + kept)
-                    .store(item, Ordering::Relaxed);
-                kept += 1;
+                pass.stack.set_item(pass.kept, item);
+                pass.kept += 1;
+                pass.read += 1;
             } else {
+                // Read past it first: from here on `removed` owns it, panic or not.
+                pass.read += 1;
                 removed(item);
             }
         }
-        self.top().store(kept, Ordering::Relaxed);
+    }
+
+    fn item(&self, i: usize) -> usize {
+        self.stacks
+            .word(self.cpu, ITEMS + i)
+            .load(Ordering::Relaxed)
+    }
+
+    fn set_item(&self, i: usize, item: usize) {
+        self.stacks
+            .word(self.cpu, ITEMS + i)
+            .store(item, Ordering::Relaxed);
+    }
+}
+
+/// One [`StoppedStack::retain`] pass: items `..kept` are kept, `kept..read` were handed to
+/// `removed`, `read..n` are not looked at yet. Dropped at the end of the pass or by a panic in
+/// it, it moves the unread items down after the kept ones and sets the top.
+struct Retain<'a, 'b> {
+    stack: &'a StoppedStack<'b>,
+    n: usize,
+    read: usize,
+    kept: usize,
+}
+
+impl Drop for Retain<'_, '_> {
+    fn drop(&mut self) {
+        let mut top = self.kept;
+        for i in self.read..self.n {
+            self.stack.set_item(top, self.stack.item(i));
+            top += 1;
+        }
+        self.stack.top().store(top, Ordering::Relaxed);
     }
 }
 
