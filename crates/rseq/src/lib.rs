@@ -36,7 +36,7 @@
 //!   sections update the same memory with plain loads and stores; its contract keeps simulated
 //!   threads off memory that rseq threads update (a `compile_fail` doctest checks that a safe
 //!   call no longer compiles). Every other way to the portable backend is process-wide
-//!   ([`force_portable`], `PCPU_RSEQ=off`, a failed probe), and [`mode`] never changes once
+//!   ([`force_portable`], `PCPU_RSEQ=off`, a failed probe), and [`mode()`] never changes once
 //!   chosen, so rseq and portable updates never meet otherwise;
 //! - [`PercpuStacks`] owns its memory: a section indexes it only below its own CPU count and
 //!   capacity (sizes checked for overflow in [`PercpuStacks::new`]), items are plain `usize`s,
@@ -49,7 +49,7 @@
 //!   [`membarrier`], [`synchronize`], [`fence_cpu`] and [`epoch_grace_period`] only make
 //!   system calls or wait (a CPU out of range is an error), and [`epoch::pin`] hands out a
 //!   crossbeam-epoch guard, whose own unsafe calls stay `unsafe`;
-//! - [`mode`], [`force_portable`], [`id_source`] and the environment checks decide once with a
+//! - [`mode()`], [`force_portable`], [`id_source`] and the environment checks decide once with a
 //!   compare-and-swap; [`current_cpu`] reads only this thread's registered area; the slow-path
 //!   marks ([`enter_slow_path`], [`signal_handler_scope`]) are thread-local counters (leaking
 //!   one only sends this thread's operations to their slow paths); [`sync`] wraps std (or

@@ -7,7 +7,7 @@
 //! register with `MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ`.
 //!
 //! Fallback: when registration fails (kernels before 5.10, seccomp filters, valgrind) the
-//! process never enters rseq mode ([`crate::mode`] picks the portable backend, whose grace
+//! process never enters rseq mode ([`crate::mode()`] picks the portable backend, whose grace
 //! periods are crossbeam-epoch's), so an rseq section is never left without a fence. A fork
 //! child starts unregistered (the kernel resets the membarrier state of a new mm); a fence that
 //! fails with `EPERM` therefore registers again and retries once.

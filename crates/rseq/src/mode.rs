@@ -31,7 +31,7 @@ pub enum Mode {
 ///   [`ID_ENV_VAR`]`=cpu` asks for it, and always on the portable backend, which uses the
 ///   CPU the thread last ran on (`sched_getcpu`).
 ///
-/// Chosen once, with the backend ([`mode`]), and never changed: two threads indexing by
+/// Chosen once, with the backend ([`mode()`](crate::mode())), and never changed: two threads indexing by
 /// different ids could both be in the same lane at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IdSource {

@@ -221,7 +221,7 @@ mod imp {
 
     /// Whether the process can run in rseq mode: this thread has an area and membarrier's
     /// rseq fence can be registered. `Ok` says where the area came from, `Err` why rseq
-    /// cannot run (for the backend-choice event: [`crate::mode`]).
+    /// cannot run (for the backend-choice event: [`crate::mode()`]).
     pub fn probe() -> Result<super::Probe, String> {
         let (area, found, len) = match find_or_register() {
             // glibc 2.35-2.39 report 20 in `__rseq_size` although they register 32 bytes;

@@ -133,7 +133,7 @@ pub fn registration() -> Registration {
 /// operations ([`add_fold_with`](crate::add_fold_with) and its kin, [`PercpuStacks`]'s `pop`
 /// and `push`, and everything built on them in the crates above) on cells or stacks that a
 /// thread on the rseq backend updates at the same time. It holds when the process runs the
-/// portable backend ([`crate::mode`] is [`Mode::Portable`](crate::Mode::Portable), as under
+/// portable backend ([`crate::mode()`] is [`Mode::Portable`](crate::Mode::Portable), as under
 /// loom and Miri and with `PCPU_RSEQ=off`), or when the memory the simulated thread updates is
 /// used by simulated threads only (a domain, space or slot of the caller's own that no rseq
 /// thread reaches). A relocator's grace period does not wait for a simulated thread against
