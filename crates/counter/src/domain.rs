@@ -187,8 +187,9 @@ impl DomainBuilder {
             max_batch,
             // Groups' lane bound: 1 until the first group sets it (`lanes_for_new_group`).
             fold: pcpu_rseq::FoldParams::new(stride, self.ncpu.min(1), batch),
-            // Built again with the index (`Parts::into_domain`).
-            levels: Levels::new(stride, 0, batch, max_batch, 0),
+            // Single counters' lane bound: 0 until the first header counter sets it
+            // (`lanes_for_new_counter`). The domain index is set by `Parts::into_domain`.
+            levels: Levels::new(stride, 0, batch, max_batch),
             lanes: AtomicUsize::new(0),
             mode: self.mode,
             policy: self.policy,
@@ -206,11 +207,9 @@ struct Parts(Domain);
 
 impl Parts {
     fn into_domain(self, index: usize) -> Domain {
-        let d = self.0;
-        // Single counters' lane bound: 0 until the first header counter sets it
-        // (`lanes_for_new_counter`).
-        let levels = Levels::new(d.fold.stride(), 0, d.batch, d.max_batch, index);
-        Domain { index, levels, ..d }
+        let mut d = self.0;
+        d.levels.set_domain(index);
+        Domain { index, ..d }
     }
 }
 
@@ -238,7 +237,8 @@ pub struct Domain {
     pub(crate) levels: Levels,
     /// The lanes (CPU or concurrency ids, `pcpu_rseq::id_source`) single counters of this
     /// domain have used: the lane bound of every batch level, which the slow path of an add
-    /// from a lane at or above it raises ([`Domain::raise_counter_lanes`]). Starts at 1 with rseq (where lanes
+    /// from a lane at or above it raises ([`Domain::raise_counter_lanes`]). Starts at 1 with
+    /// rseq (where lanes
     /// follow `mm_cid` and the process uses 2 CPUs, `sum()` then reads 2 lanes, not
     /// `ncpu`); at `ncpu` on the portable backend, which files adds under `sched_getcpu`
     /// modulo the bound and never takes that slow path. 0 until the first header counter

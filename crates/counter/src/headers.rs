@@ -189,8 +189,8 @@ impl HeaderStore {
     /// Why `home`: blocks are 32 bytes, two to a cache line, and each magazine is refilled
     /// with whole lines; a block freed onto another lane's magazine would be that lane's next
     /// header while its line neighbour is still in use on the first (two threads' creations,
-    /// drops and folds writing one line: `pcpu-bench --scenario churn` scaled 1.37–1.50 instead of ~2 in
-    /// the runs where that happened).
+    /// drops and folds writing one line: `pcpu-bench --scenario churn` scaled 1.37–1.50
+    /// instead of ~2 in the runs where that happened).
     ///
     /// # Safety
     /// `block` came from [`alloc`](Self::alloc) of this store with this `T`, its header (if

@@ -56,14 +56,8 @@ impl core::fmt::Debug for Levels {
 impl Levels {
     /// Levels for cells `stride` bytes apart at `batch`, `2 × batch`, … up to `max_batch`
     /// (the last one exactly `max_batch`), each with lane bound `ncpu`, for the domain with
-    /// index `domain`. `1 ≤ batch ≤ max_batch`.
-    pub(crate) fn new(
-        stride: usize,
-        ncpu: usize,
-        batch: i64,
-        max_batch: i64,
-        domain: usize,
-    ) -> Levels {
+    /// index 0 until [`set_domain`](Self::set_domain). `1 ≤ batch ≤ max_batch`.
+    pub(crate) fn new(stride: usize, ncpu: usize, batch: i64, max_batch: i64) -> Levels {
         let mut levels = Vec::new();
         // FoldParams clamps a batch to MAX_FOLD: levels above it would all be that one.
         let max_batch = max_batch.min(pcpu_rseq::MAX_FOLD);
@@ -73,7 +67,7 @@ impl Levels {
                 fold: FoldParams::new(stride, ncpu, b),
                 // At most 64 levels (doubling from 1 to 2⁶³); fewer than 2¹¹ domains.
                 index: levels.len() as u32,
-                domain: domain as u32,
+                domain: 0,
             });
             if b >= max_batch {
                 break;
@@ -81,6 +75,13 @@ impl Levels {
             b = b.saturating_mul(2).min(max_batch);
         }
         Levels(levels.into_boxed_slice())
+    }
+
+    /// Names the domain these levels belong to (its index), before any counter can see them.
+    pub(crate) fn set_domain(&mut self, domain: usize) {
+        for level in self.0.iter_mut() {
+            level.domain = domain as u32;
+        }
     }
 
     /// The narrowest level, where every counter starts.
@@ -115,7 +116,7 @@ mod tests {
 
     #[test]
     fn levels_double_up_to_the_max_batch() {
-        let levels = Levels::new(64, 2, 32, 200, 0);
+        let levels = Levels::new(64, 2, 32, 200);
         let batches: Vec<i64> = levels.0.iter().map(|l| l.fold.batch()).collect();
         assert_eq!(batches, [32, 64, 128, 200]);
         let mut level = levels.first();
@@ -129,21 +130,21 @@ mod tests {
 
     #[test]
     fn no_two_levels_share_a_batch() {
-        let levels = Levels::new(64, 1, 1 << 60, i64::MAX, 0);
+        let levels = Levels::new(64, 1, 1 << 60, i64::MAX);
         let batches: Vec<i64> = levels.0.iter().map(|l| l.fold.batch()).collect();
         assert_eq!(batches, [1 << 60, 1 << 61, pcpu_rseq::MAX_FOLD]);
     }
 
     #[test]
     fn a_fixed_batch_has_one_level() {
-        let levels = Levels::new(64, 1, 32, 32, 0);
+        let levels = Levels::new(64, 1, 32, 32);
         assert!(levels.wider(levels.first()).is_none());
         assert_eq!(levels.first().fold.batch(), 32);
     }
 
     #[test]
     fn raising_the_lane_bound_raises_every_level() {
-        let levels = Levels::new(64, 1, 4, 64, 0);
+        let levels = Levels::new(64, 1, 4, 64);
         levels.raise_ncpu(3);
         levels.raise_ncpu(2);
         assert!(levels.0.iter().all(|l| l.fold.ncpu() == 3));

@@ -26,9 +26,9 @@
 //! rseq section and an atomic update race on the same word:
 //!
 //! - the cell operations ([`add_fold_with`], [`add_fold_with_offset`], [`add_fold_beside`],
-//!   [`add_fold_through`]) write through an address the caller puts in a slot word: they are `unsafe`, and their
-//!   contract covers the cells, their lifetime (a grace period after the slot word changes),
-//!   and the lane bound of the [`FoldParams`] they read (its safe [`FoldParams::raise_ncpu`]
+//!   [`add_fold_through`]) write through an address the caller puts in a slot word: they are
+//!   `unsafe`, and their contract covers the cells, their lifetime (a grace period after the
+//!   slot word changes), and the lane bound of the [`FoldParams`] they read (its safe [`FoldParams::raise_ncpu`]
 //!   only matters to a caller of those functions, which must keep every bound it lets the
 //!   parameters take inside its cells);
 //! - [`simulate_cpu`] is `unsafe`: a simulated thread runs the portable backend (atomic

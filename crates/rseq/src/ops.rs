@@ -286,7 +286,8 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize, const THROUGH: bool>(
         return Err(SlowPath);
     }
     // SAFETY: as above; computed only here, so the rseq path spends no register on it. The
-    // offset arithmetic stays on the raw pointer, whose provenance covers the parameters.
+    // offset arithmetic stays on the raw pointer, whose provenance covers the parameters (or,
+    // `THROUGH`, the aligned `AtomicPtr` word that holds their live address).
     let params = unsafe {
         &*if PARAMS_AFTER_SLOT == 0 {
             params
