@@ -3,48 +3,44 @@
 //! counter, and exact throughout. Its own test binary: it relies on being the only user of
 //! the global domain's per-CPU space, so that it knows which pageset is sparse.
 
+mod common;
+
 use pcpu_counter::{CounterMode, Domain, PercpuCounter};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 static REQUESTS: PercpuCounter = PercpuCounter::new_const(0);
 
-/// Two threads hammer `REQUESTS` until it goes per-CPU (or a generous deadline passes);
-/// returns what they added.
-fn contend_until_per_cpu() -> i64 {
+/// Two threads, pinned to two CPUs, hammer `REQUESTS` until it goes per-CPU (or a generous
+/// deadline passes); returns what they added, and whether they ran pinned apart.
+fn contend_until_per_cpu() -> (i64, bool) {
     let stop = AtomicBool::new(false);
     let deadline = Instant::now() + Duration::from_secs(60);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                let stop = &stop;
-                s.spawn(move || {
-                    let mut n = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        for _ in 0..1024 {
-                            REQUESTS.inc();
-                        }
-                        n += 1024;
-                        if REQUESTS.is_per_cpu() || Instant::now() > deadline {
-                            stop.store(true, Ordering::Relaxed);
-                        }
-                    }
-                    n
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).sum()
-    })
+    let (added, apart) = common::on_two_cpus(|_| {
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            for _ in 0..1024 {
+                REQUESTS.inc();
+            }
+            n += 1024;
+            if REQUESTS.is_per_cpu() || Instant::now() > deadline {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+        n
+    });
+    (added.iter().sum(), apart)
 }
 
 #[test]
 fn static_counter_upgrades_is_relocated_and_sums_exactly() {
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+    if pcpu_testkit::affinity::two_cpus().is_none() {
         eprintln!("skipped: needs two CPUs for two threads to update the counter at once");
         return;
     }
     assert!(REQUESTS.is_inline(), "a static starts inline");
-    let mut expected = contend_until_per_cpu();
+    let (mut expected, apart) = contend_until_per_cpu();
+    assert!(apart, "the two threads could not be pinned to two CPUs");
     assert!(
         REQUESTS.is_per_cpu(),
         "two threads at once must upgrade the static"

@@ -25,6 +25,7 @@ mod common;
 use common::{needs, Needs};
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
 use pcpu_rseq::{FoldParams, Mode, PercpuStacks, StackMiss, MAX_FOLD};
+use pcpu_testkit::affinity;
 use pcpu_testkit::signals::with_signal_storm;
 use pcpu_testkit::stress::scaled;
 
@@ -512,13 +513,13 @@ fn add_fold_through_while_the_pointer_moves_keeps_cells_in_bounds() {
 #[test]
 fn pinned_threads_land_in_their_cpus_cells() {
     const TEST: &str = "pinned_threads_land_in_their_cpus_cells";
-    let Some(allowed) = common::allowed_cpus().filter(|a| !a.is_empty()) else {
+    let Some(allowed) = affinity::allowed_cpus().filter(|a| !a.is_empty()) else {
         common::skip(TEST, "this thread's CPU affinity cannot be read");
         return;
     };
     // Probe on a thread of its own (pinning this one would pin the harness's thread).
     let first = allowed[0];
-    if !std::thread::spawn(move || common::pin_to(first))
+    if !std::thread::spawn(move || affinity::pin_to(first))
         .join()
         .unwrap()
     {
@@ -541,7 +542,7 @@ fn pinned_threads_land_in_their_cpus_cells() {
     let per_thread = scaled(200_000);
     let (results, _) = with_signal_storm(THREADS, |i| {
         let cpu = allowed[i % allowed.len()];
-        assert!(common::pin_to(cpu), "pinning worker {i} to CPU {cpu}");
+        assert!(affinity::pin_to(cpu), "pinning worker {i} to CPU {cpu}");
         let mut rng = fastrand::Rng::with_seed(900 + i as u64);
         // What this thread added to, and took out of, its CPU's cell.
         let (mut added, mut taken) = (0i64, 0i64);
@@ -627,7 +628,7 @@ fn lanes_follow_the_id_source() {
             "PCPU_EXPECT_ID: the process indexes lanes by {ids:?}"
         );
     }
-    let Some(allowed) = common::allowed_cpus().filter(|a| !a.is_empty()) else {
+    let Some(allowed) = affinity::allowed_cpus().filter(|a| !a.is_empty()) else {
         common::skip(TEST, "this thread's CPU affinity cannot be read");
         return;
     };

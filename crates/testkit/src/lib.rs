@@ -1,5 +1,6 @@
 //! What the tests and fuzz targets of the pcpu crates share, so that each is written once:
 //!
+//! - [`affinity`]: the CPUs a thread may run on, and pinning it to one;
 //! - [`bench`](mod@bench): a multi-threaded timing loop for the criterion benches;
 //! - [`stress`]: `PCPU_STRESS_SCALE`/`PCPU_STRESS_SECS`-style knobs and the sizes they scale;
 //! - [`signals`]: SIGUSR1 handlers and the storm that hits worker threads with them;
@@ -15,6 +16,7 @@
 //!
 //! Not published (`publish = false`); the crates name it as a path-only dev-dependency.
 
+pub mod affinity;
 pub mod bench;
 pub mod cache_model;
 mod heap_source;

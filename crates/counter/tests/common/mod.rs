@@ -1,9 +1,36 @@
 //! Test support shared by pcpu-counter's integration tests: domains of 4 simulated CPUs with
 //! the CPU changes that make a lazy counter go per-CPU or a batch widen (`stats.rs`,
-//! `tracing.rs`). The signal storm and stress sizes come from pcpu-testkit.
+//! `tracing.rs`), and two threads that really update a counter at once (`modes.rs`,
+//! `static_counter.rs`, `prometheus.rs`). The signal storm and stress sizes come from
+//! pcpu-testkit.
 #![allow(dead_code)] // each test binary uses a part
 
 use pcpu_counter::{CounterMode, Domain, PercpuCounter};
+use pcpu_testkit::affinity;
+
+/// Runs `work(0)` and `work(1)` on two threads, each pinned to a CPU of its own so that they
+/// really run at the same time: left to the scheduler, two busy threads can share one CPU for
+/// a whole test (CI saw it, with another test's two threads on the other CPU), and a lazy
+/// counter they both update then rightly stays inline. Returns their results, and whether they
+/// ran pinned apart; with fewer than two CPUs to pin to (or pinning refused) they run where
+/// the scheduler puts them, and the caller must not expect them to overlap.
+pub fn on_two_cpus<T: Send>(work: impl Fn(usize) -> T + Sync) -> (Vec<T>, bool) {
+    let cpus = affinity::two_cpus();
+    let work = &work;
+    let ran: Vec<(bool, T)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2)
+            .map(|i| {
+                s.spawn(move || {
+                    let pinned = cpus.is_some_and(|cpus| affinity::pin_to(cpus[i]));
+                    (pinned, work(i))
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let apart = ran.iter().all(|(pinned, _)| *pinned);
+    (ran.into_iter().map(|(_, r)| r).collect(), apart)
+}
 
 /// A new domain of 4 (simulated) CPUs whose counters are per-CPU from the start, folding at
 /// `batch` and widening up to `max_batch`.

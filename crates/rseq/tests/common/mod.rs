@@ -1,5 +1,5 @@
-//! Test support of pcpu-rseq's stress tests: the backend each needs and the ledger of what ran,
-//! and CPU affinity. (Stress sizes and the signal storm come from pcpu-testkit.)
+//! Test support of pcpu-rseq's stress tests: the backend each needs and the ledger of what ran.
+//! (Stress sizes, the signal storm and CPU affinity come from pcpu-testkit.)
 
 #![allow(dead_code)]
 
@@ -58,45 +58,4 @@ fn record(line: &str) {
         .open(&path)
         .unwrap_or_else(|e| panic!("{LEDGER_ENV}={}: {e}", path.to_string_lossy()));
     std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()).expect("ledger write");
-}
-
-/// The CPUs this thread may run on (its affinity mask), or `None` where it cannot be read.
-#[cfg(target_os = "linux")]
-pub fn allowed_cpus() -> Option<Vec<usize>> {
-    // SAFETY: all-zero bytes are an empty `cpu_set_t`.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: `set` is a writable `cpu_set_t` of `size` bytes; pid 0 is the calling thread.
-    if unsafe { libc::sched_getaffinity(0, size, &mut set) } != 0 {
-        return None;
-    }
-    let cpus = (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `c` is below CPU_SETSIZE, within `set`.
-        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-        .collect();
-    Some(cpus)
-}
-
-/// No affinity masks off Linux.
-#[cfg(not(target_os = "linux"))]
-pub fn allowed_cpus() -> Option<Vec<usize>> {
-    None
-}
-
-/// Pins the calling thread to `cpu`; false if the kernel refused.
-#[cfg(target_os = "linux")]
-pub fn pin_to(cpu: usize) -> bool {
-    // SAFETY: all-zero bytes are an empty `cpu_set_t`.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` is below CPU_SETSIZE (it came from `allowed_cpus`), within `set`.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    let size = std::mem::size_of::<libc::cpu_set_t>();
-    // SAFETY: `set` is a valid `cpu_set_t` of `size` bytes; pid 0 is the calling thread.
-    unsafe { libc::sched_setaffinity(0, size, &set) == 0 }
-}
-
-/// No affinity masks off Linux.
-#[cfg(not(target_os = "linux"))]
-pub fn pin_to(_cpu: usize) -> bool {
-    false
 }
