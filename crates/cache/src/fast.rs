@@ -136,6 +136,26 @@ impl<S: SlotSource> SlotCache<S> {
         }
     }
 
+    /// [`free_zeroing_below`](Self::free_zeroing_below) straight to the pool, under the pool
+    /// lock, whatever lane this thread runs on: for an owner that does not know which lane's
+    /// magazine the slot came from. On this lane's magazine it would be this lane's next
+    /// allocation while its cache-line neighbours may be in another lane's working set; in the
+    /// pool, a refill takes its line only once the line is free or its pageset has no free
+    /// line left (see `docs/ARCHITECTURE.md`, "Placement across CPUs"). A slow path, for the
+    /// rare slot of unknown home.
+    ///
+    /// # Errors
+    /// As for [`free`](Self::free).
+    ///
+    /// # Safety
+    /// As for [`free_zeroing_below`](Self::free_zeroing_below).
+    pub unsafe fn free_to_pool(&self, slot: S::Slot, lanes: usize) -> Res<(), S> {
+        // SAFETY: the caller gives us the slot and sole access to its cells; it is assigned
+        // (to this cache) until it reaches the pool.
+        unsafe { self.zero_cells(S::slot_addr(slot), lanes) };
+        self.free_slow(slot)
+    }
+
     /// [`free`](Self::free) for each slot; returns the first error after freeing the rest.
     ///
     /// # Errors

@@ -84,6 +84,7 @@ fn drain_all_stops_only_the_magazines_in_use() {
 /// on `lane` (simulated CPUs here, on a cache of this test's own): on another lane the slot
 /// goes to the pool (the magazine's count does not change, the pool's assigned count drops,
 /// the free is counted as slow) and comes back zeroed when the pool hands it out again.
+/// `free_to_pool` sends it to the pool from any lane.
 #[test]
 fn free_home_gives_a_slot_from_elsewhere_to_the_pool() {
     let pool = Pool::new(PoolConfig::new(SizeClass::B8).with_ncpu(2)).unwrap();
@@ -93,6 +94,7 @@ fn free_home_gives_a_slot_from_elsewhere_to_the_pool() {
     unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
     let a = cache.alloc().unwrap();
     let b = cache.alloc().unwrap();
+    let c = cache.alloc().unwrap();
     let addr = <Pool as SlotSource>::slot_addr(a);
     // SAFETY: the slot is ours; lane 0's cell is 8 writable bytes at its address.
     unsafe { (addr as *mut u64).write(7) };
@@ -110,6 +112,16 @@ fn free_home_gives_a_slot_from_elsewhere_to_the_pool() {
     unsafe { cache.free_home(b, usize::MAX, Some(0)) }.unwrap();
     assert_eq!(cache.stats().cached_per_cpu[0], cached[0] + 1, "home again");
     assert_eq!(cache.with_pool(SlotSource::assigned), assigned - 1);
+    // Of unknown home: to the pool, even on the lane it came from.
+    // SAFETY: as above, for `c`.
+    unsafe { cache.free_to_pool(c, usize::MAX) }.unwrap();
+    assert_eq!(
+        cache.stats().cached_per_cpu[0],
+        cached[0] + 1,
+        "not on this magazine"
+    );
+    assert_eq!(cache.with_pool(SlotSource::assigned), assigned - 2);
+    assert_eq!(cache.stats().counters.slow_frees, slow + 2);
     // Whoever gets `a`'s cells next finds them zeroed.
     cache.drain_all().unwrap();
     let mut again = Vec::new();

@@ -66,22 +66,43 @@ impl HeaderStore {
     /// reading and clearing its words, and padding is uninitialised after a typed write (the
     /// block types assert their size is the sum of their fields').
     ///
+    /// Also returns the lane whose magazine the block came from: this thread's, if it was
+    /// on the same one before and after (`None` if it moved meanwhile).
+    ///
     /// # Errors
     /// [`CounterError::Space`] when no header page can be mapped.
-    fn alloc<T>(&self, value: T) -> Result<NonNull<T>, CounterError> {
+    fn alloc<T>(&self, value: T) -> Result<(NonNull<T>, Option<usize>), CounterError> {
         const {
             assert!(core::mem::size_of::<T>() <= BLOCK && BLOCK % core::mem::align_of::<T>() == 0);
         }
+        let lane = pcpu_rseq::current_cpu();
         let slot = self
             .cache
             .alloc()
             .map_err(|e| CounterError::Space(e.into()))?;
+        let lane = (pcpu_rseq::current_cpu() == lane).then_some(lane);
+        #[cfg(test)]
+        tests::between_allocations();
         let raw = <Pool as SlotSource>::slot_addr(slot) as *mut T;
         // SAFETY: the slot is ours: 64 writable bytes, 64-aligned (pool slots are aligned to
         // their class), which hold a `T` (checked above); nobody else refers to them.
         unsafe { raw.write(value) };
         // SAFETY: slot addresses are never 0.
-        Ok(unsafe { NonNull::new_unchecked(raw) })
+        Ok((unsafe { NonNull::new_unchecked(raw) }, lane))
+    }
+
+    /// After `header` (of a block from lane `block_lane`'s magazine, if known) was attached:
+    /// the header's home is where both its slot and its block go back when the counter is
+    /// dropped ([`drop_block`](Self::drop_block)), so it must be both's. If the thread moved
+    /// between the two allocations (or during one), the slot came from another lane's
+    /// magazine than the block, or from an unknown one: forget the home, and both go to the
+    /// pool. Else the block would go back onto the slot's lane, whose working set does not
+    /// hold its line neighbour: two lanes' counters would then share a header line for as long
+    /// as both reuse them (pcpu-bench's churn after its memory scenario: 2t/1t 0.90).
+    fn settle_home(header: &Header, block_lane: Option<usize>) {
+        if block_lane.is_none() || header.home() != block_lane {
+            header.forget_home();
+        }
     }
 
     /// A block holding `value` whose header is attached to a slot of `space` (a per-CPU
@@ -96,7 +117,7 @@ impl HeaderStore {
     ) -> Result<usize, CounterError> {
         // Allocation and locks: a slow path a signal handler must not re-enter.
         let _slow = pcpu_rseq::enter_slow_path();
-        let block = self.alloc(value)?;
+        let (block, lane) = self.alloc(value)?;
         // SAFETY: a live block from this store, ours alone.
         let header = unsafe { block.as_ref() }.header();
         // SAFETY: the header sits in a block of this store, which never moves; the block is
@@ -104,9 +125,10 @@ impl HeaderStore {
         // as the detach's `Release` says.
         if let Err(e) = unsafe { space.attach(header) } {
             // SAFETY: never attached, never shared.
-            unsafe { self.retire(block, Ok(Release::Now), None) };
+            unsafe { self.retire(block, Ok(Release::Now), lane) };
             return Err(CounterError::Space(e));
         }
+        Self::settle_home(header, lane);
         Ok(header as *const Header as usize)
     }
 
@@ -124,7 +146,7 @@ impl HeaderStore {
     ) -> bool {
         // As in `alloc_attached`.
         let _slow = pcpu_rseq::enter_slow_path();
-        let Ok(block) = self.alloc(value) else {
+        let Ok((block, lane)) = self.alloc(value) else {
             crate::slow_path_event!(
                 debug,
                 counters = N,
@@ -139,12 +161,13 @@ impl HeaderStore {
             .is_err()
         {
             // SAFETY: never published, never attached: ours alone.
-            unsafe { self.retire(block, Ok(Release::Now), None) };
+            unsafe { self.retire(block, Ok(Release::Now), lane) };
             return false;
         }
         // SAFETY: as in `alloc_attached`: a block of this store, given back only through
         // `drop_block`.
         let attached = unsafe { space.attach(header) };
+        Self::settle_home(header, lane);
         crate::slow_path_event!(
             debug,
             counters = N,
@@ -183,8 +206,7 @@ impl HeaderStore {
 
     /// Drops the `T` in `block` and gives the block back: now if `detached` says no compactor
     /// can hold its address (onto lane `home`'s magazine, if given and this thread is still
-    /// there), else after pcpu's epoch grace period (onto whichever lane runs the deferred
-    /// free).
+    /// there, else to the pool), else to the pool after pcpu's epoch grace period.
     ///
     /// Why `home`: blocks are 32 bytes, two to a cache line, and each magazine is refilled
     /// with whole lines; a block freed onto another lane's magazine would be that lane's next
@@ -215,17 +237,24 @@ impl HeaderStore {
         unsafe { guard.defer_unchecked(move || self.free(addr, None)) };
     }
 
-    /// Gives the block at `addr` back to lane `home`'s magazine (`None`: this thread's lane);
-    /// to the pool if this thread is not on `home` or `home` has no magazine.
+    /// Gives the block at `addr` back to lane `home`'s magazine; to the pool if this thread
+    /// is not on `home`, `home` has no magazine, or is not known (`None`: on this lane's
+    /// magazine the block could join this lane's working set while its line neighbour is in
+    /// another's).
     ///
     /// # Safety
     /// `addr` is a block of this store that nobody refers to any more.
     unsafe fn free(&self, addr: usize, home: Option<usize>) {
         // SAFETY: `addr` came from `slot_addr` of this store's pool (caller).
         let slot = unsafe { <Pool as SlotSource>::slot_from_addr(addr) };
-        // SAFETY: nobody uses the block (caller). A refusal would be a bug in the cache; the
-        // block is then lost, never handed out twice.
-        let _ = unsafe { self.cache.free_home(slot, usize::MAX, home) };
+        // A refusal would be a bug in the cache; the block is then lost, never handed out
+        // twice.
+        let _ = match home {
+            // SAFETY: nobody uses the block (caller).
+            Some(lane) => unsafe { self.cache.free_home(slot, usize::MAX, Some(lane)) },
+            // SAFETY: as above.
+            None => unsafe { self.cache.free_to_pool(slot, usize::MAX) },
+        };
     }
 
     /// Empties the magazines and gives empty header pages back to the OS.
@@ -247,5 +276,73 @@ impl HeaderStore {
     pub(crate) fn stats(&self) -> (usize, usize) {
         self.cache
             .with_pool(|pool| (SlotSource::assigned(pool), pool.stats().bytes_resident))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::{CounterMode, Domain, PercpuCounter};
+    use std::cell::Cell;
+
+    thread_local! {
+        /// What [`between_allocations`] runs on this thread.
+        static BETWEEN: Cell<Option<fn()>> = const { Cell::new(None) };
+    }
+
+    /// Runs, once its block is allocated and before its slot is, what the test on this thread
+    /// set: where a thread may move to another lane.
+    pub(super) fn between_allocations() {
+        if let Some(f) = BETWEEN.with(Cell::take) {
+            f();
+        }
+    }
+
+    fn to_lane_1() {
+        // SAFETY: as in the test below: its domain is its own.
+        unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
+    }
+
+    /// A thread that moves between a counter's header block and its slot (from lane 0's
+    /// header magazine to lane 1's slot magazine, simulated CPUs here) leaves the counter
+    /// without a home: dropped, its block goes to the pool, not onto lane 1's magazine,
+    /// whose working set does not hold the block's line neighbour. Before, the block took the
+    /// slot's home and went onto lane 1's magazine, the next header there.
+    #[test]
+    fn a_block_from_another_lane_than_its_slot_goes_to_the_pool() {
+        let domain = Domain::builder()
+            .ncpu(2)
+            .mode(CounterMode::PerCpu)
+            .build()
+            .unwrap();
+        // SAFETY: this thread alone uses `domain`, its own, so no rseq thread updates its
+        // cells or magazines while this thread simulates CPUs.
+        unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
+        BETWEEN.with(|b| b.set(Some(to_lane_1)));
+        let moved = PercpuCounter::new_in(domain, 0).unwrap();
+        assert!(
+            BETWEEN.with(Cell::get).is_none(),
+            "the thread moved in between"
+        );
+        let block = moved.header_address().unwrap();
+        drop(moved);
+        // Still on lane 1: its next header is another block.
+        let next = PercpuCounter::new_in(domain, 0).unwrap();
+        assert_ne!(
+            next.header_address(),
+            Some(block),
+            "not on lane 1's magazine"
+        );
+        // SAFETY: as above.
+        unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
+        let back = PercpuCounter::new_in(domain, 0).unwrap();
+        assert_ne!(back.header_address(), Some(block), "nor on lane 0's");
+        // A counter that stays on its lane keeps its block home (the control).
+        let stays = back.header_address();
+        drop(back);
+        let again = PercpuCounter::new_in(domain, 0).unwrap();
+        assert_eq!(again.header_address(), stays, "home again");
+        drop((next, again));
+        // SAFETY: back to this thread's real CPU.
+        unsafe { pcpu_rseq::simulate_cpu(None) };
     }
 }

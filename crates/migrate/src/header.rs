@@ -230,6 +230,16 @@ impl Header {
         (home != NO_HOME).then_some(usize::from(home))
     }
 
+    /// Forgets the home lane ([`home`](Self::home) says `None` from now on, until the next
+    /// attach): for an owner that learned the hint is wrong for it, as pcpu-counter does when
+    /// its header block came from another lane's magazine than the slot (its thread moved
+    /// between the two allocations). The slot then goes to the pool when detached, and so
+    /// does the block, rather than one of them onto a magazine that holds neither's cache-line
+    /// neighbours.
+    pub fn forget_home(&self) {
+        self.set_home(None);
+    }
+
     /// Attach failed (no slot): back to `Unattached`. The caller holds `Attaching`.
     pub(crate) fn abort_attach(&self) {
         self.set_state(State::Unattached);

@@ -278,10 +278,19 @@ impl Space {
         // creation and drop would then move those lines between the two CPUs for as long as
         // both reuse those slots (pcpu-bench's churn: 2t/1t 0.65-1.27 in every run where two
         // threads' working sets shared lines, 1.92-2.09 where they did not). A slot whose home
-        // is not known goes to this lane's magazine.
-        let home = header.home().map(|lane| lane % self.cache.ncpu());
-        // SAFETY: as above; the lanes at or above `lanes` hold zeros, as just argued.
-        unsafe { self.cache.free_home(slot, lanes, home) }.map_err(MigrateError::from)?;
+        // is not known (its thread moved during the attach, or a compactor chose it) goes to
+        // the pool, for the same reason: on this lane's magazine it may join a working set
+        // while its line neighbours are in another's.
+        let freed = match header.home() {
+            Some(lane) => {
+                let home = Some(lane % self.cache.ncpu());
+                // SAFETY: as above; the lanes at or above `lanes` hold zeros, as just argued.
+                unsafe { self.cache.free_home(slot, lanes, home) }
+            }
+            // SAFETY: as for `free_home` just above.
+            None => unsafe { self.cache.free_to_pool(slot, lanes) },
+        };
+        freed.map_err(MigrateError::from)?;
         Ok(release)
     }
 
