@@ -305,8 +305,9 @@ mod tests {
     /// A thread that moves between a counter's header block and its slot (from lane 0's
     /// header magazine to lane 1's slot magazine, simulated CPUs here) leaves the counter
     /// without a home: dropped, its block goes to the pool, not onto lane 1's magazine,
-    /// whose working set does not hold the block's line neighbour. Before, the block took the
-    /// slot's home and went onto lane 1's magazine, the next header there.
+    /// whose working set does not hold the block's line neighbour, and so does its slot.
+    /// Before, the block took the slot's home and went onto lane 1's magazine, the next
+    /// header there.
     #[test]
     fn a_block_from_another_lane_than_its_slot_goes_to_the_pool() {
         let domain = Domain::builder()
@@ -324,13 +325,20 @@ mod tests {
             "the thread moved in between"
         );
         let block = moved.header_address().unwrap();
+        let slot = moved.slot_address().unwrap();
         drop(moved);
-        // Still on lane 1: its next header is another block.
+        // Still on lane 1: its next header is another block, and its next slot another slot
+        // (the slot went to the pool with the block: the counter had no home).
         let next = PercpuCounter::new_in(domain, 0).unwrap();
         assert_ne!(
             next.header_address(),
             Some(block),
             "not on lane 1's magazine"
+        );
+        assert_ne!(
+            next.slot_address(),
+            Some(slot),
+            "the slot went to the pool too"
         );
         // SAFETY: as above.
         unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
