@@ -120,3 +120,6 @@ pub use pcpu_migrate::{CompactPolicy, CompactReport, Waste};
 pub use pcpu_rseq::{signal_handler_scope, SignalHandlerScope};
 #[cfg(not(loom))]
 pub use stats::{DomainStats, DomainTotals, SpaceStats};
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub use widen::simulate_fold_clock;

@@ -9,13 +9,16 @@ use pcpu_counter::{CounterError, CounterMode, Domain, PercpuCounter};
 /// one back down, so the counter both grows and shrinks. Checks the value and the bound after
 /// every 64 rounds and at the end; `added` is what the counter holds before and after.
 ///
-/// Few operations per fold, so that 64 CPU changes stay well within the 200 µs that make a
-/// window short even in a debug build.
+/// The window clock stands still meanwhile (`pcpu_counter::simulate_fold_clock`): every
+/// window of 64 CPU changes counts as short, however slow the build or the machine (an
+/// emulated one included), so the widening is exact and the tests that expect none would see
+/// one.
 ///
 /// # Safety
 /// As for `pcpu_rseq::simulate_cpu`: `c` belongs to a domain that no thread on the rseq backend
 /// uses meanwhile (every test here builds its own, `four_cpus`).
 unsafe fn alternate_folds(c: &PercpuCounter, folds: usize, ncpu: usize, added: &mut i64) {
+    pcpu_counter::simulate_fold_clock(Some(1_000));
     for f in 0..folds {
         // SAFETY: forwarded from the caller.
         unsafe { pcpu_rseq::simulate_cpu(Some(f % ncpu)) };
@@ -35,6 +38,7 @@ unsafe fn alternate_folds(c: &PercpuCounter, folds: usize, ncpu: usize, added: &
     }
     // SAFETY: forwarded from the caller.
     unsafe { pcpu_rseq::simulate_cpu(None) };
+    pcpu_counter::simulate_fold_clock(None);
 }
 
 /// A domain of 4 (simulated) CPUs, per-CPU counters, batch 32.
@@ -56,17 +60,22 @@ fn alternating_folds_widen_up_to_max_batch() {
     let domain = four_cpus(Some(512));
     let c = PercpuCounter::new_in(domain, 0).unwrap();
     assert_eq!((c.batch(), c.error_bound()), (32, 31 * 4));
-    // Each window of 64 switches has to be shorter than 200 µs to count; on a loaded machine
-    // some are not, hence a generous bound on the attempts rather than an exact count.
+    // With the window clock standing still, each window of 64 switches after the first
+    // doubles the batch: 32 to 512 takes five windows (fewer folds than rounds: a round
+    // whose CPU's cell an earlier round left negative does not fold). Single-threaded on
+    // simulated CPUs, this is exact: the same batches every run.
     let mut added = 0;
-    for _ in 0..2_000 {
+    let mut batches = Vec::new();
+    for _ in 0..3 {
         // SAFETY: `c` is of this test's own domain, which no other thread uses.
         unsafe { alternate_folds(&c, 256, 4, &mut added) };
-        if c.batch() == 512 {
-            break;
-        }
+        batches.push(c.batch());
     }
-    assert_eq!(c.batch(), 512, "never reached max_batch");
+    assert_eq!(
+        batches,
+        [64, 256, 512],
+        "doublings, one per window of switches"
+    );
     assert_eq!(c.error_bound(), 511 * 4);
     assert_eq!(c.sum(), added);
     // It never narrows, and never passes the maximum.

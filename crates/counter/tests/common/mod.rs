@@ -86,15 +86,17 @@ pub unsafe fn alternate(rounds: usize, mut add: impl FnMut()) {
     unsafe { pcpu_rseq::simulate_cpu(None) };
 }
 
-/// Folds from the 4 simulated CPUs in turn, fast (see `tests/widen.rs`), until `c`'s batch
-/// reaches `batch`; a bound on the attempts, since on a loaded machine some windows are too
-/// slow to count. The caller checks that it got there.
+/// Folds from the 4 simulated CPUs in turn, with the window clock standing still
+/// (`pcpu_counter::simulate_fold_clock`: every window of switches is short, see
+/// `tests/widen.rs`), until `c`'s batch reaches `batch`; a bound on the attempts in case it
+/// never does. The caller checks that it got there.
 ///
 /// # Safety
 /// As for `pcpu_rseq::simulate_cpu`: `c` belongs to a domain that no thread on the rseq backend
 /// uses meanwhile (one the test built for itself).
 pub unsafe fn widen_to(c: &PercpuCounter, batch: i64) {
-    for f in 0..4_000_000 {
+    pcpu_counter::simulate_fold_clock(Some(1_000));
+    for f in 0..100_000 {
         // SAFETY: forwarded from the caller.
         unsafe { pcpu_rseq::simulate_cpu(Some(f % 4)) };
         c.add(c.batch());
@@ -104,4 +106,5 @@ pub unsafe fn widen_to(c: &PercpuCounter, batch: i64) {
     }
     // SAFETY: forwarded from the caller.
     unsafe { pcpu_rseq::simulate_cpu(None) };
+    pcpu_counter::simulate_fold_clock(None);
 }
