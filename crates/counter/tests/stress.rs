@@ -42,7 +42,8 @@ fn adds_creates_destroys_and_compaction_lose_nothing() {
             s.spawn(move || {
                 let mut rng = fastrand::Rng::with_seed(1000 + t);
                 let mut keep: Vec<PercpuCounter> = Vec::new();
-                while !done.load(Ordering::Relaxed) {
+                // At least one round, however late this thread starts (`churned > 0` below).
+                loop {
                     let c = PercpuCounter::with_mode(domain, 7, CounterMode::PerCpu).unwrap();
                     c.add(5);
                     assert_eq!(c.sum(), 12);
@@ -58,6 +59,9 @@ fn adds_creates_destroys_and_compaction_lose_nothing() {
                         keep.drain(..n);
                     }
                     churned.fetch_add(1, Ordering::Relaxed);
+                    if done.load(Ordering::Relaxed) {
+                        break;
+                    }
                 }
                 for c in &keep {
                     assert_eq!(c.sum(), 12);
@@ -67,9 +71,13 @@ fn adds_creates_destroys_and_compaction_lose_nothing() {
         {
             let (domain, done, compactions) = (&domain, &done, &compactions);
             s.spawn(move || {
-                while !done.load(Ordering::Relaxed) {
+                // At least one compaction, however late this thread starts.
+                loop {
                     domain.compact().unwrap();
                     compactions.fetch_add(1, Ordering::Relaxed);
+                    if done.load(Ordering::Relaxed) {
+                        break;
+                    }
                     std::thread::yield_now();
                 }
             });

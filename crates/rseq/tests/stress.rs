@@ -195,7 +195,8 @@ fn stack_pop_push_lose_and_duplicate_nothing() {
         // A thread that keeps stopping, inspecting and restarting CPUs, as a drainer would.
         let stopper = s.spawn(|| {
             let mut stops = 0u64;
-            while !stopper_done.load(Ordering::Relaxed) {
+            // At least one pass, however late this thread starts (the `stops > 0` below).
+            loop {
                 for cpu in 0..ncpu {
                     if let Ok(mut st) = stacks.try_stop(cpu) {
                         // Move the top item around inside the stopped stack: exclusive access.
@@ -204,6 +205,9 @@ fn stack_pop_push_lose_and_duplicate_nothing() {
                         }
                         stops += 1;
                     }
+                }
+                if stopper_done.load(Ordering::Relaxed) {
+                    break;
                 }
                 std::thread::yield_now();
             }
