@@ -418,14 +418,18 @@ pub(crate) unsafe fn cells_total(addr: usize, stride: usize, ncpu: usize, w: usi
     }
     #[cfg(feature = "count-lane-reads")]
     crate::lane_reads::add(ncpu);
-    (0..ncpu).fold(0i64, |total, cpu| {
+    let (mut total, mut cell, mut left) = (0i64, addr + w * 8, ncpu);
+    while left != 0 {
         // SAFETY: the cell lies in the pool's mapping, which stays mapped while the pool
         // lives even if the slot is freed meanwhile; it is an 8-aligned i64 word; the load is
         // atomic, so it races with no write (a value read from a reused slot is thrown away
         // by the caller's `seq` check).
-        let cell = unsafe { &*((addr + cpu * stride + w * 8) as *const AtomicI64) };
-        total.wrapping_add(cell.load(Ordering::Relaxed))
-    })
+        let word = unsafe { &*(cell as *const AtomicI64) };
+        total = total.wrapping_add(word.load(Ordering::Relaxed));
+        cell += stride;
+        left -= 1;
+    }
+    total
 }
 
 /// Entry points for other crates' loom models (built only under `--cfg loom`): the steps a
