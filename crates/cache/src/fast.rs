@@ -141,8 +141,9 @@ impl<S: SlotSource> SlotCache<S> {
     /// magazine the slot came from. On this lane's magazine it would be this lane's next
     /// allocation while its cache-line neighbours may be in another lane's working set; in the
     /// pool, a refill takes its line only once the line is free or its pageset has no free
-    /// line left (see `docs/ARCHITECTURE.md`, "Placement across CPUs"). A slow path, for the
-    /// rare slot of unknown home.
+    /// line left (see `docs/ARCHITECTURE.md`, "Placement across CPUs"). A slow path (one pool
+    /// lock per slot), for slots of unknown home: rare at creation, but every slot a
+    /// compaction moved is one.
     ///
     /// # Errors
     /// As for [`free`](Self::free).

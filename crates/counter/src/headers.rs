@@ -196,9 +196,9 @@ impl HeaderStore {
         let header = unsafe { (*block).header() };
         // SAFETY: nobody uses the header any more (caller).
         let detached = unsafe { space.detach(header) };
-        // The block came from the same lane's magazine as the slot, unless the thread moved
-        // in between: a hint, like the slot's; this store's magazine for that lane.
-        let home = header.home().map(|lane| lane % self.cache.ncpu());
+        // The lane both the slot and the block came from (`settle_home`), if known and the
+        // slot was not moved since.
+        let home = header.home();
         // SAFETY: a block of this store holding a `T` (so not null), its header just
         // detached; nobody else refers to it.
         unsafe { self.retire(NonNull::new_unchecked(block), detached, home) };
@@ -237,7 +237,8 @@ impl HeaderStore {
         unsafe { guard.defer_unchecked(move || self.free(addr, None)) };
     }
 
-    /// Gives the block at `addr` back to lane `home`'s magazine; to the pool if this thread
+    /// Gives the block at `addr` back to lane `home`'s magazine (a lane id: taken modulo the
+    /// magazine count here); to the pool if this thread
     /// is not on `home`, `home` has no magazine, or is not known (`None`: on this lane's
     /// magazine the block could join this lane's working set while its line neighbour is in
     /// another's).
@@ -250,8 +251,12 @@ impl HeaderStore {
         // A refusal would be a bug in the cache; the block is then lost, never handed out
         // twice.
         let _ = match home {
+            // Lane ids past the magazine count share magazines, as their pops did.
             // SAFETY: nobody uses the block (caller).
-            Some(lane) => unsafe { self.cache.free_home(slot, usize::MAX, Some(lane)) },
+            Some(lane) => unsafe {
+                self.cache
+                    .free_home(slot, usize::MAX, Some(lane % self.cache.ncpu()))
+            },
             // SAFETY: as above.
             None => unsafe { self.cache.free_to_pool(slot, usize::MAX) },
         };
@@ -344,6 +349,7 @@ mod tests {
         unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
         let back = PercpuCounter::new_in(domain, 0).unwrap();
         assert_ne!(back.header_address(), Some(block), "nor on lane 0's");
+        assert_ne!(back.slot_address(), Some(slot), "nor the slot");
         // A counter that stays on its lane keeps its block home (the control).
         let stays = back.header_address();
         drop(back);

@@ -94,9 +94,10 @@ pub struct Header {
     /// are uninitialised after a typed write.
     spare: AtomicU8,
     /// The lane whose magazine the slot came from ([`NO_HOME`]: unknown, as after a
-    /// relocation): a detach on another lane gives the slot to the pool instead of to that
-    /// lane's magazine (see [`Space::detach`](crate::Space::detach)). A placement hint only:
-    /// nothing depends on it for correctness.
+    /// relocation or [`Header::forget_home`]): a detach on another lane gives the slot to the
+    /// pool instead of to that lane's magazine, and so does one of unknown home (see
+    /// [`Space::detach`](crate::Space::detach)). A placement hint only: nothing depends on it
+    /// for correctness.
     home: AtomicU16,
 }
 

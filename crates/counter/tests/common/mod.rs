@@ -12,7 +12,8 @@ use pcpu_testkit::affinity;
 /// really run at the same time: left to the scheduler, two busy threads can share one CPU for
 /// a whole test (CI saw it, with another test's two threads on the other CPU), and a lazy
 /// counter they both update then rightly stays inline. Returns their results, and whether they
-/// ran pinned apart: false only when this process may run on fewer than two CPUs (the threads
+/// ran pinned apart: false only when this process may run on fewer than two CPUs, or its
+/// affinity mask cannot be read (the threads
 /// then run where the scheduler puts them, the caller must not expect them to overlap, and a
 /// SKIPPED line on stderr says so). Panics if the kernel refuses the pinning, so that a check
 /// of overlap never silently stops checking.
