@@ -932,4 +932,62 @@ mod tests {
         assert_eq!(slow_path_adds(domain), 2 * n as u64);
         assert_eq!((c.sum(), other.sum()), (4 * n + 1, 2 * n));
     }
+
+    fn to_lane_1() {
+        // SAFETY: as in the test below: its domain is its own.
+        unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
+    }
+
+    /// A thread that moves between a counter's header block and its slot (from lane 0's
+    /// header magazine to lane 1's slot magazine, simulated CPUs here) leaves the counter
+    /// without a home: dropped, its block goes to the pool, not onto lane 1's magazine,
+    /// whose working set does not hold the block's line neighbour, and so does its slot.
+    /// Before, the block took the slot's home and went onto lane 1's magazine, the next
+    /// header there.
+    #[test]
+    fn a_block_from_another_lane_than_its_slot_goes_to_the_pool() {
+        let domain = Domain::builder()
+            .ncpu(2)
+            .mode(CounterMode::PerCpu)
+            .build()
+            .unwrap();
+        // SAFETY: this thread alone uses `domain`, its own, so no rseq thread updates its
+        // cells or magazines while this thread simulates CPUs.
+        unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
+        crate::headers::seam::set_between(to_lane_1);
+        let moved = PercpuCounter::new_in(domain, 0).unwrap();
+        assert!(
+            !crate::headers::seam::pending(),
+            "the thread moved in between"
+        );
+        let block = moved.header_address().unwrap();
+        let slot = moved.slot_address().unwrap();
+        drop(moved);
+        // Still on lane 1: its next header is another block, and its next slot another slot
+        // (the slot went to the pool with the block: the counter had no home).
+        let next = PercpuCounter::new_in(domain, 0).unwrap();
+        assert_ne!(
+            next.header_address(),
+            Some(block),
+            "not on lane 1's magazine"
+        );
+        assert_ne!(
+            next.slot_address(),
+            Some(slot),
+            "the slot went to the pool too"
+        );
+        // SAFETY: as above.
+        unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
+        let back = PercpuCounter::new_in(domain, 0).unwrap();
+        assert_ne!(back.header_address(), Some(block), "nor on lane 0's");
+        assert_ne!(back.slot_address(), Some(slot), "nor the slot");
+        // A counter that stays on its lane keeps its block home (the control).
+        let stays = back.header_address();
+        drop(back);
+        let again = PercpuCounter::new_in(domain, 0).unwrap();
+        assert_eq!(again.header_address(), stays, "home again");
+        drop((next, again));
+        // SAFETY: back to this thread's real CPU.
+        unsafe { pcpu_rseq::simulate_cpu(None) };
+    }
 }

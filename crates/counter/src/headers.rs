@@ -82,7 +82,7 @@ impl HeaderStore {
             .map_err(|e| CounterError::Space(e.into()))?;
         let lane = (pcpu_rseq::current_cpu() == lane).then_some(lane);
         #[cfg(test)]
-        tests::between_allocations();
+        seam::between_allocations();
         let raw = <Pool as SlotSource>::slot_addr(slot) as *mut T;
         // SAFETY: the slot is ours: 64 writable bytes, 64-aligned (pool slots are aligned to
         // their class), which hold a `T` (checked above); nobody else refers to them.
@@ -284,79 +284,33 @@ impl HeaderStore {
     }
 }
 
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use crate::{CounterMode, Domain, PercpuCounter};
+/// Unit tests' seam: what runs between a header block's pop and its slot's, where a thread
+/// may move to another lane (the test is `counter.rs`'s
+/// `a_block_from_another_lane_than_its_slot_goes_to_the_pool`, since this file's tests may not
+/// import the counter, which imports this file).
+#[cfg(test)]
+pub(crate) mod seam {
     use std::cell::Cell;
 
     thread_local! {
-        /// What [`between_allocations`] runs on this thread.
+        /// What [`between_allocations`] runs next on this thread, once.
         static BETWEEN: Cell<Option<fn()>> = const { Cell::new(None) };
     }
 
-    /// Runs, once its block is allocated and before its slot is, what the test on this thread
-    /// set: where a thread may move to another lane.
-    pub(super) fn between_allocations() {
+    /// Runs, once, what [`set_between`] set on this thread.
+    pub(crate) fn between_allocations() {
         if let Some(f) = BETWEEN.with(Cell::take) {
             f();
         }
     }
 
-    fn to_lane_1() {
-        // SAFETY: as in the test below: its domain is its own.
-        unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
+    /// The next block allocation of this thread runs `f` once it has its block.
+    pub(crate) fn set_between(f: fn()) {
+        BETWEEN.with(|b| b.set(Some(f)));
     }
 
-    /// A thread that moves between a counter's header block and its slot (from lane 0's
-    /// header magazine to lane 1's slot magazine, simulated CPUs here) leaves the counter
-    /// without a home: dropped, its block goes to the pool, not onto lane 1's magazine,
-    /// whose working set does not hold the block's line neighbour, and so does its slot.
-    /// Before, the block took the slot's home and went onto lane 1's magazine, the next
-    /// header there.
-    #[test]
-    fn a_block_from_another_lane_than_its_slot_goes_to_the_pool() {
-        let domain = Domain::builder()
-            .ncpu(2)
-            .mode(CounterMode::PerCpu)
-            .build()
-            .unwrap();
-        // SAFETY: this thread alone uses `domain`, its own, so no rseq thread updates its
-        // cells or magazines while this thread simulates CPUs.
-        unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
-        BETWEEN.with(|b| b.set(Some(to_lane_1)));
-        let moved = PercpuCounter::new_in(domain, 0).unwrap();
-        assert!(
-            BETWEEN.with(Cell::get).is_none(),
-            "the thread moved in between"
-        );
-        let block = moved.header_address().unwrap();
-        let slot = moved.slot_address().unwrap();
-        drop(moved);
-        // Still on lane 1: its next header is another block, and its next slot another slot
-        // (the slot went to the pool with the block: the counter had no home).
-        let next = PercpuCounter::new_in(domain, 0).unwrap();
-        assert_ne!(
-            next.header_address(),
-            Some(block),
-            "not on lane 1's magazine"
-        );
-        assert_ne!(
-            next.slot_address(),
-            Some(slot),
-            "the slot went to the pool too"
-        );
-        // SAFETY: as above.
-        unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
-        let back = PercpuCounter::new_in(domain, 0).unwrap();
-        assert_ne!(back.header_address(), Some(block), "nor on lane 0's");
-        assert_ne!(back.slot_address(), Some(slot), "nor the slot");
-        // A counter that stays on its lane keeps its block home (the control).
-        let stays = back.header_address();
-        drop(back);
-        let again = PercpuCounter::new_in(domain, 0).unwrap();
-        assert_eq!(again.header_address(), stays, "home again");
-        drop((next, again));
-        // SAFETY: back to this thread's real CPU.
-        unsafe { pcpu_rseq::simulate_cpu(None) };
+    /// Whether the `f` of [`set_between`] has not run yet.
+    pub(crate) fn pending() -> bool {
+        BETWEEN.with(Cell::get).is_some()
     }
 }
