@@ -294,14 +294,22 @@ impl Domain {
         (bound..self.ncpu).contains(&lane).then_some(lane)
     }
 
+    /// Every space a group's slot may come from: the group spaces, and the single counters'
+    /// space, which groups of one share ([`Domain::group_space`]). The groups' lane bound
+    /// raises all of their bounds: a group of one adds to the lanes below the groups' bound,
+    /// which may be above the single counters' own.
+    fn spaces_of_groups(&self) -> impl Iterator<Item = &Space> {
+        core::iter::once(&self.space).chain(&self.group_spaces)
+    }
+
     /// Sets the groups' lane bound (`fold`'s `ncpu`, which every group of the domain adds
-    /// with) to at least the lanes new single counters start with, raising the group
-    /// spaces' bounds first. Called before a group's header is attached.
+    /// with) to at least the lanes new single counters start with, raising the bounds of
+    /// the spaces of groups first ([`Domain::spaces_of_groups`]). Called before a group's header is attached.
     pub(crate) fn lanes_for_new_group(&self) {
         // At least the bound the groups' parameters were built with (1), which adds may use
         // from the first group on.
         let lanes = self.lanes_for_new_counter().max(self.fold.ncpu());
-        for g in &self.group_spaces {
+        for g in self.spaces_of_groups() {
             if g.lanes() < lanes {
                 g.raise_lanes(lanes);
             }
@@ -312,14 +320,14 @@ impl Domain {
     }
 
     /// The slow path of a group add refused per-CPU operation: if this thread's lane is at
-    /// or above the groups' bound, raises the group spaces' bounds and then the groups'
+    /// or above the groups' bound, raises the bounds of the spaces of groups and then the groups'
     /// (`Release`, before any add can reach the lane, as `Inner::note_lane` does for a
     /// single counter) and returns true (worth retrying per-CPU).
     pub(crate) fn note_group_lane(&self) -> bool {
         let Some(lane) = self.lane_above(&self.fold) else {
             return false;
         };
-        self.group_spaces.iter().for_each(|g| {
+        self.spaces_of_groups().for_each(|g| {
             g.raise_lanes(lane + 1);
         });
         self.fold.raise_ncpu(lane + 1);

@@ -373,4 +373,35 @@ mod tests {
         assert_eq!(slow_path_adds(domain), 1000);
         assert_eq!(g.sum_all(), [2, 1000, -500]);
     }
+
+    /// A group of one shares the single counters' space: when an add from a lane above every
+    /// bound so far raises the groups' lane bound, that space's bound must rise too, or sums
+    /// miss the lane and a freed slot keeps its cell for the next counter to find. The fuzz
+    /// target found this as a lost update (`group 0 sum_all: [0] vs [-1]`).
+    #[test]
+    fn a_group_of_one_on_a_new_lane_sums_and_frees_every_lane() {
+        let domain = per_cpu_domain();
+        let g = PercpuCounterGroup::new_in(domain, 1).unwrap();
+        // SAFETY: this thread alone uses `domain`, its own, so no rseq thread updates its
+        // cells while this thread simulates CPUs.
+        unsafe { pcpu_rseq::simulate_cpu(Some(3)) };
+        // What the slow path of an rseq add on lane 3 does (a simulated CPU runs the portable
+        // backend, which files the add modulo the bound instead of refusing it).
+        assert!(domain.note_group_lane(), "lane 3 is above the bound");
+        g.add(0, -1).unwrap();
+        // SAFETY: `None` ends the simulation: back to this thread's real CPU.
+        unsafe { pcpu_rseq::simulate_cpu(None) };
+        assert!(
+            domain.space.lanes() >= domain.fold.ncpu(),
+            "the space reads every group lane"
+        );
+        assert_eq!(g.sum_all(), [-1], "the add on lane 3");
+        assert_eq!(g.sum(0).unwrap(), -1);
+        drop(g);
+        // The next counter of the space takes the group's slot (this thread's magazine), and
+        // its own adds make `sum()` read lane 3.
+        let c = crate::PercpuCounter::new_in(domain, 0).unwrap();
+        domain.raise_counter_lanes(4);
+        assert_eq!(c.sum(), 0, "the freed slot's lane 3 was zeroed");
+    }
 }
