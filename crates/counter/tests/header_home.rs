@@ -59,3 +59,50 @@ fn a_lane_past_the_magazines_keeps_its_block_home() {
     assert!(reused_on(domain, past, past));
     assert!(reused_on(domain, past + 1, past + 1));
 }
+
+/// A counter whose slot a compaction moved keeps its block's home: dropped on the lane it was
+/// created on, its block is that lane's next header again. (Its slot, one the compactor chose
+/// from no magazine, goes to the pool.) Before, a relocation forgot the home, and the block
+/// went to the pool too: one more pool lock per drop of every relocated counter.
+#[test]
+fn a_relocated_counter_gives_its_block_back_home() {
+    let domain = Domain::builder()
+        .ncpu(2)
+        .mode(CounterMode::PerCpu)
+        .build()
+        .unwrap();
+    // SAFETY: this thread alone uses `domain`, its own (see `reused_on`).
+    unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
+    let mut all: Vec<PercpuCounter> = (0..8192)
+        .map(|_| PercpuCounter::new_in(domain, 1).unwrap())
+        .collect();
+    // Keep two in ten, created one after the other: blocks that share a line, so that a
+    // block given to the pool is not the next refill's (its line is not free).
+    let mut i = 0;
+    all.retain(|_| {
+        let keep = i % 10 < 2;
+        i += 1;
+        keep
+    });
+    let before: Vec<_> = all.iter().map(|c| c.slot_address()).collect();
+    let report = domain.compact().unwrap();
+    assert!(report.slots_moved > 0, "{report:?}");
+    let headers: std::collections::HashSet<usize> =
+        all.iter().filter_map(|c| c.header_address()).collect();
+    let pick = (0..all.len())
+        .find(|&k| {
+            let h = all[k].header_address().unwrap();
+            all[k].slot_address() != before[k] && headers.contains(&(h ^ 32))
+        })
+        .expect("a moved counter whose block's line neighbour is live");
+    let moved = all.swap_remove(pick);
+    let block = moved.header_address();
+    drop(moved);
+    let next = PercpuCounter::new_in(domain, 0).unwrap();
+    assert_eq!(next.header_address(), block, "the block went home");
+    drop(next);
+    assert!(all.iter().all(|c| c.sum() == 1));
+    drop(all);
+    // SAFETY: back to this thread's real CPU.
+    unsafe { pcpu_rseq::simulate_cpu(None) };
+}
