@@ -11,7 +11,7 @@ use pcpu_counter::{CounterMode, Domain, PercpuCounter};
 /// Creates a per-CPU counter on simulated CPU `from` and drops it on `to`, then creates
 /// another on `to`: whether the second got the first one's header block.
 fn reused_on(domain: &'static Domain, from: usize, to: usize) -> bool {
-    // SAFETY: this thread alone uses `domain` (its own, in this test binary of one test), so
+    // SAFETY: this thread alone uses `domain` (its own: each test here builds its own), so
     // no rseq thread updates its cells or magazines while this thread simulates CPUs.
     unsafe { pcpu_rseq::simulate_cpu(Some(from)) };
     let first = PercpuCounter::new_in(domain, 0).unwrap();
@@ -73,7 +73,9 @@ fn a_relocated_counter_gives_its_block_back_home() {
         .unwrap();
     // SAFETY: this thread alone uses `domain`, its own (see `reused_on`).
     unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
-    let mut all: Vec<PercpuCounter> = (0..8192)
+    // Four pagesets of 8-byte slots, whatever the page size, so that a compaction empties some.
+    let unit = pcpu_pageset::PoolConfig::DEFAULT_UNIT_BYTES.max(pcpu_pageset::page_size());
+    let mut all: Vec<PercpuCounter> = (0..4 * unit / 8)
         .map(|_| PercpuCounter::new_in(domain, 1).unwrap())
         .collect();
     // Keep two in ten, created one after the other: blocks that share a line, so that a
@@ -97,7 +99,10 @@ fn a_relocated_counter_gives_its_block_back_home() {
         .expect("a moved counter whose block's line neighbour is live");
     let moved = all.swap_remove(pick);
     let block = moved.header_address();
+    let slow_frees = || domain.stats().spaces[0].cache.counters.slow_frees;
+    let before_drop = slow_frees();
     drop(moved);
+    assert_eq!(slow_frees(), before_drop + 1, "the slot went to the pool");
     let next = PercpuCounter::new_in(domain, 0).unwrap();
     assert_eq!(next.header_address(), block, "the block went home");
     drop(next);

@@ -219,11 +219,12 @@ impl Header {
     }
 
     /// Notes that the slot came from the magazine of the thread on lane `lane` (the id the
-    /// lanes follow; `None`: not known; so are lanes from [`MOVED`] up, 32,768).
+    /// lanes follow; `None`: not known; so are lanes from 32,767 up).
     pub(crate) fn set_home(&self, lane: Option<usize>) {
         let lane = lane
             .and_then(|l| u16::try_from(l).ok())
-            .filter(|&l| l < MOVED)
+            // Below MOVED - 1: lane 0x7fff with MOVED set would read as NO_HOME.
+            .filter(|&l| l < MOVED - 1)
             .unwrap_or(NO_HOME);
         self.home.store(lane, Ordering::Relaxed);
     }
