@@ -100,7 +100,7 @@ impl HeaderStore {
     /// hold its line neighbour: two lanes' counters would then share a header line for as long
     /// as both reuse them (pcpu-bench's churn after its memory scenario: 2t/1t 0.90).
     fn settle_home(header: &Header, block_lane: Option<usize>) {
-        if block_lane.is_none() || header.home() != block_lane {
+        if block_lane.is_none() || header.attach_lane() != block_lane {
             header.forget_home();
         }
     }
@@ -196,9 +196,10 @@ impl HeaderStore {
         let header = unsafe { (*block).header() };
         // SAFETY: nobody uses the header any more (caller).
         let detached = unsafe { space.detach(header) };
-        // The lane both the slot and the block came from (`settle_home`), if known and the
-        // slot was not moved since.
-        let home = header.home();
+        // The lane both the slot and the block came from (`settle_home`), if known: the
+        // block's home even if a relocation moved the slot since (the slot then went to the
+        // pool in `detach`).
+        let home = header.attach_lane();
         // SAFETY: a block of this store holding a `T` (so not null), its header just
         // detached; nobody else refers to it.
         unsafe { self.retire(NonNull::new_unchecked(block), detached, home) };

@@ -93,16 +93,21 @@ pub struct Header {
     /// slot cache zeroes a freed block by reading and clearing its words), and padding bytes
     /// are uninitialised after a typed write.
     spare: AtomicU8,
-    /// The lane whose magazine the slot came from ([`NO_HOME`]: unknown, as after a
-    /// relocation or [`Header::forget_home`]): a detach on another lane gives the slot to the
-    /// pool instead of to that lane's magazine, and so does one of unknown home (see
-    /// [`Space::detach`](crate::Space::detach)). A placement hint only: nothing depends on it
+    /// The lane whose magazine the slot came from at the attach ([`NO_HOME`]: unknown, as
+    /// after [`Header::forget_home`]), with [`MOVED`] set once a relocation gave the header
+    /// another slot: a detach on another lane gives the slot to the pool instead of to that
+    /// lane's magazine, and so does one of unknown home or moved (see
+    /// [`Space::detach`](crate::Space::detach)); the owner's own block may still go back to
+    /// the attach lane ([`Header::attach_lane`]). A placement hint only: nothing depends on it
     /// for correctness.
     home: AtomicU16,
 }
 
-/// [`Header`]'s home lane when it is not known (no slot yet, or a slot a compactor chose).
+/// [`Header`]'s home lane when it is not known (no slot yet, or forgotten).
 const NO_HOME: u16 = u16::MAX;
+/// Set in [`Header`]'s home once a relocation moved its slot (a slot a compactor chose, from
+/// no magazine); the lanes below it are the attach lane's.
+const MOVED: u16 = 0x8000;
 
 const _: () = assert!(core::mem::offset_of!(Header, slot) == 0);
 // 16 bytes on real atomics (loom's are larger).
@@ -214,21 +219,34 @@ impl Header {
     }
 
     /// Notes that the slot came from the magazine of the thread on lane `lane` (the id the
-    /// lanes follow; `None`: not known; so are lanes from `u16::MAX` up).
+    /// lanes follow; `None`: not known; so are lanes from 32,767 up).
     pub(crate) fn set_home(&self, lane: Option<usize>) {
-        let lane = lane.and_then(|l| u16::try_from(l).ok()).unwrap_or(NO_HOME);
+        let lane = lane
+            .and_then(|l| u16::try_from(l).ok())
+            // Below MOVED - 1: lane 0x7fff with MOVED set would read as NO_HOME.
+            .filter(|&l| l < MOVED - 1)
+            .unwrap_or(NO_HOME);
         self.home.store(lane, Ordering::Relaxed);
+    }
+
+    /// The lane the thread that attached the slot was on (as [`home`](Self::home)), even if a
+    /// relocation has moved the slot since: where an owner whose own block came from that
+    /// lane's cache may give the block back. `None` if not known (or forgotten).
+    pub fn attach_lane(&self) -> Option<usize> {
+        let home = self.home.load(Ordering::Relaxed);
+        (home != NO_HOME).then_some(usize::from(home & !MOVED))
     }
 
     /// The lane (the id the lanes follow, `pcpu_rseq::current_cpu`) of the thread that
     /// attached the slot, if it stayed on that lane during the attach; not known after a
-    /// relocation. Its magazine is that lane modulo the cache's magazine count. A placement
-    /// hint: an owner whose header block came from a per-CPU cache of its own in the same
-    /// call as the slot may give the block back to that lane too (pcpu-counter does, modulo
-    /// its own magazine count).
+    /// relocation (the slot is then one a compactor chose). Its magazine is that lane modulo
+    /// the cache's magazine count. A placement hint: an owner whose header block came from a
+    /// per-CPU cache of its own in the same call as the slot may give the block back to that
+    /// lane too, relocated or not ([`attach_lane`](Self::attach_lane); pcpu-counter does,
+    /// modulo its own magazine count).
     pub fn home(&self) -> Option<usize> {
         let home = self.home.load(Ordering::Relaxed);
-        (home != NO_HOME).then_some(usize::from(home))
+        (home & MOVED == 0).then_some(usize::from(home))
     }
 
     /// Forgets the home lane ([`home`](Self::home) says `None` from now on, until the next
@@ -347,7 +365,9 @@ impl Header {
     pub(crate) fn move_to(&self, new: usize, copy: impl FnOnce(usize, usize)) {
         let old = self.cells();
         copy(old, new);
-        self.set_home(None);
+        // The new slot came from no magazine; the attach lane stays known (NO_HOME has
+        // MOVED set already).
+        self.home.fetch_or(MOVED, Ordering::Relaxed);
         self.write_begin();
         // Release: a reader or adder that sees `new` sees the copied cells.
         self.slot.store(new, Ordering::Release);
