@@ -62,9 +62,10 @@ fn alternating_folds_widen_up_to_max_batch() {
     assert_eq!((c.batch(), c.error_bound()), (32, 31 * 4));
     // With the window clock standing still, each window of 64 switches after the first
     // doubles the batch: 32 to 512 takes five windows, within 768 rounds (fewer folds than
-    // rounds: a round whose CPU's cell an earlier round left negative does not fold; how many
-    // depends on the backend: 64, 256, 512 after each 256 rounds with rseq, 128, 512, 512 on
-    // the portable backend).
+    // rounds: a round whose CPU's cell an earlier round left negative does not fold): 128,
+    // 512, 512 after each 256 rounds, on either backend (simulated CPUs above the lane bound
+    // take the slow path that raises it, as rseq threads do; before, with rseq, they shared
+    // lane 0 until then and gave 64, 256, 512).
     let mut added = 0;
     let mut batches = vec![c.batch()];
     for _ in 0..3 {

@@ -407,7 +407,15 @@ unsafe fn with_portable_cell<R>(
     if base & DISABLED != 0 {
         return Err(SlowPath);
     }
-    let cpu = thread::portable_cpu() % ncpu;
+    let cpu = match thread::simulated_cpu() {
+        // A simulated CPU stands for an rseq thread on that lane: at or above the lane bound
+        // it takes the slow path, as the rseq section does, so that tests on simulated CPUs
+        // drive the callers' lane-raising slow paths. Real portable threads file their adds
+        // under the CPU modulo the bound (any cell is correct for an atomic add).
+        Some(cpu) if cpu >= ncpu => return Err(SlowPath),
+        Some(cpu) => cpu,
+        None => thread::portable_cpu() % ncpu,
+    };
     // SAFETY: the slot is not disabled, so `base + offset + cpu * stride` is a live, aligned i64 cell
     // (caller's guarantee), kept alive by the pinned guard; AtomicI64 has i64's layout.
     let cell = unsafe { &*((base + offset + cpu * stride) as *const AtomicI64) };

@@ -111,6 +111,12 @@ pub fn registration() -> Registration {
 /// Makes the current thread act as if it ran on `cpu`, on the portable backend; `None` undoes
 /// it. For tests and models that simulate more CPUs than the machine has.
 ///
+/// A simulated thread stands for an rseq thread on lane `cpu`: an add whose lane bound (the
+/// [`FoldParams`](crate::FoldParams) `ncpu`) is at or below `cpu` takes the slow path
+/// (`Err(SlowPath)`), as the rseq section does, so that the caller's lane-raising slow path
+/// runs under simulation too. (Real portable threads, which file adds under `sched_getcpu`,
+/// use the CPU modulo the bound instead.)
+///
 /// ```
 /// // SAFETY: this doctest's thread touches no per-CPU memory that rseq threads update.
 /// unsafe { pcpu_rseq::simulate_cpu(Some(3)) };
@@ -154,12 +160,17 @@ pub unsafe fn simulate_cpu(cpu: Option<usize>) {
     }
 }
 
+/// The CPU this thread simulates ([`simulate_cpu`]), if any.
+pub(crate) fn simulated_cpu() -> Option<usize> {
+    let sim = SIM_CPU.with(Cell::get);
+    (sim != usize::MAX).then_some(sim)
+}
+
 /// The CPU index the portable backend uses for this thread: the simulated CPU if set, else the
 /// CPU the thread last ran on (any index is correct there, since every update is atomic; the
 /// CPU only spreads contention).
 pub(crate) fn portable_cpu() -> usize {
-    let sim = SIM_CPU.with(Cell::get);
-    if sim != usize::MAX {
+    if let Some(sim) = simulated_cpu() {
         return sim;
     }
     #[cfg(all(target_os = "linux", not(loom), not(miri)))]
