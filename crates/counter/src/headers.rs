@@ -100,7 +100,7 @@ impl HeaderStore {
     /// hold its line neighbour: two lanes' counters would then share a header line for as long
     /// as both reuse them (pcpu-bench's churn after its memory scenario: 2t/1t 0.90).
     fn settle_home(header: &Header, block_lane: Option<usize>) {
-        if block_lane.is_none() || header.attach_lane() != block_lane {
+        if header.attach_lane() != block_lane {
             header.forget_home();
         }
     }
