@@ -185,27 +185,30 @@ impl Reps {
     }
 }
 
-/// One measurement: warm-up, then `reps` repetitions at each of `threads`.
+/// One measurement: warm-up, then `reps` rounds of one repetition at each of `threads`.
+/// Interleaved (1, 2, 1, 2, .. threads rather than 1, 1, 1, 2, 2, 2), so that a change in
+/// the machine's speed during the measurement (a neighbour on the host, the other core's
+/// clock) falls on every thread count alike instead of on one side of a ratio.
 fn measure<C: BenchCounter>(dur: Duration, reps: u64, threads: &[usize]) -> Vec<Reps> {
     throughput::<C>(2, dur / 4); // warm the allocator caches
-    threads
+    let mut all: Vec<Reps> = threads
         .iter()
-        .map(|&n| {
-            let (mut ops, mut overlaps, mut shared) = (Vec::new(), Vec::new(), Vec::new());
-            for _ in 0..reps {
-                let (o, v, s) = throughput::<C>(n, dur);
-                ops.push(o);
-                overlaps.push(v);
-                shared.push(s);
-            }
-            Reps {
-                threads: n,
-                ops,
-                overlaps,
-                shared,
-            }
+        .map(|&n| Reps {
+            threads: n,
+            ops: Vec::new(),
+            overlaps: Vec::new(),
+            shared: Vec::new(),
         })
-        .collect()
+        .collect();
+    for _ in 0..reps {
+        for r in &mut all {
+            let (o, v, s) = throughput::<C>(r.threads, dur);
+            r.ops.push(o);
+            r.overlaps.push(v);
+            r.shared.push(s);
+        }
+    }
+    all
 }
 
 /// The best of `samples` (ops/s: the largest).
