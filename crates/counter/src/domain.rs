@@ -304,7 +304,8 @@ impl Domain {
 
     /// Sets the groups' lane bound (`fold`'s `ncpu`, which every group of the domain adds
     /// with) to at least the lanes new single counters start with, raising the bounds of
-    /// the spaces of groups first ([`Domain::spaces_of_groups`]). Called before a group's header is attached.
+    /// the spaces of groups first ([`Domain::spaces_of_groups`]). Called before a group's
+    /// header is attached.
     pub(crate) fn lanes_for_new_group(&self) {
         // At least the bound the groups' parameters were built with (1), which adds may use
         // from the first group on.
@@ -320,9 +321,9 @@ impl Domain {
     }
 
     /// The slow path of a group add refused per-CPU operation: if this thread's lane is at
-    /// or above the groups' bound, raises the bounds of the spaces of groups and then the groups'
-    /// (`Release`, before any add can reach the lane, as `Inner::note_lane` does for a
-    /// single counter) and returns true (worth retrying per-CPU).
+    /// or above the groups' bound, raises the bounds of the spaces of groups and then the
+    /// groups' (`Release`, before any add can reach the lane, as `Inner::note_lane` does for
+    /// a single counter) and returns true (worth retrying per-CPU).
     pub(crate) fn note_group_lane(&self) -> bool {
         let Some(lane) = self.lane_above(&self.fold) else {
             return false;

@@ -29,14 +29,18 @@ fn reused_on(domain: &'static Domain, from: usize, to: usize) -> bool {
     reused
 }
 
-#[test]
-fn a_header_block_goes_home_or_to_the_pool() {
-    // Two CPUs: every machine that runs the tests has the magazines for them.
-    let domain = Domain::builder()
+/// A per-CPU domain of two CPUs: every machine that runs the tests has the magazines for them.
+fn two_cpu_domain() -> &'static Domain {
+    Domain::builder()
         .ncpu(2)
         .mode(CounterMode::PerCpu)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_header_block_goes_home_or_to_the_pool() {
+    let domain = two_cpu_domain();
     // Dropped on its own CPU: back on top of that CPU's magazine, the next header there.
     assert!(reused_on(domain, 0, 0));
     assert!(reused_on(domain, 1, 1));
@@ -66,11 +70,7 @@ fn a_lane_past_the_magazines_keeps_its_block_home() {
 /// went to the pool too: one more pool lock per drop of every relocated counter.
 #[test]
 fn a_relocated_counter_gives_its_block_back_home() {
-    let domain = Domain::builder()
-        .ncpu(2)
-        .mode(CounterMode::PerCpu)
-        .build()
-        .unwrap();
+    let domain = two_cpu_domain();
     // SAFETY: this thread alone uses `domain`, its own (see `reused_on`).
     unsafe { pcpu_rseq::simulate_cpu(Some(0)) };
     // Four pagesets of 8-byte slots, whatever the page size, so that a compaction empties some.
