@@ -1,5 +1,6 @@
 //! [`PercpuCounter`].
 
+use crate::clock::now_nanos;
 use crate::domain::{CounterMode, Domain};
 use crate::levels::Level;
 use crate::widen::FoldTracker;
@@ -202,6 +203,7 @@ impl PercpuCounter {
         let atomic = mode == CounterMode::Atomic;
         let state = word::inline(domain.index, atomic).expect("registered domains are in range");
         if mode != CounterMode::PerCpu {
+            let state = word::made_on(state, pcpu_rseq::registered_cpu_id());
             return Ok(PercpuCounter {
                 words: Words::new(initial, state),
             });
@@ -332,7 +334,8 @@ impl PercpuCounter {
             // SAFETY: the address comes from this counter's state word: its live header.
             #[inline(always)]
             |h, delta| unsafe { self.add_header(h, delta) },
-            || self.sample(),
+            pcpu_rseq::registered_cpu_id,
+            |seen, delta| self.add_noting(seen, delta),
         );
     }
 
@@ -408,18 +411,16 @@ impl PercpuCounter {
         self.domain().totals.slow_path_add();
     }
 
-    /// A sampled inline add ([`crate::lazy`]): notes the CPU, and moves the counter to a
-    /// header with a per-CPU slot once several CPUs update it.
+    /// An inline add to note ([`crate::lazy`]: from another CPU than the last one, or on a
+    /// thread that cannot tell its CPU cheaply): adds, notes the CPU, and moves the counter to
+    /// a header with a per-CPU slot once several CPUs update it.
     #[cold]
     #[inline(never)]
-    fn sample(&self) {
-        // In a signal handler that interrupted a pcpu slow path of this thread (an upgrade, a
-        // cache's lock, an allocation): no upgrade, the inline count already took the add.
-        if pcpu_rseq::in_slow_path() {
-            return;
-        }
-        let s = self.load();
-        if let Some(next) = self.words.note_sample(s, pcpu_rseq::current_cpu()) {
+    fn add_noting(&self, seen: usize, delta: i64) {
+        let upgrade = self
+            .words
+            .add_noting(0, seen, delta, crate::lazy::cpu_to_note, now_nanos);
+        if let Some(next) = upgrade {
             // No count moves: the inline count stays a part of the value (`crate::words`).
             let domain = Domain::by_index(word::domain_index(next));
             if domain
@@ -897,6 +898,50 @@ impl Drop for PercpuCounter {
 mod tests {
     use super::*;
     use crate::domain::testing::{per_cpu_domain, slow_path_adds};
+
+    /// On the rseq backend, a lazy counter's cold path records the very id its adds compare
+    /// (the kernel's `cpu_id`, whatever id the lanes use): after its first add, a thread that
+    /// stays on one CPU adds with nothing to note. Both ways to the note are checked: the add
+    /// that resolves the thread's backend, and one on a resolved thread (a `const` counter,
+    /// made with no CPU), the latter pinned where possible to a CPU whose `cpu_id` differs
+    /// from the thread's lane id (`mm_cid`), so that recording the lane would fail.
+    #[test]
+    #[cfg_attr(miri, ignore)] // no rseq under Miri
+    fn a_lazy_add_records_the_cpu_id_the_next_adds_compare() {
+        let Some(cpus) = pcpu_testkit::affinity::allowed_cpus() else {
+            eprintln!("skipped: the affinity mask cannot be read");
+            return;
+        };
+        // Pinned: the thread must not migrate between an add and the check.
+        let pinned = |c: &usize| pcpu_testkit::affinity::pin_to(*c);
+        if !cpus.iter().rev().any(pinned) {
+            eprintln!("skipped: cannot pin this thread");
+            return;
+        }
+        let check = |c: &PercpuCounter| {
+            c.inc();
+            let cpu = pcpu_rseq::registered_cpu_id()?;
+            let s = c.load();
+            assert!(word::is_inline(s));
+            assert!(
+                word::adds_unnoted(s, Some(cpu)),
+                "the first add recorded another id than cpu_id {cpu}: state {s:#x}"
+            );
+            c.inc();
+            assert_eq!(c.load(), s, "an add on the same CPU changes only the count");
+            assert_eq!(c.sum(), 2);
+            Some(())
+        };
+        let domain = Domain::builder().build().unwrap();
+        if check(&PercpuCounter::new_in(domain, 0).unwrap()).is_none() {
+            eprintln!("skipped: this thread has no rseq area (portable backend or no rseq)");
+            return;
+        }
+        let lane_differs =
+            || pcpu_rseq::registered_cpu_id() != u32::try_from(pcpu_rseq::current_cpu()).ok();
+        let _ = cpus.iter().rev().any(|c| pinned(c) && lane_differs());
+        assert_eq!(check(&PercpuCounter::new_const(0)), Some(()));
+    }
 
     /// Adds to a counter whose slot is disabled (as during a relocation) take the slow path
     /// to the central count: each is counted once in the domain's totals, exactly, and none

@@ -17,8 +17,8 @@ use std::sync::OnceLock;
 pub enum CounterMode {
     /// Starts inline: the counter is its own two words, an atomic count and a state word,
     /// with no other memory. It takes a header and a per-CPU slot once several CPUs update it
-    /// (4 CPU changes among 32 sampled adds; an add is sampled every 64 of the counter's own
-    /// count). A single-threaded program never allocates anything for it.
+    /// (4 adds, each on another CPU than the add before, within a millisecond). A
+    /// single-threaded program never allocates anything for it.
     #[default]
     Lazy,
     /// Takes a header and a per-CPU slot at creation.

@@ -2,6 +2,7 @@
 //! then share one header and one slot of N × 8 bytes per CPU, like the four memory counters
 //! of a process.
 
+use crate::clock::now_nanos;
 use crate::domain::{CounterMode, Domain};
 use crate::word;
 use crate::words::Words;
@@ -50,7 +51,7 @@ const _: () = assert!(core::mem::size_of::<GroupInner>() == core::mem::size_of::
 
 /// A group of `len()` counters. Like a single [`PercpuCounter`](crate::PercpuCounter) it
 /// starts inline (its own words, one atomic count per counter, nothing else) in the default
-/// lazy mode, and goes per-CPU once sampled adds show several CPUs updating it; then all its
+/// lazy mode, and goes per-CPU once its adds show several CPUs updating it; then all its
 /// counters share one header and one per-CPU slot: creating, destroying and relocating the
 /// group costs what one counter costs.
 ///
@@ -110,6 +111,7 @@ impl PercpuCounterGroup {
         let atomic = domain.mode == CounterMode::Atomic;
         let state = word::inline(domain.index, atomic).expect("registered domains are in range");
         if domain.mode != CounterMode::PerCpu {
+            let state = word::made_on(state, pcpu_rseq::registered_cpu_id());
             return Ok(PercpuCounterGroup {
                 words: Words::zeroed(state),
                 len: n,
@@ -195,7 +197,8 @@ impl PercpuCounterGroup {
             // SAFETY: the address comes from our state word: the live header; `i < len`.
             #[inline(always)]
             |h, delta| unsafe { self.add_header(h, i, delta) },
-            || self.sample(),
+            pcpu_rseq::registered_cpu_id,
+            |seen, delta| self.add_noting(i, seen, delta),
         );
         Ok(())
     }
@@ -244,17 +247,15 @@ impl PercpuCounterGroup {
         inner.domain.totals.slow_path_add();
     }
 
-    /// A sampled inline add ([`crate::lazy`]): the group goes per-CPU once several CPUs
-    /// update it.
+    /// An inline add to counter `i` to note ([`crate::lazy`]), as
+    /// `PercpuCounter::add_noting`: the group goes per-CPU once several CPUs update it.
     #[cold]
     #[inline(never)]
-    fn sample(&self) {
-        // As `PercpuCounter::sample`: never upgrade inside an interrupted slow path.
-        if pcpu_rseq::in_slow_path() {
-            return;
-        }
-        let s = self.words.state();
-        let Some(next) = self.words.note_sample(s, pcpu_rseq::current_cpu()) else {
+    fn add_noting(&self, i: usize, seen: usize, delta: i64) {
+        let upgrade = self
+            .words
+            .add_noting(i, seen, delta, crate::lazy::cpu_to_note, now_nanos);
+        let Some(next) = upgrade else {
             return;
         };
         let domain = Domain::by_index(word::domain_index(next));

@@ -1,96 +1,202 @@
 //! Lazy mode: when does an inline counter deserve a per-CPU slot?
 //!
 //! A lazy counter starts inline ([`crate::word`]): its adds are one `fetch_add` on its own
-//! count. The add whose result carries the count across a multiple of 2^[`SAMPLE_SHIFT`]
-//! (one add in 64 for `inc`) is *sampled*: it looks at the CPU it runs on, and if another CPU
-//! made the counter's previous sample, that is a *switch*. When a window of [`WINDOW`]
-//! samples holds [`SWITCHES`] switches, several CPUs really update the counter, and it goes
-//! per-CPU. One thread switches only when the scheduler migrates it, far less often than
-//! that, so a single-threaded program never upgrades.
+//! count. Its state word names the CPU that last updated it, and an add first compares that
+//! with the CPU it runs on (this thread's rseq `cpu_id`, one thread-local load and one load of
+//! the rseq area, both independent of the add): on the same CPU it only adds, with no test on
+//! the add's result and nothing written but the count. An add on another CPU is a *switch*:
+//! it takes a cold path that records its CPU. When [`SWITCHES`] switches come within
+//! [`WINDOW`], several CPUs really update the counter at once, and it goes per-CPU.
 //!
-//! The sample is decided by the counter's own value, not by a tick shared by every counter
-//! of a thread: a thread looping `{ shared.inc(); mine.inc(); }` beside another one doing the
-//! same samples each counter every 64 of its own adds, so `shared` goes per-CPU and `mine`
-//! does not, however the two interleave (`tests/modes.rs`). The sampling state lives in the
-//! counter's state word, beside the count: a sample writes only a line the add has just
-//! written.
+//! One thread switches only when the scheduler migrates it, far less often than that, so a
+//! single-threaded program never upgrades, and never even runs the cold path after its first
+//! add. The signal is the counter's own history, not a tick shared by every counter of a
+//! thread: a thread looping `{ shared.inc(); mine.inc(); }` beside another one doing the same
+//! switches `shared` on nearly every add and `mine` never, so `shared` goes per-CPU and `mine`
+//! does not, however the two interleave (`tests/modes.rs`). A counter two threads update only
+//! now and then stays inline: it switches less than 4 times a millisecond, too rarely for its
+//! line's transfers to matter.
+//!
+//! Threads without an rseq area to read the CPU from (the portable backend, a simulated CPU,
+//! rseq unavailable) cannot compare cheaply: every add of theirs takes the cold path, which
+//! samples one add in 2^[`SAMPLE_SHIFT`] (the add whose result carries the count across a
+//! multiple of 64) and asks [`pcpu_rseq::current_cpu`] for that one only.
+//!
+//! The clock ([`crate::clock`]) is read once per window of switches, at its end, on the cold
+//! path only; the first window only starts it, so the first upgrade takes 2 × [`SWITCHES`]
+//! switches. A counter records the CPU it is made on (if the thread has an rseq area), so one
+//! made and used by one thread never takes the cold path at all; a `const` one (no CPU then)
+//! takes it once, at its first add.
 
 use crate::word;
 
-/// An add is sampled when it changes the count's bits from this one up.
+/// On a thread with no rseq CPU to compare, an add is sampled when it changes the count's bits
+/// from this one up.
 pub(crate) const SAMPLE_SHIFT: u32 = 6;
-/// Samples per window.
-pub(crate) const WINDOW: u8 = 32;
-/// Switches within a window that make the counter go per-CPU.
+/// Switches per window (at most [`word::MAX_SWITCHES`]).
 pub(crate) const SWITCHES: u8 = 4;
+/// A window of [`SWITCHES`] switches shorter than this, in microseconds, upgrades the counter.
+pub(crate) const WINDOW: u32 = 1_000;
 
-/// True if the add that took the count from `old` to `new` is sampled.
+const _: () = assert!(SWITCHES <= word::MAX_SWITCHES);
+
+/// True if the add that took the count from `old` to `new` is sampled (threads with no rseq
+/// CPU only).
 #[inline(always)]
 pub(crate) const fn sampled(old: i64, new: i64) -> bool {
     (old ^ new) >> SAMPLE_SHIFT != 0
 }
 
-/// Notes a sample made on `cpu` in an inline lazy `state`: the new state, and whether the
-/// counter should go per-CPU now.
-pub(crate) fn note(state: usize, cpu: usize) -> (usize, bool) {
-    let (last, switches, samples) = word::sampling(state);
-    let switched = last.is_some_and(|l| usize::from(l) != cpu.min(0xfffe));
-    let switches = switches + u8::from(switched);
-    if switches >= SWITCHES {
-        return (word::with_sampling(state, cpu, 0, 0), true);
+/// Notes an add made on `cpu` in an inline lazy `state`, `now_nanos` reading the window clock
+/// if needed: `None` if there is nothing to note (the CPU is the last one), else the new
+/// state and whether the counter should go per-CPU now.
+pub(crate) fn note(
+    state: usize,
+    cpu: usize,
+    now_nanos: impl FnOnce() -> u64,
+) -> Option<(usize, bool)> {
+    let (last, switches, start) = word::sampling(state);
+    let Some(last) = last else {
+        // The first noted add only records its CPU.
+        return Some((word::with_sampling(state, cpu, 0, start), false));
+    };
+    if last == word::cpu_field(cpu) {
+        return None;
     }
-    if samples + 1 >= WINDOW {
-        return (word::with_sampling(state, cpu, 0, 0), false);
+    let switches = switches + 1;
+    if switches < SWITCHES {
+        return Some((word::with_sampling(state, cpu, switches, start), false));
     }
-    (
-        word::with_sampling(state, cpu, switches, samples + 1),
-        false,
-    )
+    // The window ends: short, the counter goes per-CPU; long (or the first, which only
+    // starts the clock: 0), a new one begins. Microseconds, wrapping every 71 minutes (a
+    // window that spans a wrap may once look short); at least 1, as 0 means no window yet.
+    let now = ((now_nanos() / 1_000) as u32).max(1);
+    let short = start != 0 && now.wrapping_sub(start) < WINDOW;
+    Some((word::with_sampling(state, cpu, 0, now), short))
+}
+
+/// The CPU to note for an add that [`word::adds_unnoted`] sent to the cold path, whose result
+/// was `sampled` or not: this thread's rseq `cpu_id` if it has an area (the id the add's test
+/// compares, whatever id lanes use), resolving the thread's backend first if this is its
+/// first pcpu operation (once per thread); else, for a sampled add only,
+/// [`pcpu_rseq::current_cpu`]. `None`, nothing to note, in a signal handler that interrupted a
+/// pcpu slow path of this thread (an upgrade, a cache's lock, an allocation): no upgrade
+/// there, the inline count already took the add.
+#[cfg(not(loom))]
+pub(crate) fn cpu_to_note(sampled: bool) -> Option<usize> {
+    use pcpu_rseq::Registration;
+    if pcpu_rseq::in_slow_path() {
+        return None;
+    }
+    if let Some(cpu) = pcpu_rseq::registered_cpu_id() {
+        return Some(cpu as usize);
+    }
+    // Resolves an unresolved thread; one thread-local load after that.
+    if matches!(
+        pcpu_rseq::registration(),
+        Registration::Glibc | Registration::Own
+    ) {
+        if let Some(cpu) = pcpu_rseq::registered_cpu_id() {
+            return Some(cpu as usize);
+        }
+    }
+    sampled.then(pcpu_rseq::current_cpu)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const US: u64 = 1_000;
+
     fn fresh() -> usize {
         word::inline(3, false).unwrap()
     }
 
+    /// Notes adds on `cpus` in turn, all at `at_us`: the state after, and the index of the
+    /// note that asked to upgrade, if one did.
+    fn notes(
+        mut s: usize,
+        cpus: impl IntoIterator<Item = usize>,
+        at_us: u64,
+    ) -> (usize, Option<usize>) {
+        for (i, cpu) in cpus.into_iter().enumerate() {
+            if let Some((next, up)) = note(s, cpu, || at_us * US) {
+                s = next;
+                if up {
+                    return (s, Some(i));
+                }
+            }
+        }
+        (s, None)
+    }
+
     #[test]
-    fn one_cpu_never_upgrades() {
-        let mut s = fresh();
-        for _ in 0..10_000 {
-            let (n, up) = note(s, 1);
-            assert!(!up);
-            s = n;
+    fn one_cpu_never_upgrades_and_notes_only_its_first_add() {
+        let (s, up) = notes(fresh(), [1], 5);
+        assert_eq!(up, None);
+        for at in 0..10_000 {
+            assert_eq!(note(s, 1, || at * US), None, "nothing to note");
         }
     }
 
     #[test]
     fn alternating_cpus_upgrade_within_a_window() {
-        let mut s = fresh();
-        let mut upgraded_at = None;
-        for i in 0..WINDOW as usize {
-            let (n, up) = note(s, i % 2);
-            s = n;
-            if up {
-                upgraded_at = Some(i);
-                break;
-            }
-        }
-        // The first sample has no predecessor: switches start at the second.
-        assert_eq!(upgraded_at, Some(SWITCHES as usize));
+        // The first add only records its CPU; the next SWITCHES switches end the first
+        // window, which only starts the clock; the SWITCHES after end a short one.
+        let (_, up) = notes(fresh(), (0..20).map(|i| i % 2), 7);
+        assert_eq!(up, Some(2 * SWITCHES as usize));
     }
 
     #[test]
-    fn rare_migrations_do_not_upgrade() {
-        // One switch every 16 samples: 2 per window, below the threshold.
+    fn switches_spread_over_more_than_a_window_do_not_upgrade() {
+        // One switch every WINDOW / 2: a window of 4 switches takes twice WINDOW.
         let mut s = fresh();
-        for i in 0..100_000usize {
-            let (n, up) = note(s, (i / 16) % 2);
-            assert!(!up, "sample {i}");
-            s = n;
+        for i in 0..10_000u64 {
+            let at = i * u64::from(WINDOW) / 2;
+            if let Some((next, up)) = note(s, (i % 2) as usize, || at * US) {
+                assert!(!up, "switch {i}");
+                s = next;
+            }
         }
+    }
+
+    #[test]
+    fn a_short_window_after_long_ones_upgrades() {
+        // The first window starts the clock at 10 µs.
+        let (s, up) = notes(fresh(), [0, 1, 0, 1, 0], 10);
+        assert_eq!(up, None);
+        let (s, up) = notes(s, [1, 0, 1], 10);
+        assert_eq!(up, None);
+        // Its 4th switch comes a whole window later: long, a new window from then.
+        let (s, up) = notes(s, [0], 10 + u64::from(WINDOW));
+        assert_eq!(up, None);
+        let (_, up) = notes(s, [1, 0, 1, 0], 20 + u64::from(WINDOW));
+        assert_eq!(up, Some(3));
+    }
+
+    #[test]
+    fn the_clock_is_read_once_per_window() {
+        let mut s = fresh();
+        let mut reads = 0;
+        for i in 0..(1 + 10 * SWITCHES as usize) {
+            if let Some((next, _)) = note(s, i % 2, || {
+                reads += 1;
+                5 * US
+            }) {
+                s = next;
+            }
+        }
+        assert_eq!(reads, 10, "one read per window of {SWITCHES} switches");
+    }
+
+    #[test]
+    fn a_state_made_on_a_cpu_notes_nothing_there() {
+        let s = word::made_on(fresh(), Some(2));
+        assert_eq!(note(s, 2, || unreachable!()), None);
+        let (s, up) = note(s, 3, || unreachable!()).unwrap();
+        assert!(!up);
+        assert_eq!(word::sampling(s), (Some(3), 1, 0));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!   batch (see [`PercpuCounter::error_bound`]);
 //! - a counter is two words: in the default lazy mode an inline count (one `fetch_add` per
 //!   add, no other memory, usable in a `static` through [`PercpuCounter::new_const`]) until
-//!   sampled adds show several CPUs updating it; then its state word points at a 32-byte
+//!   its adds show several CPUs updating it at once; then its state word points at a 32-byte
 //!   header in the domain's own mmap'd header storage and it takes a per-CPU slot;
 //! - creating and destroying header counters goes through per-CPU caches of free headers and
 //!   slots (no global lock, no `malloc` or `free` on the common path);
@@ -72,6 +72,8 @@ macro_rules! slow_path_event {
 pub(crate) use slow_path_event;
 
 #[cfg(not(loom))]
+mod clock;
+#[cfg(not(loom))]
 mod compactor;
 #[cfg(not(loom))]
 mod counter;
@@ -102,6 +104,9 @@ mod word;
 mod words;
 
 #[cfg(not(loom))]
+#[doc(hidden)]
+pub use clock::simulate_fold_clock;
+#[cfg(not(loom))]
 pub use compactor::Compactor;
 #[cfg(not(loom))]
 pub use counter::PercpuCounter;
@@ -120,6 +125,3 @@ pub use pcpu_migrate::{CompactPolicy, CompactReport, Waste};
 pub use pcpu_rseq::{signal_handler_scope, SignalHandlerScope};
 #[cfg(not(loom))]
 pub use stats::{DomainStats, DomainTotals, SpaceStats};
-#[cfg(not(loom))]
-#[doc(hidden)]
-pub use widen::simulate_fold_clock;

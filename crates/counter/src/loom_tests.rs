@@ -63,7 +63,13 @@ impl World {
                     Err(_) => self.words.count().fetch_add(delta, Ordering::Relaxed),
                 };
             },
-            || {},
+            // No CPU to compare: every inline add takes the cold path, which notes nothing
+            // (the model covers the add and the switch, not the heuristic).
+            || None,
+            |seen, delta| {
+                let upgrade = self.words.add_noting(0, seen, delta, |_| None, || 0);
+                assert_eq!(upgrade, None);
+            },
         );
     }
 

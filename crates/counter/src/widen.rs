@@ -17,10 +17,9 @@
 //! their next fold, and the error bound must cover them.
 
 // Not through the loom shim: the fold tracker is a heuristic that no model covers.
-use core::cell::Cell;
+use crate::clock::now_nanos;
 use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Switches per window.
 pub(crate) const SWITCHES: u32 = 64;
@@ -79,41 +78,10 @@ impl FoldTracker {
     }
 }
 
-/// Nanoseconds since the process's first call: the window clock (or this thread's simulated
-/// one, [`simulate_fold_clock`]). Read once per window, never on the add path.
-fn now_nanos() -> u64 {
-    if let Some(now) = SIMULATED_NOW.with(Cell::get) {
-        return now;
-    }
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
-
-thread_local! {
-    /// This thread's simulated window clock, in nanoseconds ([`simulate_fold_clock`]).
-    static SIMULATED_NOW: Cell<Option<u64>> = const { Cell::new(None) };
-}
-
-/// For tests of batch widening: with `Some(nanos)`, the windows of the folds this thread
-/// makes end at `nanos` instead of the real clock's time (a clock that stands still: every
-/// window is short, so the batch widens on every window of switches, however slow the machine
-/// or emulator); `None` returns to the real clock. Folds of other threads are unaffected.
-/// Together with `pcpu_rseq::simulate_cpu` it makes widening exact: tests need not hope that
-/// 64 CPU changes fit in 200 µs.
-///
-/// ```
-/// pcpu_counter::simulate_fold_clock(Some(1_000));
-/// // ... folds from alternating (simulated) CPUs widen every window ...
-/// pcpu_counter::simulate_fold_clock(None);
-/// ```
-#[doc(hidden)]
-pub fn simulate_fold_clock(nanos: Option<u64>) {
-    SIMULATED_NOW.with(|now| now.set(nanos));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::simulate_fold_clock;
 
     const W: u64 = WINDOW.as_nanos() as u64;
 

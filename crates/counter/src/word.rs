@@ -3,17 +3,18 @@
 //!
 //! | bit 0 | form | the rest of the word |
 //! |---|---|---|
-//! | 1 | *inline* | bit 1: atomic for good ([`CounterMode::Atomic`](crate::CounterMode::Atomic)); bits 2..13: the domain's index; bits 13..29: the CPU of the last sampled add, plus 1 (0: none yet); bits 29..37: CPU switches in the current window; bits 37..45: samples in it |
+//! | 1 | *inline* | bit 1: atomic for good ([`CounterMode::Atomic`](crate::CounterMode::Atomic)); bits 2..13: the domain's index; bits 13..16: CPU switches in the current window; bits 16..32: the CPU that last updated the counter (`0xffff`: none yet); bits 32..64: when the window began, in microseconds of the window clock |
 //! | 0 | *header* | the address of the counter's header in its domain's header storage |
 //!
 //! A counter starts inline: its adds are one `fetch_add` on the inline count, and the state
-//! word only decides, from sampled adds, when the counter should go per-CPU
-//! ([`crate::lazy`]). It moves to the header form once (never back): the state word then
-//! holds the header's address, and the inline count stays where it is, a part of the value
-//! that `read` and `sum` add in (adds that loaded the inline state just before the switch
-//! land there, so none is lost and nothing has to be moved). The header, unlike the
-//! counter's two words, never moves, so relocation can reach it whatever the user does with
-//! the value.
+//! word only decides, from the CPUs the adds run on, when the counter should go per-CPU
+//! ([`crate::lazy`]). The CPU sits in bits 16..32 so that the add compares it with this
+//! thread's CPU in two instructions (a shift and a 16-bit compare). It moves to the header
+//! form once (never back): the state word then holds the header's address, and the inline
+//! count stays where it is, a part of the value that `read` and `sum` add in (adds that
+//! loaded the inline state just before the switch land there, so none is lost and nothing has
+//! to be moved). The header, unlike the counter's two words, never moves, so relocation can
+//! reach it whatever the user does with the value.
 
 /// Tag of the inline form.
 pub(crate) const INLINE: usize = 1;
@@ -24,11 +25,17 @@ pub(crate) const DOMAIN_BITS: u32 = 11;
 /// Most domains a process can build (index 0 is the global domain).
 pub(crate) const MAX_DOMAINS: usize = 1 << DOMAIN_BITS;
 const DOMAIN_SHIFT: u32 = 2;
-const CPU_SHIFT: u32 = DOMAIN_SHIFT + DOMAIN_BITS;
-const CPU_MASK: usize = 0xffff;
-const SWITCHES_SHIFT: u32 = CPU_SHIFT + 16;
-const SAMPLES_SHIFT: u32 = SWITCHES_SHIFT + 8;
-const BYTE: usize = 0xff;
+const SWITCHES_SHIFT: u32 = DOMAIN_SHIFT + DOMAIN_BITS;
+/// Most switches a window can count (3 bits).
+pub(crate) const MAX_SWITCHES: u8 = 7;
+const CPU_SHIFT: u32 = 16;
+/// The CPU field of a counter no CPU updated yet; CPUs at or above it are stored as
+/// `NO_CPU - 1`.
+const NO_CPU: u16 = u16::MAX;
+const START_SHIFT: u32 = 32;
+
+const _: () = assert!(SWITCHES_SHIFT + 3 == CPU_SHIFT);
+const _: () = assert!(usize::BITS == 64, "the inline state needs a 64-bit word");
 
 /// The inline state of a new counter of domain `domain`, or `None` for an index out of range.
 #[inline]
@@ -37,7 +44,18 @@ pub(crate) const fn inline(domain: usize, atomic: bool) -> Option<usize> {
         return None;
     }
     let flag = if atomic { ATOMIC } else { 0 };
-    Some((domain << DOMAIN_SHIFT) | flag | INLINE)
+    Some((domain << DOMAIN_SHIFT) | ((NO_CPU as usize) << CPU_SHIFT) | flag | INLINE)
+}
+
+/// `state` (a new inline state) as made on `cpu`, if known: the counter's adds on that CPU
+/// are unnoted from the first (a counter made and used by one thread never takes the cold
+/// path; a `const` one, made with no CPU, notes its first add).
+#[inline]
+pub(crate) const fn made_on(state: usize, cpu: Option<u32>) -> usize {
+    match cpu {
+        Some(cpu) => with_sampling(state, cpu as usize, 0, 0),
+        None => state,
+    }
 }
 
 /// True for the inline form.
@@ -58,36 +76,52 @@ pub(crate) const fn domain_index(state: usize) -> usize {
     (state >> DOMAIN_SHIFT) & (MAX_DOMAINS - 1)
 }
 
-/// The sampling part of an inline state: the CPU of the last sample (`None` before the
-/// first), switches and samples in the current window.
+/// True if an add of the inline counter in `state`, made on `cpu` (`None`: unknown here),
+/// has nothing to note: the CPU is the one that last updated the counter. The add's whole
+/// test (an [`Atomic`](crate::CounterMode::Atomic) counter too records its last CPU, so that
+/// it passes): it compares only the low 16 bits of `cpu`, so a CPU 65536 apart from the last
+/// one goes unseen (which only delays an upgrade).
+#[inline(always)]
+pub(crate) const fn adds_unnoted(state: usize, cpu: Option<u32>) -> bool {
+    match cpu {
+        Some(cpu) => (state >> CPU_SHIFT) as u16 == cpu as u16,
+        None => false,
+    }
+}
+
+/// The CPU field for `cpu`: itself, or `NO_CPU - 1` for the CPUs at or above `NO_CPU`.
 #[inline]
-pub(crate) const fn sampling(state: usize) -> (Option<u16>, u8, u8) {
-    let cpu = (state >> CPU_SHIFT) & CPU_MASK;
-    let cpu = if cpu == 0 {
-        None
+pub(crate) const fn cpu_field(cpu: usize) -> u16 {
+    if cpu >= NO_CPU as usize {
+        NO_CPU - 1
     } else {
-        Some((cpu - 1) as u16)
-    };
+        cpu as u16
+    }
+}
+
+/// The sampling part of an inline state: the CPU field of the CPU that last updated the
+/// counter ([`cpu_field`]; `None` before the first), the switches in the current window, and
+/// when the window began (microseconds of the window clock, wrapping).
+#[inline]
+pub(crate) const fn sampling(state: usize) -> (Option<u16>, u8, u32) {
+    let cpu = (state >> CPU_SHIFT) as u16;
+    let cpu = if cpu == NO_CPU { None } else { Some(cpu) };
     (
         cpu,
-        ((state >> SWITCHES_SHIFT) & BYTE) as u8,
-        ((state >> SAMPLES_SHIFT) & BYTE) as u8,
+        ((state >> SWITCHES_SHIFT) as u8) & MAX_SWITCHES,
+        (state >> START_SHIFT) as u32,
     )
 }
 
-/// `state` with its sampling part replaced. CPU ids above 65534 share the top value: a
-/// switch between two of them goes unseen, which only delays an upgrade.
+/// `state` with its sampling part replaced: last updated on `cpu`, `switches` (at most
+/// [`MAX_SWITCHES`]) in the window that began at `start`.
 #[inline]
-pub(crate) const fn with_sampling(state: usize, cpu: usize, switches: u8, samples: u8) -> usize {
-    let cpu = if cpu >= CPU_MASK - 1 {
-        CPU_MASK
-    } else {
-        cpu + 1
-    };
-    let keep = state & ((1 << CPU_SHIFT) - 1);
-    keep | (cpu << CPU_SHIFT)
-        | ((switches as usize) << SWITCHES_SHIFT)
-        | ((samples as usize) << SAMPLES_SHIFT)
+pub(crate) const fn with_sampling(state: usize, cpu: usize, switches: u8, start: u32) -> usize {
+    debug_assert!(switches <= MAX_SWITCHES);
+    let keep = state & ((1 << SWITCHES_SHIFT) - 1);
+    keep | (((switches & MAX_SWITCHES) as usize) << SWITCHES_SHIFT)
+        | ((cpu_field(cpu) as usize) << CPU_SHIFT)
+        | ((start as usize) << START_SHIFT)
 }
 
 #[cfg(test)]
@@ -108,6 +142,23 @@ mod tests {
         assert_eq!(inline(MAX_DOMAINS, false), None);
     }
 
+    #[test]
+    fn only_the_last_cpu_or_an_atomic_counter_adds_unnoted() {
+        let fresh = inline(3, false).unwrap();
+        assert!(!adds_unnoted(fresh, Some(0)), "the first add is noted");
+        assert!(!adds_unnoted(fresh, None));
+        let on_5 = with_sampling(fresh, 5, 2, 77);
+        assert!(adds_unnoted(on_5, Some(5)));
+        assert!(!adds_unnoted(on_5, Some(6)));
+        assert!(!adds_unnoted(on_5, None), "an unknown CPU is noted");
+        let atomic = inline(3, true).unwrap();
+        assert!(
+            !adds_unnoted(atomic, Some(9)),
+            "an atomic counter's first add is noted"
+        );
+        assert!(adds_unnoted(with_sampling(atomic, 9, 0, 0), Some(9)));
+    }
+
     proptest! {
         /// Sampling fields round-trip and never disturb the tag, the flag or the domain.
         #[test]
@@ -115,14 +166,19 @@ mod tests {
             domain in 0..MAX_DOMAINS,
             atomic in any::<bool>(),
             cpu in 0usize..70_000,
-            switches in any::<u8>(),
-            samples in any::<u8>(),
+            switches in 0..=MAX_SWITCHES,
+            start in any::<u32>(),
         ) {
-            let s = with_sampling(inline(domain, atomic).unwrap(), cpu, switches, samples);
+            let s = with_sampling(inline(domain, atomic).unwrap(), cpu, switches, start);
             prop_assert!(is_inline(s));
             prop_assert_eq!((domain_index(s), is_atomic(s)), (domain, atomic));
-            let want_cpu = cpu.min(CPU_MASK - 1) as u16;
-            prop_assert_eq!(sampling(s), (Some(want_cpu), switches, samples));
+            let want_cpu = cpu.min(NO_CPU as usize - 1) as u16;
+            prop_assert_eq!(sampling(s), (Some(want_cpu), switches, start));
+            // The add's test agrees with the field (below 65535: the CPUs it can tell apart).
+            if cpu < NO_CPU as usize {
+                prop_assert!(adds_unnoted(s, Some(cpu as u32)));
+                prop_assert!(!adds_unnoted(s, Some(cpu as u32 + 1)));
+            }
         }
     }
 }

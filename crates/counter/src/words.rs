@@ -1,7 +1,7 @@
 //! The words a [`PercpuCounter`](crate::PercpuCounter) value holds (an inline count and a
 //! state word; a [`PercpuCounterGroup`](crate::PercpuCounterGroup) holds one inline count per
 //! counter and one state word), and every step that reads or changes them: the inline add,
-//! sampling, the switch to a header, and the read.
+//! noting the CPU it runs on (lazy mode), the switch to a header, and the read.
 //!
 //! What happens behind a header (the per-CPU add, the header's sum) is passed in by the
 //! caller, so that the loom model (`src/loom_tests.rs`) drives this very code with the
@@ -28,7 +28,7 @@ use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
 pub(crate) struct Words<const N: usize> {
     /// The inline counts: the whole values while inline, a part of them after.
     counts: [AtomicI64; N],
-    /// Inline state (domain, sampling) or header address ([`crate::word`]).
+    /// Inline state (domain, last CPU, switch window) or header address ([`crate::word`]).
     state: AtomicUsize,
 }
 
@@ -53,8 +53,14 @@ impl Words<1> {
 
     /// Adds `delta` to the single counter ([`add_at`](Self::add_at) 0).
     #[inline(always)]
-    pub(crate) fn add(&self, delta: i64, header: impl FnOnce(usize, i64), sample: impl FnOnce()) {
-        self.add_at(0, delta, header, sample);
+    pub(crate) fn add(
+        &self,
+        delta: i64,
+        header: impl FnOnce(usize, i64),
+        cpu: impl FnOnce() -> Option<u32>,
+        elsewhere: impl FnOnce(usize, i64),
+    ) {
+        self.add_at(0, delta, header, cpu, elsewhere);
     }
 
     /// The single counter's value ([`read_at`](Self::read_at) 0).
@@ -92,8 +98,10 @@ impl<const N: usize> Words<N> {
     }
 
     /// Adds `delta` to counter `i`: behind the header if there is one
-    /// (`header(address, delta)`), else to its inline count, calling `sample()` for a sampled
-    /// add ([`crate::lazy`]).
+    /// (`header(address, delta)`); else, if the add has nothing to note (`cpu()`, this
+    /// thread's CPU if it is cheap to know, is the one that last updated the counter), to its
+    /// inline count; else `elsewhere(state, delta)`, the cold path that adds with
+    /// [`add_noting`](Self::add_noting) ([`crate::lazy`]).
     ///
     /// # Panics
     /// If `i >= N` (callers check their index first).
@@ -103,26 +111,54 @@ impl<const N: usize> Words<N> {
         i: usize,
         delta: i64,
         header: impl FnOnce(usize, i64),
-        sample: impl FnOnce(),
+        cpu: impl FnOnce() -> Option<u32>,
+        elsewhere: impl FnOnce(usize, i64),
     ) {
         let s = self.state();
         if !word::is_inline(s) {
             return header(s, delta);
         }
-        let old = self.counts[i].fetch_add(delta, Ordering::Relaxed);
-        if crate::lazy::sampled(old, old.wrapping_add(delta)) {
-            sample();
+        if word::adds_unnoted(s, cpu()) {
+            // No test on the result: the add's latency is the whole cost (`crate::lazy`).
+            self.counts[i].fetch_add(delta, Ordering::Relaxed);
+        } else {
+            elsewhere(s, delta);
         }
     }
 
-    /// Notes a sample made on `cpu` in the inline state `seen`: true if the counter should
-    /// go per-CPU now. A sample that loses a race with another one is dropped (the state
-    /// changed meanwhile), which only delays an upgrade.
-    pub(crate) fn note_sample(&self, seen: usize, cpu: usize) -> Option<usize> {
-        if !word::is_inline(seen) || word::is_atomic(seen) {
+    /// The add of counter `i` that [`add_at`](Self::add_at) could not make unnoted, in the
+    /// inline state `seen`: adds `delta` to the inline count (where it stays part of the value
+    /// whatever the state is now), then notes the CPU the add ran on, which `cpu(sampled)`
+    /// gives (`None`: note nothing; `sampled` tells whether the add crossed a sampling
+    /// boundary, for threads that pay to learn their CPU), reading the clock through
+    /// `now_nanos` if a window begins or ends. The state to upgrade with, if the counter
+    /// should go per-CPU now.
+    pub(crate) fn add_noting(
+        &self,
+        i: usize,
+        seen: usize,
+        delta: i64,
+        cpu: impl FnOnce(bool) -> Option<usize>,
+        now_nanos: impl FnOnce() -> u64,
+    ) -> Option<usize> {
+        let old = self.counts[i].fetch_add(delta, Ordering::Relaxed);
+        let cpu = cpu(crate::lazy::sampled(old, old.wrapping_add(delta)))?;
+        self.note(seen, cpu, now_nanos)
+    }
+
+    /// Notes an add made on `cpu` in the inline state `seen`: the state to upgrade with, if
+    /// the counter should go per-CPU now. An atomic counter only records the CPU, so that its
+    /// next adds there pass [`word::adds_unnoted`]. A note that loses a race with another one
+    /// is dropped (the state changed meanwhile), which only delays an upgrade.
+    fn note(&self, seen: usize, cpu: usize, now_nanos: impl FnOnce() -> u64) -> Option<usize> {
+        if !word::is_inline(seen) {
             return None;
         }
-        let (next, upgrade) = crate::lazy::note(seen, cpu);
+        let (next, upgrade) = if word::is_atomic(seen) {
+            (word::with_sampling(seen, cpu, 0, 0), false)
+        } else {
+            crate::lazy::note(seen, cpu, now_nanos)?
+        };
         let stored = self
             .state
             .compare_exchange(seen, next, Ordering::Relaxed, Ordering::Relaxed)
@@ -140,7 +176,7 @@ impl<const N: usize> Words<N> {
                 .compare_exchange(seen, header, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return Ok(()),
-                Err(now) if word::is_inline(now) => seen = now, // a sample changed it
+                Err(now) if word::is_inline(now) => seen = now, // a note changed it
                 Err(now) => return Err(now),
             }
         }

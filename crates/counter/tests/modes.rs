@@ -24,8 +24,8 @@ fn single_thread_stays_atomic() {
 
 /// The sampling case: two threads each loop `{ shared.inc(); mine.inc(); }`. The shared
 /// counter is updated from both CPUs and must go per-CPU; each thread's own counter, updated
-/// just as often but by one thread, must stay inline. (Samples are chosen by each counter's
-/// own value, so the adds to one counter cannot hide the other's.)
+/// just as often but by one thread, must stay inline. (Each counter keeps its own last CPU,
+/// so the adds to one counter cannot hide the other's.)
 #[test]
 fn shared_counter_upgrades_private_ones_do_not() {
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -23,8 +23,9 @@ const WORKERS: usize = 8;
 
 /// Lazy: workers and handlers contend on it, so it goes per-CPU mid-storm.
 static LAZY: PercpuCounter = PercpuCounter::new_const(0);
-/// Lazy, added to by handlers only, 64 at a time so that every handler's add is sampled: its
-/// upgrade, if it comes, runs inside a handler.
+/// Lazy, added to by handlers only, 64 at a time so that every handler's add is sampled on a
+/// thread without rseq (with rseq, every handler's add on another CPU is noted): its upgrade,
+/// if it comes, runs inside a handler.
 static HANDLER_ONLY: PercpuCounter = PercpuCounter::new_const(0);
 /// Per-CPU and atomic counters, made before the storm.
 static PER_CPU: OnceLock<PercpuCounter> = OnceLock::new();

@@ -1,7 +1,7 @@
 //! Signal handlers that interrupt code outside pcpu, the allocator above all: workers allocate
 //! and free in a loop while a storm thread hits them with SIGUSR1, whose handler opens
 //! `pcpu_counter::signal_handler_scope()` and adds to a lazy counter that only handlers touch
-//! (without the scope, its sampled adds would upgrade it inside a handler: an allocation in
+//! (without the scope, its noted adds would upgrade it inside a handler: an allocation in
 //! the middle of an interrupted `malloc`), to a per-CPU counter, and to a lazy counter the
 //! workers also update. Half of the workers never use pcpu outside the handler, so their
 //! first pcpu operation runs in a handler, where the thread must not resolve its rseq
@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 const WORKERS: usize = 6;
 
-/// Lazy, added to by handlers only, 64 at a time so that every handler's add is sampled.
+/// Lazy, added to by handlers only, 64 at a time so that every handler's add is sampled on a
+/// thread without rseq (with rseq, every handler's add on another CPU is noted).
 static HANDLER_ONLY: PercpuCounter = PercpuCounter::new_const(0);
 /// Lazy, added to by handlers and by the workers that use pcpu.
 static SHARED: PercpuCounter = PercpuCounter::new_const(0);

@@ -69,7 +69,7 @@ fn upgrades_are_counted_once_per_counter() {
     let quiet = PercpuCounter::new_in(domain, 0).unwrap();
     let group = PercpuCounterGroup::new_in(domain, 3).unwrap();
     for c in &contended {
-        // Well past the upgrade: later samples must not count it again.
+        // Well past the upgrade: later switches must not count it again.
         // SAFETY: the counter is of a domain this test built, which no other thread uses.
         unsafe { alternate(64, || c.inc()) };
         assert!(c.is_per_cpu());

@@ -422,6 +422,42 @@ unsafe fn with_portable_cell<R>(
     Ok(op(cell))
 }
 
+/// The CPU this thread runs on, from its rseq area's `cpu_id`, if the thread already runs
+/// its per-CPU operations through rseq: one thread-local load and one load of the area, never
+/// a registration, a syscall or a lock, cheap enough for every add. `None` otherwise (before
+/// the thread's first per-CPU operation resolved its backend, on the portable backend or a
+/// simulated CPU, in rseq mode without an area, and always under loom): [`current_cpu`]
+/// answers then, at a higher price.
+///
+/// Always the kernel's `cpu_id`, whatever [`crate::id_source`] indexes lanes by: the CPU
+/// whose cache holds what the thread writes now. Stale as soon as it is read, as
+/// [`current_cpu`]: a hint for heuristics (pcpu-counter's lazy mode compares it with the CPU
+/// that last updated a counter), never a cell index.
+///
+/// ```
+/// if let Some(cpu) = pcpu_rseq::registered_cpu_id() {
+///     assert!((cpu as usize) < pcpu_rseq::possible_cpus());
+/// }
+/// ```
+#[inline(always)]
+pub fn registered_cpu_id() -> Option<u32> {
+    #[cfg(not(loom))]
+    {
+        let state = thread_state::word();
+        if state > thread_state::NO_RSEQ {
+            // SAFETY: a state above `NO_RSEQ` is the address of this thread's live, registered
+            // area (glibc's for the thread's life; our own until its TLS destructor, which
+            // first sets the state to `NO_RSEQ`).
+            let id = unsafe { crate::abi::read_cpu_id(state as *const crate::abi::RseqArea) };
+            // Never negative here: the kernel wrote the id when it accepted the registration
+            // (the area is only adopted with an id), and until it ends.
+            debug_assert!(id >= 0);
+            return Some(id as u32);
+        }
+    }
+    None
+}
+
 /// The lane this thread's per-CPU operations use now, from the cheapest source: the rseq
 /// area's id field (`mm_cid` or `cpu_id`, whichever the process indexes lanes by:
 /// [`crate::id_source`]), the simulated CPU ([`crate::simulate_cpu`]), or `sched_getcpu`.

@@ -301,3 +301,33 @@ fn retain_survives_a_panicking_callback() {
     assert!(r.is_err());
     assert_eq!(contents(&stacks), [2, 4, 6, 7, 8]);
 }
+
+/// `registered_cpu_id` answers only on a thread whose per-CPU operations run through rseq,
+/// with the kernel's `cpu_id` (the CPU `sched_getcpu` reports, on a pinned thread), and never
+/// resolves the thread itself.
+#[test]
+fn registered_cpu_id_is_the_kernels_cpu_id_once_resolved() {
+    std::thread::spawn(|| {
+        assert_eq!(
+            pcpu_rseq::registered_cpu_id(),
+            None,
+            "a new thread is unresolved: no area to read"
+        );
+        let registration = pcpu_rseq::registration();
+        let id = pcpu_rseq::registered_cpu_id();
+        match registration {
+            Registration::Glibc | Registration::Own => {
+                let cpus = pcpu_testkit::affinity::allowed_cpus().unwrap_or_default();
+                for &cpu in cpus.iter().rev().take(2) {
+                    if pcpu_testkit::affinity::pin_to(cpu) {
+                        assert_eq!(pcpu_rseq::registered_cpu_id(), Some(cpu as u32));
+                    }
+                }
+                assert!(id.is_some());
+            }
+            Registration::Portable | Registration::Unavailable => assert_eq!(id, None),
+        }
+    })
+    .join()
+    .unwrap();
+}

@@ -69,8 +69,8 @@ pub fn sparse_counters(domain: &'static Domain) -> Vec<PercpuCounter> {
 }
 
 /// Runs `add` `rounds × 64` times, moving to the other simulated CPU every 64: each sample
-/// of a lazy counter (one every 64 of its adds) is then a switch, and the counter goes
-/// per-CPU within a few rounds.
+/// of a lazy counter (a simulated CPU has no rseq CPU to compare, so one add in 64 of its
+/// own is sampled) is then a switch, and the counter goes per-CPU within a few rounds.
 ///
 /// # Safety
 /// As for `pcpu_rseq::simulate_cpu`: `add` updates only counters of a domain that no thread on

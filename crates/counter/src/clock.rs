@@ -1,0 +1,44 @@
+//! The clock of the two heuristics that time a window of CPU switches: batch widening
+//! ([`crate::widen`]: a window of folds) and lazy mode ([`crate::lazy`]: a window of inline
+//! adds). Both read it once per window, on a cold path, never on the add path; tests stop it
+//! per thread ([`simulate_fold_clock`]) so that a slow machine or emulator cannot stretch a
+//! window they need short.
+//!
+//! Not through the loom shim: the heuristics it times are covered by unit tests, not models.
+
+use core::cell::Cell;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// Nanoseconds since the process's first call (or this thread's simulated clock,
+/// [`simulate_fold_clock`]).
+pub(crate) fn now_nanos() -> u64 {
+    if let Some(now) = SIMULATED_NOW.with(Cell::get) {
+        return now;
+    }
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+thread_local! {
+    /// This thread's simulated window clock, in nanoseconds ([`simulate_fold_clock`]).
+    static SIMULATED_NOW: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// For tests of batch widening and lazy upgrades: with `Some(nanos)`, the windows of switches
+/// this thread closes (of folds, and of a lazy counter's inline adds) end at `nanos` instead
+/// of the real clock's time (a clock that stands still: every window is short, so the batch
+/// widens, or the counter upgrades, on every window of switches, however slow the machine or
+/// emulator); `None` returns to the real clock. Other threads are unaffected. Together with
+/// `pcpu_rseq::simulate_cpu` it makes both exact: tests need not hope that 64 CPU changes fit
+/// in 200 µs.
+///
+/// ```
+/// pcpu_counter::simulate_fold_clock(Some(1_000));
+/// // ... folds from alternating (simulated) CPUs widen every window ...
+/// pcpu_counter::simulate_fold_clock(None);
+/// ```
+#[doc(hidden)]
+pub fn simulate_fold_clock(nanos: Option<u64>) {
+    SIMULATED_NOW.with(|now| now.set(nanos));
+}
