@@ -3,7 +3,7 @@
 //!
 //! Two rows: the default (the global domain, whose counters start *lazy*: two inline words, a
 //! count updated by `fetch_add` and a state word, until its adds show several CPUs
-//! updating the counter) and a domain built with `CounterMode::PerCpu` (a 128-byte header from
+//! updating the counter) and a domain built with `CounterMode::PerCpu` (a 32-byte header block from
 //! the domain's header storage and a per-CPU slot from creation: the mode the memory and
 //! compaction scenarios are about). The `memory` scenario also builds each in a 256-CPU
 //! domain.

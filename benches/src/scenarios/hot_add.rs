@@ -14,6 +14,7 @@ use crate::peers::{for_each, BenchCounter, Visitor};
 use crate::table::{leak, Column, Report};
 use crossbeam_utils::CachePadded;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The scenario's name.
@@ -63,11 +64,6 @@ pub fn guess_secs(ctx: &Ctx) -> f64 {
         .sum()
 }
 
-struct V<'a> {
-    ctx: &'a Ctx,
-    report: &'a mut Report,
-}
-
 /// `iters` adds of 1 to `c`, each through a reference the compiler cannot keep in a register
 /// (`black_box(&c)`): it reloads the counter's address, and whatever the peer reaches through
 /// it, every add. Never inlined, so that the loop is easy to find in a disassembly
@@ -79,50 +75,97 @@ fn add_loop<C: BenchCounter>(c: &C, iters: u64) {
     }
 }
 
-impl Visitor for V<'_> {
+/// One peer, its type erased so that the repetitions of every peer can interleave.
+struct Entry {
+    name: &'static str,
+    /// Runs `threads` threads of `iters` adds each on the peer's counter: each thread's CPU
+    /// time, in ns.
+    run: Box<dyn Fn(usize, u64) -> Vec<f64>>,
+    /// The counter's exact sum.
+    sum: Box<dyn Fn() -> i64>,
+}
+
+/// Collects every peer's [`Entry`], each with a counter of its own.
+struct Collect(Vec<Entry>);
+
+impl Visitor for Collect {
     fn visit<C: BenchCounter>(&mut self) {
-        let iters: u64 = self.ctx.pick(5_000_000, 500_000);
-        let reps = self.ctx.pick(5, 2);
-        progress(
-            NAME,
-            C::name(),
-            &format!("{iters} adds per thread, best of {reps}"),
-        );
         // On the heap, on 128 bytes of its own, for every peer alike: where a counter inside an
         // application's struct would be, and sharing no cache line with anything else.
-        let c = Box::new(CachePadded::new(C::new(0)));
-        let c: &C = &c;
-        let mut expected = 0i64;
-        for &threads in &self.ctx.threads {
-            let key = ns_key(threads);
-            let (mut samples, mut best_wall, mut overlap) = (Vec::new(), f64::INFINITY, 0.0);
-            for _ in 0..reps {
-                let wall = Instant::now();
-                let cpu = run_threads(threads, |_| {
+        let c = Arc::new(CachePadded::new(C::new(0)));
+        let adder = Arc::clone(&c);
+        self.0.push(Entry {
+            name: C::name(),
+            run: Box::new(move |threads, iters| {
+                let c: &C = &adder;
+                run_threads(threads, |_| {
                     let start = thread_cpu_ns();
                     add_loop(c, iters);
                     thread_cpu_ns() - start
-                });
-                let wall = wall.elapsed().as_nanos() as f64;
-                expected += (threads as u64 * iters) as i64;
-                let ns = cpu.iter().sum::<f64>() / threads as f64 / iters as f64;
-                if samples.iter().all(|&s| ns < s) {
-                    // How much the threads really ran at the same time (n.0 = all along).
-                    overlap = cpu.iter().sum::<f64>() / wall;
+                })
+            }),
+            sum: Box::new(move || c.sum()),
+        });
+    }
+}
+
+/// What one peer measured at one thread count, over the repetitions.
+#[derive(Default)]
+struct Measured {
+    samples: Vec<f64>,
+    best_wall: f64,
+    overlap: f64,
+}
+
+/// Measures every peer at every thread count. The repetitions interleave (every peer's first,
+/// then every peer's second, ...), so that the machine's drift between seconds (a neighbour on
+/// the host, a core's clock) falls on all peers alike instead of on whichever ran last: the
+/// ratios of rows 5 and 6 compare peers measured within the same second.
+fn measure(ctx: &Ctx, report: &mut Report, entries: &[Entry]) {
+    let iters: u64 = ctx.pick(5_000_000, 500_000);
+    let reps = ctx.pick(5, 2);
+    let mut expected = vec![0i64; entries.len()];
+    for &threads in &ctx.threads {
+        let mut measured: Vec<Measured> = entries
+            .iter()
+            .map(|_| Measured {
+                best_wall: f64::INFINITY,
+                ..Measured::default()
+            })
+            .collect();
+        for rep in 0..reps {
+            for (k, e) in entries.iter().enumerate() {
+                if rep == 0 && threads == ctx.threads[0] {
+                    let what = format!("{iters} adds per thread, best of {reps}, interleaved");
+                    progress(NAME, e.name, &what);
                 }
-                samples.push(ns);
-                best_wall = best_wall.min(wall / iters as f64);
-            }
-            let best = samples.iter().copied().fold(f64::INFINITY, f64::min);
-            self.report.num(C::name(), key, best);
-            record_reps(self.report, C::name(), key, &samples);
-            let wall_key = format!("hot_add_{threads}t_wall_ns");
-            self.report.num(C::name(), wall_key, best_wall);
-            if threads > 1 {
-                self.report.num(C::name(), overlap_key(threads), overlap);
+                let m = &mut measured[k];
+                let wall = Instant::now();
+                let cpu = (e.run)(threads, iters);
+                let wall = wall.elapsed().as_nanos() as f64;
+                expected[k] += (threads as u64 * iters) as i64;
+                let ns = cpu.iter().sum::<f64>() / threads as f64 / iters as f64;
+                if m.samples.iter().all(|&s| ns < s) {
+                    // How much the threads really ran at the same time (n.0 = all along).
+                    m.overlap = cpu.iter().sum::<f64>() / wall;
+                }
+                m.samples.push(ns);
+                m.best_wall = m.best_wall.min(wall / iters as f64);
             }
         }
-        assert_eq!(c.sum(), expected, "{}: adds were lost", C::name());
+        let key = ns_key(threads);
+        for (e, m) in entries.iter().zip(&measured) {
+            let best = m.samples.iter().copied().fold(f64::INFINITY, f64::min);
+            report.num(e.name, key, best);
+            record_reps(report, e.name, key, &m.samples);
+            report.num(e.name, format!("hot_add_{threads}t_wall_ns"), m.best_wall);
+            if threads > 1 {
+                report.num(e.name, overlap_key(threads), m.overlap);
+            }
+        }
+    }
+    for (e, want) in entries.iter().zip(expected) {
+        assert_eq!((e.sum)(), want, "{}: adds were lost", e.name);
     }
 }
 
@@ -134,5 +177,7 @@ pub fn run(ctx: &Ctx, report: &mut Report) {
          {} at the start); JSON has wall time and the 2-thread overlap",
         super::loadavg()
     ));
-    for_each(&mut V { ctx, report });
+    let mut peers = Collect(Vec::new());
+    for_each(&mut peers);
+    measure(ctx, report, &peers.0);
 }
