@@ -314,15 +314,8 @@ pub fn handle_bytes<C>() -> f64 {
 /// Pins this thread to CPU `i` modulo the CPUs of the machine (best effort: on failure the
 /// thread stays where the scheduler puts it). Used where a scenario needs 2 *CPUs* to write.
 pub fn pin_to_cpu(i: usize) {
-    let cpu = i % crate::peers::ncpu();
-    // SAFETY: `set` is a valid, zeroed cpu_set_t; CPU_SET writes inside it (`cpu` is below the
-    // possible CPUs, far below CPU_SETSIZE on any machine this runs on); sched_setaffinity
-    // reads `size_of` bytes of it. pid 0 = this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
+    // A refused pin only leaves the thread where the scheduler puts it.
+    let _ = pcpu_testkit::affinity::pin_to(i % crate::peers::ncpu());
 }
 
 /// Minimum, median and maximum of repeated measurements of one figure.
