@@ -7,17 +7,25 @@
 //! Not through the loom shim: the heuristics it times are covered by unit tests, not models.
 
 use core::cell::Cell;
-use std::sync::OnceLock;
-use std::time::Instant;
 
-/// Nanoseconds since the process's first call (or this thread's simulated clock,
-/// [`simulate_fold_clock`]).
+/// Nanoseconds of `CLOCK_MONOTONIC` (or of this thread's simulated clock,
+/// [`simulate_fold_clock`]). One `clock_gettime` (the vDSO's, no syscall where the clock source
+/// allows): async-signal-safe, with no lazily initialised state that a signal handler could
+/// find half made.
 pub(crate) fn now_nanos() -> u64 {
     if let Some(now) = SIMULATED_NOW.with(Cell::get) {
         return now;
     }
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC exists on every Linux (a
+    // failure leaves `ts` at zero: a window that looks short once, a heuristic's error).
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 thread_local! {

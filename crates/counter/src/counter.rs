@@ -901,10 +901,10 @@ mod tests {
 
     /// On the rseq backend, a lazy counter's cold path records the very id its adds compare
     /// (the kernel's `cpu_id`, whatever id the lanes use): after its first add, a thread that
-    /// stays on one CPU adds with nothing to note. Both ways to the note are checked: the add
-    /// that resolves the thread's backend, and one on a resolved thread (a `const` counter,
-    /// made with no CPU), the latter pinned where possible to a CPU whose `cpu_id` differs
-    /// from the thread's lane id (`mm_cid`), so that recording the lane would fail.
+    /// stays on one CPU adds with nothing to note. Both ways a CPU gets recorded are checked:
+    /// at creation on a resolved thread, and at the first add of a `const` counter (made with
+    /// no CPU), the latter pinned where possible to a CPU whose `cpu_id` differs from the
+    /// thread's lane id (`mm_cid`), so that recording the lane would fail.
     #[test]
     #[cfg_attr(miri, ignore)] // no rseq under Miri
     fn a_lazy_add_records_the_cpu_id_the_next_adds_compare() {
@@ -933,13 +933,29 @@ mod tests {
             Some(())
         };
         let domain = Domain::builder().build().unwrap();
-        if check(&PercpuCounter::new_in(domain, 0).unwrap()).is_none() {
-            eprintln!("skipped: this thread has no rseq area (portable backend or no rseq)");
-            return;
-        }
+        let _ = pcpu_rseq::registration(); // resolves this thread's backend
         let lane_differs =
             || pcpu_rseq::registered_cpu_id() != u32::try_from(pcpu_rseq::current_cpu()).ok();
-        let _ = cpus.iter().rev().any(|c| pinned(c) && lane_differs());
+        // The kernel hands out `mm_cid`s as threads run: look a few times for a CPU where the
+        // two ids differ (the checks still run, weaker, if none is found).
+        for _ in 0..20 {
+            if cpus.iter().rev().any(|c| pinned(c) && lane_differs()) {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        let made = PercpuCounter::new_in(domain, 0).unwrap();
+        let Some(cpu) = pcpu_rseq::registered_cpu_id() else {
+            eprintln!("skipped: this thread has no rseq area (portable backend or no rseq)");
+            return;
+        };
+        let s = made.load();
+        assert!(
+            word::adds_unnoted(s, Some(cpu)),
+            "made on cpu_id {cpu}, the counter recorded another id: state {s:#x}"
+        );
+        assert_eq!(check(&made), Some(()));
+        assert_eq!(made.load(), s, "the first add had nothing to note");
         assert_eq!(check(&PercpuCounter::new_const(0)), Some(()));
     }
 

@@ -17,13 +17,15 @@ use std::sync::OnceLock;
 pub enum CounterMode {
     /// Starts inline: the counter is its own two words, an atomic count and a state word,
     /// with no other memory. It takes a header and a per-CPU slot once several CPUs update it
-    /// (4 adds, each on another CPU than the add before, within a millisecond). A
-    /// single-threaded program never allocates anything for it.
+    /// at once: 4 *switches* (adds on another CPU than the add before) within a millisecond,
+    /// after a first window of 4 that only starts the clock. A single-threaded program never
+    /// allocates anything for it.
     #[default]
     Lazy,
     /// Takes a header and a per-CPU slot at creation.
     PerCpu,
-    /// Never per-CPU: the counter stays inline, every update one atomic add.
+    /// Never per-CPU: the counter stays inline, every update one atomic add (made out of line
+    /// when the thread's CPU is not the one the counter last noted, as a lazy counter's).
     Atomic,
 }
 

@@ -18,15 +18,19 @@
 //! line's transfers to matter.
 //!
 //! Threads without an rseq area to read the CPU from (the portable backend, a simulated CPU,
-//! rseq unavailable) cannot compare cheaply: every add of theirs takes the cold path, which
-//! samples one add in 2^[`SAMPLE_SHIFT`] (the add whose result carries the count across a
-//! multiple of 64) and asks [`pcpu_rseq::current_cpu`] for that one only.
+//! rseq unavailable, or not yet resolved: before the thread's first sampled add or per-CPU
+//! operation) cannot compare cheaply: every add of theirs takes the cold path, which samples
+//! one add in 2^[`SAMPLE_SHIFT`] (the add whose result carries the count across a multiple of
+//! 64) and asks [`pcpu_rseq::current_cpu`] for that one only. So do the adds of an
+//! [`Atomic`](crate::CounterMode::Atomic) counter on another CPU than its last: it notes only
+//! sampled adds (it never upgrades; the note only keeps the adds of a thread that stays on one
+//! CPU on the fast path).
 //!
 //! The clock ([`crate::clock`]) is read once per window of switches, at its end, on the cold
 //! path only; the first window only starts it, so the first upgrade takes 2 × [`SWITCHES`]
-//! switches. A counter records the CPU it is made on (if the thread has an rseq area), so one
-//! made and used by one thread never takes the cold path at all; a `const` one (no CPU then)
-//! takes it once, at its first add.
+//! switches. A counter records the CPU it is made on (if the thread already runs per-CPU
+//! operations through rseq), so one made and used by such a thread never takes the cold path
+//! at all; a `const` one (no CPU then) takes it once, at its first add.
 
 use crate::word;
 
@@ -77,30 +81,23 @@ pub(crate) fn note(
 
 /// The CPU to note for an add that [`word::adds_unnoted`] sent to the cold path, whose result
 /// was `sampled` or not: this thread's rseq `cpu_id` if it has an area (the id the add's test
-/// compares, whatever id lanes use), resolving the thread's backend first if this is its
-/// first pcpu operation (once per thread); else, for a sampled add only,
-/// [`pcpu_rseq::current_cpu`]. `None`, nothing to note, in a signal handler that interrupted a
-/// pcpu slow path of this thread (an upgrade, a cache's lock, an allocation): no upgrade
-/// there, the inline count already took the add.
+/// compares, whatever id the lanes use); else, for a sampled add only,
+/// [`pcpu_rseq::current_cpu`], which also resolves the thread's backend if this is its first
+/// pcpu operation (so a thread that gets an area there notes its `cpu_id` from then on).
+/// `None`, nothing to note, in a signal handler that interrupted a pcpu slow path of this
+/// thread (an upgrade, a cache's lock, an allocation): no upgrade there, the inline count
+/// already took the add.
 #[cfg(not(loom))]
 pub(crate) fn cpu_to_note(sampled: bool) -> Option<usize> {
-    use pcpu_rseq::Registration;
-    if pcpu_rseq::in_slow_path() {
+    let cpu = pcpu_rseq::registered_cpu_id();
+    if cpu.is_none() && !sampled || pcpu_rseq::in_slow_path() {
         return None;
     }
-    if let Some(cpu) = pcpu_rseq::registered_cpu_id() {
+    if let Some(cpu) = cpu {
         return Some(cpu as usize);
     }
-    // Resolves an unresolved thread; one thread-local load after that.
-    if matches!(
-        pcpu_rseq::registration(),
-        Registration::Glibc | Registration::Own
-    ) {
-        if let Some(cpu) = pcpu_rseq::registered_cpu_id() {
-            return Some(cpu as usize);
-        }
-    }
-    sampled.then(pcpu_rseq::current_cpu)
+    let lane = pcpu_rseq::current_cpu();
+    Some(pcpu_rseq::registered_cpu_id().map_or(lane, |cpu| cpu as usize))
 }
 
 #[cfg(test)]

@@ -40,8 +40,18 @@ impl World {
         &self.header as *const Header as usize
     }
 
-    /// `PercpuCounter::add`: the words' add, with the per-CPU add behind the header.
+    /// `PercpuCounter::add`: the words' add, with the per-CPU add behind the header, on a
+    /// thread that cannot tell its CPU cheaply (every inline add takes the cold path, and notes
+    /// nothing: its adds are not sampled).
     fn add(&self, delta: i64) {
+        self.add_on(None, delta);
+    }
+
+    /// [`add`](Self::add) on a thread whose rseq CPU is `cpu` (`None`: none): an inline add on
+    /// the counter's last CPU is the fast path's bare `fetch_add`; one on another CPU takes the
+    /// cold path, which adds and then notes the CPU with a CAS of the state word, racing any
+    /// switch to a header. (The window clock reads 0: no note in a model upgrades.)
+    fn add_on(&self, cpu: Option<u32>, delta: i64) {
         self.words.add(
             delta,
             |h, delta| {
@@ -63,11 +73,10 @@ impl World {
                     Err(_) => self.words.count().fetch_add(delta, Ordering::Relaxed),
                 };
             },
-            // No CPU to compare: every inline add takes the cold path, which notes nothing
-            // (the model covers the add and the switch, not the heuristic).
-            || None,
+            move || cpu,
             |seen, delta| {
-                let upgrade = self.words.add_noting(0, seen, delta, |_| None, || 0);
+                let to_note = |_sampled| cpu.map(|c| c as usize);
+                let upgrade = self.words.add_noting(0, seen, delta, to_note, || 0);
                 assert_eq!(upgrade, None);
             },
         );
@@ -134,6 +143,39 @@ fn upgrade_against_add_then_sum() {
         adder.join().unwrap();
         assert_eq!(w.sum(), 1);
         w.add(2);
+        assert_eq!(w.sum(), 3);
+    });
+}
+
+/// Adds that note their CPU (a CAS of the inline state) and adds on the fast path (a bare
+/// `fetch_add` after the state word said inline), from two CPUs, against the switch to a
+/// header: the notes never undo the switch (a note's CAS fails once the state is the header's
+/// address), the switch retries over notes, and every add counts once.
+#[test]
+fn noted_and_fast_adds_against_upgrade() {
+    loom::model(|| {
+        let w = World::new();
+        let on = |cpu: u32, adds: i64| {
+            let w = Arc::clone(&w);
+            loom::thread::spawn(move || {
+                // SAFETY: under loom every thread runs the portable backend (no rseq section runs
+                // in a model), so no rseq thread updates this model's memory.
+                unsafe { pcpu_rseq::simulate_cpu(Some(cpu as usize)) };
+                for _ in 0..adds {
+                    // The first add on a CPU notes it; the next one there is the fast path
+                    // (unless the other thread noted its own CPU in between).
+                    w.add_on(Some(cpu), 1);
+                }
+            })
+        };
+        let (a, b) = (on(0, 2), on(1, 1));
+        w.upgrade();
+        a.join().unwrap();
+        b.join().unwrap();
+        assert!(
+            !word::is_inline(w.words.state()),
+            "a note never undoes the switch"
+        );
         assert_eq!(w.sum(), 3);
     });
 }

@@ -142,13 +142,19 @@ impl<const N: usize> Words<N> {
         now_nanos: impl FnOnce() -> u64,
     ) -> Option<usize> {
         let old = self.counts[i].fetch_add(delta, Ordering::Relaxed);
-        let cpu = cpu(crate::lazy::sampled(old, old.wrapping_add(delta)))?;
+        let sampled = crate::lazy::sampled(old, old.wrapping_add(delta));
+        // An atomic counter notes only its sampled adds: one that several CPUs update pays an
+        // out-of-line call per add, not a CAS of its state word too.
+        if word::is_atomic(seen) && !sampled {
+            return None;
+        }
+        let cpu = cpu(sampled)?;
         self.note(seen, cpu, now_nanos)
     }
 
     /// Notes an add made on `cpu` in the inline state `seen`: the state to upgrade with, if
-    /// the counter should go per-CPU now. An atomic counter only records the CPU, so that its
-    /// next adds there pass [`word::adds_unnoted`]. A note that loses a race with another one
+    /// the counter should go per-CPU now. An atomic counter only records the CPU (on its
+    /// sampled adds), so that its next adds there pass [`word::adds_unnoted`]. A note that loses a race with another one
     /// is dropped (the state changed meanwhile), which only delays an upgrade.
     fn note(&self, seen: usize, cpu: usize, now_nanos: impl FnOnce() -> u64) -> Option<usize> {
         if !word::is_inline(seen) {

@@ -22,7 +22,7 @@ fn single_thread_stays_atomic() {
     assert_eq!(domain.stats().header_blocks, 0, "no header was taken");
 }
 
-/// The sampling case: two threads each loop `{ shared.inc(); mine.inc(); }`. The shared
+/// The two-counter case: two threads each loop `{ shared.inc(); mine.inc(); }`. The shared
 /// counter is updated from both CPUs and must go per-CPU; each thread's own counter, updated
 /// just as often but by one thread, must stay inline. (Each counter keeps its own last CPU,
 /// so the adds to one counter cannot hide the other's.)
