@@ -203,7 +203,7 @@ impl PercpuCounter {
         let atomic = mode == CounterMode::Atomic;
         let state = word::inline(domain.index, atomic).expect("registered domains are in range");
         if mode != CounterMode::PerCpu {
-            let state = word::made_on(state, pcpu_rseq::registered_cpu_id());
+            let state = word::made_on(state, crate::lazy::creating_cpu());
             return Ok(PercpuCounter {
                 words: Words::new(initial, state),
             });
@@ -957,6 +957,32 @@ mod tests {
         assert_eq!(check(&made), Some(()));
         assert_eq!(made.load(), s, "the first add had nothing to note");
         assert_eq!(check(&PercpuCounter::new_const(0)), Some(()));
+    }
+
+    /// Making a lazy counter resolves an unresolved thread's backend, so that a counter made
+    /// by a thread with an rseq area records its CPU (and its adds there are unnoted from the
+    /// first); on a thread without one it records none.
+    #[test]
+    #[cfg_attr(miri, ignore)] // no rseq under Miri
+    fn making_a_lazy_counter_resolves_the_thread() {
+        let domain = Domain::builder().build().unwrap();
+        std::thread::spawn(move || {
+            assert_eq!(
+                pcpu_rseq::registered_cpu_id(),
+                None,
+                "a new thread is unresolved"
+            );
+            let c = PercpuCounter::new_in(domain, 0).unwrap();
+            let recorded = word::sampling(c.load()).0;
+            match pcpu_rseq::registration() {
+                pcpu_rseq::Registration::Glibc | pcpu_rseq::Registration::Own => {
+                    assert!(recorded.is_some(), "no CPU recorded at creation")
+                }
+                _ => assert_eq!(recorded, None),
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     /// Adds to a counter whose slot is disabled (as during a relocation) take the slow path

@@ -111,7 +111,7 @@ impl PercpuCounterGroup {
         let atomic = domain.mode == CounterMode::Atomic;
         let state = word::inline(domain.index, atomic).expect("registered domains are in range");
         if domain.mode != CounterMode::PerCpu {
-            let state = word::made_on(state, pcpu_rseq::registered_cpu_id());
+            let state = word::made_on(state, crate::lazy::creating_cpu());
             return Ok(PercpuCounterGroup {
                 words: Words::zeroed(state),
                 len: n,

@@ -28,9 +28,10 @@
 //!
 //! The clock ([`crate::clock`]) is read once per window of switches, at its end, on the cold
 //! path only; the first window only starts it, so the first upgrade takes 2 × [`SWITCHES`]
-//! switches. A counter records the CPU it is made on (if the thread already runs per-CPU
-//! operations through rseq), so one made and used by such a thread never takes the cold path
-//! at all; a `const` one (no CPU then) takes it once, at its first add.
+//! switches. A counter records the CPU it is made on (resolving the thread's backend if
+//! needed), so one made and used by a thread with an rseq area never takes the cold path at
+//! all; a `const` one (no CPU then) takes it once, at its first add, or until its thread's
+//! first sampled add resolves the thread.
 
 use crate::word;
 
@@ -98,6 +99,18 @@ pub(crate) fn cpu_to_note(sampled: bool) -> Option<usize> {
     }
     let lane = pcpu_rseq::current_cpu();
     Some(pcpu_rseq::registered_cpu_id().map_or(lane, |cpu| cpu as usize))
+}
+
+/// The CPU a new lazy counter records ([`word::made_on`]): this thread's rseq `cpu_id`,
+/// resolving the thread's backend first if this is its first pcpu operation (constructors are
+/// not async-signal-safe anyway), so that a thread that makes its counters adds to them on the
+/// fast path from their first add. `None` on a thread without an rseq area.
+#[cfg(not(loom))]
+pub(crate) fn creating_cpu() -> Option<u32> {
+    pcpu_rseq::registered_cpu_id().or_else(|| {
+        let _ = pcpu_rseq::registration();
+        pcpu_rseq::registered_cpu_id()
+    })
 }
 
 #[cfg(test)]
