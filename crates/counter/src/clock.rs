@@ -8,14 +8,20 @@
 
 use core::cell::Cell;
 
-/// Nanoseconds of `CLOCK_MONOTONIC` (or of this thread's simulated clock,
-/// [`simulate_fold_clock`]). One `clock_gettime` (the vDSO's, no syscall where the clock source
-/// allows): async-signal-safe, with no lazily initialised state that a signal handler could
-/// find half made.
+/// Nanoseconds of a monotonic clock (or of this thread's simulated clock,
+/// [`simulate_fold_clock`]).
 pub(crate) fn now_nanos() -> u64 {
     if let Some(now) = SIMULATED_NOW.with(Cell::get) {
         return now;
     }
+    monotonic_nanos()
+}
+
+/// `CLOCK_MONOTONIC`: one `clock_gettime` (the vDSO's, no syscall where the clock source
+/// allows), async-signal-safe, with no lazily initialised state that a signal handler could
+/// find half made.
+#[cfg(unix)]
+fn monotonic_nanos() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -26,6 +32,15 @@ pub(crate) fn now_nanos() -> u64 {
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
         .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// Off Unix (no signals to interrupt it): nanoseconds since the first call.
+#[cfg(not(unix))]
+fn monotonic_nanos() -> u64 {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 thread_local! {
