@@ -4,12 +4,28 @@
 //! per thread ([`simulate_fold_clock`]) so that a slow machine or emulator cannot stretch a
 //! window they need short.
 //!
-//! Not through the loom shim: the heuristics it times are covered by unit tests, not models.
+//! Not through the loom shim: the heuristics it times are covered by unit tests, not models
+//! (the loom model of the counter's words only needs [`window_start`] and [`window_is_short`],
+//! which read no clock).
 
 use core::cell::Cell;
 
+/// The start mark of a window that ends (and the next begins) at `now_nanos`: microseconds,
+/// wrapping every 71 minutes (a window that spans a wrap may once look short); at least 1, so
+/// that 0 keeps meaning "no window yet".
+pub(crate) fn window_start(now_nanos: u64) -> u32 {
+    ((now_nanos / 1_000) as u32).max(1)
+}
+
+/// True if the window that began at `start` (0: none yet, the first window, which only starts
+/// the clock) and ends at `now` ([`window_start`] marks) was shorter than `window_micros`.
+pub(crate) fn window_is_short(start: u32, now: u32, window_micros: u32) -> bool {
+    start != 0 && now.wrapping_sub(start) < window_micros
+}
+
 /// Nanoseconds of a monotonic clock (or of this thread's simulated clock,
 /// [`simulate_fold_clock`]).
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn now_nanos() -> u64 {
     if let Some(now) = SIMULATED_NOW.with(Cell::get) {
         return now;
@@ -26,8 +42,9 @@ fn monotonic_nanos() -> u64 {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC exists on every Linux (a
-    // failure leaves `ts` at zero: a window that looks short once, a heuristic's error).
+    // SAFETY: `ts` is a valid, writable timespec that `clock_gettime` only writes;
+    // CLOCK_MONOTONIC exists on every Unix target the workspace claims (a failure leaves `ts`
+    // at zero: a window that looks short once, a heuristic's error).
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
@@ -62,6 +79,7 @@ thread_local! {
 /// pcpu_counter::simulate_fold_clock(None);
 /// ```
 #[doc(hidden)]
+#[cfg_attr(loom, allow(dead_code))]
 pub fn simulate_fold_clock(nanos: Option<u64>) {
     SIMULATED_NOW.with(|now| now.set(nanos));
 }

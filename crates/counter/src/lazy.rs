@@ -72,11 +72,9 @@ pub(crate) fn note(
     if switches < SWITCHES {
         return Some((word::with_sampling(state, cpu, switches, start), false));
     }
-    // The window ends: short, the counter goes per-CPU; long (or the first, which only
-    // starts the clock: 0), a new one begins. Microseconds, wrapping every 71 minutes (a
-    // window that spans a wrap may once look short); at least 1, as 0 means no window yet.
-    let now = ((now_nanos() / 1_000) as u32).max(1);
-    let short = start != 0 && now.wrapping_sub(start) < WINDOW;
+    // The window ends: short, the counter goes per-CPU; long (or the first), a new one begins.
+    let now = crate::clock::window_start(now_nanos());
+    let short = crate::clock::window_is_short(start, now, WINDOW);
     Some((word::with_sampling(state, cpu, 0, now), short))
 }
 

@@ -71,7 +71,6 @@ macro_rules! slow_path_event {
 #[cfg(not(loom))]
 pub(crate) use slow_path_event;
 
-#[cfg(not(loom))]
 mod clock;
 #[cfg(not(loom))]
 mod compactor;

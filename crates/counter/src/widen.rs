@@ -17,7 +17,7 @@
 //! their next fold, and the error bound must cover them.
 
 // Not through the loom shim: the fold tracker is a heuristic that no model covers.
-use crate::clock::now_nanos;
+use crate::clock::{self, now_nanos};
 use core::sync::atomic::{AtomicU16, AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -71,10 +71,9 @@ impl FoldTracker {
     #[cold]
     fn window_ends(&self, now: u64) -> bool {
         self.switches.store(0, Ordering::Relaxed);
-        // Microseconds, wrapping; at least 1, so that 0 keeps meaning "no window yet".
-        let now = ((now / 1000) as u32).max(1);
+        let now = clock::window_start(now);
         let start = self.window_start.swap(now, Ordering::Relaxed);
-        start != 0 && now.wrapping_sub(start) < WINDOW.as_micros() as u32
+        clock::window_is_short(start, now, WINDOW.as_micros() as u32)
     }
 }
 

@@ -154,8 +154,9 @@ impl<const N: usize> Words<N> {
 
     /// Notes an add made on `cpu` in the inline state `seen`: the state to upgrade with, if
     /// the counter should go per-CPU now. An atomic counter only records the CPU (on its
-    /// sampled adds), so that its next adds there pass [`word::adds_unnoted`]. A note that loses a race with another one
-    /// is dropped (the state changed meanwhile), which only delays an upgrade.
+    /// sampled adds), so that its next adds there pass [`word::adds_unnoted`]. A note that
+    /// loses a race with another one is dropped (the state changed meanwhile), which only
+    /// delays an upgrade.
     fn note(&self, seen: usize, cpu: usize, now_nanos: impl FnOnce() -> u64) -> Option<usize> {
         if !word::is_inline(seen) {
             return None;
