@@ -7,10 +7,10 @@ use crate::widen::FoldTracker;
 use crate::word;
 use crate::words::Words;
 use crate::CounterError;
+use core::sync::atomic::AtomicU16;
 use pcpu_migrate::Header;
 use pcpu_rseq::sync::{yield_now, Ordering};
 use std::cmp::Ordering as Cmp;
-use std::sync::atomic::AtomicPtr;
 
 /// The header block of a counter that has left the inline form ([`crate::word`]): 32 bytes
 /// of the domain's header storage ([`crate::headers`]), at a fixed address for the counter's
@@ -26,9 +26,12 @@ use std::sync::atomic::AtomicPtr;
 #[repr(C)]
 pub(crate) struct Inner {
     header: Header,
-    /// The batch level this counter folds at, one of its domain's: it moves to a wider one
-    /// when the counter is contended ([`crate::widen`]), and never back.
-    level: AtomicPtr<Level>,
+    /// The batch level this counter folds at, one of its domain's (its fold-table index):
+    /// it moves to a wider one when the counter is contended ([`crate::widen`]), and never
+    /// back.
+    level: AtomicU16,
+    /// Keeps the block free of padding (see [`crate::headers`]).
+    _unused: [AtomicU16; 3],
     /// Which CPUs fold, how fast: decides when the batch widens.
     folds: FoldTracker,
 }
@@ -36,9 +39,8 @@ pub(crate) struct Inner {
 /// Where the header sits in [`Inner`].
 const HEADER_OFFSET: usize = core::mem::offset_of!(Inner, header);
 
-/// Bytes from the header's slot word (its first word: `Header` is `repr(C)`) to the level
-/// pointer, for `pcpu_rseq::add_fold_through`, which loads the parameters' address from
-/// there: a level's fold parameters are its first field (`levels.rs`).
+/// Bytes from the header's slot word (its first word: `Header` is `repr(C)`) to the level's
+/// fold-table index, for `pcpu_rseq::add_fold_indexed`, which reads it from there.
 const LEVEL_AFTER_SLOT: usize =
     core::mem::offset_of!(Inner, level) - core::mem::offset_of!(Inner, header);
 
@@ -47,7 +49,7 @@ const _: () = assert!(core::mem::size_of::<Inner>() <= crate::headers::BLOCK);
 // No padding: the fields' sizes add up to the size.
 const _: () = assert!(
     core::mem::size_of::<Inner>()
-        == core::mem::size_of::<Header>() + 8 + core::mem::size_of::<FoldTracker>()
+        == core::mem::size_of::<Header>() + 2 + 6 + core::mem::size_of::<FoldTracker>()
 );
 
 /// The counter's bits in its header's spare byte ([`Header::spare`]).
@@ -358,14 +360,14 @@ impl PercpuCounter {
     #[inline(always)]
     unsafe fn add_header(&self, h: usize, delta: i64) {
         // From the header address, whose provenance covers the whole block, so that the
-        // section may read the level pointer beside the header through it.
+        // section may read the level index beside the header through it.
         let slot = Header::slot_word_ptr(h as *const Header);
         // SAFETY: the slot word is either disabled or addresses a slot of the domain's space,
         // kept alive until a grace period after the slot word changes; `LEVEL_AFTER_SLOT`
-        // bytes after it, in the same block, is the level pointer: always one of the
-        // domain's levels (which live for the process), whose fold parameters (its first
-        // field) describe those cells (stride, lane bound, offset 0).
-        match unsafe { pcpu_rseq::add_fold_through::<LEVEL_AFTER_SLOT>(slot, delta) } {
+        // bytes after it, in the same block, is the level's fold-table index: always one of
+        // the domain's levels (reserved for the process), whose fold parameters describe
+        // those cells (stride, lane bound, offset 0).
+        match unsafe { pcpu_rseq::add_fold_indexed::<LEVEL_AFTER_SLOT>(slot, delta) } {
             Ok(0) => {}
             // SAFETY: forwarded from the caller.
             Ok(moved) => unsafe { self.fold_in(h, moved) },
@@ -392,7 +394,7 @@ impl PercpuCounter {
             }
             let slot = Header::slot_word_ptr(h as *const Header);
             // SAFETY: as in `add_header`.
-            match unsafe { pcpu_rseq::add_fold_through::<LEVEL_AFTER_SLOT>(slot, delta) } {
+            match unsafe { pcpu_rseq::add_fold_indexed::<LEVEL_AFTER_SLOT>(slot, delta) } {
                 Ok(0) => return,
                 // SAFETY: forwarded from the caller.
                 Ok(moved) => return unsafe { self.fold_in(h, moved) },
@@ -497,7 +499,7 @@ impl PercpuCounter {
         }
         // A lane bound raised by the slow path (as in `add_slow`) gets one retry.
         for retry in [false, true] {
-            let fold = inner.level().fold.with_batch(batch);
+            let fold = inner.level().fold().with_batch(batch);
             // SAFETY: as in `add_header`, with `fold` describing the same cells (and a lane
             // bound read from the counter's, which only grows).
             match unsafe { pcpu_rseq::add_fold_with(inner.header.slot_word(), &fold, delta) } {
@@ -527,7 +529,7 @@ impl PercpuCounter {
         let inner = unsafe { Self::inner_of(w) };
         let level = inner.level();
         // Not in a signal handler scope: widening logs a `tracing` event, which may allocate.
-        if level.fold.batch() < inner.domain().max_batch
+        if level.fold().batch() < inner.domain().max_batch
             && !pcpu_rseq::in_slow_path()
             && inner.folds.note_fold(pcpu_rseq::current_cpu())
         {
@@ -539,7 +541,7 @@ impl PercpuCounter {
     /// log2(max_batch / batch) times in a counter's life), so off the fold's path.
     #[cold]
     #[inline(never)]
-    fn widen(inner: &Inner, level: &'static Level) {
+    fn widen(inner: &Inner, level: Level) {
         let domain = inner.domain();
         let Some(wider) = domain.levels.wider(level) else {
             return;
@@ -548,12 +550,7 @@ impl PercpuCounter {
         // fold have widened the counter meanwhile, it stays where that one put it.
         if inner
             .level
-            .compare_exchange(
-                level as *const Level as *mut Level,
-                wider as *const Level as *mut Level,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
+            .compare_exchange(level.0, wider.0, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()
         {
             return;
@@ -561,8 +558,8 @@ impl PercpuCounter {
         domain.totals.widened();
         crate::slow_path_event!(
             debug,
-            from = level.fold.batch(),
-            to = wider.fold.batch(),
+            from = level.fold().batch(),
+            to = wider.fold().batch(),
             max_batch = domain.max_batch,
             "pcpu: batch widened: folds keep moving the central count between CPUs"
         );
@@ -611,7 +608,7 @@ impl PercpuCounter {
             let inner = unsafe { Self::inner_of(h) };
             // Whatever the header's state: a slot being attached is already in the readers'
             // view before any add can reach it, so an add that returned is never missed.
-            let fold = &inner.level().fold;
+            let fold = inner.level().fold();
             // SAFETY: the header is attached through its domain's space (which lives for
             // the process), whose geometry the level's parameters copy; one word per CPU.
             unsafe { inner.header.sum_word(fold.stride(), fold.ncpu(), 0) }
@@ -652,7 +649,7 @@ impl PercpuCounter {
             unsafe {
                 inner.domain().space.take_cells_below(
                     &inner.header,
-                    || inner.level().fold.ncpu(),
+                    || inner.level().fold().ncpu(),
                     &mut taken,
                 )
             }
@@ -691,7 +688,7 @@ impl PercpuCounter {
                 0 => 0,
                 k => 1i64 << k,
             };
-        let batch = inner.level().fold.batch().max(widest_add_batch);
+        let batch = inner.level().fold().batch().max(widest_add_batch);
         (batch - 1).saturating_mul(inner.domain().ncpu as i64)
     }
 
@@ -705,7 +702,7 @@ impl PercpuCounter {
     pub fn batch(&self) -> i64 {
         match self.form() {
             Form::Inline(s) => Domain::by_index(word::domain_index(s)).batch,
-            Form::Header(inner) => inner.level().fold.batch(),
+            Form::Header(inner) => inner.level().fold().batch(),
         }
     }
 
@@ -842,21 +839,21 @@ impl Inner {
         domain.lanes_for_new_counter();
         Inner {
             header: Header::new(),
-            level: AtomicPtr::new(domain.levels.first() as *const Level as *mut Level),
+            level: AtomicU16::new(domain.levels.first().0),
+            _unused: Default::default(),
             folds: FoldTracker::new(),
         }
     }
 
-    /// The batch level the counter folds at now.
+    /// The batch level the counter folds at now: one of its domain's (set by `new` and
+    /// `widen` only).
     #[inline(always)]
-    fn level(&self) -> &'static Level {
-        // SAFETY: the pointer is one of the counter's domain's levels (set by `new` and
-        // `widen` only), which live as long as the domain: for the process.
-        unsafe { &*self.level.load(Ordering::Relaxed) }
+    fn level(&self) -> Level {
+        Level(self.level.load(Ordering::Relaxed))
     }
 
     fn domain(&self) -> &'static Domain {
-        Domain::by_index(self.level().domain as usize)
+        Domain::by_index(self.level().domain())
     }
 
     /// After an add took the slow path: if this thread's lane (a hint, read outside a
@@ -869,7 +866,7 @@ impl Inner {
     /// wrong. Returns whether it raised the bound (the add is then worth retrying per-CPU).
     fn note_lane(&self) -> bool {
         let domain = self.domain();
-        let Some(lane) = domain.lane_above(&self.level().fold) else {
+        let Some(lane) = domain.lane_above(self.level().fold().ncpu()) else {
             return false;
         };
         domain.raise_counter_lanes(lane + 1);

@@ -191,7 +191,7 @@ impl DomainBuilder {
             fold: pcpu_rseq::FoldParams::new(stride, self.ncpu.min(1), batch),
             // Single counters' lane bound: 0 until the first header counter sets it
             // (`lanes_for_new_counter`). The domain index is set by `Parts::into_domain`.
-            levels: Levels::new(stride, 0, batch, max_batch),
+            levels: Levels::new(stride, 0, batch, max_batch).map_err(CounterError::FoldTable)?,
             lanes: AtomicUsize::new(0),
             mode: self.mode,
             policy: self.policy,
@@ -209,7 +209,7 @@ struct Parts(Domain);
 
 impl Parts {
     fn into_domain(self, index: usize) -> Domain {
-        let mut d = self.0;
+        let d = self.0;
         d.levels.set_domain(index);
         Domain { index, ..d }
     }
@@ -284,11 +284,10 @@ impl Domain {
         self.lanes.fetch_max(lanes, Ordering::Release);
     }
 
-    /// This thread's lane, if it is at or above the lane bound of `fold` and inside the
+    /// This thread's lane, if it is at or above the lane bound `bound` and inside the
     /// domain: the lane a slow path raises the bounds past. `None` once the bound covers
     /// every lane (without looking up the lane).
-    pub(crate) fn lane_above(&self, fold: &pcpu_rseq::FoldParams) -> Option<usize> {
-        let bound = fold.ncpu();
+    pub(crate) fn lane_above(&self, bound: usize) -> Option<usize> {
         if bound >= self.ncpu {
             return None;
         }
@@ -327,7 +326,7 @@ impl Domain {
     /// groups' (`Release`, before any add can reach the lane, as `Inner::note_lane` does for
     /// a single counter) and returns true (worth retrying per-CPU).
     pub(crate) fn note_group_lane(&self) -> bool {
-        let Some(lane) = self.lane_above(&self.fold) else {
+        let Some(lane) = self.lane_above(self.fold.ncpu()) else {
             return false;
         };
         self.spaces_of_groups().for_each(|g| {

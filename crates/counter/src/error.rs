@@ -13,6 +13,8 @@ pub enum CounterError {
     GroupSize(usize),
     /// A thread could not be started (the compactor's).
     Thread(std::io::Error),
+    /// Too many domains: their batch levels fill pcpu-rseq's fold table (8,191 levels).
+    FoldTable(pcpu_rseq::FoldTableFull),
     /// No counter with this index in the group.
     Index {
         /// The index given.
@@ -29,6 +31,7 @@ impl core::fmt::Display for CounterError {
             CounterError::Space(e) => write!(f, "per-CPU memory: {e}"),
             CounterError::Config(why) => write!(f, "invalid domain configuration: {why}"),
             CounterError::Thread(e) => write!(f, "cannot start a thread: {e}"),
+            CounterError::FoldTable(e) => write!(f, "no room for the domain's batch levels: {e}"),
             CounterError::GroupSize(n) => {
                 write!(f, "a counter group holds 1 to 8 counters, not {n}")
             }
@@ -44,6 +47,7 @@ impl std::error::Error for CounterError {
         match self {
             CounterError::Space(e) => Some(e),
             CounterError::Thread(e) => Some(e),
+            CounterError::FoldTable(e) => Some(e),
             _ => None,
         }
     }

@@ -17,13 +17,26 @@
 #[derive(Debug)]
 #[repr(C)]
 pub struct FoldParams {
-    // pub(crate): the sections take the field offsets (`arch/mod.rs`).
-    pub(crate) stride: usize,
+    // pub(crate): the sections take the field offsets (`arch/mod.rs`). Atomic so that a
+    // [fold table](crate::FoldEntry) entry can be filled in place before it is handed out;
+    // never changed after that (the sections load it with a plain load: same layout).
+    pub(crate) stride: core::sync::atomic::AtomicUsize,
     // Atomic so that it can grow while sections read it ([`FoldParams::raise_ncpu`]); the
     // sections load it with a plain load (the same bytes: `AtomicUsize` has `usize`'s layout).
     pub(crate) ncpu: core::sync::atomic::AtomicUsize,
     pub(crate) bias: core::sync::atomic::AtomicI64,
     pub(crate) neg_bias: core::sync::atomic::AtomicI64,
+}
+
+/// How a section finds its parameters when they are not passed in a register: the sections'
+/// `REACH` parameter (`arch/`), chosen by the public functions in `ops.rs`.
+pub(crate) mod reach {
+    /// The parameters themselves lie `PARAMS_AFTER_SLOT` bytes after the slot word.
+    pub(crate) const BESIDE: u8 = 0;
+    /// Their address does (an `AtomicPtr<FoldParams>`).
+    pub(crate) const THROUGH: u8 = 1;
+    /// Their [fold table](crate::FoldEntry) index does (an `AtomicU16`).
+    pub(crate) const INDEXED: u8 = 2;
 }
 
 /// Largest batch, and largest `|delta|` that one critical section adds: their sum stays
@@ -39,7 +52,7 @@ impl FoldParams {
     pub const fn new(stride: usize, ncpu: usize, batch: i64) -> Self {
         let bias = Self::clamp(batch) - 1;
         FoldParams {
-            stride,
+            stride: core::sync::atomic::AtomicUsize::new(stride),
             ncpu: core::sync::atomic::AtomicUsize::new(ncpu),
             bias: core::sync::atomic::AtomicI64::new(bias),
             neg_bias: core::sync::atomic::AtomicI64::new(-bias),
@@ -48,8 +61,8 @@ impl FoldParams {
 
     /// Bytes from one CPU's cell to the next CPU's.
     #[inline(always)]
-    pub const fn stride(&self) -> usize {
-        self.stride
+    pub fn stride(&self) -> usize {
+        self.stride.load(core::sync::atomic::Ordering::Relaxed)
     }
 
     /// CPUs (lanes) covered: a section whose id is at or above it takes the slow path.
@@ -84,7 +97,17 @@ impl FoldParams {
 
     /// The same parameters (stride, batch) with the lane bound `ncpu`.
     pub fn with_ncpu(&self, ncpu: usize) -> Self {
-        FoldParams::new(self.stride, ncpu, self.batch())
+        FoldParams::new(self.stride(), ncpu, self.batch())
+    }
+
+    /// Copies `other`'s parameters into these, field by field: for a fold-table entry that
+    /// no section can read yet ([`reserve_fold_entries`](crate::reserve_fold_entries)).
+    pub(crate) fn fill_from(&self, other: &FoldParams) {
+        use core::sync::atomic::Ordering::{Acquire, Release};
+        self.stride.store(other.stride(), Release);
+        self.ncpu.store(other.ncpu(), Release);
+        self.bias.store(other.bias.load(Acquire), Release);
+        self.neg_bias.store(other.neg_bias.load(Acquire), Release);
     }
 
     const fn clamp(batch: i64) -> i64 {
@@ -105,7 +128,7 @@ impl FoldParams {
 
     /// The same layout with another batch.
     pub fn with_batch(&self, batch: i64) -> Self {
-        FoldParams::new(self.stride, self.ncpu(), batch)
+        FoldParams::new(self.stride(), self.ncpu(), batch)
     }
 
     /// Raises the batch to `batch` (clamped as in [`new`](Self::new)) unless it is already at
@@ -131,6 +154,6 @@ impl FoldParams {
 
 impl Clone for FoldParams {
     fn clone(&self) -> Self {
-        FoldParams::new(self.stride, self.ncpu(), self.batch())
+        FoldParams::new(self.stride(), self.ncpu(), self.batch())
     }
 }

@@ -68,6 +68,7 @@ mod cpus;
 pub mod epoch;
 mod fence;
 mod fold_params;
+mod fold_table;
 pub mod membarrier;
 mod mode;
 mod native;
@@ -82,14 +83,18 @@ mod thread_state;
 pub use cpus::{parse_cpu_list, possible_cpus, POSSIBLE_PATH};
 pub use fence::{epoch_grace_period, fence_cpu, synchronize};
 pub use fold_params::{FoldParams, MAX_FOLD};
+pub use fold_table::{
+    fold_entry_params, fold_entry_tag, reserve_fold_entries, FoldEntry, FoldTableFull, FoldView,
+    FOLD_TABLE_LEN,
+};
 pub use mode::{
     env_forces_cpu_id, env_forces_portable, force_portable, id_source, mode, IdSource, Mode,
     ModeAlreadyChosen, ENV_VAR, EXPECT_ENV_VAR, ID_ENV_VAR,
 };
 pub use native::kernel_feature_size;
 pub use ops::{
-    add_fold_beside, add_fold_through, add_fold_with, add_fold_with_offset, current_cpu,
-    registered_cpu_id, SlowPath, DISABLED,
+    add_fold_beside, add_fold_indexed, add_fold_through, add_fold_with, add_fold_with_offset,
+    current_cpu, registered_cpu_id, SlowPath, DISABLED,
 };
 pub use reentry::{
     enter_slow_path, in_slow_path, signal_handler_scope, SignalHandlerScope, SlowPathGuard,

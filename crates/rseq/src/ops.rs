@@ -12,7 +12,7 @@
 //! changes it and then waits for a grace period ([`crate::synchronize`]) knows that no adder
 //! still writes the old cells.
 
-use crate::fold_params::{FoldParams, MAX_FOLD};
+use crate::fold_params::{reach, FoldParams, MAX_FOLD};
 use crate::sync::{AtomicI64, AtomicUsize, Ordering};
 use crate::{arch, thread, thread_state};
 
@@ -91,7 +91,7 @@ pub unsafe fn add_fold_with(
     delta: i64,
 ) -> Result<i64, SlowPath> {
     // SAFETY: forwarded from the caller.
-    unsafe { add_fold_params::<0, false>(slot, params, None, delta) }
+    unsafe { add_fold_params::<0, { reach::BESIDE }>(slot, params, None, delta) }
 }
 
 /// [`add_fold_with`] on the word `offset` bytes into each CPU's cell: objects of several
@@ -111,7 +111,7 @@ pub unsafe fn add_fold_with_offset(
     delta: i64,
 ) -> Result<i64, SlowPath> {
     // SAFETY: forwarded from the caller.
-    unsafe { add_fold_params::<0, false>(slot, params, Some(offset), delta) }
+    unsafe { add_fold_params::<0, { reach::BESIDE }>(slot, params, Some(offset), delta) }
 }
 
 /// [`add_fold_with`] for parameters kept `PARAMS_AFTER_SLOT` bytes after the slot word, as
@@ -166,7 +166,14 @@ pub unsafe fn add_fold_beside<const PARAMS_AFTER_SLOT: usize>(
     }
     // SAFETY: forwarded from the caller; the parameters are where `PARAMS_AFTER_SLOT` says,
     // within `slot`'s provenance.
-    unsafe { add_fold_params::<PARAMS_AFTER_SLOT, false>(slot, core::ptr::null(), None, delta) }
+    unsafe {
+        add_fold_params::<PARAMS_AFTER_SLOT, { reach::BESIDE }>(
+            slot,
+            core::ptr::null(),
+            None,
+            delta,
+        )
+    }
 }
 
 /// [`add_fold_with`] for parameters whose *address* is kept `PTR_AFTER_SLOT` bytes after the
@@ -225,17 +232,82 @@ pub unsafe fn add_fold_through<const PTR_AFTER_SLOT: usize>(
     }
     // SAFETY: forwarded from the caller; the pointer is where `PTR_AFTER_SLOT` says, within
     // `slot`'s provenance.
-    unsafe { add_fold_params::<PTR_AFTER_SLOT, true>(slot, core::ptr::null(), None, delta) }
+    unsafe {
+        add_fold_params::<PTR_AFTER_SLOT, { reach::THROUGH }>(slot, core::ptr::null(), None, delta)
+    }
+}
+
+/// [`add_fold_with`] for parameters in the [fold table](crate::FoldEntry) whose *key* is
+/// kept `KEY_AFTER_SLOT` bytes after the slot word, as an [`AtomicU16`](core::sync::atomic::AtomicU16):
+/// two bytes where [`add_fold_through`] needs a pointer's eight (pcpu-counter's header is 16
+/// bytes thanks to it). The section loads the key, then reads the parameters at the table's
+/// address plus the key scaled: the same loads as [`add_fold_through`], and on x86_64 one
+/// register more (the table's address).
+///
+/// The key is read once per attempt, inside the section: it may be changed to another
+/// entry's for the same cells while sections run (each attempt uses the old or the new).
+///
+/// ```
+/// use pcpu_rseq::{sync::{AtomicI64, AtomicUsize, Ordering}, FoldParams};
+/// use core::sync::atomic::AtomicU16;
+/// #[repr(C)]
+/// struct Site {
+///     slot: AtomicUsize,
+///     key: AtomicU16,
+/// }
+/// let ncpu = pcpu_rseq::possible_cpus();
+/// let cells: Vec<AtomicI64> = (0..ncpu).map(|_| AtomicI64::new(0)).collect();
+/// let entries = pcpu_rseq::reserve_fold_entries([(FoldParams::new(8, ncpu, 4), 0)]).unwrap();
+/// let site = Site {
+///     slot: AtomicUsize::new(cells.as_ptr() as usize),
+///     key: AtomicU16::new(entries[0].key()),
+/// };
+/// let slot = (&site as *const Site).cast::<AtomicUsize>();
+/// let mut central = 0;
+/// for _ in 0..10 {
+///     // SAFETY: the key 8 bytes after `site.slot` (repr(C)) names an entry that describes
+///     // these cells, and `slot` covers `site`; the cells are as for `add_fold_with`.
+///     central += unsafe { pcpu_rseq::add_fold_indexed::<8>(slot, 1) }.unwrap();
+/// }
+/// let cells_total: i64 = cells.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+/// assert_eq!(central + cells_total, 10);
+/// ```
+///
+/// # Errors
+/// As for [`add_fold_with`]; also whenever the key is 0, or names any entry never handed
+/// out (its lane bound is 0).
+///
+/// # Safety
+/// As for [`add_fold_with`], with `slot` pointing at a live slot word and the two bytes
+/// `KEY_AFTER_SLOT` after it (inside the same allocation and within `slot`'s provenance, so
+/// `KEY_AFTER_SLOT` is at least 8 and even) an `AtomicU16` holding a key from a
+/// [`FoldEntry`](crate::FoldEntry) (or 0) whose parameters describe the slot's cells, as do
+/// all keys it will hold while this call runs. (The portable backend loads it `Relaxed`; the section with a
+/// plain load.)
+#[inline(always)]
+pub unsafe fn add_fold_indexed<const KEY_AFTER_SLOT: usize>(
+    slot: *const AtomicUsize,
+    delta: i64,
+) -> Result<i64, SlowPath> {
+    const {
+        assert!(KEY_AFTER_SLOT >= 8 && KEY_AFTER_SLOT % 2 == 0);
+    }
+    // SAFETY: forwarded from the caller; the key is where `KEY_AFTER_SLOT` says, within
+    // `slot`'s provenance.
+    unsafe {
+        add_fold_params::<KEY_AFTER_SLOT, { reach::INDEXED }>(slot, core::ptr::null(), None, delta)
+    }
 }
 
 /// # Safety
 /// As for [`add_fold_with_offset`], `slot` pointing at a live slot word; no offset means offset 0 (one
 /// step fewer in the section). With `PARAMS_AFTER_SLOT` 0, `params` points at live
-/// parameters; otherwise it is ignored and the parameters (`THROUGH` false), or a word holding
-/// their address (`THROUGH` true), lie that many bytes after `slot`, in the same allocation
-/// and within `slot`'s provenance.
+/// parameters; otherwise it is ignored and the parameters (`REACH` [`reach::BESIDE`]), a
+/// word holding their address ([`reach::THROUGH`]) or a `u16` holding their fold-table key
+/// ([`reach::INDEXED`]) lie that many bytes after `slot`, in the same allocation and within
+/// `slot`'s provenance.
 #[inline(always)]
-unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize, const THROUGH: bool>(
+unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize, const REACH: u8>(
     slot: *const AtomicUsize,
     params: *const FoldParams,
     offset: Option<usize>,
@@ -254,7 +326,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize, const THROUGH: bool>(
         // delta, as in `inc`, the sign test disappears.)
         let out = unsafe {
             if delta >= 0 {
-                arch::add_fold::<PARAMS_AFTER_SLOT, THROUGH, true>(
+                arch::add_fold::<PARAMS_AFTER_SLOT, REACH, true>(
                     area,
                     slot.cast::<usize>(),
                     params,
@@ -262,7 +334,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize, const THROUGH: bool>(
                     offset,
                 )
             } else {
-                arch::add_fold::<PARAMS_AFTER_SLOT, THROUGH, false>(
+                arch::add_fold::<PARAMS_AFTER_SLOT, REACH, false>(
                     area,
                     slot.cast::<usize>(),
                     params,
@@ -287,11 +359,19 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize, const THROUGH: bool>(
     }
     // SAFETY: as above; computed only here, so the rseq path spends no register on it. The
     // offset arithmetic stays on the raw pointer, whose provenance covers the parameters (or,
-    // `THROUGH`, the aligned `AtomicPtr` word that holds their live address).
+    // `THROUGH`, the aligned `AtomicPtr` word that holds their live address; `INDEXED`, the
+    // aligned `AtomicU16` that holds their key).
     let params = unsafe {
         &*if PARAMS_AFTER_SLOT == 0 {
             params
-        } else if THROUGH {
+        } else if REACH == reach::INDEXED {
+            let key = (*slot
+                .cast::<u8>()
+                .add(PARAMS_AFTER_SLOT)
+                .cast::<core::sync::atomic::AtomicU16>())
+            .load(Ordering::Relaxed);
+            crate::fold_table::params_at(key) as *const FoldParams
+        } else if REACH == reach::THROUGH {
             (*slot
                 .cast::<u8>()
                 .add(PARAMS_AFTER_SLOT)
@@ -309,7 +389,7 @@ unsafe fn add_fold_params<const PARAMS_AFTER_SLOT: usize, const THROUGH: bool>(
         cold_portable_add_fold(
             &*slot,
             offset,
-            params.stride,
+            params.stride(),
             params.ncpu(),
             delta,
             params.batch(),

@@ -255,6 +255,51 @@ fn add_fold_through_follows_the_pointer() {
     assert_eq!(central + total(&c), 100);
 }
 
+/// `add_fold_indexed` reads the fold-table index on every call: moving it from the widest
+/// batch to batch 1 takes effect at the next add, index 0 sends every add to the slow path
+/// without writing a cell, and nothing is lost.
+#[test]
+fn add_fold_indexed_follows_the_index() {
+    #[repr(C)]
+    struct Site {
+        slot: AtomicUsize,
+        index: std::sync::atomic::AtomicU16,
+    }
+    let ncpu = pcpu_rseq::possible_cpus();
+    let c = cells(ncpu);
+    let entries = pcpu_rseq::reserve_fold_entries([
+        (FoldParams::new(8, ncpu, MAX_FOLD), 1),
+        (FoldParams::new(8, ncpu, 1), 2),
+    ])
+    .unwrap();
+    let site = Site {
+        slot: AtomicUsize::new(c.as_ptr() as usize),
+        index: std::sync::atomic::AtomicU16::new(entries[0].key()),
+    };
+    let slot = (&site as *const Site).cast::<AtomicUsize>();
+    let mut central = 0;
+    for _ in 0..50 {
+        // SAFETY: the index 8 bytes after the slot word (repr(C), within `site`, which
+        // `slot` covers) names one of `entries`, or 0; both entries describe the cells,
+        // `ncpu` live i64s 8 bytes apart.
+        let moved = unsafe { pcpu_rseq::add_fold_indexed::<8>(slot, 1) }.unwrap();
+        assert_eq!(moved, 0, "batch MAX_FOLD never folds");
+    }
+    site.index.store(entries[1].key(), Ordering::Relaxed);
+    for _ in 0..50 {
+        // SAFETY: as above.
+        let moved = unsafe { pcpu_rseq::add_fold_indexed::<8>(slot, 1) }.unwrap();
+        assert!(moved >= 1, "batch 1 folds every add to a non-negative cell");
+        central += moved;
+    }
+    assert_eq!(central + total(&c), 100);
+    site.index.store(0, Ordering::Relaxed);
+    // SAFETY: as above.
+    assert!(unsafe { pcpu_rseq::add_fold_indexed::<8>(slot, 1) }.is_err());
+    assert_eq!(central + total(&c), 100, "entry 0 writes no cell");
+    assert_eq!(pcpu_rseq::fold_entry_tag(entries[1].key()), Some(2));
+}
+
 /// `StoppedStack::retain` when its callbacks panic: the stack keeps every item not yet
 /// handed to `removed`, each once, whether `removed` or `keep` panicked.
 #[test]

@@ -507,6 +507,55 @@ fn add_fold_through_while_the_pointer_moves_keeps_cells_in_bounds() {
     );
 }
 
+/// `add_fold_indexed` while another thread moves the fold-table index to ever wider
+/// batches, as a counter moves to its domain's next batch level.
+#[test]
+fn add_fold_indexed_while_the_index_moves_keeps_cells_in_bounds() {
+    if !needs(
+        "add_fold_indexed_while_the_index_moves_keeps_cells_in_bounds",
+        Needs::Any,
+    ) {
+        return;
+    }
+    #[repr(C)]
+    struct IndexedSite {
+        slot: AtomicUsize,
+        index: std::sync::atomic::AtomicU16,
+    }
+    let ncpu = pcpu_rseq::possible_cpus();
+    let cells = Cells::new(ncpu);
+    let levels = pcpu_rseq::reserve_fold_entries(
+        WIDEN_STEPS.map(|k| (FoldParams::new(64, ncpu, 1 << k), 0)),
+    )
+    .unwrap();
+    let site = IndexedSite {
+        slot: cells.slot(),
+        index: std::sync::atomic::AtomicU16::new(levels[0].key()),
+    };
+    let slot_addr = (&site as *const IndexedSite).cast::<AtomicUsize>() as usize;
+    adds_while_the_batch_widens(
+        1100,
+        &cells,
+        // SAFETY: the address is of `site.slot` with provenance over `site`, whose index
+        // follows the slot word at offset 8 (repr(C)) and always names one of `levels`,
+        // entries for the cells: `ncpu` live i64s 64 bytes apart, outliving the workers.
+        |delta| unsafe { pcpu_rseq::add_fold_indexed::<8>(slot_addr as *const AtomicUsize, delta) },
+        |k| {
+            let level = &levels[(k - WIDEN_STEPS.start()) as usize];
+            site.index.store(level.key(), Ordering::Relaxed);
+        },
+        || {
+            let index = site.index.load(Ordering::Relaxed);
+            levels
+                .iter()
+                .find(|l| l.key() == index)
+                .expect("one of the levels")
+                .params()
+                .batch()
+        },
+    );
+}
+
 /// Threads pinned to CPUs (round-robin over the CPUs this process may use) add (batch
 /// [`MAX_FOLD`]), take (delta 0, batch 1) and fold (batch 16): where lanes follow CPU ids, every operation of a thread pinned to CPU `c` must
 /// land in `c`'s cell, on rseq (the section reads `c` from the kernel) and on the portable

@@ -43,6 +43,8 @@
 
 use super::{FoldOutcome, Outcome};
 use crate::abi::{RseqArea, RSEQ_SIG_INSN};
+use crate::fold_params::reach;
+use crate::fold_table::KEY_TO_OFFSET_SHIFT;
 
 /// The sections below are real.
 pub(crate) const HAS_RSEQ_ASM: bool = true;
@@ -102,11 +104,7 @@ macro_rules! rseq_section {
 /// # Safety
 /// As for `x86_64::add_fold`.
 #[inline(always)]
-pub(crate) unsafe fn add_fold<
-    const PARAMS_AFTER_SLOT: usize,
-    const THROUGH: bool,
-    const UP: bool,
->(
+pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const REACH: u8, const UP: bool>(
     area: *mut RseqArea,
     slot: *const usize,
     params: *const crate::fold_params::FoldParams,
@@ -172,24 +170,39 @@ pub(crate) unsafe fn add_fold<
     // SAFETY: as the caller guarantees; the only write besides `rseq_cs` is the committing store to the
     // current CPU's cell, the last instruction of the section. The parameters are read only.
     unsafe {
-        match (PARAMS_AFTER_SLOT, THROUGH, offset) {
+        match (PARAMS_AFTER_SLOT, REACH, offset) {
             (0, _, None) => direction!(""; "{p}"; "0"; ""; p = in(reg) params,),
             (0, _, Some(off)) => direction!(
                 ""; "{p}"; "0"; "add {tmp}, {tmp}, {off}"; p = in(reg) params, off = in(reg) off,
             ),
-            (_, false, None) => direction!(""; "{slot}"; "{po}"; ""; po = const PARAMS_AFTER_SLOT,),
-            (_, false, Some(off)) => direction!(
+            (_, reach::BESIDE, None) => {
+                direction!(""; "{slot}"; "{po}"; ""; po = const PARAMS_AFTER_SLOT,)
+            }
+            (_, reach::BESIDE, Some(off)) => direction!(
                 ""; "{slot}"; "{po}"; "add {tmp}, {tmp}, {off}";
                 po = const PARAMS_AFTER_SLOT, off = in(reg) off,
             ),
             // The parameters' address, loaded into `out`, which is free until a fold (after
             // the last parameter read): no register more than the inline parameters.
-            (_, true, None) => direction!(
+            (_, reach::THROUGH, None) => direction!(
                 "ldr {out}, [{slot}, #{po}]"; "{out}"; "0"; ""; po = const PARAMS_AFTER_SLOT,
             ),
-            (_, true, Some(off)) => direction!(
+            (_, reach::THROUGH, Some(off)) => direction!(
                 "ldr {out}, [{slot}, #{po}]"; "{out}"; "0"; "add {tmp}, {tmp}, {off}";
                 po = const PARAMS_AFTER_SLOT, off = in(reg) off,
+            ),
+            // The entry's address, table + (key << 3), built in `out` with `cpu`
+            // (loaded right after) as scratch: no register more either.
+            (_, _, None) => direction!(
+                "ldrh {out:w}, [{slot}, #{po}]\nadrp {cpu}, {table}\nadd {cpu}, {cpu}, :lo12:{table}\nadd {out}, {cpu}, {out}, lsl #{shift}";
+                "{out}"; "0"; ""; po = const PARAMS_AFTER_SLOT,
+                table = sym crate::fold_table::TABLE, shift = const KEY_TO_OFFSET_SHIFT,
+            ),
+            (_, _, Some(off)) => direction!(
+                "ldrh {out:w}, [{slot}, #{po}]\nadrp {cpu}, {table}\nadd {cpu}, {cpu}, :lo12:{table}\nadd {out}, {cpu}, {out}, lsl #{shift}";
+                "{out}"; "0"; "add {tmp}, {tmp}, {off}";
+                po = const PARAMS_AFTER_SLOT, off = in(reg) off,
+                table = sym crate::fold_table::TABLE, shift = const KEY_TO_OFFSET_SHIFT,
             ),
         }
     }

@@ -22,11 +22,7 @@ const SLOW: u32 = 1;
 /// # Safety
 /// None needed; `unsafe` to match the real sections.
 #[inline(always)]
-pub(crate) unsafe fn add_fold<
-    const PARAMS_AFTER_SLOT: usize,
-    const THROUGH: bool,
-    const UP: bool,
->(
+pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const REACH: u8, const UP: bool>(
     _area: *mut RseqArea,
     _slot: *const usize,
     _params: *const crate::fold_params::FoldParams,

@@ -34,6 +34,15 @@ struct Through {
     params: core::sync::atomic::AtomicPtr<FoldParams>,
 }
 
+/// A slot word followed, 14 bytes in (where pcpu-counter's header keeps it), by the
+/// fold-table index of its parameters, as `add_fold_indexed` reads it.
+#[repr(C)]
+struct Indexed {
+    slot: AtomicUsize,
+    _other: [u8; 6],
+    index: core::sync::atomic::AtomicU16,
+}
+
 #[test]
 fn every_section_clears_rseq_cs() {
     if rseq_cs().is_none() {
@@ -62,6 +71,17 @@ fn every_section_clears_rseq_cs() {
         params: core::sync::atomic::AtomicPtr::new(&params as *const FoldParams as *mut _),
     };
     let through_slot = (&through as *const Through).cast::<AtomicUsize>();
+    let entries = crate::reserve_fold_entries([
+        (FoldParams::new(16, ncpu, 4), 0),
+        (FoldParams::new(16, ncpu, 1), 0),
+    ])
+    .unwrap();
+    let indexed = Indexed {
+        slot: AtomicUsize::new(cells.as_ptr() as usize),
+        _other: [0; 6],
+        index: core::sync::atomic::AtomicU16::new(entries[0].key()),
+    };
+    let indexed_slot = (&indexed as *const Indexed).cast::<AtomicUsize>();
     let stacks = PercpuStacks::new(ncpu, 2).unwrap();
     let check = |what: &str| assert_eq!(rseq_cs(), Some(0), "{what} left rseq_cs set");
     // Every call below: `slot` and `site.slot` address `ncpu` live cells of two words,
@@ -104,6 +124,23 @@ fn every_section_clears_rseq_cs() {
             &params as *const FoldParams as *mut _,
             crate::sync::Ordering::Relaxed,
         );
+        // SAFETY: as above; `indexed`'s index, 14 bytes after its slot word, names the first
+        // entry (batch 4), then the second (batch 1), both describing these cells.
+        unsafe { crate::add_fold_indexed::<14>(indexed_slot, -1) }.unwrap();
+        check("add_fold_indexed");
+        indexed
+            .index
+            .store(entries[1].key(), crate::sync::Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { crate::add_fold_indexed::<14>(indexed_slot, 1) }.unwrap();
+        check("add_fold_indexed (folded)");
+        indexed.index.store(0, crate::sync::Ordering::Relaxed);
+        // SAFETY: as above; entry 0's lane bound is 0.
+        assert!(unsafe { crate::add_fold_indexed::<14>(indexed_slot, 1) }.is_err());
+        check("add_fold_indexed (entry 0)");
+        indexed
+            .index
+            .store(entries[0].key(), crate::sync::Ordering::Relaxed);
         // Fill this CPU's stack until it is full, then empty it (a migration only changes
         // which CPU's stack; at most ncpu × 2 pushes succeed).
         while stacks.push(1).is_ok() {

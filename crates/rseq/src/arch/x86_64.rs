@@ -44,6 +44,11 @@
 
 use super::{FoldOutcome, Outcome};
 use crate::abi::{RseqArea, RSEQ_SIG};
+use crate::fold_params::reach;
+use crate::fold_table::KEY_TO_OFFSET_SHIFT;
+
+// `[base + key * 8]` in the indexed sections.
+const _: () = assert!(KEY_TO_OFFSET_SHIFT == 3);
 
 /// The sections below are real.
 pub(crate) const HAS_RSEQ_ASM: bool = true;
@@ -141,11 +146,7 @@ macro_rules! rseq_section {
 /// `i64` that only rseq sections (or a fenced owner) write. The parameters are valid for
 /// reads; `delta ≥ 0` if `UP`, else `delta < 0`; `|delta| ≤ 2⁶²`.
 #[inline(always)]
-pub(crate) unsafe fn add_fold<
-    const PARAMS_AFTER_SLOT: usize,
-    const THROUGH: bool,
-    const UP: bool,
->(
+pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const REACH: u8, const UP: bool>(
     area: *mut RseqArea,
     slot: *const usize,
     params: *const crate::fold_params::FoldParams,
@@ -158,7 +159,7 @@ pub(crate) unsafe fn add_fold<
     // counters (offset 0: one load and one add fewer on the way to the cell's address);
     // `$threshold` and `$keep` are the one-sided check.
     macro_rules! section {
-        ($load_pb:literal; $pb:literal; $offset_step:literal; $threshold:expr; $keep:literal; $($extra:tt)*) => {
+        ($load_pb:literal; $pb:literal; $idr:literal; $offset_step:literal; $threshold:expr; $keep:literal; $($extra:tt)*) => {
             rseq_section!("or {st}, 1\nadd {st}, 4\nand {st}, -3";
                 // The slot word first: a disabled one (a counter without a slot) leaves at
                 // once, without the CPU steps.
@@ -166,11 +167,11 @@ pub(crate) unsafe fn add_fold<
                 "test {tmp}, 1",
                 "jnz 5f",
                 $load_pb,
-                "mov {cpu:e}, dword ptr [{area} + {id}]",
-                concat!("cmp {cpu}, qword ptr [", $pb, " + {fp_ncpu}]"),
+                concat!("mov {", $idr, ":e}, dword ptr [{area} + {id}]"),
+                concat!("cmp {", $idr, "}, qword ptr [", $pb, " + {fp_ncpu}]"),
                 "jae 5f",
-                concat!("imul {cpu}, qword ptr [", $pb, " + {fp_stride}]"),
-                "add {tmp}, {cpu}",
+                concat!("imul {", $idr, "}, qword ptr [", $pb, " + {fp_stride}]"),
+                concat!("add {tmp}, {", $idr, "}"),
                 $offset_step,
                 "mov {cur}, qword ptr [{tmp}]",
                 "add {cur}, {delta}",
@@ -202,33 +203,53 @@ pub(crate) unsafe fn add_fold<
     // Both directions for one parameter address and offset step.
     macro_rules! direction {
         ($load_pb:literal; $pb:literal; $offset_step:literal; $($extra:tt)*) => {
+            direction!(id "cpu"; $load_pb; $pb; $offset_step; $($extra)*)
+        };
+        (id $idr:literal; $load_pb:literal; $pb:literal; $offset_step:literal; $($extra:tt)*) => {
             if UP {
-                section!($load_pb; $pb; $offset_step; super::FP_BIAS; "jle"; $($extra)*)
+                section!($load_pb; $pb; $idr; $offset_step; super::FP_BIAS; "jle"; $($extra)*)
             } else {
-                section!($load_pb; $pb; $offset_step; super::FP_NEG_BIAS; "jge"; $($extra)*)
+                section!($load_pb; $pb; $idr; $offset_step; super::FP_NEG_BIAS; "jge"; $($extra)*)
             }
         };
     }
     // SAFETY: as the caller guarantees; the only write besides `rseq_cs` is the committing store to the
     // current CPU's cell, the last instruction of the section. The parameters are read only.
     unsafe {
-        match (PARAMS_AFTER_SLOT, THROUGH, offset) {
+        match (PARAMS_AFTER_SLOT, REACH, offset) {
             (0, _, None) => direction!(""; "{p}"; ""; p = in(reg) params,),
             (0, _, Some(off)) => {
                 direction!(""; "{p}"; "add {tmp}, {off}"; p = in(reg) params, off = in(reg) off,)
             }
-            (_, false, None) => direction!(""; "{slot} + {po}"; ""; po = const PARAMS_AFTER_SLOT,),
-            (_, false, Some(off)) => direction!(
+            (_, reach::BESIDE, None) => {
+                direction!(""; "{slot} + {po}"; ""; po = const PARAMS_AFTER_SLOT,)
+            }
+            (_, reach::BESIDE, Some(off)) => direction!(
                 ""; "{slot} + {po}"; "add {tmp}, {off}"; po = const PARAMS_AFTER_SLOT, off = in(reg) off,
             ),
             // The parameters' address, loaded into `out`, which is free until a fold (after
             // the last parameter read): no register more than the inline parameters.
-            (_, true, None) => direction!(
+            (_, reach::THROUGH, None) => direction!(
                 "mov {out}, qword ptr [{slot} + {po}]"; "{out}"; ""; po = const PARAMS_AFTER_SLOT,
             ),
-            (_, true, Some(off)) => direction!(
+            (_, reach::THROUGH, Some(off)) => direction!(
                 "mov {out}, qword ptr [{slot} + {po}]"; "{out}"; "add {tmp}, {off}";
                 po = const PARAMS_AFTER_SLOT, off = in(reg) off,
+            ),
+            // The key (the entry's offset / 8) in `out` and the table's address in `cpu`;
+            // the id goes to `cur` instead, free until the cell's load, by when the id is
+            // spent: no register more than a pointer needs, and the parameters are read at
+            // `[cpu + out * 8 + field]`, with nothing between the key's load and theirs.
+            (_, _, None) => direction!(id "cur";
+                "movzx {out:e}, word ptr [{slot} + {po}]\nlea {cpu}, [rip + {table}]";
+                "{cpu} + {out} * 8"; ""; po = const PARAMS_AFTER_SLOT,
+                table = sym crate::fold_table::TABLE,
+            ),
+            (_, _, Some(off)) => direction!(id "cur";
+                "movzx {out:e}, word ptr [{slot} + {po}]\nlea {cpu}, [rip + {table}]";
+                "{cpu} + {out} * 8"; "add {tmp}, {off}";
+                po = const PARAMS_AFTER_SLOT, off = in(reg) off,
+                table = sym crate::fold_table::TABLE,
             ),
         }
     }
