@@ -25,13 +25,12 @@ use std::cmp::Ordering as Cmp;
 /// widest `add_batch` ([`Flags`]).
 #[repr(C)]
 pub(crate) struct Inner {
+    /// Its tag ([`Header::tag`]) is the batch level this counter folds at, one of its
+    /// domain's (a fold-table key): it moves to a wider one when the counter is contended
+    /// ([`crate::widen`]), and never back.
     header: Header,
-    /// The batch level this counter folds at, one of its domain's (its fold-table index):
-    /// it moves to a wider one when the counter is contended ([`crate::widen`]), and never
-    /// back.
-    level: AtomicU16,
     /// Keeps the block free of padding (see [`crate::headers`]).
-    _unused: [AtomicU16; 3],
+    _unused: [AtomicU16; 4],
     /// Which CPUs fold, how fast: decides when the batch widens.
     folds: FoldTracker,
 }
@@ -40,16 +39,16 @@ pub(crate) struct Inner {
 const HEADER_OFFSET: usize = core::mem::offset_of!(Inner, header);
 
 /// Bytes from the header's slot word (its first word: `Header` is `repr(C)`) to the level's
-/// fold-table index, for `pcpu_rseq::add_fold_indexed`, which reads it from there.
-const LEVEL_AFTER_SLOT: usize =
-    core::mem::offset_of!(Inner, level) - core::mem::offset_of!(Inner, header);
+/// fold-table key (the header's tag), for `pcpu_rseq::add_fold_indexed`, which reads it
+/// from there.
+const LEVEL_AFTER_SLOT: usize = Header::TAG_OFFSET;
 
 const _: () = assert!(HEADER_OFFSET == 0);
 const _: () = assert!(core::mem::size_of::<Inner>() <= crate::headers::BLOCK);
 // No padding: the fields' sizes add up to the size.
 const _: () = assert!(
     core::mem::size_of::<Inner>()
-        == core::mem::size_of::<Header>() + 2 + 6 + core::mem::size_of::<FoldTracker>()
+        == core::mem::size_of::<Header>() + 8 + core::mem::size_of::<FoldTracker>()
 );
 
 /// The counter's bits in its header's spare byte ([`Header::spare`]).
@@ -549,7 +548,8 @@ impl PercpuCounter {
         // Relaxed: the levels were written before the domain was shared. Should another
         // fold have widened the counter meanwhile, it stays where that one put it.
         if inner
-            .level
+            .header
+            .tag()
             .compare_exchange(level.0, wider.0, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()
         {
@@ -837,9 +837,12 @@ impl Inner {
     fn new(domain: &'static Domain) -> Inner {
         // Sets the levels' lane bound on the domain's first header counter.
         domain.lanes_for_new_counter();
+        let header = Header::new();
+        header
+            .tag()
+            .store(domain.levels.first().0, Ordering::Relaxed);
         Inner {
-            header: Header::new(),
-            level: AtomicU16::new(domain.levels.first().0),
+            header,
             _unused: Default::default(),
             folds: FoldTracker::new(),
         }
@@ -849,7 +852,7 @@ impl Inner {
     /// `widen` only).
     #[inline(always)]
     fn level(&self) -> Level {
-        Level(self.level.load(Ordering::Relaxed))
+        Level(self.header.tag().load(Ordering::Relaxed))
     }
 
     fn domain(&self) -> &'static Domain {

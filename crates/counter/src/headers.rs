@@ -99,9 +99,14 @@ impl HeaderStore {
     /// pool. Else the block would go back onto the slot's lane, whose working set does not
     /// hold its line neighbour: two lanes' counters would then share a header line for as long
     /// as both reuse them (pcpu-bench's churn after its memory scenario: 2t/1t 0.90).
-    fn settle_home(header: &Header, block_lane: Option<usize>) {
-        if header.attach_lane() != block_lane {
-            header.forget_home();
+    ///
+    /// # Safety
+    /// `header` was just attached through `space`.
+    unsafe fn settle_home(space: &Space, header: &Header, block_lane: Option<usize>) {
+        // SAFETY: attached through `space` (caller).
+        if unsafe { space.attach_lane(header) } != block_lane {
+            // SAFETY: as above.
+            unsafe { space.forget_home(header) };
         }
     }
 
@@ -128,7 +133,8 @@ impl HeaderStore {
             unsafe { self.retire(block, Ok(Release::Now), lane) };
             return Err(CounterError::Space(e));
         }
-        Self::settle_home(header, lane);
+        // SAFETY: just attached through `space`.
+        unsafe { Self::settle_home(space, header, lane) };
         Ok(header as *const Header as usize)
     }
 
@@ -167,7 +173,8 @@ impl HeaderStore {
         // SAFETY: as in `alloc_attached`: a block of this store, given back only through
         // `drop_block`.
         let attached = unsafe { space.attach(header) };
-        Self::settle_home(header, lane);
+        // SAFETY: attached through `space`, if at all.
+        unsafe { Self::settle_home(space, header, lane) };
         crate::slow_path_event!(
             debug,
             counters = N,
@@ -194,12 +201,13 @@ impl HeaderStore {
         let block = h as *mut T;
         // SAFETY: a live `T` (caller); the reference ends before the block is retired.
         let header = unsafe { (*block).header() };
+        // The lane both the slot and the block came from (`settle_home`), if known: the
+        // block's home even if a relocation moved the slot since (the slot then goes to the
+        // pool in `detach`). Read first: it is kept in the slot's owner lane.
+        // SAFETY: attached to `space` if at all (caller).
+        let home = unsafe { space.attach_lane(header) };
         // SAFETY: nobody uses the header any more (caller).
         let detached = unsafe { space.detach(header) };
-        // The lane both the slot and the block came from (`settle_home`), if known: the
-        // block's home even if a relocation moved the slot since (the slot then went to the
-        // pool in `detach`).
-        let home = header.attach_lane();
         // SAFETY: a block of this store holding a `T` (so not null), its header just
         // detached; nobody else refers to it.
         unsafe { self.retire(NonNull::new_unchecked(block), detached, home) };

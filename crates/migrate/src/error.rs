@@ -17,6 +17,9 @@ pub enum MigrateError {
         /// Bytes asked for.
         bytes: usize,
     },
+    /// A header's address does not fit in 48 bits, which an owner lane needs (only memory
+    /// from an `mmap` that asked for a higher address can be there).
+    HeaderAddress(usize),
 }
 
 impl core::fmt::Display for MigrateError {
@@ -31,6 +34,12 @@ impl core::fmt::Display for MigrateError {
                     "out of memory for {bytes} bytes of compaction bookkeeping"
                 )
             }
+            MigrateError::HeaderAddress(a) => {
+                write!(
+                    f,
+                    "header address {a:#x} is above the 48 bits an owner lane holds"
+                )
+            }
         }
     }
 }
@@ -41,7 +50,7 @@ impl std::error::Error for MigrateError {
             MigrateError::Cache(e) => Some(e),
             MigrateError::Pool(e) => Some(e),
             MigrateError::Fence(e) => Some(e),
-            MigrateError::OutOfMemory { .. } => None,
+            MigrateError::OutOfMemory { .. } | MigrateError::HeaderAddress(_) => None,
         }
     }
 }

@@ -81,7 +81,9 @@ pub(crate) enum Detached {
 ///
 /// `repr(C)` with the slot word first: a header's address is its slot word's, so a user may
 /// keep data for the add path at a fixed distance after it (see
-/// `pcpu_rseq::add_fold_beside` and `add_fold_through`). 16 bytes, one of them the owner's ([`Header::spare`]).
+/// `pcpu_rseq::add_fold_beside`, `add_fold_through` and `add_fold_indexed`). 16 bytes, three
+/// of them the owner's ([`Header::spare`], [`Header::tag`]): pcpu-counter's whole header
+/// block.
 #[derive(Debug)]
 #[repr(C)]
 pub struct Header {
@@ -93,23 +95,13 @@ pub struct Header {
     /// slot cache zeroes a freed block by reading and clearing its words), and padding bytes
     /// are uninitialised after a typed write.
     spare: AtomicU8,
-    /// The lane whose magazine the slot came from at the attach ([`NO_HOME`]: unknown, as
-    /// after [`Header::forget_home`]), with [`MOVED`] set once a relocation gave the header
-    /// another slot: a detach on another lane gives the slot to the pool instead of to that
-    /// lane's magazine, and so does one of unknown home or moved (see
-    /// [`Space::detach`](crate::Space::detach)); the owner's own block may still go back to
-    /// the attach lane ([`Header::attach_lane`]). A placement hint only: nothing depends on it
-    /// for correctness.
-    home: AtomicU16,
+    /// The owner's two bytes ([`Header::tag`]); never read or written by the protocol.
+    tag: AtomicU16,
 }
 
-/// [`Header`]'s home lane when it is not known (no slot yet, or forgotten).
-const NO_HOME: u16 = u16::MAX;
-/// Set in [`Header`]'s home once a relocation moved its slot (a slot a compactor chose, from
-/// no magazine); the lanes below it are the attach lane's.
-const MOVED: u16 = 0x8000;
-
 const _: () = assert!(core::mem::offset_of!(Header, slot) == 0);
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::offset_of!(Header, tag) == Header::TAG_OFFSET);
 // 16 bytes on real atomics (loom's are larger).
 #[cfg(not(loom))]
 const _: () = assert!(core::mem::size_of::<Header>() == 16);
@@ -121,6 +113,10 @@ impl Default for Header {
 }
 
 impl Header {
+    /// Bytes from the slot word to [`tag`](Self::tag): the `KEY_AFTER_SLOT` of
+    /// `pcpu_rseq::add_fold_indexed` for an owner that keeps a fold-table key there.
+    pub const TAG_OFFSET: usize = 14;
+
     /// A header with no slot: every per-CPU operation through it takes the slow path.
     pub fn new() -> Self {
         Header {
@@ -128,7 +124,7 @@ impl Header {
             seq: AtomicU32::new(0),
             state: AtomicU8::new(State::Unattached as u8),
             spare: AtomicU8::new(0),
-            home: AtomicU16::new(NO_HOME),
+            tag: AtomicU16::new(0),
         }
     }
 
@@ -146,6 +142,14 @@ impl Header {
     pub const fn slot_word_ptr(this: *const Header) -> *const AtomicUsize {
         // The slot word is the first field of this repr(C) struct (asserted above).
         this.cast()
+    }
+
+    /// Two bytes that the header protocol never reads or writes, 0 in a new header: the
+    /// owner's, at offset 14 from the slot word, where `pcpu_rseq::add_fold_indexed` can read
+    /// them (pcpu-counter keeps its batch level's fold-table key there).
+    #[inline(always)]
+    pub fn tag(&self) -> &AtomicU16 {
+        &self.tag
     }
 
     /// One byte that the header protocol never reads or writes, 0 in a new header: the
@@ -216,47 +220,6 @@ impl Header {
     pub(crate) fn publish_first(&self, addr: usize) {
         self.slot.store(addr, Ordering::Release);
         self.set_state(State::Attached);
-    }
-
-    /// Notes that the slot came from the magazine of the thread on lane `lane` (the id the
-    /// lanes follow; `None`: not known; so are lanes from 32,767 up).
-    pub(crate) fn set_home(&self, lane: Option<usize>) {
-        let lane = lane
-            .and_then(|l| u16::try_from(l).ok())
-            // Below MOVED - 1: lane 0x7fff with MOVED set would read as NO_HOME.
-            .filter(|&l| l < MOVED - 1)
-            .unwrap_or(NO_HOME);
-        self.home.store(lane, Ordering::Relaxed);
-    }
-
-    /// The lane the thread that attached the slot was on (as [`home`](Self::home)), even if a
-    /// relocation has moved the slot since: where an owner whose own block came from that
-    /// lane's cache may give the block back. `None` if not known (or forgotten).
-    pub fn attach_lane(&self) -> Option<usize> {
-        let home = self.home.load(Ordering::Relaxed);
-        (home != NO_HOME).then_some(usize::from(home & !MOVED))
-    }
-
-    /// The lane (the id the lanes follow, `pcpu_rseq::current_cpu`) of the thread that
-    /// attached the slot, if it stayed on that lane during the attach; not known after a
-    /// relocation (the slot is then one a compactor chose). Its magazine is that lane modulo
-    /// the cache's magazine count. A placement hint: an owner whose header block came from a
-    /// per-CPU cache of its own in the same call as the slot may give the block back to that
-    /// lane too, relocated or not ([`attach_lane`](Self::attach_lane); pcpu-counter does,
-    /// modulo its own magazine count).
-    pub fn home(&self) -> Option<usize> {
-        let home = self.home.load(Ordering::Relaxed);
-        (home & MOVED == 0).then_some(usize::from(home))
-    }
-
-    /// Forgets the home lane ([`home`](Self::home) says `None` from now on, until the next
-    /// attach): for an owner that learned the hint is wrong for it, as pcpu-counter does when
-    /// its header block came from another lane's magazine than the slot (its thread moved
-    /// between the two allocations). The slot then goes to the pool when detached, and so
-    /// does the block, rather than one of them onto a magazine that holds neither's cache-line
-    /// neighbours.
-    pub fn forget_home(&self) {
-        self.set_home(None);
     }
 
     /// Attach failed (no slot): back to `Unattached`. The caller holds `Attaching`.
@@ -365,9 +328,6 @@ impl Header {
     pub(crate) fn move_to(&self, new: usize, copy: impl FnOnce(usize, usize)) {
         let old = self.cells();
         copy(old, new);
-        // The new slot came from no magazine; the attach lane stays known (NO_HOME has
-        // MOVED set already).
-        self.home.fetch_or(MOVED, Ordering::Relaxed);
         self.write_begin();
         // Release: a reader or adder that sees `new` sees the copied cells.
         self.slot.store(new, Ordering::Release);

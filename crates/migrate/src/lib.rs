@@ -18,6 +18,7 @@ pub mod handshake;
 pub mod header;
 #[cfg(all(test, loom))]
 mod loom_tests;
+mod owner;
 mod relocate;
 #[cfg(not(loom))]
 mod space;

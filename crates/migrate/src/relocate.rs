@@ -12,6 +12,7 @@
 
 use crate::handshake::{Compactions, Release};
 use crate::header::Header;
+use crate::owner;
 use crate::MigrateError;
 use pcpu_rseq::sync::{AtomicUsize, Ordering};
 
@@ -48,6 +49,9 @@ pub(crate) trait SlotMemory {
 pub(crate) struct Move<'h> {
     pub(crate) header: &'h Header,
     pub(crate) old: usize,
+    /// The old slot's home ([`crate::owner`]), which the new slot's owner lane keeps with
+    /// [`owner::MOVED`] set.
+    pub(crate) home: u16,
 }
 
 /// The compactor's claim of the live slot `old`: reads its owner lane and claims the header
@@ -65,12 +69,13 @@ pub(crate) struct Move<'h> {
 /// end.
 pub(crate) unsafe fn claim<'h, M: SlotMemory + ?Sized>(mem: &M, old: usize) -> Option<Move<'h>> {
     // SAFETY: the caller says `old`'s lanes are mapped.
-    let owner = unsafe { mem.owner_lane(old) }.load(Ordering::Acquire);
+    let word = unsafe { mem.owner_lane(old) }.load(Ordering::Acquire);
+    let owner = owner::header_of(word);
     if owner == 0 {
         return None;
     }
-    // SAFETY: a non-zero owner lane holds the address of a live header, or of one whose
-    // memory the handshake keeps from reuse while the caller's guard is held (see above).
+    // SAFETY: a non-zero owner lane names a live header, or one whose memory the handshake
+    // keeps from reuse while the caller's guard is held (see above).
     let header: &Header = unsafe { &*(owner as *const Header) };
     if !header.try_claim(old) {
         return None;
@@ -78,7 +83,11 @@ pub(crate) unsafe fn claim<'h, M: SlotMemory + ?Sized>(mem: &M, old: usize) -> O
     // SAFETY: RELOCATING is held by us, so detach waits for us (caller's contract): the header
     // outlives the guard, until `finish` or `abort`.
     let header = unsafe { &*(header as *const Header) };
-    Some(Move { header, old })
+    Some(Move {
+        header,
+        old,
+        home: owner::home_of(word),
+    })
 }
 
 /// Moves every claimed header of `moves` to a fresh slot of `mem` behind one grace period for
@@ -119,8 +128,10 @@ pub(crate) unsafe fn relocate_batch<M: SlotMemory + ?Sized>(
         return Err(MigrateError::Fence(e));
     }
     for (m, &new) in moves.iter().zip(&fresh) {
+        // The new slot came from no magazine: `MOVED`; the attach lane stays known.
+        let word = owner::word(m.header as *const Header as usize, m.home | owner::MOVED);
         // SAFETY: `new` is fresh from `mem` and assigned to us.
-        unsafe { mem.owner_lane(new) }.store(m.header as *const Header as usize, Ordering::Release);
+        unsafe { mem.owner_lane(new) }.store(word, Ordering::Release);
         m.header.move_to(new, |old, new| {
             // SAFETY: `old` is held through the claimed, disabled header after the grace
             // period; `new` is fresh and ours.
@@ -226,10 +237,16 @@ pub(crate) mod model {
         let moved = unsafe { relocate_batch(&mem, &[claimed], grace) }.expect("relocation");
         assert_eq!(moved, 1);
         assert_eq!(mem.lanes[0].load(Ordering::Relaxed), 0, "old lane cleared");
+        let new_lane = mem.lanes[1].load(Ordering::Relaxed);
         assert_eq!(
-            mem.lanes[1].load(Ordering::Relaxed),
+            owner::header_of(new_lane),
             header as *const Header as usize,
             "new lane names the header"
+        );
+        assert_ne!(
+            owner::home_of(new_lane) & owner::MOVED,
+            0,
+            "new lane is marked moved"
         );
     }
 }

@@ -9,6 +9,7 @@
 use crate::error::MigrateError;
 use crate::handshake::{Compactions, Release};
 use crate::header::{Detached, Header};
+use crate::owner;
 use pcpu_cache::{CacheConfig, SlotCache, SlotSource};
 use pcpu_pageset::{Pool, PoolConfig, SizeClass};
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
@@ -210,6 +211,10 @@ impl Space {
     /// the header must stay at this address, and its memory must not be freed or reused,
     /// until [`detach`](Self::detach) has returned and then as its [`Release`] says.
     pub unsafe fn attach(&self, header: &Header) -> Result<bool, MigrateError> {
+        let header_addr = header as *const Header as usize;
+        if !owner::fits(header_addr) {
+            return Err(MigrateError::HeaderAddress(header_addr));
+        }
         if !header.begin_attach() {
             return Ok(false);
         }
@@ -226,11 +231,69 @@ impl Space {
             }
         };
         let addr = <Pool as SlotSource>::slot_addr(slot);
-        header.set_home((before == pcpu_rseq::current_cpu()).then_some(before));
+        let home = owner::home_bits((before == pcpu_rseq::current_cpu()).then_some(before));
         // SAFETY: `slot` is assigned to us by the cache.
-        unsafe { self.owner_word(addr) }.store(header as *const Header as usize, Ordering::Release);
+        unsafe { self.owner_word(addr) }.store(owner::word(header_addr, home), Ordering::Release);
         header.publish_first(addr);
         Ok(true)
+    }
+
+    /// The lane (the id the lanes follow, `pcpu_rseq::current_cpu`) of the thread that
+    /// attached `header`'s slot, if it stayed on that lane during the attach, even if a
+    /// relocation has moved the slot since; `None` if not known, forgotten, or the header has
+    /// no slot. A placement hint, kept in the slot's owner lane: an owner whose own block came
+    /// from a per-CPU cache in the same call as the slot may give the block back to that lane
+    /// (pcpu-counter does, modulo its own magazine count). Read while a compactor moves the
+    /// slot, it may say `None`.
+    ///
+    /// # Safety
+    /// `header` is attached through this space, if at all (its slot word then addresses
+    /// a slot of this space's pool, whose owner lane this reads).
+    pub unsafe fn attach_lane(&self, header: &Header) -> Option<usize> {
+        // SAFETY: forwarded from the caller.
+        let word = unsafe { self.owner_word_of(header) }?;
+        owner::attach_lane(owner::home_of(word))
+    }
+
+    /// Forgets the home lane of `header`'s slot ([`attach_lane`](Self::attach_lane) says
+    /// `None` from now on, and [`detach`](Self::detach) gives the slot to the pool): for an
+    /// owner that learned the hint is wrong for it, as pcpu-counter does when its header
+    /// block came from another lane's magazine than the slot (its thread moved between the
+    /// two allocations). The slot then goes to the pool when detached, and so does the block,
+    /// rather than one of them onto a magazine that holds neither's cache-line neighbours.
+    /// A compactor moving the slot meanwhile may keep the old home: a hint either way.
+    ///
+    /// # Safety
+    /// As for [`attach_lane`](Self::attach_lane).
+    pub unsafe fn forget_home(&self, header: &Header) {
+        let addr = header.cells();
+        if addr == 0 {
+            return;
+        }
+        // SAFETY: as in `owner_word_of`.
+        let lane = unsafe { self.owner_word(addr) };
+        let mine = header as *const Header as usize;
+        // Only while the lane still names this header: the slot may have been given back
+        // and reused since the slot word was read.
+        let _ = lane.fetch_update(Ordering::Release, Ordering::Acquire, |w| {
+            (owner::header_of(w) == mine).then_some(owner::word(mine, owner::NO_HOME))
+        });
+    }
+
+    /// The owner word of `header`'s slot, if it has one and the word still names it.
+    ///
+    /// # Safety
+    /// As for [`attach_lane`](Self::attach_lane).
+    unsafe fn owner_word_of(&self, header: &Header) -> Option<usize> {
+        let addr = header.cells();
+        if addr == 0 {
+            return None;
+        }
+        // SAFETY: `addr` is a slot of this space's pool (caller), attached now or given back
+        // since the slot word was read: either way inside the pool's mapping, which keeps
+        // the address space of the pagesets it empties, so the owner lane is readable.
+        let word = unsafe { self.owner_word(addr) }.load(Ordering::Acquire);
+        (owner::header_of(word) == header as *const Header as usize).then_some(word)
     }
 
     /// Takes `header`'s slot away for good and gives it back to the cache, first waiting out a
@@ -256,6 +319,8 @@ impl Space {
             Detached::NoSlot => return Ok(Release::Now),
             Detached::Slot(addr) => addr,
         };
+        // SAFETY: as for the clear just below.
+        let home = owner::home_of(unsafe { self.owner_word(addr) }.load(Ordering::Acquire));
         // SAFETY: the slot is still assigned to this header (it was attached through this
         // space, the caller says, and dead now: no compactor moves it any more).
         let release = unsafe { crate::relocate::clear_owner_lane(self, &self.compactions, addr) };
@@ -281,7 +346,7 @@ impl Space {
         // is not known (its thread moved during the attach, or a compactor chose it) goes to
         // the pool, for the same reason: on this lane's magazine it may join a working set
         // while its line neighbours are in another's.
-        let freed = match header.home() {
+        let freed = match owner::free_lane(home) {
             Some(lane) => {
                 let home = Some(lane % self.cache.ncpu());
                 // SAFETY: as above; the lanes at or above `lanes` hold zeros, as just argued.

@@ -68,3 +68,83 @@ fn a_slot_detached_on_another_cpu_goes_to_the_pool() {
     // Nothing lost: every slot the pool has handed out sits in a magazine.
     assert_eq!(space.pool_stats().assigned, space.cache_stats().cached);
 }
+
+/// The home lives in the slot's owner lane: `attach_lane` reads it back, `forget_home`
+/// clears it, and a slot whose home was forgotten goes to the pool even when detached on
+/// the lane it came from.
+#[test]
+fn a_forgotten_home_sends_the_slot_to_the_pool() {
+    let space = space();
+    let header = Box::new(Header::new());
+    // SAFETY: this thread alone uses `space` (see `round_trip`).
+    unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
+    // SAFETY: a boxed header, attached through this space only, detached below.
+    assert!(unsafe { space.attach(&header) }.unwrap());
+    // SAFETY: attached through `space`.
+    assert_eq!(unsafe { space.attach_lane(&header) }, Some(1));
+    // SAFETY: as above.
+    unsafe { space.forget_home(&header) };
+    // SAFETY: as above.
+    assert_eq!(unsafe { space.attach_lane(&header) }, None);
+    let before = space.cache_stats().counters.slow_frees;
+    // SAFETY: attached through `space`; nobody uses it any more.
+    let _ = unsafe { space.detach(&header) }.unwrap();
+    assert_eq!(space.cache_stats().counters.slow_frees, before + 1);
+    // SAFETY: back to this thread's real CPU.
+    unsafe { pcpu_rseq::simulate_cpu(None) };
+    // A header that never had a slot has no attach lane.
+    let unattached = Header::new();
+    // SAFETY: never attached.
+    assert_eq!(unsafe { space.attach_lane(&unattached) }, None);
+}
+
+/// A relocation keeps the attach lane (the owner's block may still go back there) but marks
+/// the new slot as moved: detached on the attach lane, each moved slot goes to the pool.
+#[test]
+fn a_relocated_slot_keeps_its_attach_lane_and_goes_to_the_pool() {
+    let mut config = SpaceConfig::new(SizeClass::B8);
+    config.ncpu = 4;
+    config.unit_bytes = Some(pcpu_pageset::page_size());
+    let space = Space::new(config).unwrap();
+    // SAFETY: this thread alone uses `space` (see `round_trip`).
+    unsafe { pcpu_rseq::simulate_cpu(Some(2)) };
+    let headers: Vec<Box<Header>> = (0..2048).map(|_| Box::new(Header::new())).collect();
+    for h in &headers {
+        // SAFETY: boxed, attached through this space only, detached below.
+        assert!(unsafe { space.attach(h) }.unwrap());
+    }
+    // Keep 8, spread over the pagesets, so that compaction has sparse pagesets to empty.
+    let mut live = Vec::new();
+    for (i, h) in headers.into_iter().enumerate() {
+        if i % 256 == 0 {
+            live.push(h);
+        } else {
+            // SAFETY: attached through `space`; nobody uses it any more.
+            let _ = unsafe { space.detach(&h) }.unwrap();
+        }
+    }
+    space.drain_caches().unwrap();
+    let report = space
+        .compact(&pcpu_migrate::CompactPolicy {
+            occupancy_below: 1.0,
+        })
+        .unwrap();
+    assert!(report.slots_moved > 0, "something moved: {report:?}");
+    for h in &live {
+        // SAFETY: attached through `space`.
+        assert_eq!(unsafe { space.attach_lane(h) }, Some(2));
+    }
+    let before = space.cache_stats().counters.slow_frees;
+    for h in &live {
+        // SAFETY: attached through `space`; nobody uses it any more.
+        let _ = unsafe { space.detach(h) }.unwrap();
+    }
+    let to_pool = space.cache_stats().counters.slow_frees - before;
+    assert_eq!(
+        to_pool, report.slots_moved as u64,
+        "moved slots go to the pool"
+    );
+    // SAFETY: back to this thread's real CPU.
+    unsafe { pcpu_rseq::simulate_cpu(None) };
+    pcpu_rseq::epoch_grace_period();
+}
