@@ -3,36 +3,31 @@
 use crate::clock::now_nanos;
 use crate::domain::{CounterMode, Domain};
 use crate::levels::Level;
-use crate::widen::FoldTracker;
 use crate::word;
 use crate::words::Words;
 use crate::CounterError;
-use core::sync::atomic::AtomicU16;
 use pcpu_migrate::Header;
 use pcpu_rseq::sync::{yield_now, Ordering};
 use std::cmp::Ordering as Cmp;
 
-/// The header block of a counter that has left the inline form ([`crate::word`]): 32 bytes
+/// The header block of a counter that has left the inline form ([`crate::word`]): 16 bytes
 /// of the domain's header storage ([`crate::headers`]), at a fixed address for the counter's
-/// life. The counter's state word holds the address of its `header` field, which is the
-/// block's start.
+/// life, holding the relocatable [`Header`] alone. The counter's state word holds its
+/// address.
 ///
-/// An add reads the slot word and the level pointer, both here, and then its level's fold
-/// parameters, which the domain keeps for all its counters ([`crate::levels`]); everything
-/// else is written only on slow paths. The count that folds write is not here: it is the
-/// counter's own inline count ([`crate::words`]), so folds never write the line that adds
-/// read. The header's spare byte ([`Header::spare`]) holds the `limited_add` lock and the
-/// widest `add_batch` ([`Flags`]).
+/// An add reads the slot word and the level's key (the header's tag), both here, and then
+/// its level's fold parameters, which the domain keeps for all its counters in pcpu-rseq's
+/// fold table ([`crate::levels`]); everything else is written only on slow paths. The count
+/// that folds write is not here: it is the counter's own inline count ([`crate::words`]),
+/// so folds never write the line that adds read. The header's spare byte
+/// ([`Header::spare`]) holds the `limited_add` lock and the widest `add_batch` ([`Flags`]);
+/// the fold history that decides when the batch widens is in [`crate::widen`]'s table.
 #[repr(C)]
 pub(crate) struct Inner {
     /// Its tag ([`Header::tag`]) is the batch level this counter folds at, one of its
     /// domain's (a fold-table key): it moves to a wider one when the counter is contended
     /// ([`crate::widen`]), and never back.
     header: Header,
-    /// Keeps the block free of padding (see [`crate::headers`]).
-    _unused: [AtomicU16; 4],
-    /// Which CPUs fold, how fast: decides when the batch widens.
-    folds: FoldTracker,
 }
 
 /// Where the header sits in [`Inner`].
@@ -45,11 +40,8 @@ const LEVEL_AFTER_SLOT: usize = Header::TAG_OFFSET;
 
 const _: () = assert!(HEADER_OFFSET == 0);
 const _: () = assert!(core::mem::size_of::<Inner>() <= crate::headers::BLOCK);
-// No padding: the fields' sizes add up to the size.
-const _: () = assert!(
-    core::mem::size_of::<Inner>()
-        == core::mem::size_of::<Header>() + 8 + core::mem::size_of::<FoldTracker>()
-);
+// No padding: the header alone.
+const _: () = assert!(core::mem::size_of::<Inner>() == core::mem::size_of::<Header>());
 
 /// The counter's bits in its header's spare byte ([`Header::spare`]).
 struct Flags;
@@ -276,7 +268,7 @@ impl PercpuCounter {
 
     /// The address of the counter's header block, if it has one: for pcpu-bench, which
     /// reports whether two threads' counters share cache lines of header storage (blocks
-    /// are 32 bytes, two to a line).
+    /// are 16 bytes, four to a line).
     #[doc(hidden)]
     pub fn header_address(&self) -> Option<usize> {
         let w = self.load();
@@ -530,7 +522,7 @@ impl PercpuCounter {
         // Not in a signal handler scope: widening logs a `tracing` event, which may allocate.
         if level.fold().batch() < inner.domain().max_batch
             && !pcpu_rseq::in_slow_path()
-            && inner.folds.note_fold(pcpu_rseq::current_cpu())
+            && crate::widen::note_fold(w, pcpu_rseq::current_cpu())
         {
             Self::widen(inner, level);
         }
@@ -841,11 +833,7 @@ impl Inner {
         header
             .tag()
             .store(domain.levels.first().0, Ordering::Relaxed);
-        Inner {
-            header,
-            _unused: Default::default(),
-            folds: FoldTracker::new(),
-        }
+        Inner { header }
     }
 
     /// The batch level the counter folds at now: one of its domain's (set by `new` and

@@ -14,11 +14,11 @@ use pcpu_rseq::sync::Ordering;
 pub const MAX_GROUP: usize = 8;
 
 /// The header block of a group that has gone per-CPU. Its central counts are the group's
-/// own inline counts ([`crate::words`]), so the block is the header and the domain alone.
+/// own inline counts ([`crate::words`]), so the block is the header alone, whose tag
+/// ([`Header::tag`]) holds the domain's index.
 #[repr(C)]
 struct GroupInner {
     header: Header,
-    domain: &'static Domain,
 }
 
 /// Where the header sits in [`GroupInner`].
@@ -40,14 +40,19 @@ impl GroupInner {
     /// add to the group.
     fn new(domain: &'static Domain) -> GroupInner {
         domain.lanes_for_new_group();
-        GroupInner {
-            header: Header::new(),
-            domain,
-        }
+        let header = Header::new();
+        // Fewer than 2¹¹ domains (`crate::registry`): the index fits.
+        header.tag().store(domain.index as u16, Ordering::Relaxed);
+        GroupInner { header }
+    }
+
+    /// The group's domain.
+    fn domain(&self) -> &'static Domain {
+        Domain::by_index(usize::from(self.header.tag().load(Ordering::Relaxed)))
     }
 }
-// No padding (see `crate::headers`): the fields' sizes add up to the size.
-const _: () = assert!(core::mem::size_of::<GroupInner>() == core::mem::size_of::<Header>() + 8);
+// No padding (see `crate::headers`): the header alone.
+const _: () = assert!(core::mem::size_of::<GroupInner>() == core::mem::size_of::<Header>());
 
 /// A group of `len()` counters. Like a single [`PercpuCounter`](crate::PercpuCounter) it
 /// starts inline (its own words, one atomic count per counter, nothing else) in the default
@@ -145,7 +150,7 @@ impl PercpuCounterGroup {
     /// The domain the group lives in.
     pub fn domain(&self) -> &'static Domain {
         match self.inner() {
-            Some(inner) => inner.domain,
+            Some(inner) => inner.domain(),
             None => Domain::by_index(word::domain_index(self.words.state())),
         }
     }
@@ -220,7 +225,7 @@ impl PercpuCounterGroup {
             match unsafe {
                 pcpu_rseq::add_fold_with_offset(
                     inner.header.slot_word(),
-                    &inner.domain.fold,
+                    &inner.domain().fold,
                     i * 8,
                     delta,
                 )
@@ -232,7 +237,7 @@ impl PercpuCounterGroup {
                     return;
                 }
                 // A lane at or above the groups' bound: raise it, then retry once.
-                Err(_) if !retry && inner.domain.note_group_lane() => retry = true,
+                Err(_) if !retry && inner.domain().note_group_lane() => retry = true,
                 Err(_) => return self.add_central(inner, i, delta),
             }
         }
@@ -244,7 +249,7 @@ impl PercpuCounterGroup {
     #[inline(never)]
     fn add_central(&self, inner: &GroupInner, i: usize, delta: i64) {
         self.words.count_at(i).fetch_add(delta, Ordering::Relaxed);
-        inner.domain.totals.slow_path_add();
+        inner.domain().totals.slow_path_add();
     }
 
     /// An inline add to counter `i` to note ([`crate::lazy`]), as
@@ -292,7 +297,7 @@ impl PercpuCounterGroup {
     pub fn error_bound(&self) -> i64 {
         match self.inner() {
             None => 0,
-            Some(inner) => (inner.domain.batch - 1).saturating_mul(inner.domain.ncpu as i64),
+            Some(inner) => (inner.domain().batch - 1).saturating_mul(inner.domain().ncpu as i64),
         }
     }
 
@@ -308,7 +313,7 @@ impl PercpuCounterGroup {
             let inner = unsafe { Self::inner_of(h) };
             // Whatever the header's state: see `PercpuCounter::sum`.
             // SAFETY: the header is attached (if at all) through the space for `len`.
-            unsafe { Self::space_of(inner.domain, len).sum_word(&inner.header, i) }
+            unsafe { Self::space_of(inner.domain(), len).sum_word(&inner.header, i) }
         }))
     }
 
@@ -321,7 +326,7 @@ impl PercpuCounterGroup {
             let mut cells = [0i64; MAX_GROUP];
             // Whatever the header's state: see `PercpuCounter::sum`.
             // SAFETY: the header is attached (if at all) through the space for `len`.
-            unsafe { Self::space_of(inner.domain, len).sum_words(&inner.header, &mut cells) };
+            unsafe { Self::space_of(inner.domain(), len).sum_words(&inner.header, &mut cells) };
             cells
         });
         all[..len].to_vec()
@@ -333,7 +338,7 @@ impl Drop for PercpuCounterGroup {
         let Some(inner) = self.inner() else {
             return; // inline: nothing but the group's own words
         };
-        let domain = inner.domain;
+        let domain = inner.domain();
         let space = Self::space_of(domain, self.len);
         // SAFETY: the state word holds the header of a `GroupInner` of the domain's store,
         // attached (if at all) to the group's space; we own the group: nobody adds or reads

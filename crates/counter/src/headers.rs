@@ -1,9 +1,9 @@
-//! Header storage: the fixed 32-byte blocks (two to a cache line) behind counters that have
+//! Header storage: the fixed 16-byte blocks (four to a cache line) behind counters that have
 //! left the inline form (and behind counter groups), carved out of mmap'd pages of the
 //! domain's own and handed out through per-CPU magazines, like per-CPU slots. No `malloc`
 //! and no `free` per counter.
 //!
-//! It is a pcpu-pageset pool of one lane in the 32-byte class (densest pageset first, empty
+//! It is a pcpu-pageset pool of one lane in the 16-byte class (densest pageset first, empty
 //! pages given back by [`HeaderStore::release`]) behind a pcpu-cache slot cache with one
 //! magazine per CPU: creating and destroying a header counter pops and pushes this CPU's
 //! magazine, one rseq critical section each, with no lock on the common path. A magazine is
@@ -23,7 +23,7 @@ use pcpu_pageset::{Pool, PoolConfig, SizeClass};
 use std::ptr::NonNull;
 
 /// Bytes of one header block.
-pub(crate) const BLOCK: usize = 32;
+pub(crate) const BLOCK: usize = 16;
 
 /// Bytes of header storage mapped at a time (8192 headers): few mappings even for millions
 /// of counters, and pages are populated only as headers are handed out.
@@ -52,7 +52,7 @@ impl HeaderStore {
     pub(crate) fn new(ncpu: usize) -> Result<Self, CounterError> {
         let unit = UNIT.max(pcpu_pageset::page_size());
         let pool = Pool::new(
-            PoolConfig::new(SizeClass::B32)
+            PoolConfig::new(SizeClass::B16)
                 .with_ncpu(1)
                 .with_unit_bytes(unit),
         )
@@ -84,8 +84,8 @@ impl HeaderStore {
         #[cfg(test)]
         seam::between_allocations();
         let raw = <Pool as SlotSource>::slot_addr(slot) as *mut T;
-        // SAFETY: the slot is ours: 64 writable bytes, 64-aligned (pool slots are aligned to
-        // their class), which hold a `T` (checked above); nobody else refers to them.
+        // SAFETY: the slot is ours: BLOCK writable bytes, aligned to BLOCK (pool slots are
+        // aligned to their class), which hold a `T` (checked above); nobody else refers to them.
         unsafe { raw.write(value) };
         // SAFETY: slot addresses are never 0.
         Ok((unsafe { NonNull::new_unchecked(raw) }, lane))
@@ -217,7 +217,7 @@ impl HeaderStore {
     /// can hold its address (onto lane `home`'s magazine, if given and this thread is still
     /// there, else to the pool), else to the pool after pcpu's epoch grace period.
     ///
-    /// Why `home`: blocks are 32 bytes, two to a cache line, and each magazine is refilled
+    /// Why `home`: blocks are 16 bytes, four to a cache line, and each magazine is refilled
     /// with whole lines; a block freed onto another lane's magazine would be that lane's next
     /// header while its line neighbour is still in use on the first (two threads' creations,
     /// drops and folds writing one line: `pcpu-bench --scenario churn` scaled 1.37–1.50

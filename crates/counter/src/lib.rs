@@ -8,7 +8,7 @@
 //!   batch (see [`PercpuCounter::error_bound`]);
 //! - a counter is two words: in the default lazy mode an inline count (one `fetch_add` per
 //!   add, no other memory, usable in a `static` through [`PercpuCounter::new_const`]) until
-//!   its adds show several CPUs updating it at once; then its state word points at a 32-byte
+//!   its adds show several CPUs updating it at once; then its state word points at a 16-byte
 //!   header in the domain's own mmap'd header storage and it takes a per-CPU slot;
 //! - creating and destroying header counters goes through per-CPU caches of free headers and
 //!   slots (no global lock, no `malloc` or `free` on the common path);

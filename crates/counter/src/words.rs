@@ -18,7 +18,7 @@
 //! - a read adds the count to what the header holds (if any): an add that returned before
 //!   the read began is in one of the two, never in both;
 //! - once there is a header, the count is also where folds and slow-path adds go (the
-//!   counter's *central count*): a header holds no count of its own, so it is 32 bytes, and
+//!   counter's *central count*): a header holds no count of its own, so it is 16 bytes, and
 //!   folds never write the line that adds read.
 
 use crate::word;

@@ -21,9 +21,7 @@
 //! `seq` check fails and it reads again. Reading a freed slot is harmless because its memory
 //! stays mapped (the space's pool keeps the address space of emptied pagesets).
 
-use pcpu_rseq::sync::{
-    yield_now, AtomicI64, AtomicU16, AtomicU32, AtomicU8, AtomicUsize, Ordering,
-};
+use pcpu_rseq::sync::{yield_now, AtomicI64, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use pcpu_rseq::DISABLED;
 
 /// Where a header is in its life. Every transition is one method of [`Header`], so the
@@ -95,13 +93,15 @@ pub struct Header {
     /// slot cache zeroes a freed block by reading and clearing its words), and padding bytes
     /// are uninitialised after a typed write.
     spare: AtomicU8,
-    /// The owner's two bytes ([`Header::tag`]); never read or written by the protocol.
-    tag: AtomicU16,
+    /// The owner's two bytes ([`Header::tag`]); never read or written by the protocol. A
+    /// `core` atomic under loom too: `pcpu_rseq::add_fold_indexed` reads it as one, through
+    /// a pointer, on every backend.
+    tag: core::sync::atomic::AtomicU16,
 }
 
 const _: () = assert!(core::mem::offset_of!(Header, slot) == 0);
 #[cfg(not(loom))]
-const _: () = assert!(core::mem::offset_of!(Header, tag) == Header::TAG_OFFSET);
+const _: () = assert!(Header::TAG_OFFSET == 14);
 // 16 bytes on real atomics (loom's are larger).
 #[cfg(not(loom))]
 const _: () = assert!(core::mem::size_of::<Header>() == 16);
@@ -115,7 +115,7 @@ impl Default for Header {
 impl Header {
     /// Bytes from the slot word to [`tag`](Self::tag): the `KEY_AFTER_SLOT` of
     /// `pcpu_rseq::add_fold_indexed` for an owner that keeps a fold-table key there.
-    pub const TAG_OFFSET: usize = 14;
+    pub const TAG_OFFSET: usize = core::mem::offset_of!(Header, tag);
 
     /// A header with no slot: every per-CPU operation through it takes the slow path.
     pub fn new() -> Self {
@@ -124,7 +124,7 @@ impl Header {
             seq: AtomicU32::new(0),
             state: AtomicU8::new(State::Unattached as u8),
             spare: AtomicU8::new(0),
-            tag: AtomicU16::new(0),
+            tag: core::sync::atomic::AtomicU16::new(0),
         }
     }
 
@@ -148,14 +148,14 @@ impl Header {
     /// owner's, at offset 14 from the slot word, where `pcpu_rseq::add_fold_indexed` can read
     /// them (pcpu-counter keeps its batch level's fold-table key there).
     #[inline(always)]
-    pub fn tag(&self) -> &AtomicU16 {
+    pub fn tag(&self) -> &core::sync::atomic::AtomicU16 {
         &self.tag
     }
 
     /// One byte that the header protocol never reads or writes, 0 in a new header: the
     /// owner's, for a few flags of its own that would otherwise need room beside the header
     /// (pcpu-counter keeps a counter's `limited_add` lock and widest `add_batch` there, which
-    /// lets its header block fit 32 bytes).
+    /// lets its header block be the 16-byte header alone).
     #[inline]
     pub fn spare(&self) -> &AtomicU8 {
         &self.spare
