@@ -6,7 +6,7 @@
 //! - the ABI ([`abi`]): glibc's registration found at run time (`__rseq_offset`,
 //!   `__rseq_size` through `dlsym`), or a per-thread registration of our own;
 //! - critical sections: per-CPU add-and-fold ([`add_fold_with`], [`add_fold_with_offset`],
-//!   [`add_fold_beside`], [`add_fold_through`]), and per-CPU stacks
+//!   [`add_fold_beside`], [`add_fold_through`], [`add_fold_indexed`]), and per-CPU stacks
 //!   ([`PercpuStacks`] pop/push, stop/fence/restart);
 //! - grace periods: [`synchronize`] and [`fence_cpu`] (membarrier rseq fences, or
 //!   crossbeam-epoch on the portable backend);
@@ -26,11 +26,15 @@
 //! rseq section and an atomic update race on the same word:
 //!
 //! - the cell operations ([`add_fold_with`], [`add_fold_with_offset`], [`add_fold_beside`],
-//!   [`add_fold_through`]) write through an address the caller puts in a slot word: they are
+//!   [`add_fold_through`], [`add_fold_indexed`]) write through an address the caller puts in a slot word: they are
 //!   `unsafe`, and their contract covers the cells, their lifetime (a grace period after the
 //!   slot word changes), and the lane bound of the [`FoldParams`] they read (its safe [`FoldParams::raise_ncpu`]
 //!   only matters to a caller of those functions, which must keep every bound it lets the
 //!   parameters take inside its cells);
+//! - the fold table ([`reserve_fold_entries`]) hands each entry's parameters, and so the
+//!   power to change them, only to the holder of its [`FoldEntry`]; anyone may read an entry
+//!   by key ([`fold_entry_params`], read-only), and an entry never handed out reads lane
+//!   bound 0 (every section on it takes the slow path);
 //! - [`simulate_cpu`] is `unsafe`: a simulated thread runs the portable backend (atomic
 //!   read-modify-writes, a try-lock on stacks) even in a process on the rseq backend, whose
 //!   sections update the same memory with plain loads and stores; its contract keeps simulated
