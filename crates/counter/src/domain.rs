@@ -4,7 +4,7 @@
 use crate::compactor::Compactor;
 use crate::headers::HeaderStore;
 use crate::levels::Levels;
-use crate::registry::Registry;
+use crate::registry::{Registry, DOMAINS_FULL};
 use crate::stats::{DomainStats, SpaceStats, Totals};
 use crate::CounterError;
 use pcpu_migrate::{CompactPolicy, CompactReport, Space, SpaceConfig};
@@ -131,8 +131,18 @@ impl DomainBuilder {
     ///
     /// # Errors
     /// [`CounterError::Config`] for a zero CPU count or batch, a `max_batch` below the batch,
-    /// an invalid unit size, or more than 2047 domains in the process.
+    /// an invalid unit size, or more than 2047 domains in the process;
+    /// [`CounterError::FoldTable`] when the domains' batch levels fill pcpu-rseq's fold table
+    /// (8,191 levels: a domain of the default batches takes 8);
+    /// [`CounterError::Space`] when its first mappings fail.
     pub fn build(self) -> Result<&'static Domain, CounterError> {
+        // The global domain first: it reserves its batch levels before any other domain can
+        // fill the fold table, so that it can always be built.
+        Domain::global();
+        if DOMAINS.is_full() {
+            // Before `parts` reserves fold-table entries that no domain would use.
+            return Err(DOMAINS_FULL);
+        }
         let parts = self.parts()?;
         DOMAINS.register(|index| parts.into_domain(index))
     }
@@ -235,7 +245,7 @@ pub struct Domain {
     /// Stride, lane bound and batch, prepared for the add fast path of groups.
     pub(crate) fold: pcpu_rseq::FoldParams,
     /// The same for single counters, one set per batch a counter may fold at; a counter's
-    /// header points at its own ([`crate::levels`]). Their lane bound is [`Domain::lanes`].
+    /// header names its own by its fold-table key ([`crate::levels`]). Their lane bound is [`Domain::lanes`].
     pub(crate) levels: Levels,
     /// The lanes (CPU or concurrency ids, `pcpu_rseq::id_source`) single counters of this
     /// domain have used: the lane bound of every batch level, which the slow path of an add
@@ -350,6 +360,11 @@ impl Domain {
     }
 
     /// The default domain: possible CPUs, Linux's batch, lazy counters.
+    ///
+    /// # Panics
+    /// If the default domain cannot be built on its first use: its first mappings fail, or
+    /// another crate filled pcpu-rseq's fold table before any domain was built
+    /// ([`DomainBuilder::build`] builds the global domain first).
     pub fn global() -> &'static Domain {
         static GLOBAL: OnceLock<Domain> = OnceLock::new();
         GLOBAL.get_or_init(|| {

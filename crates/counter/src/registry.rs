@@ -14,6 +14,10 @@ use crate::word::MAX_DOMAINS;
 use crate::CounterError;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
+/// What [`Registry::register`] answers once it is full.
+pub(crate) const DOMAINS_FULL: CounterError =
+    CounterError::Config("a process can build at most 2047 domains");
+
 /// Values kept for the rest of the process under indexes 1..[`MAX_DOMAINS`].
 pub(crate) struct Registry<T> {
     /// Entries 1.. (0 is kept elsewhere).
@@ -44,12 +48,18 @@ impl<T> Registry<T> {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                 (n < MAX_DOMAINS).then_some(n + 1)
             })
-            .map_err(|_| CounterError::Config("a process can build at most 2047 domains"))?;
+            .map_err(|_| DOMAINS_FULL)?;
         let value: &'static T = Box::leak(Box::new(make(index)));
         // Release: a thread that finds the pointer (through a counter word made after this
         // returns) sees the value initialised.
         self.entries[index].store(value as *const T as *mut T, Ordering::Release);
         Ok(value)
+    }
+
+    /// True once [`register`](Self::register) would refuse (a hint: another thread may
+    /// register meanwhile).
+    pub(crate) fn is_full(&self) -> bool {
+        self.next.load(Ordering::Relaxed) >= MAX_DOMAINS
     }
 
     /// The value with index `index` (1..).

@@ -136,8 +136,8 @@ impl Header {
 
     /// The slot word's address computed from a pointer to the header, keeping that pointer's
     /// provenance (a reference from [`slot_word`](Self::slot_word) covers the word alone), for
-    /// `pcpu_rseq::add_fold_beside` and `add_fold_through`, which also read data placed after
-    /// the header.
+    /// `pcpu_rseq::add_fold_beside`, `add_fold_through` and `add_fold_indexed`, which also read
+    /// data placed after the slot word (the last reads the header's own [`tag`](Self::tag)).
     #[inline(always)]
     pub const fn slot_word_ptr(this: *const Header) -> *const AtomicUsize {
         // The slot word is the first field of this repr(C) struct (asserted above).

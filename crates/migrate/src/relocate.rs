@@ -30,7 +30,8 @@ pub(crate) trait SlotMemory {
     /// Every slot is assigned to the caller, and no header publishes it any more.
     unsafe fn unassign(&self, slots: &mut dyn Iterator<Item = usize>);
 
-    /// The owner lane of `slot`: the address of the header that owns it, or 0.
+    /// The owner lane of `slot`: the owner word ([`crate::owner`]: the address of the header
+    /// that owns it in the low 48 bits, the slot's home above), or 0.
     ///
     /// # Safety
     /// `slot` is a slot of this memory whose lanes are mapped (assigned now, or assigned at

@@ -2,7 +2,7 @@
 //!
 //! The pool behind a space covers `ncpu + 1` lanes: lanes `0..ncpu` are the CPUs' cells, and
 //! lane `ncpu` (the *owner lane*) holds, in its first word, the address of the object's
-//! [`Header`]. The owner lane is how the compactor finds the header of every live slot without
+//! [`Header`] (and, in the top 16 bits, the slot's home lane: `owner.rs`). The owner lane is how the compactor finds the header of every live slot without
 //! a lock on the create path: attach writes it with one store. It costs 8 bytes per object
 //! (reported apart from per-CPU memory by [`Space::waste`]), as any owner table would.
 
@@ -182,7 +182,9 @@ impl Space {
     /// The owner word of the slot at `addr`.
     ///
     /// # Safety
-    /// `addr` is a slot of this space's pool that is assigned (so its owner lane is mapped).
+    /// `addr` is a slot of this space's pool that is assigned, or was assigned at some time:
+    /// its owner lane is mapped either way, since the pool keeps the address space of the
+    /// pagesets it empties (see [`Space::new`]).
     pub(crate) unsafe fn owner_word(&self, addr: usize) -> &AtomicUsize {
         // SAFETY: an assigned slot has `ncpu + 1` mapped, 8-aligned lanes; the owner lane is
         // the last, and AtomicUsize has usize's layout.

@@ -47,8 +47,8 @@ pub const MAX_FOLD: i64 = 1 << 62;
 
 impl FoldParams {
     /// Cells `stride` bytes apart for `ncpu` CPUs, folding at `batch` (values below 1 count
-    /// as 1, values above [`MAX_FOLD`] as [`MAX_FOLD`]). 32 bytes: it fits beside a 32-byte
-    /// header in one cache line.
+    /// as 1, values above [`MAX_FOLD`] as [`MAX_FOLD`]). 32 bytes, half a cache line (with a 32-byte
+    /// header, one line).
     pub const fn new(stride: usize, ncpu: usize, batch: i64) -> Self {
         let bias = Self::clamp(batch) - 1;
         FoldParams {

@@ -135,8 +135,9 @@ impl FoldView {
 }
 
 /// The parameters of the entry with key `key`, read-only. A key never handed out (0 among
-/// them) reads lane bound 0, stride 0, batch 1 (so does any other value: the low 3 bits are
-/// ignored).
+/// them) reads lane bound 0, stride 0, batch 1. Any `u16` is safe here: the low 3 bits are
+/// ignored (unlike in [`add_fold_indexed`](crate::add_fold_indexed), whose contract
+/// excludes such keys).
 #[inline]
 pub fn fold_entry_params(key: u16) -> FoldView {
     FoldView(params_at(key))

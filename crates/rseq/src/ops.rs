@@ -179,8 +179,9 @@ pub unsafe fn add_fold_beside<const PARAMS_AFTER_SLOT: usize>(
 /// [`add_fold_with`] for parameters whose *address* is kept `PTR_AFTER_SLOT` bytes after the
 /// slot word: the critical section loads it from there, so one register addresses the slot
 /// word and the pointer, and the parameters may be shared by many slot words (pcpu-counter's
-/// headers point at their domain's parameters for the batch they fold at, which keeps a
-/// header at 32 bytes). One load more than [`add_fold_beside`], no register more.
+/// headers pointed at their domain's parameters for the batch they fold at, before
+/// [`add_fold_indexed`] let them keep a 2-byte key instead). One load more than
+/// [`add_fold_beside`], no register more.
 ///
 /// The pointer is read once per attempt, inside the section: it may be changed to other live
 /// parameters for the same cells while sections run (each attempt uses the old or the new),
@@ -241,8 +242,9 @@ pub unsafe fn add_fold_through<const PTR_AFTER_SLOT: usize>(
 /// kept `KEY_AFTER_SLOT` bytes after the slot word, as an [`AtomicU16`](core::sync::atomic::AtomicU16):
 /// two bytes where [`add_fold_through`] needs a pointer's eight (pcpu-counter's header is 16
 /// bytes thanks to it). The section loads the key, then reads the parameters at the table's
-/// address plus the key scaled: the same loads as [`add_fold_through`], and on x86_64 one
-/// register more (the table's address).
+/// address plus the key scaled: the same loads and registers as [`add_fold_through`] (on
+/// x86_64 the table's address takes the register the CPU id would, the id the one the cell
+/// takes later).
 ///
 /// The key is read once per attempt, inside the section: it may be changed to another
 /// entry's for the same cells while sections run (each attempt uses the old or the new).
@@ -274,15 +276,15 @@ pub unsafe fn add_fold_through<const PTR_AFTER_SLOT: usize>(
 /// ```
 ///
 /// # Errors
-/// As for [`add_fold_with`]; also whenever the key is 0, or names any entry never handed
-/// out (its lane bound is 0).
+/// As for [`add_fold_with`]; also whenever the key is 0 (entry 0's lane bound is 0).
 ///
 /// # Safety
 /// As for [`add_fold_with`], with `slot` pointing at a live slot word and the two bytes
 /// `KEY_AFTER_SLOT` after it (inside the same allocation and within `slot`'s provenance, so
-/// `KEY_AFTER_SLOT` is at least 8 and even) an `AtomicU16` holding a key from a
-/// [`FoldEntry`](crate::FoldEntry) (or 0) whose parameters describe the slot's cells, as do
-/// all keys it will hold while this call runs. (The portable backend loads it `Relaxed`; the section with a
+/// `KEY_AFTER_SLOT` is at least 8 and even) an `AtomicU16` holding 0 or the key of a
+/// [`FoldEntry`](crate::FoldEntry) (always a multiple of 8: the section scales any other
+/// value without checking it) whose parameters describe the slot's cells, as do all keys it
+/// will hold while this call runs. (The portable backend loads it `Relaxed`; the section with a
 /// plain load.)
 #[inline(always)]
 pub unsafe fn add_fold_indexed<const KEY_AFTER_SLOT: usize>(

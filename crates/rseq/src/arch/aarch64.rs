@@ -194,12 +194,12 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const REACH: u8, c
             // The entry's address, table + (key << 3), built in `out` with `cpu`
             // (loaded right after) as scratch: no register more either.
             (_, _, None) => direction!(
-                "ldrh {out:w}, [{slot}, #{po}]\nadrp {cpu}, {table}\nadd {cpu}, {cpu}, :lo12:{table}\nadd {out}, {cpu}, {out}, lsl #{shift}";
+                "ldrh {out:w}, [{slot}, #{po}]\nadrp {cpu}, :got:{table}\nldr {cpu}, [{cpu}, :got_lo12:{table}]\nadd {out}, {cpu}, {out}, lsl #{shift}";
                 "{out}"; "0"; ""; po = const PARAMS_AFTER_SLOT,
                 table = sym crate::fold_table::TABLE, shift = const KEY_TO_OFFSET_SHIFT,
             ),
             (_, _, Some(off)) => direction!(
-                "ldrh {out:w}, [{slot}, #{po}]\nadrp {cpu}, {table}\nadd {cpu}, {cpu}, :lo12:{table}\nadd {out}, {cpu}, {out}, lsl #{shift}";
+                "ldrh {out:w}, [{slot}, #{po}]\nadrp {cpu}, :got:{table}\nldr {cpu}, [{cpu}, :got_lo12:{table}]\nadd {out}, {cpu}, {out}, lsl #{shift}";
                 "{out}"; "0"; "add {tmp}, {tmp}, {off}";
                 po = const PARAMS_AFTER_SLOT, off = in(reg) off,
                 table = sym crate::fold_table::TABLE, shift = const KEY_TO_OFFSET_SHIFT,

@@ -134,11 +134,13 @@ macro_rules! rseq_section {
 /// changed.
 ///
 /// `PARAMS_AFTER_SLOT` says where the parameters are: 0, behind `params`; otherwise that many
-/// bytes after the slot word (`THROUGH` false: the parameters themselves, kept beside a
-/// header), so one register addresses both and `params` is ignored, or their address
-/// (`THROUGH` true: a pointer to shared parameters, beside a counter's header), which the
+/// bytes after the slot word, and `REACH` says what lies there: the parameters themselves
+/// (`reach::BESIDE`, kept beside a header), so one register addresses both and `params` is
+/// ignored; their address (`reach::THROUGH`, a pointer to shared parameters), which the
 /// section loads into the `out` register, unused until a fold comes after the last parameter
-/// read: one instruction more, no register more.
+/// read: one instruction more, no register more; or their fold-table key
+/// (`reach::INDEXED`, a counter's header tag), loaded into `out`, with the table's address
+/// in `cpu` and the id in `cur`: two instructions more, no register more.
 ///
 /// # Safety
 /// `area` is this thread's registered rseq area. `slot` is readable; when its value is not
@@ -188,7 +190,6 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const REACH: u8, c
                 slot = in(reg) slot,
                 delta = in(reg) delta,
                 tmp = out(reg) _,
-                cpu = out(reg) _,
                 cur = out(reg) _,
                 out = out(reg) out,
                 st = inout(reg) 1usize => st,
@@ -203,7 +204,7 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const REACH: u8, c
     // Both directions for one parameter address and offset step.
     macro_rules! direction {
         ($load_pb:literal; $pb:literal; $offset_step:literal; $($extra:tt)*) => {
-            direction!(id "cpu"; $load_pb; $pb; $offset_step; $($extra)*)
+            direction!(id "cpu"; $load_pb; $pb; $offset_step; cpu = out(reg) _, $($extra)*)
         };
         (id $idr:literal; $load_pb:literal; $pb:literal; $offset_step:literal; $($extra:tt)*) => {
             if UP {
@@ -239,17 +240,20 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const REACH: u8, c
             // The key (the entry's offset / 8) in `out` and the table's address in `cpu`;
             // the id goes to `cur` instead, free until the cell's load, by when the id is
             // spent: no register more than a pointer needs, and the parameters are read at
-            // `[cpu + out * 8 + field]`, with nothing between the key's load and theirs.
+            // `[cpu + out * 8 + field]`, with nothing between the key's load and theirs. The
+            // table is marked hidden so that the RIP-relative reference also links into a
+            // Rust `dylib`, where the static would otherwise be preemptible (a GOT load
+            // instead measured 0.2 ns more per add, `docs/PERFORMANCE.md`).
             (_, _, None) => direction!(id "cur";
-                "movzx {out:e}, word ptr [{slot} + {po}]\nlea {cpu}, [rip + {table}]";
+                "movzx {out:e}, word ptr [{slot} + {po}]\n.hidden {table}\nlea {cpu}, [rip + {table}]";
                 "{cpu} + {out} * 8"; ""; po = const PARAMS_AFTER_SLOT,
-                table = sym crate::fold_table::TABLE,
+                table = sym crate::fold_table::TABLE, cpu = out(reg) _,
             ),
             (_, _, Some(off)) => direction!(id "cur";
-                "movzx {out:e}, word ptr [{slot} + {po}]\nlea {cpu}, [rip + {table}]";
+                "movzx {out:e}, word ptr [{slot} + {po}]\n.hidden {table}\nlea {cpu}, [rip + {table}]";
                 "{cpu} + {out} * 8"; "add {tmp}, {off}";
                 po = const PARAMS_AFTER_SLOT, off = in(reg) off,
-                table = sym crate::fold_table::TABLE,
+                table = sym crate::fold_table::TABLE, cpu = out(reg) _,
             ),
         }
     }
