@@ -15,7 +15,7 @@ impl BenchCounter for SharedAtomic {
     fn new(initial: i64) -> Self {
         Self(Arc::new(AtomicI64::new(initial)))
     }
-    #[inline]
+    #[inline(always)]
     fn add(&self, delta: i64) {
         self.0.fetch_add(delta, Ordering::Relaxed);
     }

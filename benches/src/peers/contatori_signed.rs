@@ -31,7 +31,7 @@ impl BenchCounter for Contatori {
             inner: Box::new(Signed::new()),
         }
     }
-    #[inline]
+    #[inline(always)]
     fn add(&self, delta: i64) {
         self.inner.add(delta as isize);
     }

@@ -21,7 +21,7 @@ impl BenchCounter for FastCounter {
         }
         Self(c)
     }
-    #[inline]
+    #[inline(always)]
     fn add(&self, delta: i64) {
         self.0.add(delta as isize);
     }

@@ -26,7 +26,7 @@ impl BenchCounter for GetcpuArray {
                 .collect(),
         }
     }
-    #[inline]
+    #[inline(always)]
     fn add(&self, delta: i64) {
         let cpu = getcpu() % self.cells.len();
         self.cells[cpu].fetch_add(delta, Ordering::Relaxed);

@@ -205,7 +205,7 @@ impl BenchCounter for LinuxModel {
     fn new_for_cpus(ncpu: usize, initial: i64) -> Self {
         Self::init(ncpu, initial)
     }
-    #[inline]
+    #[inline(always)]
     fn add(&self, delta: i64) {
         let inner = &*self.0;
         let cell = inner.cell(getcpu() % inner.ncpu);

@@ -37,7 +37,11 @@ pub trait BenchCounter: Send + Sync + Sized + 'static {
         Self::new(initial)
     }
 
-    /// Adds `delta`.
+    /// Adds `delta`. Every peer marks its `add` `#[inline(always)]`: the wrapper is the
+    /// bench's, not the user's, who calls the peer's own add where it sits; whether that one
+    /// is inlined stays the peer's choice. (With `#[inline]`, LLVM kept pcpu's wrapper out of
+    /// line in the churn loop once the per-CPU section grew by one instruction, a call per add
+    /// that users do not pay.)
     fn add(&self, delta: i64);
 
     /// The value, maybe approximate, at the peer's cheapest.

@@ -48,7 +48,7 @@ macro_rules! pcpu_peer {
                 let d = domain($mode, Some(ncpu));
                 Self(PercpuCounter::new_in(d, initial).expect("pcpu: out of memory"))
             }
-            #[inline]
+            #[inline(always)]
             fn add(&self, delta: i64) {
                 self.0.add(delta);
             }

@@ -20,7 +20,7 @@ impl BenchCounter for PlainAtomic {
     fn new(initial: i64) -> Self {
         Self(AtomicI64::new(initial))
     }
-    #[inline]
+    #[inline(always)]
     fn add(&self, delta: i64) {
         self.0.fetch_add(delta, Ordering::Relaxed);
     }

@@ -43,7 +43,7 @@ impl BenchCounter for RseqRaw {
             cells,
         }
     }
-    #[inline]
+    #[inline(always)]
     fn add(&self, delta: i64) {
         // SAFETY: the slot word always holds the address of `self.cells`, `cells.len()` live
         // i64 cells `STRIDE` bytes apart (CachePadded<AtomicI64> starts with the AtomicI64,

@@ -22,7 +22,7 @@ impl BenchCounter for Tls {
             cells: Box::new(ThreadLocal::new()),
         }
     }
-    #[inline]
+    #[inline(always)]
     fn add(&self, delta: i64) {
         self.cells
             .get_or(|| CachePadded::new(AtomicI64::new(0)))
