@@ -351,11 +351,11 @@ impl PercpuCounter {
     #[inline(always)]
     unsafe fn add_header(&self, h: usize, delta: i64) {
         // From the header address, whose provenance covers the whole block, so that the
-        // section may read the level index beside the header through it.
+        // section may read the level's key beside the header through it.
         let slot = Header::slot_word_ptr(h as *const Header);
         // SAFETY: the slot word is either disabled or addresses a slot of the domain's space,
         // kept alive until a grace period after the slot word changes; `LEVEL_AFTER_SLOT`
-        // bytes after it, in the same block, is the level's fold-table index: always one of
+        // bytes after it, in the same block, is the level's fold-table key: always one of
         // the domain's levels (reserved for the process), whose fold parameters describe
         // those cells (stride, lane bound, offset 0).
         match unsafe { pcpu_rseq::add_fold_indexed::<LEVEL_AFTER_SLOT>(slot, delta) } {

@@ -297,7 +297,10 @@ impl PercpuCounterGroup {
     pub fn error_bound(&self) -> i64 {
         match self.inner() {
             None => 0,
-            Some(inner) => (inner.domain().batch - 1).saturating_mul(inner.domain().ncpu as i64),
+            Some(inner) => {
+                let domain = inner.domain();
+                (domain.batch - 1).saturating_mul(domain.ncpu as i64)
+            }
         }
     }
 

@@ -101,7 +101,7 @@ impl HeaderStore {
     /// as both reuse them (pcpu-bench's churn after its memory scenario: 2t/1t 0.90).
     ///
     /// # Safety
-    /// `header` was just attached through `space`.
+    /// `header` was just attached through `space`, if at all.
     unsafe fn settle_home(space: &Space, header: &Header, block_lane: Option<usize>) {
         // SAFETY: attached through `space` (caller).
         if unsafe { space.attach_lane(header) } != block_lane {

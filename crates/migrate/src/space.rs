@@ -253,8 +253,10 @@ impl Space {
     /// a slot of this space's pool, whose owner lane this reads).
     pub unsafe fn attach_lane(&self, header: &Header) -> Option<usize> {
         // SAFETY: forwarded from the caller.
-        let word = unsafe { self.owner_word_of(header) }?;
-        owner::attach_lane(owner::home_of(word))
+        let lane = unsafe { self.owner_lane_of(header) }?;
+        let word = lane.load(Ordering::Acquire);
+        let named = owner::header_of(word) == header as *const Header as usize;
+        named.then(|| owner::attach_lane(owner::home_of(word)))?
     }
 
     /// Forgets the home lane of `header`'s slot ([`attach_lane`](Self::attach_lane) says
@@ -268,12 +270,10 @@ impl Space {
     /// # Safety
     /// As for [`attach_lane`](Self::attach_lane).
     pub unsafe fn forget_home(&self, header: &Header) {
-        let addr = header.cells();
-        if addr == 0 {
+        // SAFETY: forwarded from the caller.
+        let Some(lane) = (unsafe { self.owner_lane_of(header) }) else {
             return;
-        }
-        // SAFETY: as in `owner_word_of`.
-        let lane = unsafe { self.owner_word(addr) };
+        };
         let mine = header as *const Header as usize;
         // Only while the lane still names this header: the slot may have been given back
         // and reused since the slot word was read.
@@ -282,11 +282,12 @@ impl Space {
         });
     }
 
-    /// The owner word of `header`'s slot, if it has one and the word still names it.
+    /// The owner lane of `header`'s slot, if it has one; the caller checks that the lane
+    /// still names `header` (the slot may have been given back and reused meanwhile).
     ///
     /// # Safety
     /// As for [`attach_lane`](Self::attach_lane).
-    unsafe fn owner_word_of(&self, header: &Header) -> Option<usize> {
+    unsafe fn owner_lane_of(&self, header: &Header) -> Option<&AtomicUsize> {
         let addr = header.cells();
         if addr == 0 {
             return None;
@@ -294,8 +295,7 @@ impl Space {
         // SAFETY: `addr` is a slot of this space's pool (caller), attached now or given back
         // since the slot word was read: either way inside the pool's mapping, which keeps
         // the address space of the pagesets it empties, so the owner lane is readable.
-        let word = unsafe { self.owner_word(addr) }.load(Ordering::Acquire);
-        (owner::header_of(word) == header as *const Header as usize).then_some(word)
+        Some(unsafe { self.owner_word(addr) })
     }
 
     /// Takes `header`'s slot away for good and gives it back to the cache, first waiting out a

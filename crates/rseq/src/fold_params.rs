@@ -35,7 +35,7 @@ pub(crate) mod reach {
     pub(crate) const BESIDE: u8 = 0;
     /// Their address does (an `AtomicPtr<FoldParams>`).
     pub(crate) const THROUGH: u8 = 1;
-    /// Their [fold table](crate::FoldEntry) index does (an `AtomicU16`).
+    /// Their [fold table](crate::FoldEntry) key does (an `AtomicU16`).
     pub(crate) const INDEXED: u8 = 2;
 }
 
@@ -47,8 +47,7 @@ pub const MAX_FOLD: i64 = 1 << 62;
 
 impl FoldParams {
     /// Cells `stride` bytes apart for `ncpu` CPUs, folding at `batch` (values below 1 count
-    /// as 1, values above [`MAX_FOLD`] as [`MAX_FOLD`]). 32 bytes, half a cache line (with a 32-byte
-    /// header, one line).
+    /// as 1, values above [`MAX_FOLD`] as [`MAX_FOLD`]). 32 bytes, half a cache line.
     pub const fn new(stride: usize, ncpu: usize, batch: i64) -> Self {
         let bias = Self::clamp(batch) - 1;
         FoldParams {

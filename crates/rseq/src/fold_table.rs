@@ -7,9 +7,9 @@
 //! A key is the entry's byte offset in the table divided by 8 (its position × 8, entries
 //! being 64 bytes): x86_64 addresses a field as `[table + key * 8 + field]`, one load with
 //! the table's address in a register set off the add's critical path, so the section loads
-//! nothing more, and waits for nothing more, than it would through a pointer. (A plain
-//! position would need a shift between the key's load and the parameters': measured 0.2 ns
-//! more per add on pcpu-bench's hot loop.)
+//! nothing more, and waits for nothing more, than it would through a pointer (a plain
+//! position would put a shift between the key's load and the parameters'; the layouts that
+//! were measured are in `docs/PERFORMANCE.md`, issue-12 targets).
 //!
 //! The table is one static array of [`FOLD_TABLE_LEN`] entries of one cache line each, in
 //! zero-initialised memory: only the pages of entries handed out are ever touched. Entries
@@ -143,8 +143,8 @@ pub fn fold_entry_params(key: u16) -> FoldView {
     FoldView(params_at(key))
 }
 
-/// Reserves one entry per item of `entries`, at consecutive positions (keys 8 apart), each filled with the
-/// item's parameters (a copy of them) and tag; returns them in order.
+/// Reserves one entry per item of `entries`, at consecutive positions (keys 8 apart), each
+/// filled with the item's parameters (a copy of them) and tag; returns them in order.
 ///
 /// # Errors
 /// [`FoldTableFull`] when fewer entries are left than `entries` has items; nothing is
@@ -170,16 +170,15 @@ pub fn reserve_fold_entries(
         .into_iter()
         .enumerate()
         .map(|(i, (params, tag))| {
-            let position = first + i;
-            let entry = &TABLE[position];
+            let entry = FoldEntry {
+                key: ((first + i) << KEY_SHIFT) as u16,
+            };
             // Nobody else can name this entry yet: it was never handed out. The caller
             // publishes its key (with whatever release its own protocol has) before any
             // section reads it.
-            entry.params.fill_from(&params);
-            entry.tag.store(tag.wrapping_add(1), Ordering::Release);
-            FoldEntry {
-                key: (position << KEY_SHIFT) as u16,
-            }
+            entry.params().fill_from(&params);
+            entry.set_tag(tag);
+            entry
         })
         .collect())
 }
