@@ -37,7 +37,7 @@ impl BenchCounter for RseqRaw {
             .map(|_| CachePadded::new(AtomicI64::new(0)))
             .collect();
         Self {
-            slot: AtomicUsize::new(cells.as_ptr() as usize),
+            slot: AtomicUsize::new(pcpu_rseq::slot_word(cells.as_ptr() as usize)),
             params: pcpu_rseq::FoldParams::new(STRIDE, cells.len(), pcpu_rseq::MAX_FOLD),
             base: CachePadded::new(AtomicI64::new(initial)),
             cells,

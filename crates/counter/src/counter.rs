@@ -260,7 +260,7 @@ impl PercpuCounter {
         match self.form() {
             Form::Inline(_) => None,
             Form::Header(inner) => {
-                let s = inner.header.slot_word().load(Ordering::Acquire) & !pcpu_rseq::DISABLED;
+                let s = pcpu_rseq::slot_cells(inner.header.slot_word().load(Ordering::Acquire));
                 (s != 0).then_some(s)
             }
         }

@@ -7,10 +7,11 @@
 //! | `state` | [`State`] transitions, each a method below (attach, relocate, set, detach) | the compactor, detach, set |
 //!
 //! `slot` holds both views. The adders' view is the word itself: the address of CPU 0's
-//! cell, or that address (or 0) with [`DISABLED`] set (no slot yet, or being relocated): then
-//! per-CPU operations report the slow path and the owner's central fallback takes the update.
-//! The readers' view is the word without the mark: the slot whose cells hold the per-CPU part
-//! of the value (0 if none). A relocation disables the word, so while it copies, readers still
+//! cell marked [`LIVE`](pcpu_rseq::LIVE), or a word without the mark, that address or 0 (no
+//! slot yet, or being relocated): then per-CPU operations report the slow path and the
+//! owner's central fallback takes the update. The readers' view is the word without the mark:
+//! the slot whose cells hold the per-CPU part of the value (0 if none). An all-zero header is
+//! therefore an unattached one, slot word and state alike. A relocation disables the word, so while it copies, readers still
 //! read the old cells, which no adder writes any more (the grace period saw to that) and which
 //! therefore hold exactly what is being copied; one store then publishes the new slot to both.
 //! That store sits in a `seq` write section, and so does `set`'s zeroing of cells in place.
@@ -22,7 +23,7 @@
 //! stays mapped (the space's pool keeps the address space of emptied pagesets).
 
 use pcpu_rseq::sync::{yield_now, AtomicI64, AtomicU32, AtomicU8, AtomicUsize, Ordering};
-use pcpu_rseq::DISABLED;
+use pcpu_rseq::{slot_cells, slot_word, DISABLED};
 
 /// Where a header is in its life. Every transition is one method of [`Header`], so the
 /// protocol lives here, in one place, and the loom models (`src/loom_tests.rs`) drive the very
@@ -117,7 +118,8 @@ impl Header {
     /// `pcpu_rseq::add_fold_indexed` for an owner that keeps a fold-table key there.
     pub const TAG_OFFSET: usize = core::mem::offset_of!(Header, tag);
 
-    /// A header with no slot: every per-CPU operation through it takes the slow path.
+    /// A header with no slot: every per-CPU operation through it takes the slow path. All
+    /// its bytes are zero, so zeroed memory holds the same header (see the module docs).
     pub fn new() -> Self {
         Header {
             slot: AtomicUsize::new(DISABLED),
@@ -206,7 +208,7 @@ impl Header {
     /// The readers' view: the slot whose cells hold the per-CPU part (0 if none).
     #[inline]
     pub(crate) fn cells(&self) -> usize {
-        self.slot.load(Ordering::Acquire) & !DISABLED
+        slot_cells(self.slot.load(Ordering::Acquire))
     }
 
     /// Attach step 1: claims an unattached header for attaching (`Unattached → Attaching`).
@@ -218,7 +220,7 @@ impl Header {
     /// Attach step 2: makes `addr` (a slot of zeroed cells) the header's slot, readers' and
     /// adders' view at once, and turns per-CPU operation on. The caller holds `Attaching`.
     pub(crate) fn publish_first(&self, addr: usize) {
-        self.slot.store(addr, Ordering::Release);
+        self.slot.store(slot_word(addr), Ordering::Release);
         self.set_state(State::Attached);
     }
 
@@ -315,7 +317,8 @@ impl Header {
     /// take the slow path from their next critical section on. Returns the old slot.
     pub(crate) fn disable(&self) -> usize {
         let old = self.cells();
-        self.slot.store(old | DISABLED, Ordering::Release);
+        // The cells without the live mark: readers still find them, adders do not.
+        self.slot.store(old, Ordering::Release);
         old
     }
 
@@ -330,7 +333,7 @@ impl Header {
         copy(old, new);
         self.write_begin();
         // Release: a reader or adder that sees `new` sees the copied cells.
-        self.slot.store(new, Ordering::Release);
+        self.slot.store(slot_word(new), Ordering::Release);
         self.write_end();
     }
 
@@ -343,7 +346,7 @@ impl Header {
     /// Gives a claimed header its slot back and turns per-CPU operation on again: a failed
     /// relocation, and the last step of `set`.
     pub(crate) fn abort(&self) {
-        self.slot.store(self.cells(), Ordering::Release);
+        self.slot.store(slot_word(self.cells()), Ordering::Release);
         self.set_state(State::Attached);
     }
 
@@ -422,5 +425,30 @@ impl Header {
     pub fn model_attach(&self, addr: usize) {
         assert!(self.begin_attach(), "a model attaches an unattached header");
         self.publish_first(addr);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A new header is all zero bytes, and zeroed memory is a new header: unattached, and
+    /// its slot word sends per-CPU operations to the slow path. What lets a header live in a
+    /// `static`, or in a page the OS hands back zeroed.
+    #[test]
+    fn zeroed_memory_is_an_unattached_header() {
+        let new = Header::new();
+        // SAFETY: `Header` is repr(C) atomics with no padding (asserted above: 16 bytes of
+        // fields), so its 16 bytes may be read as plain bytes.
+        let bytes: [u8; 16] = unsafe { core::mem::transmute_copy(&new) };
+        assert_eq!(bytes, [0; 16]);
+        // SAFETY: all zeros is a valid value of every atomic field.
+        let zeroed: Header = unsafe { core::mem::zeroed() };
+        assert_eq!(zeroed.state(), State::Unattached);
+        assert!(!zeroed.is_attached());
+        assert_eq!(zeroed.cells(), 0);
+        let params = pcpu_rseq::FoldParams::new(8, pcpu_rseq::possible_cpus(), 4);
+        // SAFETY: the slot word is zero: no cell is addressed.
+        assert!(unsafe { pcpu_rseq::add_fold_with(zeroed.slot_word(), &params, 1) }.is_err());
     }
 }

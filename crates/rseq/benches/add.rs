@@ -18,7 +18,7 @@ struct Padded(AtomicI64);
 fn bench_add(c: &mut Criterion) {
     let ncpu = pcpu_rseq::possible_cpus();
     let cells: Vec<Padded> = (0..ncpu).map(|_| Padded(AtomicI64::new(0))).collect();
-    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let slot = AtomicUsize::new(pcpu_rseq::slot_word(cells.as_ptr() as usize));
     let shared = Padded(AtomicI64::new(0));
     // Batch MAX_FOLD never folds: the plain per-CPU add.
     let plain = pcpu_rseq::FoldParams::new(64, ncpu, pcpu_rseq::MAX_FOLD);

@@ -93,9 +93,9 @@ pub fn pcpu_section_push_on(
 fn main() {
     let ncpu = pcpu_rseq::possible_cpus();
     let cells: Vec<AtomicI64> = (0..ncpu * 2).map(|_| AtomicI64::new(0)).collect();
-    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let slot = AtomicUsize::new(pcpu_rseq::slot_word(cells.as_ptr() as usize));
     let site = Site {
-        slot: AtomicUsize::new(cells.as_ptr() as usize),
+        slot: AtomicUsize::new(pcpu_rseq::slot_word(cells.as_ptr() as usize)),
         params: FoldParams::new(8, ncpu, 32),
     };
     let stacks = PercpuStacks::new(ncpu, 4).unwrap();
@@ -106,7 +106,7 @@ fn main() {
     ));
     let _ = black_box(pcpu_section_add_fold_beside(black_box(&site), 1));
     let through = ThroughSite {
-        slot: AtomicUsize::new(cells.as_ptr() as usize),
+        slot: AtomicUsize::new(pcpu_rseq::slot_word(cells.as_ptr() as usize)),
         params: std::sync::atomic::AtomicPtr::new(&site.params as *const FoldParams as *mut _),
     };
     let _ = black_box(pcpu_section_add_fold_through(black_box(&through), 1));

@@ -98,7 +98,7 @@ pub use mode::{
 pub use native::kernel_feature_size;
 pub use ops::{
     add_fold_beside, add_fold_indexed, add_fold_through, add_fold_with, add_fold_with_offset,
-    current_cpu, registered_cpu_id, SlowPath, DISABLED,
+    current_cpu, registered_cpu_id, slot_cells, slot_word, SlowPath, DISABLED, LIVE,
 };
 pub use reentry::{
     enter_slow_path, in_slow_path, signal_handler_scope, SignalHandlerScope, SlowPathGuard,

@@ -7,21 +7,44 @@
 //! add is a fold with a batch of [`MAX_FOLD`]; a fold at batch 1 takes a CPU's part.
 //!
 //! Each takes the cells through a *slot word*: an `AtomicUsize` holding the address of CPU 0's
-//! cell (CPU `c`'s cell is `c * stride` bytes further), or that address with
-//! [`DISABLED`] set. The slot word is loaded *inside* the critical section, so a relocator that
-//! changes it and then waits for a grace period ([`crate::synchronize`]) knows that no adder
-//! still writes the old cells.
+//! cell (CPU `c`'s cell is `c * stride` bytes further) with [`LIVE`] set ([`slot_word`]), or a
+//! word without it (an address or 0: per-CPU operation off). The slot word is loaded *inside*
+//! the critical section, so a relocator that changes it and then waits for a grace period
+//! ([`crate::synchronize`]) knows that no adder still writes the old cells.
+//!
+//! The mark says *live* rather than *disabled* so that zeroed memory is a disabled slot word:
+//! a header in a freshly mapped page, a `static` one, or one whose page was handed back to the
+//! OS (it reads as zeros) sends its adders to their slow path. The sections pay nothing for
+//! it: they address the cell at `word - 1 + cpu * stride`, a displacement the addressing mode
+//! adds for free.
 
 use crate::fold_params::{reach, FoldParams, MAX_FOLD};
 use crate::sync::{AtomicI64, AtomicUsize, Ordering};
 use crate::{arch, thread, thread_state};
 
-/// Mark bit of a slot word: per-CPU operation is off; operations report [`SlowPath`].
+/// Mark bit of a slot word: set, the word's other bits address live cells and per-CPU
+/// operation is on; clear, operations report [`SlowPath`].
 ///
 /// Cells are 8-aligned, so bit 0 of a real address is always clear.
-pub const DISABLED: usize = 1;
+pub const LIVE: usize = 1;
 
-/// The operation did not run on per-CPU memory: the slot word carried [`DISABLED`], a stack
+/// A slot word with no cells: per-CPU operation off. Zero, so that zeroed memory (a new
+/// page, a discarded one, a `static`) holds disabled slot words.
+pub const DISABLED: usize = 0;
+
+/// The live slot word of cells at `cells` (8-aligned: CPU 0's cell): `cells | LIVE`.
+#[inline(always)]
+pub const fn slot_word(cells: usize) -> usize {
+    cells | LIVE
+}
+
+/// The cells a slot word names, live or not (0 if none): the word without [`LIVE`].
+#[inline(always)]
+pub const fn slot_cells(word: usize) -> usize {
+    word & !LIVE
+}
+
+/// The operation did not run on per-CPU memory: the slot word lacked [`LIVE`], a stack
 /// was stopped or busy, the CPU was out of range, or this thread has no rseq in rseq mode.
 /// The caller takes its own slow path (a shared atomic, a locked pool).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,7 +83,7 @@ impl std::error::Error for SlowPath {}
 /// use pcpu_rseq::FoldParams;
 /// let ncpu = pcpu_rseq::possible_cpus();
 /// let cells: Vec<AtomicI64> = (0..ncpu).map(|_| AtomicI64::new(0)).collect();
-/// let slot = AtomicUsize::new(cells.as_ptr() as usize);
+/// let slot = AtomicUsize::new(pcpu_rseq::slot_word(cells.as_ptr() as usize));
 /// let params = FoldParams::new(8, ncpu, 32);
 /// let mut central = 0;
 /// for _ in 0..100 {
@@ -78,7 +101,7 @@ impl std::error::Error for SlowPath {}
 /// overflow); nothing was changed then.
 ///
 /// # Safety
-/// Whenever the slot word does not carry [`DISABLED`], its value plus `c * params.stride()`
+/// Whenever the slot word carries [`LIVE`], [`slot_cells`] of it plus `c * params.stride()`
 /// for every `c < params.ncpu()` (the lane bound may grow: every bound it takes) must be an
 /// 8-aligned `i64` cell that stays allocated until a grace period ([`crate::synchronize`]) has
 /// passed after the slot word last held that value. The cells may be read concurrently only
@@ -132,7 +155,7 @@ pub unsafe fn add_fold_with_offset(
 /// let ncpu = pcpu_rseq::possible_cpus();
 /// let cells: Vec<AtomicI64> = (0..ncpu).map(|_| AtomicI64::new(0)).collect();
 /// let site = Site {
-///     slot: AtomicUsize::new(cells.as_ptr() as usize),
+///     slot: AtomicUsize::new(pcpu_rseq::slot_word(cells.as_ptr() as usize)),
 ///     params: FoldParams::new(8, ncpu, 4),
 /// };
 /// // The slot word is the first field: a pointer to the struct is one to it, and it may
@@ -198,7 +221,7 @@ pub unsafe fn add_fold_beside<const PARAMS_AFTER_SLOT: usize>(
 /// let cells: Vec<AtomicI64> = (0..ncpu).map(|_| AtomicI64::new(0)).collect();
 /// let shared = FoldParams::new(8, ncpu, 4);
 /// let site = Site {
-///     slot: AtomicUsize::new(cells.as_ptr() as usize),
+///     slot: AtomicUsize::new(pcpu_rseq::slot_word(cells.as_ptr() as usize)),
 ///     params: core::sync::atomic::AtomicPtr::new(&shared as *const FoldParams as *mut _),
 /// };
 /// let slot = (&site as *const Site).cast::<AtomicUsize>();
@@ -261,7 +284,7 @@ pub unsafe fn add_fold_through<const PTR_AFTER_SLOT: usize>(
 /// let cells: Vec<AtomicI64> = (0..ncpu).map(|_| AtomicI64::new(0)).collect();
 /// let entries = pcpu_rseq::reserve_fold_entries([(FoldParams::new(8, ncpu, 4), 0)]).unwrap();
 /// let site = Site {
-///     slot: AtomicUsize::new(cells.as_ptr() as usize),
+///     slot: AtomicUsize::new(pcpu_rseq::slot_word(cells.as_ptr() as usize)),
 ///     key: AtomicU16::new(entries[0].key()),
 /// };
 /// let slot = (&site as *const Site).cast::<AtomicUsize>();
@@ -485,10 +508,11 @@ unsafe fn with_portable_cell<R>(
     // replaced the slot word waits (crate::synchronize) until every guard pinned before it has
     // been dropped, so the old cells see no write after that.
     let _guard = crate::epoch::pin();
-    let base = slot.load(Ordering::Acquire);
-    if base & DISABLED != 0 {
+    let word = slot.load(Ordering::Acquire);
+    if word & LIVE == 0 {
         return Err(SlowPath);
     }
+    let base = slot_cells(word);
     let cpu = match thread::simulated_cpu() {
         // A simulated CPU stands for an rseq thread on that lane: at or above the lane bound
         // it takes the slow path, as the rseq section does, so that tests on simulated CPUs
@@ -498,7 +522,7 @@ unsafe fn with_portable_cell<R>(
         Some(cpu) => cpu,
         None => thread::portable_cpu() % ncpu,
     };
-    // SAFETY: the slot is not disabled, so `base + offset + cpu * stride` is a live, aligned i64 cell
+    // SAFETY: the slot word is live, so `base + offset + cpu * stride` is a live, aligned i64 cell
     // (caller's guarantee), kept alive by the pinned guard; AtomicI64 has i64's layout.
     let cell = unsafe { &*((base + offset + cpu * stride) as *const AtomicI64) };
     Ok(op(cell))

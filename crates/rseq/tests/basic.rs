@@ -1,7 +1,10 @@
 //! Single-threaded behaviour of every operation, in whatever mode the environment selects.
 
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
-use pcpu_rseq::{FoldParams, Mode, PercpuStacks, Registration, StackMiss, DISABLED, MAX_FOLD};
+use pcpu_rseq::{
+    slot_cells, slot_word, FoldParams, Mode, PercpuStacks, Registration, StackMiss, DISABLED,
+    MAX_FOLD,
+};
 
 fn cells(n: usize) -> Vec<AtomicI64> {
     (0..n).map(|_| AtomicI64::new(0)).collect()
@@ -42,7 +45,7 @@ fn mode_matches_environment() {
 fn add_and_take_are_exact() {
     let ncpu = pcpu_rseq::possible_cpus();
     let cells = cells(ncpu);
-    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let slot = AtomicUsize::new(pcpu_rseq::slot_word(cells.as_ptr() as usize));
     // Batch MAX_FOLD never folds: plain per-CPU adds.
     let plain = FoldParams::new(8, ncpu, MAX_FOLD);
     for i in 0..1000 {
@@ -61,15 +64,47 @@ fn add_and_take_are_exact() {
 fn disabled_slot_takes_slow_path_and_writes_nothing() {
     let ncpu = pcpu_rseq::possible_cpus();
     let cells = cells(ncpu);
-    let slot = AtomicUsize::new(cells.as_ptr() as usize | DISABLED);
-    for batch in [1, 4, MAX_FOLD] {
-        let params = FoldParams::new(8, ncpu, batch);
-        // SAFETY: the slot is disabled; the cells are live anyway.
-        assert!(unsafe { pcpu_rseq::add_fold_with(&slot, &params, 5) }.is_err());
-        // SAFETY: as above.
-        assert!(unsafe { pcpu_rseq::add_fold_with_offset(&slot, &params, 0, -5) }.is_err());
+    // A live word with its mark taken off (a relocation in progress), and zero (no slot).
+    for word in [slot_cells(slot_word(cells.as_ptr() as usize)), DISABLED] {
+        let slot = AtomicUsize::new(word);
+        for batch in [1, 4, MAX_FOLD] {
+            let params = FoldParams::new(8, ncpu, batch);
+            // SAFETY: the slot is disabled; the cells are live anyway.
+            assert!(unsafe { pcpu_rseq::add_fold_with(&slot, &params, 5) }.is_err());
+            // SAFETY: as above.
+            assert!(unsafe { pcpu_rseq::add_fold_with_offset(&slot, &params, 0, -5) }.is_err());
+        }
     }
     assert_eq!(total(&cells), 0);
+}
+
+/// A header whose memory is all zeros (a new page, a `static`, a page handed back to the OS)
+/// is a disabled one: the indexed section, a counter's hot path, leaves for the slow path
+/// before it computes a cell address from the zero word.
+#[test]
+fn zeroed_slot_word_takes_slow_path_through_every_reach() {
+    #[repr(C)]
+    struct Site {
+        slot: AtomicUsize,
+        _other: [u8; 6],
+        key: core::sync::atomic::AtomicU16,
+    }
+    let ncpu = pcpu_rseq::possible_cpus();
+    let entries = pcpu_rseq::reserve_fold_entries([(FoldParams::new(8, ncpu, MAX_FOLD), 0)])
+        .expect("one fold-table entry");
+    // SAFETY: `Site` is atomics and bytes, for which all zeros is a valid value.
+    let site: Site = unsafe { core::mem::zeroed() };
+    site.key.store(entries[0].key(), Ordering::Relaxed);
+    let p = (&site as *const Site).cast::<AtomicUsize>();
+    // SAFETY: the slot word is zero: no cell is addressed; the key names a reserved entry.
+    assert!(unsafe { pcpu_rseq::add_fold_indexed::<14>(p, 1) }.is_err());
+    // And live, the same site adds to the cells it names.
+    let cells = cells(ncpu);
+    site.slot
+        .store(slot_word(cells.as_ptr() as usize), Ordering::Release);
+    // SAFETY: the slot word addresses `ncpu` live cells of stride 8, as the entry says.
+    assert_eq!(unsafe { pcpu_rseq::add_fold_indexed::<14>(p, 1) }, Ok(0));
+    assert_eq!(total(&cells), 1);
 }
 
 #[test]
@@ -195,7 +230,7 @@ fn add_fold_with_offset_touches_only_its_word() {
     let ncpu = pcpu_rseq::possible_cpus();
     // Two words per CPU: stride 16, the second word at offset 8.
     let words = cells(2 * ncpu);
-    let slot = AtomicUsize::new(words.as_ptr() as usize);
+    let slot = AtomicUsize::new(pcpu_rseq::slot_word(words.as_ptr() as usize));
     let params = FoldParams::new(16, ncpu, 16);
     let mut central = 0;
     for _ in 0..100 {
@@ -232,7 +267,7 @@ fn add_fold_through_follows_the_pointer() {
     let wide = FoldParams::new(8, ncpu, MAX_FOLD);
     let every_add = FoldParams::new(8, ncpu, 1);
     let site = Site {
-        slot: AtomicUsize::new(c.as_ptr() as usize),
+        slot: AtomicUsize::new(pcpu_rseq::slot_word(c.as_ptr() as usize)),
         params: std::sync::atomic::AtomicPtr::new(&wide as *const FoldParams as *mut _),
     };
     let slot = (&site as *const Site).cast::<AtomicUsize>();
@@ -273,7 +308,7 @@ fn add_fold_indexed_follows_the_index() {
     ])
     .unwrap();
     let site = Site {
-        slot: AtomicUsize::new(c.as_ptr() as usize),
+        slot: AtomicUsize::new(pcpu_rseq::slot_word(c.as_ptr() as usize)),
         index: std::sync::atomic::AtomicU16::new(entries[0].key()),
     };
     let slot = (&site as *const Site).cast::<AtomicUsize>();

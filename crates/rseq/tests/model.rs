@@ -3,7 +3,7 @@
 //! must touch.
 
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
-use pcpu_rseq::{FoldParams, PercpuStacks, StackMiss, DISABLED, MAX_FOLD};
+use pcpu_rseq::{slot_cells, slot_word, FoldParams, PercpuStacks, StackMiss, MAX_FOLD};
 use proptest::prelude::*;
 
 const NCPU: usize = 5;
@@ -41,7 +41,7 @@ proptest! {
     fn portable_backend_matches_model(ops in proptest::collection::vec(op(), 1..MAX_OPS)) {
         let cells: Vec<AtomicI64> = (0..NCPU).map(|_| AtomicI64::new(0)).collect();
         let base = cells.as_ptr() as usize;
-        let slot = AtomicUsize::new(base);
+        let slot = AtomicUsize::new(slot_word(base));
         // Batch MAX_FOLD never folds (a plain add); batch 1 with delta 0 takes the cell.
         let plain = FoldParams::new(8, NCPU, MAX_FOLD);
         let take = FoldParams::new(8, NCPU, 1);
@@ -93,8 +93,8 @@ proptest! {
                         model_cells[cpu] = now - moved;
                     }
                 }
-                Op::Disable => { slot.store(base | DISABLED, Ordering::Release); disabled = true; }
-                Op::Enable => { slot.store(base, Ordering::Release); disabled = false; }
+                Op::Disable => { slot.store(slot_cells(slot_word(base)), Ordering::Release); disabled = true; }
+                Op::Enable => { slot.store(slot_word(base), Ordering::Release); disabled = false; }
                 Op::Push(cpu, item) => {
                     // SAFETY: the cells and stacks of this case are its own, used by this thread
                     // only.

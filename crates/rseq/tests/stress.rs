@@ -60,7 +60,7 @@ impl Cells {
 
     /// A slot word addressing CPU 0's cell (stride 64).
     fn slot(&self) -> AtomicUsize {
-        AtomicUsize::new(self.lines.as_ptr() as usize)
+        AtomicUsize::new(pcpu_rseq::slot_word(self.lines.as_ptr() as usize))
     }
 
     /// Fold parameters for these cells: stride 64, every possible CPU, folding at `batch`

@@ -119,9 +119,10 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const REACH: u8, c
     macro_rules! section {
         ($load_pb:literal; $pb:literal; $po:literal; $offset_step:literal; $threshold:expr; $keep:literal; $($extra:tt)*) => {
             rseq_section!("orr {st}, {st}, #1\nadd {st}, {st}, #4\nand {st}, {st}, #-3";
-                // The slot word first: a disabled one leaves at once.
+                // The slot word first: one without `LIVE` leaves at once. A live word is the
+                // cells' address plus 1, which the cell's `ldur`/`stur` take back.
                 "ldr {tmp}, [{slot}]",
-                "tbnz {tmp}, #0, 5f",
+                "tbz {tmp}, #0, 5f",
                 $load_pb,
                 "ldr {cpu:w}, [{area}, {id}]",
                 concat!("ldr {cur}, [", $pb, ", #(", $po, " + {fp_ncpu})]"),
@@ -131,7 +132,7 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const REACH: u8, c
                 "madd {tmp}, {cpu}, {cur}, {tmp}",
                 $offset_step,
                 concat!("ldr {cpu}, [", $pb, ", #(", $po, " + {threshold})]"),
-                "ldr {cur}, [{tmp}]",
+                "ldur {cur}, [{tmp}, #-1]",
                 "add {cur}, {cur}, {delta}",
                 "cmp {cur}, {cpu}",
                 concat!($keep, " 3f"),
@@ -140,7 +141,7 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const REACH: u8, c
                 "orr {st}, {st}, #2",
                 "3:",
                 "and {st}, {st}, #-2",
-                "str {cur}, [{tmp}]",
+                "stur {cur}, [{tmp}, #-1]",
                 ;
                 area = in(reg) area,
                 slot = in(reg) slot,

@@ -56,18 +56,18 @@ fn every_section_clears_rseq_cs() {
     let ncpu = crate::possible_cpus();
     // Two words per CPU: `add_fold_with_offset` uses the second.
     let cells: Vec<AtomicI64> = (0..2 * ncpu).map(|_| AtomicI64::new(0)).collect();
-    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let slot = AtomicUsize::new(crate::slot_word(cells.as_ptr() as usize));
     let disabled = AtomicUsize::new(DISABLED);
     let params = FoldParams::new(16, ncpu, 4);
     let out_of_range = FoldParams::new(16, 0, 4);
     let every_call = FoldParams::new(16, ncpu, 1);
     let site = Site {
-        slot: AtomicUsize::new(cells.as_ptr() as usize),
+        slot: AtomicUsize::new(crate::slot_word(cells.as_ptr() as usize)),
         params: FoldParams::new(16, ncpu, 4),
     };
     let site_slot = (&site as *const Site).cast::<AtomicUsize>();
     let through = Through {
-        slot: AtomicUsize::new(cells.as_ptr() as usize),
+        slot: AtomicUsize::new(crate::slot_word(cells.as_ptr() as usize)),
         params: core::sync::atomic::AtomicPtr::new(&params as *const FoldParams as *mut _),
     };
     let through_slot = (&through as *const Through).cast::<AtomicUsize>();
@@ -77,7 +77,7 @@ fn every_section_clears_rseq_cs() {
     ])
     .unwrap();
     let indexed = Indexed {
-        slot: AtomicUsize::new(cells.as_ptr() as usize),
+        slot: AtomicUsize::new(crate::slot_word(cells.as_ptr() as usize)),
         _other: [0; 6],
         index: core::sync::atomic::AtomicU16::new(entries[0].key()),
     };

@@ -107,7 +107,7 @@ macro_rules! rseq_section {
     };
 }
 
-/// Adds `delta` to the current CPU's cell (`*slot + offset + cpu × stride`, with `stride` and
+/// Adds `delta` to the current CPU's cell (`*slot - LIVE + offset + cpu × stride`, with `stride` and
 /// `ncpu` read from the parameters); if the result reaches the batch in absolute value, stores
 /// 0 instead and reports the result (the caller moves it to a central count).
 ///
@@ -143,8 +143,8 @@ macro_rules! rseq_section {
 /// in `cpu` and the id in `cur`: two instructions more, no register more.
 ///
 /// # Safety
-/// `area` is this thread's registered rseq area. `slot` is readable; when its value is not
-/// marked, every cell `value + offset + c * stride` for `c < ncpu` is a writable, 8-aligned
+/// `area` is this thread's registered rseq area. `slot` is readable; when its value carries
+/// `LIVE`, every cell `value - 1 + offset + c * stride` for `c < ncpu` is a writable, 8-aligned
 /// `i64` that only rseq sections (or a fenced owner) write. The parameters are valid for
 /// reads; `delta ≥ 0` if `UP`, else `delta < 0`; `|delta| ≤ 2⁶²`.
 #[inline(always)]
@@ -163,11 +163,12 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const REACH: u8, c
     macro_rules! section {
         ($load_pb:literal; $pb:literal; $idr:literal; $offset_step:literal; $threshold:expr; $keep:literal; $($extra:tt)*) => {
             rseq_section!("or {st}, 1\nadd {st}, 4\nand {st}, -3";
-                // The slot word first: a disabled one (a counter without a slot) leaves at
-                // once, without the CPU steps.
+                // The slot word first: one without `LIVE` (a counter without a slot, or a
+                // zeroed header) leaves at once, without the CPU steps. A live word is the
+                // cells' address plus 1: the cell operands take the 1 back as a displacement.
                 "mov {tmp}, qword ptr [{slot}]",
                 "test {tmp}, 1",
-                "jnz 5f",
+                "jz 5f",
                 $load_pb,
                 concat!("mov {", $idr, ":e}, dword ptr [{area} + {id}]"),
                 concat!("cmp {", $idr, "}, qword ptr [", $pb, " + {fp_ncpu}]"),
@@ -175,7 +176,7 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const REACH: u8, c
                 concat!("imul {", $idr, "}, qword ptr [", $pb, " + {fp_stride}]"),
                 concat!("add {tmp}, {", $idr, "}"),
                 $offset_step,
-                "mov {cur}, qword ptr [{tmp}]",
+                "mov {cur}, qword ptr [{tmp} - 1]",
                 "add {cur}, {delta}",
                 concat!("cmp {cur}, qword ptr [", $pb, " + {threshold}]"),
                 concat!($keep, " 3f"),
@@ -184,7 +185,7 @@ pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const REACH: u8, c
                 "or {st}, 2",
                 "3:",
                 "and {st}, -2",
-                "mov qword ptr [{tmp}], {cur}",
+                "mov qword ptr [{tmp} - 1], {cur}",
                 ;
                 area = in(reg) area,
                 slot = in(reg) slot,
