@@ -29,12 +29,17 @@ fn bench(c: &mut Criterion) {
     let ncpu = pcpu_rseq::possible_cpus();
     // Eight words per CPU (64 bytes): one cache line each; word 0 is the cell.
     let cells: Vec<AtomicI64> = (0..ncpu * 8).map(|_| AtomicI64::new(0)).collect();
-    let slot = AtomicUsize::new(cells.as_ptr() as usize);
+    let slot = AtomicUsize::new(pcpu_rseq::slot_word(cells.as_ptr() as usize));
     // Batch MAX_FOLD never folds: the plain per-CPU add.
     let plain = pcpu_rseq::FoldParams::new(64, ncpu, pcpu_rseq::MAX_FOLD);
+    // Raw adds that took the slow path: none may (checked at the end), or the raw figure
+    // would time an early exit instead of an add.
+    let raw_slow = AtomicI64::new(0);
     let raw = || {
         // SAFETY: `slot` addresses `ncpu` live cells 64 bytes apart, outliving the bench.
-        let _ = unsafe { pcpu_rseq::add_fold_with(black_box(&slot), &plain, 1) };
+        if unsafe { pcpu_rseq::add_fold_with(black_box(&slot), &plain, 1) }.is_err() {
+            raw_slow.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     };
     let api = || black_box(&counter).add(1);
     eprintln!("pcpu-rseq mode: {:?}", pcpu_rseq::mode());
@@ -82,6 +87,11 @@ fn bench(c: &mut Criterion) {
         "totals: raw cells {raw_total}, counter {}, fixed-batch counter {}",
         counter.sum(),
         fixed_counter.sum()
+    );
+    let slow = raw_slow.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        slow, 0,
+        "{slow} raw adds took the slow path: the raw figure timed no add"
     );
 }
 

@@ -22,9 +22,14 @@ fn bench_add(c: &mut Criterion) {
     let shared = Padded(AtomicI64::new(0));
     // Batch MAX_FOLD never folds: the plain per-CPU add.
     let plain = pcpu_rseq::FoldParams::new(64, ncpu, pcpu_rseq::MAX_FOLD);
+    // Adds that took the slow path: none may (checked at the end), or the rseq figure would
+    // time an early exit instead of an add.
+    let slow = AtomicI64::new(0);
     let rseq_add = || {
         // SAFETY: `slot` addresses `ncpu` live cells, 64 bytes apart, that outlive the bench.
-        let _ = unsafe { pcpu_rseq::add_fold_with(black_box(&slot), &plain, 1) };
+        if unsafe { pcpu_rseq::add_fold_with(black_box(&slot), &plain, 1) }.is_err() {
+            slow.fetch_add(1, Ordering::Relaxed);
+        }
     };
     let atomic_add = || {
         black_box(&shared).0.fetch_add(1, Ordering::Relaxed);
@@ -49,6 +54,11 @@ fn bench_add(c: &mut Criterion) {
         });
         group.finish();
     }
+    let slow = slow.load(Ordering::Relaxed);
+    assert_eq!(
+        slow, 0,
+        "{slow} rseq adds took the slow path: the figure timed no add"
+    );
 }
 
 criterion_group! {

@@ -35,6 +35,10 @@ pub const DISABLED: usize = 0;
 /// The live slot word of cells at `cells` (8-aligned: CPU 0's cell): `cells | LIVE`.
 #[inline(always)]
 pub const fn slot_word(cells: usize) -> usize {
+    debug_assert!(
+        cells != 0 && cells % 8 == 0,
+        "cells must be a non-null, 8-aligned address"
+    );
     cells | LIVE
 }
 
@@ -124,8 +128,8 @@ pub unsafe fn add_fold_with(
 /// As for [`add_fold_with`].
 ///
 /// # Safety
-/// As for [`add_fold_with`], with every `value + offset + c * stride` an 8-aligned `i64`
-/// cell.
+/// As for [`add_fold_with`], with every `slot_cells(value) + offset + c * stride` an
+/// 8-aligned `i64` cell.
 #[inline(always)]
 pub unsafe fn add_fold_with_offset(
     slot: &AtomicUsize,

@@ -3,7 +3,7 @@
 //! must touch.
 
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
-use pcpu_rseq::{slot_cells, slot_word, FoldParams, PercpuStacks, StackMiss, MAX_FOLD};
+use pcpu_rseq::{slot_cells, slot_word, FoldParams, PercpuStacks, StackMiss, DISABLED, MAX_FOLD};
 use proptest::prelude::*;
 
 const NCPU: usize = 5;
@@ -16,7 +16,9 @@ enum Op {
     Add(usize, i64),
     Take(usize),
     AddFold(usize, i64),
-    Disable,
+    /// Turns per-CPU operation off: the cells' address without `LIVE` (a relocation in
+    /// progress) if true, else 0 (no slot, or a zeroed header).
+    Disable(bool),
     Enable,
     Push(usize, usize),
     Pop(usize),
@@ -28,7 +30,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0..NCPU, -1000i64..1000).prop_map(|(c, d)| Op::Add(c, d)),
         (0..NCPU).prop_map(Op::Take),
         (0..NCPU, -20i64..20).prop_map(|(c, d)| Op::AddFold(c, d)),
-        Just(Op::Disable),
+        any::<bool>().prop_map(Op::Disable),
         Just(Op::Enable),
         (0..NCPU, 0usize..100).prop_map(|(c, i)| Op::Push(c, i)),
         (0..NCPU).prop_map(Op::Pop),
@@ -93,7 +95,11 @@ proptest! {
                         model_cells[cpu] = now - moved;
                     }
                 }
-                Op::Disable => { slot.store(slot_cells(slot_word(base)), Ordering::Release); disabled = true; }
+                Op::Disable(keep) => {
+                    let word = if keep { slot_cells(slot_word(base)) } else { DISABLED };
+                    slot.store(word, Ordering::Release);
+                    disabled = true;
+                }
                 Op::Enable => { slot.store(slot_word(base), Ordering::Release); disabled = false; }
                 Op::Push(cpu, item) => {
                     // SAFETY: the cells and stacks of this case are its own, used by this thread
