@@ -20,6 +20,9 @@ pub enum MigrateError {
     /// A header's address does not fit in 48 bits, which an owner lane needs (only memory
     /// from an `mmap` that asked for a higher address can be there).
     HeaderAddress(usize),
+    /// The header was moved to another address ([`Space::move_header`](crate::Space::move_header)):
+    /// nothing was done to it; its owner acts on the header that took its place.
+    Moved,
 }
 
 impl core::fmt::Display for MigrateError {
@@ -40,6 +43,7 @@ impl core::fmt::Display for MigrateError {
                     "header address {a:#x} is above the 48 bits an owner lane holds"
                 )
             }
+            MigrateError::Moved => write!(f, "the header was moved to another address"),
         }
     }
 }
@@ -50,7 +54,9 @@ impl std::error::Error for MigrateError {
             MigrateError::Cache(e) => Some(e),
             MigrateError::Pool(e) => Some(e),
             MigrateError::Fence(e) => Some(e),
-            MigrateError::OutOfMemory { .. } | MigrateError::HeaderAddress(_) => None,
+            MigrateError::OutOfMemory { .. }
+            | MigrateError::HeaderAddress(_)
+            | MigrateError::Moved => None,
         }
     }
 }

@@ -22,6 +22,7 @@
 //! `seq` check fails and it reads again. Reading a freed slot is harmless because its memory
 //! stays mapped (the space's pool keeps the address space of emptied pagesets).
 
+use crate::MigrateError;
 use pcpu_rseq::sync::{yield_now, AtomicI64, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use pcpu_rseq::{slot_cells, slot_word, DISABLED};
 
@@ -35,6 +36,10 @@ use pcpu_rseq::{slot_cells, slot_word, DISABLED};
 ///      +------abort_attach----------+      try_claim / begin_take | finish / abort / finish_take
 ///                                                           v   |
 ///      Dead <--begin_detach-- (Unattached | Attached)    Relocating
+///
+/// (Unattached | Attached) --move_identity--> Moving --> Moved (for good; the header that
+///                                  \                    took its place is Unattached or
+///                                   +--(not claimable)   Attached as this one was)
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -49,6 +54,11 @@ pub enum State {
     Relocating = 3,
     /// Detached for good (its owner is being dropped).
     Dead = 4,
+    /// Being moved to another address ([`Space::move_header`](crate::Space::move_header)).
+    Moving = 5,
+    /// Moved to another address for good: a tombstone with no slot. Its owner finds the
+    /// header that took its place through its own records (pcpu-counter's forward table).
+    Moved = 6,
 }
 
 impl State {
@@ -58,6 +68,8 @@ impl State {
             1 => State::Attaching,
             2 => State::Attached,
             3 => State::Relocating,
+            5 => State::Moving,
+            6 => State::Moved,
             _ => State::Dead,
         }
     }
@@ -71,6 +83,19 @@ pub(crate) enum Detached {
     /// It never had a slot: no compactor can know it.
     NoSlot,
     /// It had the slot at this address, which is now taken away from adders and readers.
+    Slot(usize),
+    /// It was moved to another address: nothing was detached.
+    Moved,
+}
+
+/// What [`Header::begin_take`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// It had no slot (unattached or dead): nothing to zero.
+    NoSlot,
+    /// It was moved to another address: nothing was claimed.
+    Moved,
+    /// It is claimed (`Relocating`), with the slot at this address.
     Slot(usize),
 }
 
@@ -163,9 +188,18 @@ impl Header {
         &self.spare
     }
 
-    /// True once the object has a per-CPU slot (it may be mid-relocation).
+    /// True once the object has a per-CPU slot (it may be mid-relocation, or mid-move).
     pub fn is_attached(&self) -> bool {
-        matches!(self.state(), State::Attached | State::Relocating)
+        match self.state() {
+            State::Attached | State::Relocating => true,
+            State::Moving => self.cells() != 0,
+            _ => false,
+        }
+    }
+
+    /// True once the header was moved to another address ([`State::Moved`]): a tombstone.
+    pub fn is_moved(&self) -> bool {
+        self.state() == State::Moved
     }
 
     /// Current state.
@@ -243,14 +277,14 @@ impl Header {
     }
 
     /// `set` step 0: claims an attached header to zero its cells in place (`Attached →
-    /// Relocating`), waiting out an attach or a relocation in progress. Returns its slot, or
-    /// `None` if it has none (unattached or dead): nothing to zero.
-    pub(crate) fn begin_take(&self) -> Option<usize> {
+    /// Relocating`), waiting out an attach, a relocation or a move in progress.
+    pub(crate) fn begin_take(&self) -> Taken {
         loop {
             match self.transition(State::Attached, State::Relocating) {
-                Ok(()) => return Some(self.cells()),
-                Err(State::Unattached | State::Dead) => return None,
-                Err(_) => yield_now(), // briefly: attaching or relocating
+                Ok(()) => return Taken::Slot(self.cells()),
+                Err(State::Unattached | State::Dead) => return Taken::NoSlot,
+                Err(State::Moved) => return Taken::Moved,
+                Err(_) => yield_now(), // briefly: attaching, relocating or moving
             }
         }
     }
@@ -261,15 +295,19 @@ impl Header {
     /// operation back on, same slot. `Ok(None)` if it has no slot.
     ///
     /// # Errors
-    /// The grace period failed: nothing was zeroed, and per-CPU operation is back on.
-    pub(crate) fn take<R>(&self, zero: impl FnOnce(usize) -> R) -> std::io::Result<Option<R>> {
-        let Some(addr) = self.begin_take() else {
-            return Ok(None);
+    /// [`MigrateError::Moved`]: the header was moved to another address; nothing was zeroed
+    /// (its owner takes the one that took its place). [`MigrateError::Fence`]: the grace
+    /// period failed; nothing was zeroed, and per-CPU operation is back on.
+    pub(crate) fn take<R>(&self, zero: impl FnOnce(usize) -> R) -> Result<Option<R>, MigrateError> {
+        let addr = match self.begin_take() {
+            Taken::Slot(addr) => addr,
+            Taken::NoSlot => return Ok(None),
+            Taken::Moved => return Err(MigrateError::Moved),
         };
         self.disable();
         if let Err(e) = pcpu_rseq::synchronize() {
             self.abort();
-            return Err(e);
+            return Err(MigrateError::Fence(e));
         }
         self.write_begin();
         let r = zero(addr);
@@ -281,9 +319,12 @@ impl Header {
     /// Runs `f` with per-CPU operation off: adds meanwhile take the owner's slow path (what a
     /// relocation in progress looks like to adders, for tests of slow paths). Waits out an
     /// attach, relocation or `set` in progress; `None` (and `f` not run) if the header has no
-    /// slot. Safe: the slot stays the header's, and turning it back on needs no grace period.
+    /// slot (or was moved). Safe: the slot stays the header's, and turning it back on needs no
+    /// grace period.
     pub fn with_per_cpu_off<R>(&self, f: impl FnOnce() -> R) -> Option<R> {
-        self.begin_take()?;
+        let Taken::Slot(_) = self.begin_take() else {
+            return None;
+        };
         self.disable();
         let r = f();
         self.abort();
@@ -291,12 +332,14 @@ impl Header {
     }
 
     /// Detach: takes the header out of service for good (`Unattached | Attached → Dead`),
-    /// waiting out an attach or a relocation in progress; with a slot, both views of it are
-    /// cleared (adders take the slow path, readers read nothing).
+    /// waiting out an attach, a relocation or a move in progress; with a slot, both views of
+    /// it are cleared (adders take the slow path, readers read nothing). A moved header is
+    /// left as it is ([`Detached::Moved`]).
     pub(crate) fn begin_detach(&self) -> Detached {
         loop {
             match self.state() {
                 State::Dead => return Detached::Already,
+                State::Moved => return Detached::Moved,
                 s @ (State::Unattached | State::Attached) => {
                     if self.transition(s, State::Dead).is_err() {
                         continue;
@@ -308,7 +351,7 @@ impl Header {
                     self.slot.store(DISABLED, Ordering::Release);
                     return Detached::Slot(addr);
                 }
-                State::Attaching | State::Relocating => yield_now(), // briefly
+                State::Attaching | State::Relocating | State::Moving => yield_now(), // briefly
             }
         }
     }
@@ -348,6 +391,56 @@ impl Header {
     pub(crate) fn abort(&self) {
         self.slot.store(slot_word(self.cells()), Ordering::Release);
         self.set_state(State::Attached);
+    }
+
+    /// Moves this header's identity (its slot and its state) to `new`, a header that nobody
+    /// else reaches yet: [`Space::move_header`](crate::Space::move_header) runs it, with the
+    /// slot's owner lane; a loom model runs it with its own. False, with nothing changed, if
+    /// this header is neither unattached nor attached (being attached, relocated, taken or
+    /// moved, or dead).
+    ///
+    /// 1. Claim: `Unattached | Attached → Moving`, which every other transition waits out or
+    ///    refuses.
+    /// 2. `new` gets the slot word, in state `Moving` (so that a compactor that finds it
+    ///    through the owner lane cannot claim it yet), and `retarget_owner(cells)` points the
+    ///    slot's owner lane at it. Adders that still load this header add to the same cells.
+    /// 3. `forward()`: the owner records where the header went, before anyone can see it moved.
+    /// 4. The tombstone: state `Moved`, then the slot word cleared inside a `seq` write section.
+    ///    Adders through this header take the slow path from now on (no grace period: the cells
+    ///    are the same). A reader that began before sees `seq` change and reads again; a reader
+    ///    that then finds no cells sees `Moved` too (the state is stored before the write section
+    ///    begins, and its read section's first `seq` load is `Acquire`), and asks the owner.
+    /// 5. `new` takes the state this header had.
+    pub(crate) fn move_identity(
+        &self,
+        new: &Header,
+        retarget_owner: impl FnOnce(usize),
+        forward: impl FnOnce(),
+    ) -> bool {
+        let attached = if self.transition(State::Attached, State::Moving).is_ok() {
+            true
+        } else if self.transition(State::Unattached, State::Moving).is_ok() {
+            false
+        } else {
+            return false;
+        };
+        let word = self.slot.load(Ordering::Acquire);
+        new.slot.store(word, Ordering::Relaxed);
+        new.set_state(State::Moving);
+        if attached {
+            retarget_owner(slot_cells(word));
+        }
+        forward();
+        self.set_state(State::Moved);
+        self.write_begin();
+        self.slot.store(DISABLED, Ordering::Release);
+        self.write_end();
+        new.set_state(if attached {
+            State::Attached
+        } else {
+            State::Unattached
+        });
+        true
     }
 
     /// Word `w` of the header's cells, added up over `ncpu` CPUs `stride` bytes apart (0 with

@@ -29,7 +29,7 @@ mod waste;
 pub use compact::{CompactPolicy, CompactReport};
 pub use error::MigrateError;
 pub use handshake::Release;
-pub use header::Header;
+pub use header::{Header, State};
 #[cfg(not(loom))]
 pub use space::{Space, SpaceConfig};
 #[cfg(not(loom))]

@@ -1,6 +1,8 @@
 //! loom models of the header protocol: [`Header`]'s steps, the code `Space` runs for attach,
 //! relocation (the compactor's own `claim` and `relocate_batch`, through
-//! `Header::model_relocate`), `set` and detach (its owner-lane step), on the portable backend with crossbeam-epoch under
+//! `Header::model_relocate`), `set`, detach (its owner-lane step) and the move of a header to
+//! another address (`Header::move_identity`, with a model owner's word and forward record),
+//! on the portable backend with crossbeam-epoch under
 //! `--cfg crossbeam_loom` (in the crate, as sharded-slab keeps its models: the steps are
 //! `pub(crate)`).
 //!
@@ -387,4 +389,236 @@ fn lane_bound_read_before_the_grace_period_loses_adds() {
         !lane_bound_against_relocation(true),
         "no schedule lost the add: the model cannot see where the bound is read"
     );
+}
+
+/// A header moved to another address ([`Header::move_identity`], as `Space::move_header` runs
+/// it), with what its owner keeps: the object's word naming its header (pcpu-counter's state
+/// word) and a forward record (pcpu-counter's forward table). Both headers use `world`'s
+/// `old` cells: a move changes the header, not the slot.
+struct MovedWorld {
+    world: Arc<World>,
+    /// The header that takes the place of `world.header`.
+    new: Header,
+    /// The slot's owner lane (the address of the header that holds it).
+    lane: loom::sync::atomic::AtomicUsize,
+    /// The object's word: the address of its header.
+    word: loom::sync::atomic::AtomicUsize,
+    /// Where the old header went (0: not moved).
+    forward: loom::sync::atomic::AtomicUsize,
+}
+
+impl MovedWorld {
+    fn new(cells: [i64; NCPU]) -> Arc<MovedWorld> {
+        use loom::sync::atomic::AtomicUsize;
+        let world = World::new(cells);
+        let old = &world.header as *const Header as usize;
+        Arc::new(MovedWorld {
+            world,
+            new: Header::new(),
+            lane: AtomicUsize::new(old),
+            word: AtomicUsize::new(old),
+            forward: AtomicUsize::new(0),
+        })
+    }
+
+    fn old_addr(&self) -> usize {
+        &self.world.header as *const Header as usize
+    }
+
+    fn new_addr(&self) -> usize {
+        &self.new as *const Header as usize
+    }
+
+    fn header_at(&self, addr: usize) -> &Header {
+        if addr == self.old_addr() {
+            &self.world.header
+        } else {
+            assert_eq!(addr, self.new_addr(), "a word names one of the two headers");
+            &self.new
+        }
+    }
+
+    /// The mover's side: true if it moved the header.
+    fn do_move(&self) -> bool {
+        let new = self.new_addr();
+        self.world.header.move_identity(
+            &self.new,
+            |cells| {
+                assert_eq!(cells, self.world.old.as_ptr() as usize);
+                self.lane.store(new, Ordering::Release);
+            },
+            || self.forward.store(new, Ordering::Release),
+        )
+    }
+
+    /// The header the object's word names now, after fixing the word up if it names a moved
+    /// one (as pcpu-counter's slow paths do).
+    fn resolve(&self) -> usize {
+        let h = self.word.load(Ordering::Acquire);
+        if !self.header_at(h).is_moved() {
+            return h;
+        }
+        let to = self.forward.load(Ordering::Acquire);
+        assert_ne!(to, 0, "a moved header has a forward record");
+        let _ = self
+            .word
+            .compare_exchange(h, to, Ordering::AcqRel, Ordering::Acquire);
+        self.word.load(Ordering::Acquire)
+    }
+
+    /// Adds 1 as an owner does: per-CPU through the header its word names; on the slow path,
+    /// through the header that took its place if it was moved, else to the central count.
+    fn add(&self) {
+        // SAFETY: under loom every thread runs the portable backend (no rseq section runs
+        // in a model), so no rseq thread updates this model's memory.
+        unsafe { pcpu_rseq::simulate_cpu(Some(1)) };
+        let params = pcpu_rseq::FoldParams::new(STRIDE, NCPU, 100);
+        let mut h = self.word.load(Ordering::Acquire);
+        for _ in 0..2 {
+            // SAFETY: the slot word addresses `old` (NCPU cells, STRIDE apart), alive while
+            // `self` is, or is disabled.
+            match unsafe { pcpu_rseq::add_fold_with(self.header_at(h).slot_word(), &params, 1) } {
+                Ok(moved) => {
+                    self.world.central.fetch_add(moved, Ordering::Relaxed);
+                    return;
+                }
+                Err(_) if self.header_at(h).is_moved() => h = self.resolve(),
+                Err(_) => break,
+            }
+        }
+        self.world.central.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The value as an owner's `sum` reads it: the central count, then the cells of the
+    /// header its word names; a read that finds no cells behind a moved header reads again
+    /// through the header that took its place.
+    fn read(&self) -> i64 {
+        loop {
+            let h = self.word.load(Ordering::Acquire);
+            let central = self.world.central.load(Ordering::Acquire);
+            let header = self.header_at(h);
+            let (addr, cells) = header.read_consistent(|addr| {
+                let cells = if addr == 0 {
+                    0
+                } else {
+                    self.world
+                        .cells_at(addr)
+                        .iter()
+                        .map(|c| c.load(Ordering::Relaxed))
+                        .sum::<i64>()
+                };
+                (addr, cells)
+            });
+            if addr == 0 && header.is_moved() {
+                self.resolve();
+                continue;
+            }
+            return central + cells;
+        }
+    }
+}
+
+/// A header move against an add and a read: the add counts exactly once (through either
+/// header's slot word, or centrally), the read sees the cells whichever header it meets (a
+/// reader that finds the tombstone's cleared slot word also finds it moved), and afterwards
+/// the new header holds the slot, named by the owner lane.
+#[test]
+fn header_move_against_add_and_read() {
+    loom::model(|| {
+        let m = MovedWorld::new([3, 4]);
+        let adder = {
+            let m = Arc::clone(&m);
+            loom::thread::spawn(move || m.add())
+        };
+        let reader = {
+            let m = Arc::clone(&m);
+            loom::thread::spawn(move || m.read())
+        };
+        assert!(m.do_move(), "an attached header can be moved");
+        adder.join().unwrap();
+        let seen = reader.join().unwrap();
+        assert!(seen == 7 || seen == 8, "read {seen}, not 7 or 8");
+        assert_eq!(m.read(), 8, "the add counts exactly once");
+        assert_eq!(m.world.header.state(), State::Moved);
+        assert_eq!(m.world.header.cells(), 0, "the tombstone has no slot");
+        assert_eq!(m.new.state(), State::Attached);
+        assert_eq!(m.new.cells(), m.world.old.as_ptr() as usize);
+        assert_eq!(m.lane.load(Ordering::Relaxed), m.new_addr());
+    });
+}
+
+/// A header move against the owner's drop: detach either kills the old header first (the
+/// move is refused) or waits the move out, is told `Moved`, and detaches the new header,
+/// taking its slot; never both headers, never neither.
+#[test]
+fn header_move_against_detach() {
+    loom::model(|| {
+        let m = MovedWorld::new([3, 4]);
+        let dropper = {
+            let m = Arc::clone(&m);
+            loom::thread::spawn(move || loop {
+                let h = m.resolve();
+                match m.header_at(h).begin_detach() {
+                    Detached::Moved => continue,
+                    d => return (h, d),
+                }
+            })
+        };
+        let moved = m.do_move();
+        let (h, detached) = dropper.join().unwrap();
+        let cells = m.world.old.as_ptr() as usize;
+        assert_eq!(detached, Detached::Slot(cells), "the slot is detached once");
+        if moved {
+            assert_eq!(h, m.new_addr());
+            assert_eq!(m.world.header.state(), State::Moved);
+            assert_eq!(m.new.state(), State::Dead);
+        } else {
+            assert_eq!(h, m.old_addr());
+            assert_eq!(m.world.header.state(), State::Dead);
+            assert_eq!(m.new.state(), State::Unattached, "the move changed nothing");
+            assert_eq!(m.forward.load(Ordering::Relaxed), 0);
+        }
+    });
+}
+
+/// A header move against `set` (its `take`) and an add: `take` on a moved header is refused
+/// and the owner takes the new one, and a move is refused while `take` holds the header; the
+/// add counts exactly once, in what was taken or in the value after.
+#[test]
+fn header_move_against_take_and_add() {
+    loom::model(|| {
+        let m = MovedWorld::new([3, 4]);
+        let adder = {
+            let m = Arc::clone(&m);
+            loom::thread::spawn(move || m.add())
+        };
+        let taker = {
+            let m = Arc::clone(&m);
+            loom::thread::spawn(move || loop {
+                let h = m.resolve();
+                let taken = m.header_at(h).take(|addr| {
+                    m.world
+                        .cells_at(addr)
+                        .iter()
+                        .map(|c| {
+                            let v = c.load(Ordering::Relaxed);
+                            c.store(0, Ordering::Relaxed);
+                            v
+                        })
+                        .sum::<i64>()
+                });
+                match taken {
+                    Err(crate::MigrateError::Moved) => continue,
+                    other => return other.unwrap().expect("attached"),
+                }
+            })
+        };
+        // Refused while `take` holds the header (a compactor skips it then).
+        let moved = m.do_move();
+        adder.join().unwrap();
+        let taken = taker.join().unwrap();
+        assert_eq!(taken + m.read(), 8, "the add counts exactly once");
+        let live = if moved { &m.new } else { &m.world.header };
+        assert_eq!(live.state(), State::Attached, "per-CPU operation back on");
+    });
 }
