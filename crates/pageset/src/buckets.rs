@@ -1,8 +1,8 @@
 //! Occupancy buckets: find the fullest pageset that still has room in O(capacity / 64) word
 //! tests (at most 32 for the default geometry), independent of the number of pagesets.
 //!
-//! Bucket `k` lists the assignable (not draining, not full) pagesets with exactly `k`
-//! assigned slots, as an intrusive doubly-linked list over pageset indices; a bitmap marks
+//! Bucket `k` lists the assignable pagesets (not draining, with at least one free slot:
+//! neither assigned nor retired) with exactly `k` assigned slots, as an intrusive doubly-linked list over pageset indices; a bitmap marks
 //! the non-empty buckets. Moving a pageset between buckets allocates nothing, so assignment
 //! and unassignment keep working when the heap is exhausted (under `RLIMIT_AS`).
 

@@ -29,7 +29,8 @@ pub enum PagesetError {
     },
     /// The slot does not belong to a pageset of this pool, or is not at a slot boundary.
     ForeignSlot(Slot),
-    /// The slot belongs to this pool but is not assigned (a double unassign, or a stale slot).
+    /// The slot belongs to this pool but is not assigned (a double unassign, a stale slot, or
+    /// a retired one).
     NotAssigned(Slot),
     /// No pageset with this id is mapped (it was unmapped, or belongs to another pool).
     UnknownPageset(PagesetId),

@@ -32,7 +32,7 @@
 //! ## Zeroing
 //!
 //! A slot is handed out zeroed on every CPU. The invariant kept is *every free slot reads
-//! zero*: fresh mappings and pages released with `MADV_DONTNEED` read zero, and
+//! zero* (a retired slot is not free: it is never handed out, so it keeps its contents): fresh mappings and pages released with `MADV_DONTNEED` read zero, and
 //! [`Pool::unassign`] zeroes the slot's cells. Zeroing on unassign (rather than on assign)
 //! keeps [`Pool::assign`] free of memory accesses, and it never populates a page that was
 //! not written:
@@ -49,9 +49,9 @@
 //!
 //! ## Giving memory back
 //!
-//! [`Pool::release`] unmaps every empty pageset and, in the others, releases with
-//! `MADV_DONTNEED` (on every CPU's unit) each page whose slots are all free and that may
-//! hold memory. [`Pool::unassign`] does *not* release eagerly: a slot freed and assigned
+//! [`Pool::release`] unmaps every empty pageset (no assigned and no retired slot) and, in
+//! the others, releases with `MADV_DONTNEED` (on every CPU's unit) each page whose slots are
+//! all free or retired and that may hold memory. [`Pool::unassign`] does *not* release eagerly: a slot freed and assigned
 //! again at a page boundary would then cost `ncpu` madvise calls plus `ncpu` page faults
 //! each time. The layer above calls `release` periodically or after draining.
 //!
@@ -59,6 +59,23 @@
 //! are given back the same way and its mapping is kept for the next pageset the pool needs.
 //! A reader that loads from a freed slot without synchronising with the pool (and discards
 //! what it read, as pcpu-migrate's sequence-checked `sum` does) then never faults.
+//!
+//! ## Retired slots
+//!
+//! [`Pool::retire`] ends an assigned slot's life for good: it is no longer assigned, and
+//! its address is never handed out again while the pool lives. It is for an object moved
+//! out of a sparse pageset whose old address other threads may still hold for a while
+//! (they read it, find a "moved" mark or zeros, and go elsewhere): reusing the address would
+//! show them another object instead. So a retired slot keeps its taken bit (every search
+//! for a free slot skips it), is not zeroed (its contents were left on purpose), is not
+//! listed by [`Pool::live_slots`], and cannot be unassigned or retired again.
+//!
+//! Its memory still goes back: [`Pool::release`] discards a page whose slots are all free
+//! or retired like a page of free slots (a retired slot then reads zero). But its address
+//! space does not: a pageset holding a retired slot is never unmapped nor kept for reuse,
+//! so its retired addresses stay mapped and readable; its free slots are assigned as any
+//! others. A pageset's free slots are `capacity - assigned - retired`
+//! ([`PagesetStats::free`]), and that is what assignment and draining account.
 //!
 //! ## Memory accounting
 //!
@@ -96,8 +113,9 @@
 //!   `slot_of_a_released_pageset_is_an_error`, and the model);
 //! - [`PagesetId`]s only select bookkeeping ([`Pool::set_draining`], [`Pool::live_slots`],
 //!   [`Pool::pageset_stats`]); an id the pool does not know answers `None` or an error;
-//! - [`Pool::release`] unmaps only pagesets with no live slot, so it never takes memory from
-//!   under a slot that is still assigned. Reading the cells of a slot after giving it back is
+//! - [`Pool::release`] unmaps only pagesets with no assigned and no retired slot, so it
+//!   never takes memory from under a slot that is still assigned, and a retired slot stays
+//!   readable (its pages may be discarded, after which it reads zero). Reading the cells of a slot after giving it back is
 //!   the caller's `unsafe` code and its contract (pcpu-migrate keeps the address space for
 //!   that, [`PoolConfig::keep_address_space`]);
 //! - [`resident_bytes`] asks `mincore`, which reads no memory and fails cleanly on an

@@ -32,13 +32,23 @@ pub(crate) struct Pageset {
     map: MmapMut,
     /// Assigned slots.
     pub assigned: usize,
+    /// Retired slots ([`Pool::retire`](crate::Pool::retire)): not assigned, never assigned
+    /// again. Free slots are `capacity - assigned - retired`.
+    pub retired: usize,
     pub draining: bool,
-    /// Bit `s` set = slot `s` is assigned.
+    /// Bit `s` set = slot `s` is taken: assigned or retired. Every search for a free slot
+    /// looks for a clear bit, so a retired slot is skipped by all of them for good.
     live: Vec<u64>,
-    /// Assigned slots on each page (of the unit; the same on every CPU).
+    /// Bit `s` set = slot `s` is retired (its `live` bit is set too). Tells a retired slot
+    /// from an assigned one: only assigned slots can be unassigned, retired or listed.
+    retired_bits: Vec<u64>,
+    /// Assigned slots on each page (of the unit; the same on every CPU). Retired slots do
+    /// not count: a page with only free and retired slots is released like a free page.
     page_assigned: Vec<u32>,
     /// Page known to read zero and hold no memory on every CPU (never assigned since the
-    /// mapping or the last `MADV_DONTNEED`): `release` skips it.
+    /// mapping or the last `MADV_DONTNEED`): `release` skips it. A page is made unclean when
+    /// a slot on it is assigned, so a page holding a retired slot (assigned before) stays
+    /// unclean until it is released.
     page_clean: Vec<bool>,
 }
 
@@ -47,6 +57,7 @@ impl Pageset {
     /// leaves nothing behind.
     pub fn map(geom: &Geometry) -> Result<Pageset, PagesetError> {
         let live = try_vec(geom.capacity.div_ceil(64), 0u64)?;
+        let retired_bits = try_vec(geom.capacity.div_ceil(64), 0u64)?;
         let page_assigned = try_vec(geom.pages_per_unit, 0u32)?;
         let page_clean = try_vec(geom.pages_per_unit, true)?;
         let map = MmapOptions::new()
@@ -73,8 +84,10 @@ impl Pageset {
         Ok(Pageset {
             map,
             assigned: 0,
+            retired: 0,
             draining: false,
             live,
+            retired_bits,
             page_assigned,
             page_clean,
         })
@@ -84,12 +97,24 @@ impl Pageset {
         self.map.as_ptr() as usize
     }
 
-    pub fn is_live(&self, s: usize) -> bool {
+    /// Slots that can still be assigned: neither assigned nor retired.
+    pub fn free(&self, geom: &Geometry) -> usize {
+        geom.capacity - self.assigned - self.retired
+    }
+
+    /// Whether slot `s` is taken (assigned or retired): no assignment may hand it out.
+    fn is_taken(&self, s: usize) -> bool {
         self.live[s / 64] & (1 << (s % 64)) != 0
     }
 
+    /// Whether slot `s` is assigned (taken and not retired).
+    pub fn is_assigned(&self, s: usize) -> bool {
+        (self.live[s / 64] & !self.retired_bits[s / 64]) & (1 << (s % 64)) != 0
+    }
+
     /// Assigns the lowest free slot (lowest-first packs live slots into the first pages, so
-    /// the tail pages of a sparse pageset can be released). The pageset must not be full.
+    /// the tail pages of a sparse pageset can be released). The pageset must have a free
+    /// slot (retired slots are taken, never free).
     /// Returns the slot, and whether its page held no assigned slot before.
     pub fn take_lowest(&mut self, geom: &Geometry) -> (usize, bool) {
         let (w, word) = self
@@ -98,7 +123,7 @@ impl Pageset {
             .enumerate()
             .find(|(_, &w)| w != u64::MAX)
             .map(|(i, &w)| (i, w))
-            .expect("take_lowest on a full pageset");
+            .expect("take_lowest on a pageset with no free slot");
         let s = w * 64 + (!word).trailing_zeros() as usize;
         debug_assert!(s < geom.capacity, "bitmap tail bits are never free");
         self.mark_taken(geom, s)
@@ -120,7 +145,7 @@ impl Pageset {
         let per_line = (64 / geom.size).max(1);
         let next = after
             .map(|a| a + 1)
-            .filter(|&n| n % per_line != 0 && n < geom.capacity && !self.is_live(n));
+            .filter(|&n| n % per_line != 0 && n < geom.capacity && !self.is_taken(n));
         // A batch takes the lowest free line each time and only assigns in between, so no
         // line below the previous slot's has become free: the scan starts at its word.
         let s = match next {
@@ -131,8 +156,8 @@ impl Pageset {
     }
 
     /// The first slot of the lowest line of `per_line` slots (a power of two up to 64, so
-    /// lines never straddle bitmap words) none of which is assigned, looking from bitmap
-    /// word `from` on.
+    /// lines never straddle bitmap words) none of which is taken (assigned or retired),
+    /// looking from bitmap word `from` on.
     fn lowest_free_line(&self, per_line: usize, from: usize) -> Option<usize> {
         let mask = if per_line >= 64 {
             u64::MAX
@@ -152,7 +177,7 @@ impl Pageset {
 
     /// Marks free slot `s` assigned; returns it and whether its page held no assigned slot.
     fn mark_taken(&mut self, geom: &Geometry, s: usize) -> (usize, bool) {
-        debug_assert!(s < geom.capacity && !self.is_live(s));
+        debug_assert!(s < geom.capacity && !self.is_taken(s));
         self.live[s / 64] |= 1 << (s % 64);
         let page = s / geom.slots_per_page;
         self.page_assigned[page] += 1;
@@ -161,11 +186,27 @@ impl Pageset {
         (s, self.page_assigned[page] == 1)
     }
 
-    /// Marks slot `s` free. It must be live and already zeroed. Returns whether its page
+    /// Marks slot `s` free. It must be assigned and already zeroed. Returns whether its page
     /// holds no assigned slot any more.
     pub fn put(&mut self, geom: &Geometry, s: usize) -> bool {
-        debug_assert!(self.is_live(s));
+        debug_assert!(self.is_assigned(s));
         self.live[s / 64] &= !(1 << (s % 64));
+        self.unassigned(geom, s)
+    }
+
+    /// Marks assigned slot `s` retired: no longer assigned, and never free again (its `live`
+    /// bit stays set). Its contents are left as they are. Returns whether its page holds no
+    /// assigned slot any more (the page's `page_clean` stays false: it was set false when
+    /// `s` was assigned, and only a release makes the page clean again).
+    pub fn retire(&mut self, geom: &Geometry, s: usize) -> bool {
+        debug_assert!(self.is_assigned(s));
+        self.retired_bits[s / 64] |= 1 << (s % 64);
+        self.retired += 1;
+        self.unassigned(geom, s)
+    }
+
+    /// The counts of slot `s` going from assigned to free or retired.
+    fn unassigned(&mut self, geom: &Geometry, s: usize) -> bool {
         let page = s / geom.slots_per_page;
         self.page_assigned[page] -= 1;
         self.assigned -= 1;
@@ -254,8 +295,8 @@ impl Pageset {
         }
     }
 
-    /// Gives back (`MADV_DONTNEED`, on every CPU) each page with no assigned slot that may
-    /// hold memory. Returns the number of CPU pages released.
+    /// Gives back (`MADV_DONTNEED`, on every CPU) each page with no assigned slot (only free
+    /// and retired ones) that may hold memory. Returns the number of CPU pages released.
     pub fn release_pages(&mut self, geom: &Geometry) -> usize {
         let mut released = 0;
         let mut p = 0;
@@ -274,9 +315,12 @@ impl Pageset {
             for cpu in 0..geom.ncpu {
                 // SAFETY: pages [start, p) of CPU `cpu`'s unit lie inside the live mapping
                 // (cpu < ncpu, p ≤ pages_per_unit) and the offset is page-aligned. No slot
-                // on them is assigned, so no owner may access them, and free slots read zero;
-                // discarding them makes them read zero again (or changes nothing), so nothing
-                // observable changes. No Rust reference into the mapping exists.
+                // on them is assigned, so no owner may access them: free slots read zero and
+                // read zero again after (or nothing changes), and the contents of retired
+                // slots were given up by `Pool::retire`'s caller (they read zero after, or
+                // keep their contents if this fails). The range stays mapped, so a stray
+                // reader of a retired slot still reads memory. No Rust reference into the
+                // mapping exists.
                 let done = unsafe { discard(base.add(cpu * geom.unit + start * geom.page), len) };
                 if done {
                     released += p - start;
@@ -299,19 +343,17 @@ impl Pageset {
         resident::mincore_bytes(self.map.as_ptr(), geom.map_len, geom.page)
     }
 
-    /// The next live slot at index ≥ `from`, if any.
+    /// The next assigned slot at index ≥ `from`, if any (retired slots are skipped).
     pub fn next_live(&self, from: usize) -> Option<usize> {
+        let assigned = |w: usize| Some(*self.live.get(w)? & !self.retired_bits[w]);
         let mut w = from / 64;
-        if w >= self.live.len() {
-            return None;
-        }
-        let mut word = self.live[w] & (u64::MAX << (from % 64));
+        let mut word = assigned(w)? & (u64::MAX << (from % 64));
         loop {
             if word != 0 {
                 return Some(w * 64 + word.trailing_zeros() as usize);
             }
             w += 1;
-            word = *self.live.get(w)?;
+            word = assigned(w)?;
         }
     }
 }

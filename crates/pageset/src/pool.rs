@@ -37,9 +37,13 @@ pub struct Pool {
     by_addr: Vec<(usize, u32)>,
     buckets: Buckets,
     assigned: usize,
+    /// Retired slots ([`Pool::retire`]) in mapped pagesets. Only grows: a pageset holding a
+    /// retired slot is never unmapped.
+    retired: usize,
     /// Pages (of one CPU's unit; the same on every CPU) holding at least one assigned slot.
     occupied_pages: usize,
-    /// Free slots in pagesets that are not draining.
+    /// Free slots (neither assigned nor retired) in pagesets that are not draining: the sum
+    /// of `capacity - assigned - retired` over the bucketed pagesets.
     assignable: usize,
     mapped: usize,
     draining: usize,
@@ -71,6 +75,7 @@ impl Pool {
             by_addr: Vec::new(),
             buckets: Buckets::new(geom.capacity),
             assigned: 0,
+            retired: 0,
             occupied_pages: 0,
             assignable: 0,
             mapped: 0,
@@ -236,10 +241,62 @@ impl Pool {
         self.assigned -= 1;
         self.occupied_pages -= usize::from(emptied_page);
         if !draining {
+            // It has a free slot now (this one), so it belongs in a bucket.
             self.buckets.remove(index);
             self.buckets.insert(index, assigned);
             self.assignable += 1;
         }
+    }
+
+    /// Retires an assigned slot: it stops being assigned, and its address is never handed
+    /// out again for the life of the pool.
+    ///
+    /// Why: a layer that moves a live object out of a sparse pageset (pcpu-migrate's header
+    /// storage) cannot know when the last thread that loaded the old address has stopped
+    /// reading it; such a reader must find the contents it was left (a "moved" mark) or
+    /// zeros, never a new object that reused the address. So a retired slot:
+    ///
+    /// - is not zeroed (unlike [`unassign`](Self::unassign)): the caller left its contents
+    ///   there on purpose;
+    /// - is skipped by every assignment ([`assign`](Self::assign),
+    ///   [`assign_batch`](Self::assign_batch), [`assign_lines`](Self::assign_lines)) and not
+    ///   listed by [`live_slots`](Self::live_slots); it cannot be unassigned or retired again;
+    /// - stays mapped: [`release`](Self::release) never unmaps (or keeps for reuse, with
+    ///   [`PoolConfig::keep_address_space`]) a pageset holding a retired slot, so reading it
+    ///   never faults while the pool lives;
+    /// - still gives its memory back: `release` discards a page whose slots are all free or
+    ///   retired with `MADV_DONTNEED` (on Linux), after which the retired slot reads zero.
+    ///   Its readers must therefore accept zeros as well as the contents left; nobody may
+    ///   write it (memory written after such a release is not given back again until a
+    ///   slot of the page is assigned and the page emptied again).
+    ///
+    /// The free slots of its pageset stay assignable, draining or not; the pageset's free
+    /// count is `capacity - assigned - retired`. A retired slot costs its address space for
+    /// good: retire only what may still be read.
+    ///
+    /// # Errors
+    /// As [`unassign`](Self::unassign): [`PagesetError::NotAssigned`] for a slot that is free
+    /// or already retired, [`PagesetError::ForeignSlot`] for one that is not a slot of this
+    /// pool; the pool is unchanged then.
+    pub fn retire(&mut self, slot: Slot) -> Result<(), PagesetError> {
+        let (index, s) = self.locate_live(slot)?;
+        let geom = self.geom;
+        let ps = self.entries[index as usize]
+            .pageset
+            .as_mut()
+            .expect("located");
+        let emptied_page = ps.retire(&geom, s);
+        let (assigned, free, draining) = (ps.assigned, ps.free(&geom), ps.draining);
+        self.assigned -= 1;
+        self.retired += 1;
+        self.occupied_pages -= usize::from(emptied_page);
+        // Its free slots are as many as before (one assigned slot became retired), so
+        // `assignable` stays; only its occupancy bucket changes.
+        if !draining && free > 0 {
+            self.buckets.remove(index);
+            self.buckets.insert(index, assigned);
+        }
+        Ok(())
     }
 
     /// Gives many slots back at once, as [`unassign`](Pool::unassign) does one by one, but
@@ -320,7 +377,8 @@ impl Pool {
                     base: ps.base(),
                     capacity: self.geom.capacity,
                     assigned: ps.assigned,
-                    free: self.geom.capacity - ps.assigned,
+                    retired: ps.retired,
+                    free: ps.free(&self.geom),
                     draining: ps.draining,
                     bytes_mapped: self.geom.map_len,
                     bytes_resident: resident.unwrap_or(0),
@@ -339,7 +397,8 @@ impl Pool {
             base: ps.base(),
             capacity: self.geom.capacity,
             assigned: ps.assigned,
-            free: self.geom.capacity - ps.assigned,
+            retired: ps.retired,
+            free: ps.free(&self.geom),
             draining: ps.draining,
             bytes_mapped: self.geom.map_len,
             bytes_resident: resident.unwrap_or(0),
@@ -347,7 +406,8 @@ impl Pool {
         })
     }
 
-    /// The live slots of pageset `id`, in address order (empty if `id` is not mapped).
+    /// The live (assigned) slots of pageset `id`, in address order (empty if `id` is not
+    /// mapped). Retired slots are not listed: they hold nothing to move.
     pub fn live_slots(&self, id: PagesetId) -> LiveSlots<'_> {
         LiveSlots {
             pageset: self.get(id),
@@ -359,13 +419,15 @@ impl Pool {
     /// Marks pageset `id` draining (no slot is assigned from it; for a compactor that is
     /// emptying it) or assignable again.
     pub fn set_draining(&mut self, id: PagesetId, draining: bool) -> Result<(), PagesetError> {
-        let capacity = self.geom.capacity;
+        let geom = self.geom;
         let ps = self.get_mut(id).ok_or(PagesetError::UnknownPageset(id))?;
         if ps.draining == draining {
             return Ok(());
         }
         ps.draining = draining;
-        let (assigned, free) = (ps.assigned, capacity - ps.assigned);
+        // Retired slots are not free: a pageset whose slots are all assigned or retired goes
+        // in no bucket (assignment would find no slot in it).
+        let (assigned, free) = (ps.assigned, ps.free(&geom));
         if draining {
             self.buckets.remove(id.index);
             self.assignable -= free;
@@ -381,7 +443,12 @@ impl Pool {
     }
 
     /// Gives memory back: unmaps every empty pageset (draining or not) and, in the others,
-    /// releases with `MADV_DONTNEED` on every CPU each page whose slots are all free.
+    /// releases with `MADV_DONTNEED` on every CPU each page whose slots are all free (or
+    /// retired).
+    ///
+    /// A pageset holding a retired slot ([`retire`](Self::retire)) is never unmapped (nor
+    /// kept for reuse), even with no slot assigned: its retired addresses stay mapped and
+    /// are never handed out again. Its pages are released like any other's.
     ///
     /// Unassign never releases by itself: one unassign/assign pair at a page boundary would
     /// otherwise cost `ncpu` madvise calls and `ncpu` page faults. Call this periodically or
@@ -396,7 +463,7 @@ impl Pool {
                 .pageset
                 .as_mut()
                 .expect("indexed");
-            if ps.assigned == 0 {
+            if ps.assigned == 0 && ps.retired == 0 {
                 self.unmap(index);
                 stats.pagesets_unmapped += 1;
                 stats.bytes_unmapped += geom.map_len;
@@ -454,7 +521,8 @@ impl Pool {
         PoolStats {
             class: self.geom.class,
             assigned: self.assigned,
-            free: self.mapped * self.geom.capacity - self.assigned,
+            retired: self.retired,
+            free: self.mapped * self.geom.capacity - self.assigned - self.retired,
             pagesets_mapped: self.mapped,
             pagesets_draining: self.draining,
             bytes_mapped: self.mapped * self.geom.map_len,
@@ -499,13 +567,13 @@ impl Pool {
         Ok((index, offset / self.geom.size))
     }
 
-    /// [`locate`](Self::locate), for a slot that must be assigned.
+    /// [`locate`](Self::locate), for a slot that must be assigned (not free, not retired).
     fn locate_live(&self, slot: Slot) -> Result<(u32, usize), PagesetError> {
         let (index, s) = self.locate(slot)?;
         let live = self.entries[index as usize]
             .pageset
             .as_ref()
-            .is_some_and(|ps| ps.is_live(s));
+            .is_some_and(|ps| ps.is_assigned(s));
         if live {
             Ok((index, s))
         } else {
@@ -531,11 +599,12 @@ impl Pool {
             .pageset
             .as_mut()
             .expect("bucketed");
-        debug_assert!(!ps.draining && ps.assigned < geom.capacity);
+        debug_assert!(!ps.draining && ps.free(&geom) > 0);
         let (s, first_on_page) = choose(ps, &geom);
-        let (assigned, base) = (ps.assigned, ps.base());
+        let (assigned, free, base) = (ps.assigned, ps.free(&geom), ps.base());
         self.buckets.remove(index);
-        if assigned < geom.capacity {
+        // Bucketed only while it has a free slot: retired slots fill it as assigned ones do.
+        if free > 0 {
             self.buckets.insert(index, assigned);
         }
         self.assigned += 1;
@@ -612,7 +681,11 @@ impl Pool {
     fn unmap(&mut self, index: u32) {
         let entry = &mut self.entries[index as usize];
         let mut ps = entry.pageset.take().expect("mapped");
-        debug_assert_eq!(ps.assigned, 0);
+        debug_assert_eq!(
+            (ps.assigned, ps.retired),
+            (0, 0),
+            "retired slots stay mapped"
+        );
         entry.next_vacant = self.vacant;
         self.vacant = index;
         self.buckets.remove(index);
@@ -641,7 +714,7 @@ impl Pool {
     }
 }
 
-/// Iterator over the live slots of one pageset; see [`Pool::live_slots`].
+/// Iterator over the live (assigned) slots of one pageset; see [`Pool::live_slots`].
 #[derive(Debug)]
 pub struct LiveSlots<'a> {
     pageset: Option<&'a Pageset>,

@@ -13,7 +13,10 @@ pub struct PagesetStats {
     pub capacity: usize,
     /// Slots assigned.
     pub assigned: usize,
-    /// Slots free (`capacity - assigned`).
+    /// Slots retired ([`Pool::retire`](crate::Pool::retire)): neither assigned nor
+    /// assignable, ever again. The pageset stays mapped while it holds any.
+    pub retired: usize,
+    /// Slots that can still be assigned (`capacity - assigned - retired`).
     pub free: usize,
     /// Excluded from assignment (being emptied by a compactor).
     pub draining: bool,
@@ -27,7 +30,7 @@ pub struct PagesetStats {
 }
 
 impl PagesetStats {
-    /// Fraction of the slots assigned, in `[0, 1]`.
+    /// Fraction of the slots assigned, in `[0, 1]` (retired slots do not count).
     pub fn occupancy(&self) -> f64 {
         self.assigned as f64 / self.capacity as f64
     }
@@ -40,7 +43,11 @@ pub struct PoolStats {
     pub class: SizeClass,
     /// Slots assigned.
     pub assigned: usize,
-    /// Free slots in mapped pagesets (including draining ones).
+    /// Slots retired ([`Pool::retire`](crate::Pool::retire)) in mapped pagesets; never
+    /// assigned again, so this only grows.
+    pub retired: usize,
+    /// Free slots (neither assigned nor retired) in mapped pagesets, including draining ones:
+    /// pagesets mapped × capacity − `assigned` − `retired`.
     pub free: usize,
     /// Pagesets mapped now.
     pub pagesets_mapped: usize,
