@@ -417,13 +417,49 @@ impl Header {
         retarget_owner: impl FnOnce(usize),
         forward: impl FnOnce(),
     ) -> bool {
-        let attached = if self.transition(State::Attached, State::Moving).is_ok() {
-            true
-        } else if self.transition(State::Unattached, State::Moving).is_ok() {
-            false
-        } else {
+        let Some(attached) = self.begin_move(None) else {
             return false;
         };
+        self.complete_move(attached, new, retarget_owner, forward);
+        true
+    }
+
+    /// Move step 1 ([`move_identity`](Self::move_identity)): claims the header for a move
+    /// (`Unattached | Attached → Moving`); `Some(attached)` if claimed. With `expected`, only
+    /// an attached header whose slot is `expected` is claimed (a compactor that found the
+    /// header through that slot's owner lane).
+    pub(crate) fn begin_move(&self, expected: Option<usize>) -> Option<bool> {
+        if self.transition(State::Attached, State::Moving).is_ok() {
+            if expected.is_some_and(|e| e != self.cells()) {
+                self.set_state(State::Attached);
+                return None;
+            }
+            return Some(true);
+        }
+        if expected.is_none() && self.transition(State::Unattached, State::Moving).is_ok() {
+            return Some(false);
+        }
+        None
+    }
+
+    /// Gives a header claimed by [`begin_move`](Self::begin_move) back as it was.
+    pub(crate) fn abort_move(&self, attached: bool) {
+        self.set_state(if attached {
+            State::Attached
+        } else {
+            State::Unattached
+        });
+    }
+
+    /// Move steps 2–5 ([`move_identity`](Self::move_identity)) on a header claimed by
+    /// [`begin_move`](Self::begin_move).
+    pub(crate) fn complete_move(
+        &self,
+        attached: bool,
+        new: &Header,
+        retarget_owner: impl FnOnce(usize),
+        forward: impl FnOnce(),
+    ) {
         let word = self.slot.load(Ordering::Acquire);
         new.slot.store(word, Ordering::Relaxed);
         new.set_state(State::Moving);
@@ -435,12 +471,22 @@ impl Header {
         self.write_begin();
         self.slot.store(DISABLED, Ordering::Release);
         self.write_end();
-        new.set_state(if attached {
-            State::Attached
-        } else {
-            State::Unattached
-        });
-        true
+        new.abort_move(attached);
+    }
+
+    /// Word `w` of the header's cells and the slot they were read from (0: none), read as
+    /// [`sum_word`](Self::sum_word) reads them: for an owner whose headers may move
+    /// ([`Space::move_header`](crate::Space::move_header)), which asks where a header with no
+    /// slot went.
+    ///
+    /// # Safety
+    /// As for [`sum_word`](Self::sum_word).
+    #[inline]
+    pub unsafe fn sum_word_at(&self, stride: usize, ncpu: usize, w: usize) -> (usize, i64) {
+        self.read_consistent(|addr| {
+            // SAFETY: forwarded from the caller.
+            (addr, unsafe { cells_total(addr, stride, ncpu, w) })
+        })
     }
 
     /// Word `w` of the header's cells, added up over `ncpu` CPUs `stride` bytes apart (0 with

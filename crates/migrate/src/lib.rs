@@ -18,6 +18,8 @@ pub mod handshake;
 pub mod header;
 #[cfg(all(test, loom))]
 mod loom_tests;
+#[cfg(not(loom))]
+mod moves;
 mod owner;
 mod relocate;
 #[cfg(not(loom))]
@@ -30,6 +32,8 @@ pub use compact::{CompactPolicy, CompactReport};
 pub use error::MigrateError;
 pub use handshake::Release;
 pub use header::{Header, State};
+#[cfg(not(loom))]
+pub use moves::HeaderMoves;
 #[cfg(not(loom))]
 pub use space::{Space, SpaceConfig};
 #[cfg(not(loom))]

@@ -452,51 +452,6 @@ impl Space {
             .map(drop)
     }
 
-    /// Moves `old`'s identity (its slot, attached or not) to `new`, a header at another stable
-    /// address, so that the memory `old` sits in can be given back: for an owner that keeps
-    /// its headers densely and empties sparse pages of them (pcpu-counter's header storage).
-    /// `forward()` runs before anyone can see `old` moved: the owner records there where it
-    /// went. Afterwards `old` is a tombstone ([`State::Moved`](crate::State::Moved), no slot):
-    /// adders through it take the slow path, readers find no cells, and `detach` and
-    /// `take_cells` answer [`MigrateError::Moved`]; the owner goes to `new` instead.
-    ///
-    /// Returns `Ok(false)`, with nothing changed and `forward` not run, if `old` is neither
-    /// unattached nor attached (being attached, relocated, zeroed or moved, or dead).
-    ///
-    /// # Errors
-    /// [`MigrateError::HeaderAddress`]: `new` is above the 48 bits an owner lane holds.
-    ///
-    /// # Safety
-    /// - `old` is unattached, or attached through this space;
-    /// - `new` is a new header (all zero bytes), that nobody else reaches before `forward`
-    ///   publishes it, and from now on obeys [`attach`](Self::attach)'s contract;
-    /// - `old`'s memory stays mapped for the life of the space and never holds another header:
-    ///   an adder or reader that loaded its address before the move may still read it, and
-    ///   must find it moved (or, once the owner has given its page back, all zero).
-    pub unsafe fn move_header(
-        &self,
-        old: &Header,
-        new: &Header,
-        forward: impl FnOnce(),
-    ) -> Result<bool, MigrateError> {
-        let new_addr = new as *const Header as usize;
-        if !owner::fits(new_addr) {
-            return Err(MigrateError::HeaderAddress(new_addr));
-        }
-        // No compaction lock: a compactor that read `old` from the owner lane fails to claim
-        // it (`Moving`, then `Moved`), one that reads `new` fails until the move is over (`new`
-        // is `Moving` until then), and a header a compactor claimed first is not moved.
-        let retarget = |cells: usize| {
-            // SAFETY: `cells` is the slot `old` was attached to through this space (caller),
-            // still assigned to it: `old` is claimed, so nobody detaches or moves it.
-            let lane = unsafe { self.owner_word(cells) };
-            let home = owner::home_of(lane.load(Ordering::Acquire));
-            // Release: a compactor that reads `new` from the lane sees it initialised.
-            lane.store(owner::word(new_addr, home), Ordering::Release);
-        };
-        Ok(old.move_identity(new, retarget, forward))
-    }
-
     /// Gives memory back: empty pages (`MADV_DONTNEED`) and the pages of empty pagesets (whose
     /// address space the pool keeps for reuse). Runs under the compaction mutex, because a
     /// compactor reads owner lanes without the pool lock.

@@ -162,3 +162,80 @@ fn compaction_relocates_slots_through_moved_headers() {
         let _ = unsafe { space.detach(h) }.unwrap();
     }
 }
+
+/// `move_headers` finds attached headers through the owner lanes: it moves those `wanted`
+/// accepts and `keep` does not hold back, records each move once, and leaves the others (and
+/// every detached header) alone.
+#[test]
+fn move_headers_moves_the_wanted_attached_headers() {
+    use std::collections::{HashMap, HashSet};
+    use std::ptr::NonNull;
+    let space = Space::new(SpaceConfig::new(SizeClass::B8)).unwrap();
+    let all: Vec<Box<Header>> = (0..200).map(|_| Box::new(Header::new())).collect();
+    for h in &all {
+        // SAFETY: boxed; detached or kept alive until the space is dropped.
+        assert!(unsafe { space.attach(h) }.unwrap());
+    }
+    let addr = |h: &Header| h as *const Header as usize;
+    let mut live = Vec::new();
+    let mut gone = HashSet::new();
+    for (i, h) in all.into_iter().enumerate() {
+        if i % 2 == 1 {
+            // SAFETY: attached through `space`; nobody uses it. Kept alive (in `gone`'s
+            // owner below) so its address cannot be another header's.
+            let _ = unsafe { space.detach(&h) }.unwrap();
+            gone.insert(addr(&h));
+            std::mem::forget(h);
+            continue;
+        }
+        live.push(h);
+    }
+    let wanted: HashSet<usize> = live.iter().step_by(2).map(|h| addr(h)).collect();
+    let held_back = addr(&live[2]);
+    let slots: HashMap<usize, usize> = live.iter().map(|h| (addr(h), slot_of(h))).collect();
+    let mut placed = 0;
+    let mut unplaced = 0;
+    let mut forwards = HashMap::new();
+    // SAFETY: every header stays alive (leaked or in `live`) for the rest of the test, and
+    // none is reused; `place` gives new boxed headers, leaked.
+    let report = unsafe {
+        space.move_headers(
+            |a| {
+                assert!(!gone.contains(&a), "a detached header is not found");
+                wanted.contains(&a)
+            },
+            |h| addr(h) == held_back,
+            || {
+                placed += 1;
+                Some(NonNull::from(Box::leak(Box::new(Header::new()))))
+            },
+            |_| unplaced += 1,
+            |old, new| assert!(forwards.insert(addr(old), addr(new)).is_none()),
+        )
+    }
+    .unwrap();
+    assert_eq!(report.moved, wanted.len() - 1, "{report:?}");
+    assert_eq!(report.skipped, 1);
+    assert!(!report.out_of_room);
+    assert_eq!((placed, unplaced), (wanted.len() - 1, 0));
+    for h in &live {
+        let a = addr(h);
+        match forwards.get(&a) {
+            Some(&to) => {
+                assert!(wanted.contains(&a) && a != held_back);
+                assert_eq!((h.state(), slot_of(h)), (State::Moved, 0));
+                // SAFETY: leaked above, alive for the rest of the test.
+                let new = unsafe { &*(to as *const Header) };
+                assert_eq!((new.state(), slot_of(new)), (State::Attached, slots[&a]));
+                // SAFETY: attached through `space`; nobody uses it any more.
+                let _ = unsafe { space.detach(new) }.unwrap();
+            }
+            None => {
+                assert!(!wanted.contains(&a) || a == held_back);
+                assert_eq!((h.state(), slot_of(h)), (State::Attached, slots[&a]));
+                // SAFETY: as above.
+                let _ = unsafe { space.detach(h) }.unwrap();
+            }
+        }
+    }
+}
