@@ -233,6 +233,39 @@ impl PercpuCounter {
         self.words.state()
     }
 
+    /// The state word, first fixed up if it names a header that [`Domain::compact`] moved
+    /// ([`crate::forward`]).
+    #[inline]
+    fn current(&self) -> usize {
+        let mut w = self.load();
+        while !word::is_inline(w) && moved(w) {
+            let now = crate::forward::fix_up(self.words.state_word(), w);
+            debug_assert!(now != w, "a moved header {w:#x} has no forward record");
+            if now == w {
+                yield_now();
+            }
+            w = now;
+        }
+        w
+    }
+
+    /// `f` of the counter's header block, if it has one, read again if the header was moved
+    /// meanwhile (what `f` read from a tombstone, or from zeros, says nothing of the counter).
+    fn with_inner<R>(&self, mut f: impl FnMut(&Inner) -> R) -> Option<R> {
+        loop {
+            let w = self.current();
+            if word::is_inline(w) {
+                return None;
+            }
+            // SAFETY: a header address from the state word: the counter's block, or a
+            // tombstone's, which stays mapped.
+            let r = f(unsafe { Self::inner_of(w) });
+            if !moved(w) {
+                return Some(r);
+            }
+        }
+    }
+
     /// True once the counter has a per-CPU slot.
     ///
     /// ```
@@ -240,10 +273,8 @@ impl PercpuCounter {
     /// assert!(!c.is_per_cpu()); // inline until contended
     /// ```
     pub fn is_per_cpu(&self) -> bool {
-        match self.form() {
-            Form::Inline(_) => false,
-            Form::Header(inner) => inner.header.is_attached(),
-        }
+        self.with_inner(|inner| inner.header.is_attached())
+            .unwrap_or(false)
     }
 
     /// True while the counter is inline: its two words, no header, no per-CPU memory.
@@ -257,13 +288,10 @@ impl PercpuCounter {
     /// counters share cache lines. Changes when [`Domain::compact`] moves the counter.
     #[doc(hidden)]
     pub fn slot_address(&self) -> Option<usize> {
-        match self.form() {
-            Form::Inline(_) => None,
-            Form::Header(inner) => {
-                let s = pcpu_rseq::slot_cells(inner.header.slot_word().load(Ordering::Acquire));
-                (s != 0).then_some(s)
-            }
-        }
+        self.with_inner(|inner| {
+            pcpu_rseq::slot_cells(inner.header.slot_word().load(Ordering::Acquire))
+        })
+        .filter(|&s| s != 0)
     }
 
     /// The address of the counter's header block, if it has one: for pcpu-bench, which
@@ -271,7 +299,7 @@ impl PercpuCounter {
     /// are 16 bytes, four to a line).
     #[doc(hidden)]
     pub fn header_address(&self) -> Option<usize> {
-        let w = self.load();
+        let w = self.current();
         (!word::is_inline(w)).then_some(w)
     }
 
@@ -279,7 +307,11 @@ impl PercpuCounter {
     pub fn domain(&self) -> &'static Domain {
         match self.form() {
             Form::Inline(s) => Domain::by_index(word::domain_index(s)),
-            Form::Header(inner) => inner.domain(),
+            // A moved header keeps its tag, which names the domain, until its page goes back.
+            Form::Header(_) => {
+                let domain = self.with_inner(Inner::domain);
+                domain.expect("a header counter stays one")
+            }
         }
     }
 
@@ -377,6 +409,13 @@ impl PercpuCounter {
     #[cold]
     #[inline(never)]
     unsafe fn add_slow(&self, h: usize, delta: i64) {
+        if moved(h) {
+            // The header moved ([`crate::forward`]): fix the state word up and add through the
+            // header that took its place.
+            let now = self.current();
+            // SAFETY: the counter's header now (a header counter stays one).
+            return unsafe { self.add_header(now, delta) };
+        }
         // SAFETY: forwarded from the caller.
         let inner = unsafe { Self::inner_of(h) };
         for _ in 0..3 {
@@ -444,7 +483,7 @@ impl PercpuCounter {
     /// Which form the counter is in now.
     #[inline]
     fn form(&self) -> Form<'_> {
-        let w = self.load();
+        let w = self.current();
         if word::is_inline(w) {
             Form::Inline(w)
         } else {
@@ -472,7 +511,7 @@ impl PercpuCounter {
     /// ```
     #[inline]
     pub fn add_batch(&self, delta: i64, batch: i64) {
-        let w = self.load();
+        let w = self.current();
         if word::is_inline(w) {
             return self.add(delta);
         }
@@ -516,6 +555,10 @@ impl PercpuCounter {
         // Release: a `sum` that sees this count (loading it first, `Acquire`) sees the cell
         // emptied, so it never counts `moved` twice.
         self.central().fetch_add(moved, Ordering::Release);
+        if self::moved(w) {
+            // A fold through a header that has moved since: no widening through it.
+            return;
+        }
         // SAFETY: forwarded from the caller.
         let inner = unsafe { Self::inner_of(w) };
         let level = inner.level();
@@ -595,15 +638,24 @@ impl PercpuCounter {
     pub fn sum(&self) -> i64 {
         // The count first (inside `Words::read`), then the cells: a concurrent fold can then
         // be missed (it is in flight) but never counted twice.
-        self.words.read(|h| {
-            // SAFETY: the address comes from this counter's state word: its live header.
+        self.words.read(|mut h| loop {
+            // SAFETY: the address comes from this counter's state word: its header, or a
+            // moved one's tombstone, which stays mapped.
             let inner = unsafe { Self::inner_of(h) };
             // Whatever the header's state: a slot being attached is already in the readers'
             // view before any add can reach it, so an add that returned is never missed.
+            // The level first: a slot read after it is one of the level's domain (a moved
+            // header keeps its tag; once its page is given back both read 0).
             let fold = inner.level().fold();
             // SAFETY: the header is attached through its domain's space (which lives for
             // the process), whose geometry the level's parameters copy; one word per CPU.
-            unsafe { inner.header.sum_word(fold.stride(), fold.ncpu(), 0) }
+            let (slot, cells) = unsafe { inner.header.sum_word_at(fold.stride(), fold.ncpu(), 0) };
+            if slot != 0 || !moved(h) {
+                return cells;
+            }
+            // No cells behind a moved header: read them behind the one that took its place
+            // (the count, read before, stays the count).
+            h = crate::forward::fix_up(self.words.state_word(), h);
         })
     }
 
@@ -633,19 +685,23 @@ impl PercpuCounter {
     /// # Errors
     /// A grace period failed; the value is unchanged then.
     pub fn set(&self, value: i64) -> Result<(), CounterError> {
-        if let Form::Header(inner) = self.form() {
+        while let Form::Header(inner) = self.form() {
             let mut taken = [0i64];
             // SAFETY: the header is attached (if at all) through its domain's space; its
             // sections add only below its lane bound, read after the grace period (an add
             // that reached a lane read a bound above it, raised before).
-            unsafe {
+            match unsafe {
                 inner.domain().space.take_cells_below(
                     &inner.header,
                     || inner.level().fold().ncpu(),
                     &mut taken,
                 )
+            } {
+                Ok(()) => break,
+                // Moved meanwhile: `form` fixes the state word up.
+                Err(pcpu_migrate::MigrateError::Moved) => continue,
+                Err(e) => return Err(CounterError::Space(e)),
             }
-            .map_err(CounterError::Space)?;
         }
         self.central().store(value, Ordering::Release);
         Ok(())
@@ -671,17 +727,16 @@ impl PercpuCounter {
     /// # Ok::<(), pcpu_counter::CounterError>(())
     /// ```
     pub fn error_bound(&self) -> i64 {
-        let inner = match self.form() {
-            Form::Inline(_) => return 0,
-            Form::Header(inner) => inner,
-        };
-        let widest_add_batch =
-            match inner.header.spare().load(Ordering::Relaxed) & Flags::WIDEST_LOG2 {
-                0 => 0,
-                k => 1i64 << k,
-            };
-        let batch = inner.level().fold().batch().max(widest_add_batch);
-        (batch - 1).saturating_mul(inner.domain().ncpu as i64)
+        self.with_inner(|inner| {
+            let widest_add_batch =
+                match inner.header.spare().load(Ordering::Relaxed) & Flags::WIDEST_LOG2 {
+                    0 => 0,
+                    k => 1i64 << k,
+                };
+            let batch = inner.level().fold().batch().max(widest_add_batch);
+            (batch - 1).saturating_mul(inner.domain().ncpu as i64)
+        })
+        .unwrap_or(0)
     }
 
     /// The batch `add` folds at now: the domain's, or wider if this counter has been
@@ -694,7 +749,9 @@ impl PercpuCounter {
     pub fn batch(&self) -> i64 {
         match self.form() {
             Form::Inline(s) => Domain::by_index(word::domain_index(s)).batch,
-            Form::Header(inner) => inner.level().fold().batch(),
+            Form::Header(_) => self
+                .with_inner(|inner| inner.level().fold().batch())
+                .expect("a header counter stays one"),
         }
     }
 
@@ -736,11 +793,10 @@ impl PercpuCounter {
             self.add(delta);
             return true;
         }
-        let inner = match self.form() {
-            Form::Inline(_) => return self.limited_add_inline(limit, delta),
-            Form::Header(inner) => inner,
-        };
-        Self::locked(inner, || {
+        if let Form::Inline(_) = self.form() {
+            return self.limited_add_inline(limit, delta);
+        }
+        self.locked(|| {
             let far = self
                 .read()
                 .saturating_add(self.error_bound())
@@ -756,15 +812,33 @@ impl PercpuCounter {
     }
 
     /// Runs `f` holding the counter's lock, which serialises `limited_add` and `raise_to`
-    /// (plain adds never take it).
-    fn locked<R>(inner: &Inner, f: impl FnOnce() -> R) -> R {
-        let flags = inner.header.spare();
-        while flags.fetch_or(Flags::LOCK, Ordering::Acquire) & Flags::LOCK != 0 {
-            yield_now();
+    /// (plain adds never take it). The lock is a bit of the header's spare byte, so a header
+    /// being moved ([`crate::forward`]) must not hold it on both sides: the compactor claims
+    /// the header (`Moving`), fences, and leaves it in place if the bit is set
+    /// (`keep_in_place`); a locker sets the bit, fences, and lets go and looks again if the
+    /// header is moving or moved. One of the two sees the other.
+    fn locked<R>(&self, f: impl FnOnce() -> R) -> R {
+        loop {
+            let w = self.current();
+            debug_assert!(!word::is_inline(w), "only header counters lock");
+            // SAFETY: a header address from the state word: the counter's block, or a
+            // tombstone's, which stays mapped.
+            let header = unsafe { &Self::inner_of(w).header };
+            let flags = header.spare();
+            if flags.fetch_or(Flags::LOCK, Ordering::SeqCst) & Flags::LOCK != 0 {
+                yield_now();
+                continue;
+            }
+            pcpu_rseq::sync::fence(Ordering::SeqCst);
+            if moved(w) || header.state() == pcpu_migrate::State::Moving {
+                flags.fetch_and(!Flags::LOCK, Ordering::Release);
+                yield_now();
+                continue;
+            }
+            let out = f();
+            flags.fetch_and(!Flags::LOCK, Ordering::Release);
+            return out;
         }
-        let out = f();
-        flags.fetch_and(!Flags::LOCK, Ordering::Release);
-        out
     }
 
     /// Raises the value to at least `value` and returns whether it was below (the `metrics`
@@ -781,15 +855,12 @@ impl PercpuCounter {
     /// assert_eq!(c.sum(), 25);
     /// ```
     pub fn raise_to(&self, value: i64) -> bool {
-        let inner = match self.form() {
+        if let Form::Inline(_) = self.form() {
             // Should the counter switch to a header meanwhile, its count still holds at
             // least `value` and stays a part of the value.
-            Form::Inline(_) => {
-                return self.words.count().fetch_max(value, Ordering::Relaxed) < value;
-            }
-            Form::Header(inner) => inner,
-        };
-        Self::locked(inner, || {
+            return self.words.count().fetch_max(value, Ordering::Relaxed) < value;
+        }
+        self.locked(|| {
             let now = self.sum();
             if now >= value {
                 return false;
@@ -867,18 +938,78 @@ impl Inner {
 
 impl Drop for PercpuCounter {
     fn drop(&mut self) {
-        let w = self.words.state_mut();
-        if word::is_inline(w) {
-            // Nothing but the counter's own two words.
-            return;
+        loop {
+            let w = self.current();
+            if word::is_inline(w) {
+                // Nothing but the counter's own two words.
+                return;
+            }
+            // SAFETY: a header address; we own the counter.
+            let inner = unsafe { Self::inner_of(w) };
+            // The tag names the domain even in a tombstone; only zeros (a tombstone whose
+            // page went back) do not, and then the header has moved.
+            if inner.header.tag().load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let domain = inner.domain();
+            // SAFETY: `w` is the header of an `Inner` of the domain's store, attached (if at
+            // all) to the domain's space; we own the counter: no add or read can run through
+            // it any more.
+            if unsafe { domain.headers.drop_block::<Inner>(w, &domain.space) } {
+                return;
+            }
+            // Moved meanwhile (a compaction): drop the header that took its place.
         }
-        // SAFETY: a header address; we own the counter.
-        let inner = unsafe { Self::inner_of(w) };
-        let domain = inner.domain();
-        // SAFETY: `w` is the header of an `Inner` of the domain's store, attached (if at
-        // all) to the domain's space; we own the counter: no add or read can run through it
-        // any more.
-        unsafe { domain.headers.drop_block::<Inner>(w, &domain.space) };
+    }
+}
+
+/// True if the header at `h` was moved to another address ([`crate::forward`]): a tombstone
+/// ([`Header::is_moved`]), or zeros once its page went back to the OS (a counter header's tag,
+/// its level's fold-table key, is never 0).
+#[inline]
+fn moved(h: usize) -> bool {
+    // SAFETY: `h` is a header address from a counter's state word: a block of header storage,
+    // which stays mapped for the process (a pageset holding a moved-out block is never
+    // unmapped).
+    let header = unsafe { &*(h as *const Header) };
+    header.tag().load(Ordering::Relaxed) == 0 || header.is_moved()
+}
+
+/// What [`Domain::compact`] needs to move counter headers ([`crate::headers`]'s `compact`):
+/// keep a header whose lock is held where it is, copy the owner's bytes (the level and the
+/// widest `add_batch`, not the lock), and after the grace period merge what adds through the
+/// old header widened meanwhile (levels and batches only widen: the wider one wins).
+pub(crate) mod header_moves {
+    use super::Flags;
+    use pcpu_migrate::Header;
+    use pcpu_rseq::sync::Ordering;
+
+    /// True to leave `old` in place: a `limited_add` or `raise_to` holds its lock.
+    pub(crate) fn keep_in_place(old: &Header) -> bool {
+        old.spare().load(Ordering::SeqCst) & Flags::LOCK != 0
+    }
+
+    /// The owner's bytes of `old`, into `new` (nobody else reaches it yet).
+    pub(crate) fn copy_owner(old: &Header, new: &Header) {
+        new.tag()
+            .store(old.tag().load(Ordering::Relaxed), Ordering::Relaxed);
+        let flags = old.spare().load(Ordering::Relaxed) & !Flags::LOCK;
+        new.spare().store(flags, Ordering::Relaxed);
+    }
+
+    /// Widening done through `old` after the copy, into `new`.
+    pub(crate) fn merge_owner(old: &Header, new: &Header) {
+        // A domain's level keys are consecutive, narrowest first.
+        let level = old.tag().load(Ordering::Relaxed);
+        if level != 0 {
+            new.tag().fetch_max(level, Ordering::Relaxed);
+        }
+        let widest = old.spare().load(Ordering::Relaxed) & Flags::WIDEST_LOG2;
+        let _ = new
+            .spare()
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
+                (widest > f & Flags::WIDEST_LOG2).then_some((f & Flags::LOCK) | widest)
+            });
     }
 }
 

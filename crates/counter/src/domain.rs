@@ -192,6 +192,7 @@ impl DomainBuilder {
         Ok(Parts(Domain {
             index: 0,
             headers: HeaderStore::new(pcpu_rseq::possible_cpus())?,
+            group_headers: HeaderStore::new(pcpu_rseq::possible_cpus())?,
             group_spaces,
             ncpu: self.ncpu,
             space,
@@ -232,8 +233,11 @@ pub struct Domain {
     /// This domain's index in inline counter words ([`crate::registry`]); 0 for the global
     /// domain.
     pub(crate) index: usize,
-    /// The fixed blocks of header counters and groups.
+    /// The header blocks of single header counters, which [`Domain::compact`] moves out of
+    /// sparse pages ([`crate::headers`]).
     pub(crate) headers: HeaderStore,
+    /// The header blocks of groups, which never move.
+    pub(crate) group_headers: HeaderStore,
     /// Single counters (8 bytes per CPU).
     pub(crate) space: Space,
     /// Counter groups of 2, 3–4 and 5–8 counters (16, 32, 64 bytes per CPU).
@@ -410,22 +414,47 @@ impl Domain {
     }
 
     /// Moves live counters out of sparse pagesets and gives the emptied memory back: per-CPU
-    /// memory, and header pages that hold no live header. (Headers themselves never move:
-    /// counter words point at them.)
+    /// memory, and header storage. A single counter's header moves too, out of a sparse page
+    /// of headers (its state word is fixed up the next time the counter looks at it:
+    /// [`crate::forward`]); a group's header stays where it is.
     ///
     /// # Errors
     /// A grace period or the pool failed; no update is lost either way.
     pub fn compact(&self) -> Result<CompactReport, CounterError> {
         // Grace periods, locks and allocations: a slow path a signal handler must not re-enter.
         let _slow = pcpu_rseq::enter_slow_path();
-        let result = self
-            .compact_spaces()
-            .and_then(|report| self.headers.release().map(|()| report));
+        let result = self.compact_spaces().and_then(|report| {
+            self.compact_headers()?;
+            self.group_headers.release()?;
+            Ok(report)
+        });
         match &result {
             Ok(report) => self.totals.compacted(report),
             Err(_) => self.totals.compaction_failed(),
         }
         result
+    }
+
+    /// Moves single counters' headers out of sparse header pages and gives those back
+    /// ([`HeaderStore::compact`]).
+    fn compact_headers(&self) -> Result<(), CounterError> {
+        use crate::counter::header_moves;
+        let moves = self.headers.compact(
+            &self.space,
+            self.policy.occupancy_below,
+            header_moves::keep_in_place,
+            header_moves::copy_owner,
+            header_moves::merge_owner,
+        )?;
+        self.headers.release()?;
+        crate::slow_path_event!(
+            debug,
+            moved = moves.moved,
+            skipped = moves.skipped,
+            "pcpu: header compaction"
+        );
+        self.totals.headers_moved(moves.moved);
+        Ok(())
     }
 
     fn compact_spaces(&self) -> Result<CompactReport, CounterError> {
@@ -547,7 +576,11 @@ impl Domain {
     /// # Ok::<(), pcpu_counter::CounterError>(())
     /// ```
     pub fn stats(&self) -> DomainStats {
-        let (header_blocks, header_bytes_resident) = self.headers.stats();
+        let (header_blocks, header_bytes_resident) = {
+            let (blocks, bytes) = self.headers.stats();
+            let (group_blocks, group_bytes) = self.group_headers.stats();
+            (blocks + group_blocks, bytes + group_bytes)
+        };
         let spaces: Vec<SpaceStats> = core::iter::once(&self.space)
             .chain(&self.group_spaces)
             .map(|space| SpaceStats {
@@ -561,6 +594,7 @@ impl Domain {
             spaces,
             header_blocks,
             header_bytes_resident,
+            header_forwards_pending: crate::forward::pending(),
             totals: self.totals.snapshot(),
         }
     }

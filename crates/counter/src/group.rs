@@ -123,7 +123,7 @@ impl PercpuCounterGroup {
             });
         }
         let h = domain
-            .headers
+            .group_headers
             .alloc_attached(GroupInner::new(domain), space)?;
         Ok(PercpuCounterGroup {
             words: Words::zeroed(h),
@@ -264,7 +264,7 @@ impl PercpuCounterGroup {
             return;
         };
         let domain = Domain::by_index(word::domain_index(next));
-        if domain.headers.upgrade(
+        if domain.group_headers.upgrade(
             &self.words,
             next,
             GroupInner::new(domain),
@@ -346,11 +346,12 @@ impl Drop for PercpuCounterGroup {
         // SAFETY: the state word holds the header of a `GroupInner` of the domain's store,
         // attached (if at all) to the group's space; we own the group: nobody adds or reads
         // through it any more.
-        unsafe {
+        let dropped = unsafe {
             domain
-                .headers
+                .group_headers
                 .drop_block::<GroupInner>(self.words.state(), space)
         };
+        debug_assert!(dropped, "group headers never move");
     }
 }
 

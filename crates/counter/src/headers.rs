@@ -18,8 +18,8 @@
 use crate::words::Words;
 use crate::CounterError;
 use pcpu_cache::{CacheConfig, SlotCache, SlotSource};
-use pcpu_migrate::{Header, MigrateError, Release, Space};
-use pcpu_pageset::{Pool, PoolConfig, SizeClass};
+use pcpu_migrate::{Header, HeaderMoves, MigrateError, Release, Space};
+use pcpu_pageset::{PagesetId, Pool, PoolConfig, SizeClass};
 use std::ptr::NonNull;
 
 /// Bytes of one header block.
@@ -187,13 +187,14 @@ impl HeaderStore {
     }
 
     /// Detaches the header at `h` from `space` and gives its block back (a header counter's
-    /// or group's drop).
+    /// or group's drop). False, with nothing done, if a compaction moved the header
+    /// ([`compact`](Self::compact)): its owner drops the one that took its place.
     ///
     /// # Safety
     /// `h` is the header address of a block of this store holding a `T` (from
     /// [`alloc_attached`](Self::alloc_attached) or [`upgrade`](Self::upgrade)), its header
     /// attached to `space` if at all, and nobody adds through or reads it any more, or will.
-    pub(crate) unsafe fn drop_block<T: Block>(&'static self, h: usize, space: &Space) {
+    pub(crate) unsafe fn drop_block<T: Block>(&'static self, h: usize, space: &Space) -> bool {
         // Detach, free, and maybe an epoch deferral that allocates: as in `alloc_attached`.
         let _slow = pcpu_rseq::enter_slow_path();
         // The block's address is the header's (its first field), taken from the state word,
@@ -208,9 +209,14 @@ impl HeaderStore {
         let home = unsafe { space.attach_lane(header) };
         // SAFETY: nobody uses the header any more (caller).
         let detached = unsafe { space.detach(header) };
+        if matches!(detached, Err(MigrateError::Moved)) {
+            // A compaction moved it (`compact`): the block is a tombstone, never given back.
+            return false;
+        }
         // SAFETY: a block of this store holding a `T` (so not null), its header just
         // detached; nobody else refers to it.
         unsafe { self.retire(NonNull::new_unchecked(block), detached, home) };
+        true
     }
 
     /// Drops the `T` in `block` and gives the block back: now if `detached` says no compactor
@@ -286,11 +292,141 @@ impl HeaderStore {
         Ok(())
     }
 
+    /// Moves the live headers attached through `space` out of the sparse pages of this store
+    /// (pagesets below `occupancy_below`, among those whose room the fullest ones cannot
+    /// spare), and gives those pages back: each old block becomes a tombstone, retired in the
+    /// pool (its address never handed out again, so that a late reader finds it or zeros,
+    /// never another header), and every page left with no live block is released. Counters
+    /// fix their state words up through [`crate::forward`] when they next look.
+    ///
+    /// For each header: `keep(old)` runs after the claim behind a full fence (true leaves it
+    /// where it is: the owner holds a lock in it); `copy_owner(old, new)` copies the owner's
+    /// bytes into the new header before anyone can reach it; after a batch of moves and one
+    /// grace period (no add through an old header is still in flight), `merge_owner(old, new)`
+    /// brings over what an add through the old one changed meanwhile, while `new` is still
+    /// claimed (its counter cannot drop it yet).
+    ///
+    /// Unattached headers are not moved (they are found through the slots' owner lanes).
+    ///
+    /// # Errors
+    /// The heap cannot hold the bookkeeping, the pool or the grace period failed. Headers
+    /// moved before the error stay moved (and recorded); nothing is lost.
+    pub(crate) fn compact(
+        &self,
+        space: &Space,
+        occupancy_below: f64,
+        keep: impl Fn(&Header) -> bool,
+        copy_owner: impl Fn(&Header, &Header),
+        merge_owner: impl FnMut(&Header, &Header),
+    ) -> Result<HeaderMoves, CounterError> {
+        let space_err =
+            |e: pcpu_cache::CacheError<pcpu_pageset::PagesetError>| CounterError::Space(e.into());
+        // Free blocks in the magazines count as assigned: give them back first, so that
+        // occupancy is live headers only.
+        self.cache.drain_all().map_err(space_err)?;
+        // SAFETY: only reads the pool and marks pagesets draining.
+        let chosen = unsafe {
+            self.cache
+                .with_pool_mut(|pool| choose(pool, occupancy_below))
+        };
+        let mut result = Ok(HeaderMoves::default());
+        for &(id, _, _) in &chosen {
+            if let Err(e) = self.cache.remove_pageset(id) {
+                result = Err(space_err(e));
+            }
+        }
+        let wanted_count: usize = chosen.iter().map(|&(_, _, live)| live).sum();
+        let mut moved: Vec<(usize, usize)> = Vec::new();
+        if result.is_ok() && wanted_count > 0 {
+            result = moved
+                .try_reserve_exact(wanted_count)
+                .map_err(|_| CounterError::OutOfMemory)
+                .and_then(|()| crate::forward::reserve(wanted_count))
+                .map(|()| HeaderMoves::default());
+        }
+        if result.is_ok() && wanted_count > 0 {
+            let wanted = |addr: usize| chosen.iter().any(|(_, range, _)| range.contains(&addr));
+            let place = || {
+                // SAFETY: assigns a block (from a non-draining pageset); the cache's blocks are
+                // untouched.
+                let slot = unsafe { self.cache.with_pool_mut(|pool| pool.assign()) }.ok()?;
+                NonNull::new(<Pool as SlotSource>::slot_addr(slot) as *mut Header)
+            };
+            let unplace = |new: NonNull<Header>| {
+                // SAFETY: a block `place` assigned just now, never published.
+                let slot = unsafe { <Pool as SlotSource>::slot_from_addr(new.as_ptr() as usize) };
+                // SAFETY: gives back that block only.
+                let _ = unsafe { self.cache.with_pool_mut(|pool| pool.unassign(slot)) };
+            };
+            let forward = |old: &Header, new: &Header| {
+                copy_owner(old, new);
+                let (old, new) = (old as *const Header as usize, new as *const Header as usize);
+                crate::forward::record(old, new);
+                moved.push((old, new));
+            };
+            // SAFETY: this store's blocks stay mapped for its life (a pageset holding a
+            // retired block is never unmapped) and a moved-out block is retired below, never
+            // reused; `place` gives zeroed blocks of this store (pool slots are zeroed), which
+            // are given back only through `drop_block` (detach first) or `unplace`.
+            result =
+                unsafe { space.move_headers(wanted, keep, place, unplace, forward, merge_owner) }
+                    .map_err(CounterError::Space);
+        }
+        if !moved.is_empty() {
+            // SAFETY: retires the moved-out blocks, each a block this store handed out that
+            // nobody will use again but late readers, who accept zeros.
+            unsafe {
+                self.cache.with_pool_mut(|pool| {
+                    for &(old, _) in &moved {
+                        let _ = pool.retire(<Pool as SlotSource>::slot_from_addr(old));
+                    }
+                })
+            };
+        }
+        // SAFETY: un-drains, and releases memory no live block is on.
+        unsafe {
+            self.cache.with_pool_mut(|pool| {
+                for &(id, _, _) in &chosen {
+                    let _ = pool.set_draining(id, false);
+                }
+                pool.release();
+            })
+        };
+        result
+    }
+
     /// Live blocks and bytes resident in header pages.
     pub(crate) fn stats(&self) -> (usize, usize) {
         self.cache
             .with_pool(|pool| (SlotSource::assigned(pool), pool.stats().bytes_resident))
     }
+}
+
+/// The pagesets to empty: keep the fullest ones whose free room holds the live blocks of the
+/// rest, and take the rest that are below `occupancy_below`; marks them draining. Each with
+/// its address range and live blocks.
+fn choose(
+    pool: &mut Pool,
+    occupancy_below: f64,
+) -> Vec<(PagesetId, core::ops::Range<usize>, usize)> {
+    let mut sets = pool.pagesets();
+    sets.sort_by_key(|s| core::cmp::Reverse(s.assigned));
+    let total_live: usize = sets.iter().map(|s| s.assigned).sum();
+    let (mut kept_free, mut kept_live, mut keep) = (0, 0, 0);
+    while keep < sets.len() && kept_free < total_live - kept_live {
+        kept_free += sets[keep].free;
+        kept_live += sets[keep].assigned;
+        keep += 1;
+    }
+    let chosen: Vec<_> = sets[keep..]
+        .iter()
+        .filter(|s| s.assigned > 0 && s.occupancy() < occupancy_below)
+        .map(|s| (s.id, s.base..s.base + s.bytes_mapped, s.assigned))
+        .collect();
+    for &(id, _, _) in &chosen {
+        let _ = pool.set_draining(id, true);
+    }
+    chosen
 }
 
 /// Unit tests' seam: what runs between a header block's pop and its slot's, where a thread

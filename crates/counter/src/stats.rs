@@ -35,6 +35,9 @@ pub struct DomainStats {
     pub header_blocks: usize,
     /// Bytes resident in header pages (mincore).
     pub header_bytes_resident: usize,
+    /// Moved headers whose counters have not looked at them since, process-wide (every
+    /// domain): the entries of the forward table, a few tens of bytes each.
+    pub header_forwards_pending: usize,
     /// Running totals since the domain was built.
     pub totals: DomainTotals,
 }
@@ -67,6 +70,10 @@ pub struct DomainTotals {
     pub slots_moved: u64,
     /// Grace periods the compactions that succeeded ran.
     pub grace_periods: u64,
+    /// Single counters' headers moved out of sparse header pages by compactions (each such
+    /// counter fixes its state word up the next time it looks: `pcpu_counter`'s forward
+    /// table).
+    pub headers_moved: u64,
     /// Lazy counters and groups that left the inline form (went per-CPU).
     pub upgrades: u64,
     /// Batch doublings of contended counters.
@@ -95,6 +102,7 @@ pub(crate) struct Totals {
     compaction_failures: AtomicU64,
     slots_moved: AtomicU64,
     grace_periods: AtomicU64,
+    headers_moved: AtomicU64,
     upgrades: AtomicU64,
     widenings: AtomicU64,
     slow_path_adds: Box<[Stripe]>,
@@ -107,6 +115,7 @@ impl Totals {
             compaction_failures: AtomicU64::new(0),
             slots_moved: AtomicU64::new(0),
             grace_periods: AtomicU64::new(0),
+            headers_moved: AtomicU64::new(0),
             upgrades: AtomicU64::new(0),
             widenings: AtomicU64::new(0),
             slow_path_adds: (0..cpus.clamp(1, MAX_STRIPES))
@@ -121,6 +130,10 @@ impl Totals {
             .fetch_add(report.slots_moved as u64, Ordering::Relaxed);
         self.grace_periods
             .fetch_add(report.grace_periods as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn headers_moved(&self, n: usize) {
+        self.headers_moved.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn compaction_failed(&self) {
@@ -149,6 +162,7 @@ impl Totals {
             compaction_failures: load(&self.compaction_failures),
             slots_moved: load(&self.slots_moved),
             grace_periods: load(&self.grace_periods),
+            headers_moved: load(&self.headers_moved),
             upgrades: load(&self.upgrades),
             widenings: load(&self.widenings),
             slow_path_adds: self.slow_path_adds.iter().map(|s| load(&s.0)).sum(),

@@ -91,10 +91,11 @@ impl<const N: usize> Words<N> {
         self.state.load(Ordering::Acquire)
     }
 
-    /// The state word of a value nobody else can reach (its drop).
+    /// The state word itself: for [`crate::forward::fix_up`], which stores where a moved
+    /// header went.
     #[cfg(not(loom))]
-    pub(crate) fn state_mut(&mut self) -> usize {
-        *self.state.get_mut()
+    pub(crate) fn state_word(&self) -> &AtomicUsize {
+        &self.state
     }
 
     /// Adds `delta` to counter `i`: behind the header if there is one

@@ -10,9 +10,11 @@
 //! cell marked [`LIVE`](pcpu_rseq::LIVE), or a word without the mark, that address or 0 (no
 //! slot yet, or being relocated): then per-CPU operations report the slow path and the
 //! owner's central fallback takes the update. The readers' view is the word without the mark:
-//! the slot whose cells hold the per-CPU part of the value (0 if none). An all-zero header is
-//! therefore an unattached one, slot word and state alike. A relocation disables the word, so while it copies, readers still
-//! read the old cells, which no adder writes any more (the grace period saw to that) and which
+//! the slot whose cells hold the per-CPU part of the value (0 if none). An all-zero header has
+//! no slot in either view, and its state is [`State::Void`], which no transition takes: what
+//! a moved header's tombstone reads once its page went back to the OS, so that nobody holding
+//! its old address can attach, detach or claim it. A relocation disables the word, so while
+//! it copies, readers still read the old cells, which no adder writes any more (the grace period saw to that) and which
 //! therefore hold exactly what is being copied; one store then publishes the new slot to both.
 //! That store sits in a `seq` write section, and so does `set`'s zeroing of cells in place.
 //!
@@ -44,32 +46,37 @@ use pcpu_rseq::{slot_cells, slot_word, DISABLED};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum State {
+    /// Zeroed memory: no header here (a moved header's tombstone once its owner gave its page
+    /// back to the OS reads so). No slot, and every transition refuses it, so that a late
+    /// reader or dropper holding the old address cannot attach, detach or claim it.
+    Void = 0,
     /// No per-CPU slot; updates take the owner's slow path.
-    Unattached = 0,
+    Unattached = 1,
     /// Being given its first slot.
-    Attaching = 1,
+    Attaching = 2,
     /// Has a slot; per-CPU operation on.
-    Attached = 2,
+    Attached = 3,
     /// A compactor is moving its slot, or `set` is zeroing its cells.
-    Relocating = 3,
+    Relocating = 4,
     /// Detached for good (its owner is being dropped).
-    Dead = 4,
+    Dead = 5,
     /// Being moved to another address ([`Space::move_header`](crate::Space::move_header)).
-    Moving = 5,
+    Moving = 6,
     /// Moved to another address for good: a tombstone with no slot. Its owner finds the
     /// header that took its place through its own records (pcpu-counter's forward table).
-    Moved = 6,
+    Moved = 7,
 }
 
 impl State {
     fn from_u8(v: u8) -> State {
         match v {
-            0 => State::Unattached,
-            1 => State::Attaching,
-            2 => State::Attached,
-            3 => State::Relocating,
-            5 => State::Moving,
-            6 => State::Moved,
+            0 => State::Void,
+            1 => State::Unattached,
+            2 => State::Attaching,
+            3 => State::Attached,
+            4 => State::Relocating,
+            6 => State::Moving,
+            7 => State::Moved,
             _ => State::Dead,
         }
     }
@@ -143,8 +150,9 @@ impl Header {
     /// `pcpu_rseq::add_fold_indexed` for an owner that keeps a fold-table key there.
     pub const TAG_OFFSET: usize = core::mem::offset_of!(Header, tag);
 
-    /// A header with no slot: every per-CPU operation through it takes the slow path. All
-    /// its bytes are zero, so zeroed memory holds the same header (see the module docs).
+    /// A header with no slot: every per-CPU operation through it takes the slow path. All its
+    /// bytes but the state are zero; zeroed memory is a [`State::Void`] header, which has no
+    /// slot either but can never be attached (see the module docs).
     pub fn new() -> Self {
         Header {
             slot: AtomicUsize::new(DISABLED),
@@ -197,9 +205,10 @@ impl Header {
         }
     }
 
-    /// True once the header was moved to another address ([`State::Moved`]): a tombstone.
+    /// True once the header was moved to another address: a tombstone ([`State::Moved`]), or
+    /// the zeros it reads as once its owner gave its page back ([`State::Void`]).
     pub fn is_moved(&self) -> bool {
-        self.state() == State::Moved
+        matches!(self.state(), State::Moved | State::Void)
     }
 
     /// Current state.
@@ -210,6 +219,12 @@ impl Header {
     /// The one state change: `from` → `to` if the state is `from` (`AcqRel`), else the state
     /// found.
     fn transition(&self, from: State, to: State) -> Result<(), State> {
+        // Look before the compare-and-swap, which writes even when it fails (x86): a late
+        // caller on a tombstone whose page went back must not bring the page back.
+        let now = self.state.load(Ordering::Acquire);
+        if now != from as u8 {
+            return Err(State::from_u8(now));
+        }
         self.state
             .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
             .map(drop)
@@ -283,7 +298,7 @@ impl Header {
             match self.transition(State::Attached, State::Relocating) {
                 Ok(()) => return Taken::Slot(self.cells()),
                 Err(State::Unattached | State::Dead) => return Taken::NoSlot,
-                Err(State::Moved) => return Taken::Moved,
+                Err(State::Moved | State::Void) => return Taken::Moved,
                 Err(_) => yield_now(), // briefly: attaching, relocating or moving
             }
         }
@@ -339,7 +354,7 @@ impl Header {
         loop {
             match self.state() {
                 State::Dead => return Detached::Already,
-                State::Moved => return Detached::Moved,
+                State::Moved | State::Void => return Detached::Moved,
                 s @ (State::Unattached | State::Attached) => {
                     if self.transition(s, State::Dead).is_err() {
                         continue;
@@ -460,6 +475,21 @@ impl Header {
         retarget_owner: impl FnOnce(usize),
         forward: impl FnOnce(),
     ) {
+        self.complete_move_holding(attached, new, retarget_owner, forward);
+        new.abort_move(attached);
+    }
+
+    /// [`complete_move`](Self::complete_move) up to step 4: `new` stays `Moving` (nobody
+    /// detaches, zeroes, relocates or moves it) until the caller's
+    /// [`abort_move`](Self::abort_move) on it, so that the caller can still write the owner's
+    /// bytes in it, knowing it is alive.
+    pub(crate) fn complete_move_holding(
+        &self,
+        attached: bool,
+        new: &Header,
+        retarget_owner: impl FnOnce(usize),
+        forward: impl FnOnce(),
+    ) {
         let word = self.slot.load(Ordering::Acquire);
         new.slot.store(word, Ordering::Relaxed);
         new.set_state(State::Moving);
@@ -471,7 +501,6 @@ impl Header {
         self.write_begin();
         self.slot.store(DISABLED, Ordering::Release);
         self.write_end();
-        new.abort_move(attached);
     }
 
     /// Word `w` of the header's cells and the slot they were read from (0: none), read as
@@ -571,21 +600,29 @@ impl Header {
 mod tests {
     use super::*;
 
-    /// A new header is all zero bytes, and zeroed memory is a new header: unattached, and
-    /// its slot word sends per-CPU operations to the slow path. What lets a header live in a
-    /// `static`, or in a page the OS hands back zeroed.
+    /// Zeroed memory is a void header: no slot, its slot word sends per-CPU operations to
+    /// the slow path, it reads as moved, and no transition takes it (no attach, detach, claim
+    /// or move). What a late user of a tombstone whose page went back to the OS finds.
     #[test]
-    fn zeroed_memory_is_an_unattached_header() {
-        let new = Header::new();
-        // SAFETY: `Header` is repr(C) atomics with no padding (asserted above: 16 bytes of
-        // fields), so its 16 bytes may be read as plain bytes.
-        let bytes: [u8; 16] = unsafe { core::mem::transmute_copy(&new) };
-        assert_eq!(bytes, [0; 16]);
+    fn zeroed_memory_is_a_void_header() {
         // SAFETY: all zeros is a valid value of every atomic field.
         let zeroed: Header = unsafe { core::mem::zeroed() };
-        assert_eq!(zeroed.state(), State::Unattached);
+        assert_eq!(zeroed.state(), State::Void);
         assert!(!zeroed.is_attached());
+        assert!(zeroed.is_moved());
         assert_eq!(zeroed.cells(), 0);
+        assert!(!zeroed.begin_attach());
+        assert_eq!(zeroed.begin_detach(), Detached::Moved);
+        assert_eq!(zeroed.begin_take(), Taken::Moved);
+        assert_eq!(zeroed.begin_move(None), None);
+        assert!(!zeroed.try_claim(0));
+        // SAFETY: `Header` is repr(C) atomics with no padding (asserted above: 16 bytes of
+        // fields), so its 16 bytes may be read as plain bytes: none was written.
+        let bytes: [u8; 16] = unsafe { core::mem::transmute_copy(&zeroed) };
+        assert_eq!(bytes, [0; 16], "no refusal wrote to it");
+        let new = Header::new();
+        assert_eq!(new.state(), State::Unattached);
+        assert_eq!(new.cells(), 0);
         let params = pcpu_rseq::FoldParams::new(8, pcpu_rseq::possible_cpus(), 4);
         // SAFETY: the slot word is zero: no cell is addressed.
         assert!(unsafe { pcpu_rseq::add_fold_with(zeroed.slot_word(), &params, 1) }.is_err());

@@ -42,7 +42,8 @@ impl Space {
     ///
     /// # Safety
     /// - `old` is unattached, or attached through this space;
-    /// - `new` is a new header (all zero bytes), that nobody else reaches before `forward`
+    /// - `new` is a new header ([`Header::new`], or zeroed memory), that nobody else reaches
+    ///   before `forward`
     ///   publishes it, and from now on obeys [`attach`](Self::attach)'s contract;
     /// - `old`'s memory stays mapped for the life of the space and never holds another header:
     ///   an adder or reader that loaded its address before the move may still read it, and
@@ -77,21 +78,28 @@ impl Space {
     /// claimed (one being attached, relocated, zeroed, moved or dropped is skipped); `keep`
     /// may still leave it where it is (it runs behind a full fence after the claim, so an
     /// owner's lock taken before its own fence and check of [`Header::state`] is seen, or sees
-    /// `Moving`); `place()` gives its new header (all zero bytes; `None` ends the round);
-    /// `forward(old, new)` records the move before anyone can see `old` moved.
+    /// `Moving`); `place()` gives its new header ([`Header::new`] or zeroed memory; `None` ends the
+    /// round);
+    /// `forward(old, new)` records the move before anyone can see `old` moved. Then, per batch,
+    /// one grace period (`pcpu_rseq::synchronize`: no add through an old header is in flight
+    /// after it), and `merge(old, new)` for each move, with `new` still claimed (alive: its
+    /// owner cannot drop it yet), for what adds through `old` changed in the owner's bytes
+    /// meanwhile.
     ///
     /// Runs under the compaction mutex and the owner-lane handshake, as a compaction does: a
     /// header named by an owner lane is not freed while it may be read here (detach answers
     /// [`Release::AfterEpoch`](crate::Release::AfterEpoch) meanwhile).
     ///
     /// # Errors
-    /// The heap could not hold the list of slots; nothing was moved.
+    /// The heap could not hold the bookkeeping (nothing was moved), or a grace period failed
+    /// (the batch's moves stand, merged anyway, and the round stops).
     ///
     /// # Safety
     /// - every header attached through this space obeys [`move_header`](Self::move_header)'s
     ///   contract for `old` when `wanted` accepts its address: its memory stays mapped and
     ///   never holds another header once moved;
-    /// - each header `place` gives is new (all zero bytes), reached by nobody else, and from
+    /// - each header `place` gives is new ([`Header::new`] or zeroed memory), reached by nobody
+    ///   else, and from
     ///   now on obeys [`attach`](Self::attach)'s contract; the ones not used are handed to
     ///   `unplace`.
     pub unsafe fn move_headers(
@@ -101,7 +109,11 @@ impl Space {
         mut place: impl FnMut() -> Option<NonNull<Header>>,
         mut unplace: impl FnMut(NonNull<Header>),
         mut forward: impl FnMut(&Header, &Header),
+        mut merge: impl FnMut(&Header, &Header),
     ) -> Result<HeaderMoves, MigrateError> {
+        let oom = |n: usize, each: usize| MigrateError::OutOfMemory {
+            bytes: n.saturating_mul(each),
+        };
         let _serialised = self.compact_lock.lock();
         // Announce before reading any owner lane (pairs with the fence in detach).
         let _announced = self.compactions.announce();
@@ -110,65 +122,89 @@ impl Space {
             let n = pool.stats().assigned;
             slots
                 .try_reserve_exact(n)
-                .map_err(|_| MigrateError::OutOfMemory {
-                    bytes: n.saturating_mul(size_of::<usize>()),
-                })?;
+                .map_err(|_| oom(n, size_of::<usize>()))?;
             for set in pool.pagesets() {
                 slots.extend(pool.live_slots(set.id).map(|s| s.addr()));
             }
             Ok::<(), MigrateError>(())
         })?;
+        let mut batch: Vec<(&Header, &Header)> = Vec::new();
+        let n = slots.len().min(BATCH);
+        batch
+            .try_reserve_exact(n)
+            .map_err(|_| oom(n, size_of::<(usize, usize)>()))?;
         let mut report = HeaderMoves::default();
-        'batches: for chunk in slots.chunks(BATCH) {
-            let _guard = pcpu_rseq::epoch::pin();
-            for &slot in chunk {
-                // SAFETY: listed live under the pool lock; its pageset stays mapped, since only
-                // `release`, which takes the compaction mutex we hold, unmaps.
-                let lane = unsafe { self.owner_word(slot) };
-                let named = owner::header_of(lane.load(Ordering::Acquire));
-                if named == 0 || !wanted(named) {
-                    continue;
+        for chunk in slots.chunks(BATCH) {
+            batch.clear();
+            {
+                let _guard = pcpu_rseq::epoch::pin();
+                for &slot in chunk {
+                    // SAFETY: listed live under the pool lock; its pageset stays mapped, since
+                    // only `release`, which takes the compaction mutex we hold, unmaps.
+                    let lane = unsafe { self.owner_word(slot) };
+                    let named = owner::header_of(lane.load(Ordering::Acquire));
+                    if named == 0 || !wanted(named) {
+                        continue;
+                    }
+                    // SAFETY: a non-zero owner lane names a live header, or one whose memory
+                    // the handshake keeps from reuse while our guard is held (we announced
+                    // first). Once claimed, it outlives the guard: its detach waits for
+                    // `Moving` to end, and a moved header's memory is never freed (caller).
+                    let old = unsafe { &*(named as *const Header) };
+                    let Some(attached) = old.begin_move(Some(slot)) else {
+                        report.skipped += 1;
+                        continue;
+                    };
+                    debug_assert!(attached, "claimed through its slot");
+                    pcpu_rseq::sync::fence(Ordering::SeqCst);
+                    if keep(old) {
+                        old.abort_move(attached);
+                        report.skipped += 1;
+                        continue;
+                    }
+                    let Some(new) = place() else {
+                        old.abort_move(attached);
+                        report.out_of_room = true;
+                        break;
+                    };
+                    // SAFETY: a new header from `place`, ours until `forward` publishes it,
+                    // and claimed (`Moving`) by us from then until the merge below.
+                    let new: &Header = unsafe { &*new.as_ptr() };
+                    let new_addr = new as *const Header as usize;
+                    if !owner::fits(new_addr) {
+                        old.abort_move(attached);
+                        unplace(NonNull::from(new));
+                        report.skipped += 1;
+                        continue;
+                    }
+                    old.complete_move_holding(
+                        attached,
+                        new,
+                        |cells| {
+                            debug_assert_eq!(cells, slot);
+                            let home = owner::home_of(lane.load(Ordering::Acquire));
+                            // Release: a compactor that reads `new` from the lane sees it.
+                            lane.store(owner::word(new_addr, home), Ordering::Release);
+                        },
+                        || forward(old, new),
+                    );
+                    batch.push((old, new));
                 }
-                // SAFETY: a non-zero owner lane names a live header, or one whose memory the
-                // handshake keeps from reuse while our guard is held (we announced first).
-                let old = unsafe { &*(named as *const Header) };
-                let Some(attached) = old.begin_move(Some(slot)) else {
-                    report.skipped += 1;
-                    continue;
-                };
-                debug_assert!(attached, "claimed through its slot");
-                pcpu_rseq::sync::fence(Ordering::SeqCst);
-                if keep(old) {
-                    old.abort_move(attached);
-                    report.skipped += 1;
-                    continue;
-                }
-                let Some(new) = place() else {
-                    old.abort_move(attached);
-                    report.out_of_room = true;
-                    break 'batches;
-                };
-                // SAFETY: a new header from `place`, ours until `forward` publishes it.
-                let new_ref = unsafe { new.as_ref() };
-                let new_addr = new.as_ptr() as usize;
-                if !owner::fits(new_addr) {
-                    old.abort_move(attached);
-                    unplace(new);
-                    report.skipped += 1;
-                    continue;
-                }
-                old.complete_move(
-                    attached,
-                    new_ref,
-                    |cells| {
-                        debug_assert_eq!(cells, slot);
-                        let home = owner::home_of(lane.load(Ordering::Acquire));
-                        // Release: a compactor that reads `new` from the lane sees it whole.
-                        lane.store(owner::word(new_addr, home), Ordering::Release);
-                    },
-                    || forward(old, new_ref),
-                );
-                report.moved += 1;
+            }
+            // Not pinned: on the portable backend the grace period waits for every pin.
+            let grace = if batch.is_empty() {
+                Ok(())
+            } else {
+                pcpu_rseq::synchronize()
+            };
+            for &(old, new) in &batch {
+                merge(old, new);
+                new.abort_move(true);
+            }
+            report.moved += batch.len();
+            grace.map_err(MigrateError::Fence)?;
+            if report.out_of_room {
+                break;
             }
         }
         Ok(report)

@@ -195,7 +195,8 @@ fn move_headers_moves_the_wanted_attached_headers() {
     let slots: HashMap<usize, usize> = live.iter().map(|h| (addr(h), slot_of(h))).collect();
     let mut placed = 0;
     let mut unplaced = 0;
-    let mut forwards = HashMap::new();
+    let forwards = std::cell::RefCell::new(HashMap::new());
+    let mut merged = 0;
     // SAFETY: every header stays alive (leaked or in `live`) for the rest of the test, and
     // none is reused; `place` gives new boxed headers, leaked.
     let report = unsafe {
@@ -210,7 +211,13 @@ fn move_headers_moves_the_wanted_attached_headers() {
                 Some(NonNull::from(Box::leak(Box::new(Header::new()))))
             },
             |_| unplaced += 1,
-            |old, new| assert!(forwards.insert(addr(old), addr(new)).is_none()),
+            |old, new| assert!(forwards.borrow_mut().insert(addr(old), addr(new)).is_none()),
+            |old, new| {
+                assert_eq!(new.state(), State::Moving, "merged while still claimed");
+                let recorded = forwards.borrow().get(&addr(old)).copied();
+                assert_eq!(recorded, Some(addr(new)), "merged once moved");
+                merged += 1;
+            },
         )
     }
     .unwrap();
@@ -218,6 +225,8 @@ fn move_headers_moves_the_wanted_attached_headers() {
     assert_eq!(report.skipped, 1);
     assert!(!report.out_of_room);
     assert_eq!((placed, unplaced), (wanted.len() - 1, 0));
+    assert_eq!(merged, report.moved);
+    let forwards = forwards.into_inner();
     for h in &live {
         let a = addr(h);
         match forwards.get(&a) {
