@@ -11,9 +11,11 @@
 //! slot yet, or being relocated): then per-CPU operations report the slow path and the
 //! owner's central fallback takes the update. The readers' view is the word without the mark:
 //! the slot whose cells hold the per-CPU part of the value (0 if none). An all-zero header is
-//! therefore an unattached one, slot word and state alike. A relocation disables the word, so while it copies, readers still
-//! read the old cells, which no adder writes any more (the grace period saw to that) and which
-//! therefore hold exactly what is being copied; one store then publishes the new slot to both.
+//! therefore an unattached one, slot word and state alike.
+//!
+//! A relocation disables the word, so while it copies, readers still read the old cells,
+//! which no adder writes any more (the grace period saw to that) and which therefore hold
+//! exactly what is being copied; one store then publishes the new slot to both.
 //! That store sits in a `seq` write section, and so does `set`'s zeroing of cells in place.
 //!
 //! Readers take no guard and wait for no one: a reader that loaded the old slot may read its
