@@ -13,9 +13,11 @@
 //! the slot whose cells hold the per-CPU part of the value (0 if none). An all-zero header has
 //! no slot in either view, and its state is [`State::Void`], which no transition takes: what
 //! a moved header's tombstone reads once its page went back to the OS, so that nobody holding
-//! its old address can attach, detach or claim it. A relocation disables the word, so while
-//! it copies, readers still read the old cells, which no adder writes any more (the grace period saw to that) and which
-//! therefore hold exactly what is being copied; one store then publishes the new slot to both.
+//! its old address can attach, detach or claim it.
+//!
+//! A relocation disables the word, so while it copies, readers still read the old cells,
+//! which no adder writes any more (the grace period saw to that) and which therefore hold
+//! exactly what is being copied; one store then publishes the new slot to both.
 //! That store sits in a `seq` write section, and so does `set`'s zeroing of cells in place.
 //!
 //! Readers take no guard and wait for no one: a reader that loaded the old slot may read its

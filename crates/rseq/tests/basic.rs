@@ -2,8 +2,7 @@
 
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
 use pcpu_rseq::{
-    slot_cells, slot_word, FoldParams, Mode, PercpuStacks, Registration, StackMiss, DISABLED,
-    MAX_FOLD,
+    slot_word, FoldParams, Mode, PercpuStacks, Registration, StackMiss, DISABLED, MAX_FOLD,
 };
 
 fn cells(n: usize) -> Vec<AtomicI64> {
@@ -45,7 +44,7 @@ fn mode_matches_environment() {
 fn add_and_take_are_exact() {
     let ncpu = pcpu_rseq::possible_cpus();
     let cells = cells(ncpu);
-    let slot = AtomicUsize::new(pcpu_rseq::slot_word(cells.as_ptr() as usize));
+    let slot = AtomicUsize::new(slot_word(cells.as_ptr() as usize));
     // Batch MAX_FOLD never folds: plain per-CPU adds.
     let plain = FoldParams::new(8, ncpu, MAX_FOLD);
     for i in 0..1000 {
@@ -64,8 +63,8 @@ fn add_and_take_are_exact() {
 fn disabled_slot_takes_slow_path_and_writes_nothing() {
     let ncpu = pcpu_rseq::possible_cpus();
     let cells = cells(ncpu);
-    // A live word with its mark taken off (a relocation in progress), and zero (no slot).
-    for word in [slot_cells(slot_word(cells.as_ptr() as usize)), DISABLED] {
+    // The cells' address without `LIVE` (a relocation in progress), and zero (no slot).
+    for word in [cells.as_ptr() as usize, DISABLED] {
         let slot = AtomicUsize::new(word);
         for batch in [1, 4, MAX_FOLD] {
             let params = FoldParams::new(8, ncpu, batch);
@@ -82,7 +81,7 @@ fn disabled_slot_takes_slow_path_and_writes_nothing() {
 /// is a disabled one: the indexed section, a counter's hot path, leaves for the slow path
 /// before it computes a cell address from the zero word.
 #[test]
-fn zeroed_slot_word_takes_slow_path_through_every_reach() {
+fn zeroed_site_takes_slow_path_in_the_indexed_section() {
     #[repr(C)]
     struct Site {
         slot: AtomicUsize,
@@ -230,7 +229,7 @@ fn add_fold_with_offset_touches_only_its_word() {
     let ncpu = pcpu_rseq::possible_cpus();
     // Two words per CPU: stride 16, the second word at offset 8.
     let words = cells(2 * ncpu);
-    let slot = AtomicUsize::new(pcpu_rseq::slot_word(words.as_ptr() as usize));
+    let slot = AtomicUsize::new(slot_word(words.as_ptr() as usize));
     let params = FoldParams::new(16, ncpu, 16);
     let mut central = 0;
     for _ in 0..100 {
@@ -267,7 +266,7 @@ fn add_fold_through_follows_the_pointer() {
     let wide = FoldParams::new(8, ncpu, MAX_FOLD);
     let every_add = FoldParams::new(8, ncpu, 1);
     let site = Site {
-        slot: AtomicUsize::new(pcpu_rseq::slot_word(c.as_ptr() as usize)),
+        slot: AtomicUsize::new(slot_word(c.as_ptr() as usize)),
         params: std::sync::atomic::AtomicPtr::new(&wide as *const FoldParams as *mut _),
     };
     let slot = (&site as *const Site).cast::<AtomicUsize>();
@@ -308,7 +307,7 @@ fn add_fold_indexed_follows_the_index() {
     ])
     .unwrap();
     let site = Site {
-        slot: AtomicUsize::new(pcpu_rseq::slot_word(c.as_ptr() as usize)),
+        slot: AtomicUsize::new(slot_word(c.as_ptr() as usize)),
         index: std::sync::atomic::AtomicU16::new(entries[0].key()),
     };
     let slot = (&site as *const Site).cast::<AtomicUsize>();

@@ -7,7 +7,7 @@
 
 use loom::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use loom::sync::Arc;
-use pcpu_rseq::{FoldParams, PercpuStacks, StackMiss, LIVE, MAX_FOLD};
+use pcpu_rseq::{slot_word, FoldParams, PercpuStacks, StackMiss, LIVE, MAX_FOLD};
 
 /// A push racing with a stopper that drains the stack: the item ends up exactly once, either
 /// drained or still on the stack, or is reported back to the pusher as not pushed.
@@ -86,9 +86,7 @@ fn add_against_disable_and_fold() {
     loom::model(|| {
         let cells: Arc<[AtomicI64; 2]> = Arc::new([AtomicI64::new(0), AtomicI64::new(0)]);
         let central = Arc::new(AtomicI64::new(0));
-        let slot = Arc::new(AtomicUsize::new(pcpu_rseq::slot_word(
-            cells.as_ptr() as usize
-        )));
+        let slot = Arc::new(AtomicUsize::new(slot_word(cells.as_ptr() as usize)));
         let stride = std::mem::size_of::<AtomicI64>();
         let adder = {
             let (cells, central, slot) =
@@ -134,9 +132,7 @@ fn fold_is_never_counted_twice_by_a_reader() {
     loom::model(|| {
         let cells: Arc<[AtomicI64; 1]> = Arc::new([AtomicI64::new(0)]);
         let central = Arc::new(AtomicI64::new(0));
-        let slot = Arc::new(AtomicUsize::new(pcpu_rseq::slot_word(
-            cells.as_ptr() as usize
-        )));
+        let slot = Arc::new(AtomicUsize::new(slot_word(cells.as_ptr() as usize)));
         let adder = {
             let (cells, central, slot) =
                 (Arc::clone(&cells), Arc::clone(&central), Arc::clone(&slot));
@@ -178,9 +174,7 @@ fn fold_is_never_counted_twice_by_a_reader() {
 fn lane_bound_is_raised_before_the_add() {
     loom::model(|| {
         let cells = Arc::new([AtomicI64::new(0), AtomicI64::new(0)]);
-        let slot = Arc::new(AtomicUsize::new(pcpu_rseq::slot_word(
-            cells.as_ptr() as usize
-        )));
+        let slot = Arc::new(AtomicUsize::new(slot_word(cells.as_ptr() as usize)));
         let bound = Arc::new(AtomicUsize::new(1));
         let done = Arc::new(loom::sync::atomic::AtomicBool::new(false));
         let (c2, s2, b2, d2) = (

@@ -3,7 +3,7 @@
 //! must touch.
 
 use pcpu_rseq::sync::{AtomicI64, AtomicUsize, Ordering};
-use pcpu_rseq::{slot_cells, slot_word, FoldParams, PercpuStacks, StackMiss, DISABLED, MAX_FOLD};
+use pcpu_rseq::{slot_word, FoldParams, PercpuStacks, StackMiss, DISABLED, MAX_FOLD};
 use proptest::prelude::*;
 
 const NCPU: usize = 5;
@@ -96,7 +96,7 @@ proptest! {
                     }
                 }
                 Op::Disable(keep) => {
-                    let word = if keep { slot_cells(slot_word(base)) } else { DISABLED };
+                    let word = if keep { base } else { DISABLED };
                     slot.store(word, Ordering::Release);
                     disabled = true;
                 }

@@ -107,9 +107,9 @@ macro_rules! rseq_section {
     };
 }
 
-/// Adds `delta` to the current CPU's cell (`*slot - LIVE + offset + cpu × stride`, with `stride` and
-/// `ncpu` read from the parameters); if the result reaches the batch in absolute value, stores
-/// 0 instead and reports the result (the caller moves it to a central count).
+/// Adds `delta` to the current CPU's cell (`*slot - LIVE + offset + cpu × stride`, with
+/// `stride` and `ncpu` read from the parameters); if the result reaches the batch in absolute
+/// value, stores 0 instead and reports the result (the caller moves it to a central count).
 ///
 /// The range check is one-sided: `UP` (for `delta ≥ 0`) folds when `cur > bias`, otherwise
 /// when `cur < -bias` (`bias = batch - 1`, with `-bias` kept as its own word). The cell held
@@ -144,8 +144,8 @@ macro_rules! rseq_section {
 ///
 /// # Safety
 /// `area` is this thread's registered rseq area. `slot` is readable; when its value carries
-/// `LIVE`, every cell `value - 1 + offset + c * stride` for `c < ncpu` is a writable, 8-aligned
-/// `i64` that only rseq sections (or a fenced owner) write. The parameters are valid for
+/// `LIVE`, every cell `value - 1 + offset + c * stride` for `c < ncpu` is a writable,
+/// 8-aligned `i64` that only rseq sections (or a fenced owner) write. The parameters are valid for
 /// reads; `delta ≥ 0` if `UP`, else `delta < 0`; `|delta| ≤ 2⁶²`.
 #[inline(always)]
 pub(crate) unsafe fn add_fold<const PARAMS_AFTER_SLOT: usize, const REACH: u8, const UP: bool>(
