@@ -410,6 +410,11 @@ impl PercpuCounter {
     #[inline(never)]
     unsafe fn add_slow(&self, h: usize, delta: i64) {
         if moved(h) {
+            if pcpu_rseq::in_slow_path() {
+                // A signal handler, or pcpu's own slow path: no lock (the fix-up takes the
+                // forward table's), the central count. A later add fixes the word up.
+                return self.add_central_at(h, delta);
+            }
             // The header moved ([`crate::forward`]): fix the state word up and add through the
             // header that took its place.
             let now = self.current();
@@ -431,7 +436,7 @@ impl PercpuCounter {
                 Err(_) => {}
             }
         }
-        self.add_central(delta);
+        self.add_central_at(h, delta);
     }
 
     /// The slow path of a header counter (its slot is disabled: none yet, or being moved;
@@ -441,6 +446,22 @@ impl PercpuCounter {
     fn add_central(&self, delta: i64) {
         self.words.count().fetch_add(delta, Ordering::Relaxed);
         self.domain().totals.slow_path_add();
+    }
+
+    /// [`add_central`](Self::add_central) for an add that went through the header at `h`,
+    /// with no lock and no fix-up on the way (async-signal-safe): the domain, for its count
+    /// of slow-path adds, comes from the header's tag, which a moved header keeps; a header
+    /// whose page went back (tag 0) goes uncounted there (the add itself is counted).
+    #[cold]
+    #[inline(never)]
+    fn add_central_at(&self, h: usize, delta: i64) {
+        self.words.count().fetch_add(delta, Ordering::Relaxed);
+        // SAFETY: a header address from the state word: the counter's block, or a tombstone's,
+        // which stays mapped.
+        let inner = unsafe { Self::inner_of(h) };
+        if inner.header.tag().load(Ordering::Relaxed) != 0 {
+            inner.domain().totals.slow_path_add();
+        }
     }
 
     /// An inline add to note ([`crate::lazy`]: from another CPU than the last one, or on a
@@ -1137,6 +1158,45 @@ mod tests {
         c.inc();
         assert_eq!(slow_path_adds(domain), 2 * n as u64);
         assert_eq!((c.sum(), other.sum()), (4 * n + 1, 2 * n));
+    }
+
+    /// An add in a signal handler scope to a counter whose header moved takes no lock (the
+    /// fix-up takes the forward table's, which the interrupted code may hold): it goes to the
+    /// central count, counted exactly, while another thread holds the table's lock.
+    #[test]
+    #[cfg_attr(miri, ignore)] // compaction maps and releases real memory
+    fn a_moved_counter_adds_in_a_signal_scope_without_the_forward_lock() {
+        use std::sync::mpsc;
+        let domain = per_cpu_domain();
+        let all = PercpuCounter::new_many_in(domain, 50_000, 1).unwrap();
+        let kept: Vec<PercpuCounter> = all.into_iter().step_by(10).collect();
+        domain.compact().unwrap();
+        assert!(domain.stats().totals.headers_moved > 0, "nothing moved");
+        let (locked_tx, locked_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _table = crate::forward::lock_for_test();
+            locked_tx.send(()).unwrap();
+            // Let go after the adds, or (the adds blocked on this lock) after a long while.
+            done_rx
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .is_ok()
+        });
+        locked_rx.recv().unwrap();
+        {
+            let _scope = pcpu_rseq::signal_handler_scope();
+            for c in &kept {
+                c.add(2);
+            }
+        }
+        done_tx.send(()).unwrap();
+        assert!(
+            holder.join().unwrap(),
+            "the adds waited for the forward table's lock"
+        );
+        for c in &kept {
+            assert_eq!(c.sum(), 3);
+        }
     }
 
     fn to_lane_1() {

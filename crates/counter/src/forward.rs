@@ -82,3 +82,9 @@ pub(crate) fn fix_up(word: &AtomicUsize, seen: usize) -> usize {
 pub(crate) fn pending() -> usize {
     table().as_ref().map_or(0, HashMap::len)
 }
+
+/// Holds the table's lock, for tests that show a path does not take it.
+#[cfg(test)]
+pub(crate) fn lock_for_test() -> MutexGuard<'static, Option<HashMap<usize, usize>>> {
+    table()
+}

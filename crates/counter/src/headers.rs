@@ -10,10 +10,19 @@
 //! refilled with whole free cache lines first, and a block goes back to the magazine it came
 //! from (see [`HeaderStore::retire`]), so two CPUs' counters do not share a header line.
 //!
-//! A header is never moved (a counter word points at it), so a header page stays resident
-//! while it holds one live header; only the per-CPU cells, which relocation moves, are
-//! compacted. Retiring a header whose address a compactor may have read waits for an epoch
-//! grace period first, exactly as the heap blocks before it did ([`HeaderStore::retire`]).
+//! A counter's state word points at its header, and the user may move the counter (its two
+//! words) at any time, so nothing can find the state words that name a header. Compaction
+//! ([`HeaderStore::compact`], from [`Domain::compact`](crate::Domain::compact)) moves a
+//! single counter's header all the same, by moving its *identity*: the live headers of a
+//! sparse pageset get new blocks elsewhere (`pcpu_migrate::Space::move_headers`: same slot,
+//! state and owner bytes), each move is recorded in [`crate::forward`], and the old block
+//! becomes a tombstone that is never handed out again (`pcpu_pageset::Pool::retire`) while its
+//! page goes back to the OS once no live block is left on it. A counter finds out the first
+//! time a slow path of its own, a `sum`, `set` or drop looks at the header, and fixes its state
+//! word up (an add through a tombstone takes the slow path, which does). Groups keep their
+//! headers in a store of their own, which never moves. Retiring a header whose address a
+//! compactor may have read waits for an epoch grace period first, exactly as the heap blocks
+//! before it did ([`HeaderStore::retire`]).
 
 use crate::words::Words;
 use crate::CounterError;
@@ -125,7 +134,8 @@ impl HeaderStore {
         let (block, lane) = self.alloc(value)?;
         // SAFETY: a live block from this store, ours alone.
         let header = unsafe { block.as_ref() }.header();
-        // SAFETY: the header sits in a block of this store, which never moves; the block is
+        // SAFETY: the header sits in a block of this store, whose address stays mapped and,
+        // if a compaction moves the header, never holds another one (`compact`); the block is
         // given back only through `drop_block`, which detaches first and retires the block
         // as the detach's `Release` says.
         if let Err(e) = unsafe { space.attach(header) } {

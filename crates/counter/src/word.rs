@@ -13,8 +13,9 @@
 //! form once (never back): the state word then holds the header's address, and the inline
 //! count stays where it is, a part of the value that `read` and `sum` add in (adds that
 //! loaded the inline state just before the switch land there, so none is lost and nothing has
-//! to be moved). The header, unlike the counter's two words, never moves, so relocation can
-//! reach it whatever the user does with the value.
+//! to be moved). The header, unlike the counter's two words, stays at its address (or, moved
+//! by a compaction, leaves a tombstone there that leads to its new one: [`crate::forward`]), so
+//! relocation can reach it whatever the user does with the value.
 
 /// Tag of the inline form.
 pub(crate) const INLINE: usize = 1;
