@@ -659,25 +659,47 @@ impl PercpuCounter {
     pub fn sum(&self) -> i64 {
         // The count first (inside `Words::read`), then the cells: a concurrent fold can then
         // be missed (it is in flight) but never counted twice.
-        self.words.read(|mut h| loop {
+        self.words.read(|h| {
             // SAFETY: the address comes from this counter's state word: its header, or a
             // moved one's tombstone, which stays mapped.
             let inner = unsafe { Self::inner_of(h) };
             // Whatever the header's state: a slot being attached is already in the readers'
             // view before any add can reach it, so an add that returned is never missed.
-            // The level first: a slot read after it is one of the level's domain (a moved
-            // header keeps its tag; once its page is given back both read 0).
             let fold = inner.level().fold();
             // SAFETY: the header is attached through its domain's space (which lives for
             // the process), whose geometry the level's parameters copy; one word per CPU.
             let (slot, cells) = unsafe { inner.header.sum_word_at(fold.stride(), fold.ncpu(), 0) };
+            if slot == 0 {
+                // No slot: none yet, or the header moved.
+                return self.cells_without_slot();
+            }
+            cells
+        })
+    }
+
+    /// The cells of a counter whose header had no slot when `sum` read it: none yet (0), or
+    /// the header moved ([`crate::forward`]), and then the cells behind the header that took
+    /// its place, after fixing the state word up (the count, read before, stays the count).
+    /// Out of `sum`'s way, and reloading the state word rather than taking the address `sum`
+    /// read: keeping that address alive across the read cost `sum` 0.04 ns more (row 9:
+    /// 2.45 ns against 2.41, and 2.29 with no check at all; `--scenario read`, 3 alternating
+    /// runs each).
+    #[cold]
+    #[inline(never)]
+    fn cells_without_slot(&self) -> i64 {
+        loop {
+            let h = self.current();
+            // SAFETY: as in `sum`: the counter's header, or a tombstone's, which stays mapped.
+            let inner = unsafe { Self::inner_of(h) };
+            // The level first: a slot read after it is one of the level's domain (a moved
+            // header keeps its tag; once its page is given back both read 0).
+            let fold = inner.level().fold();
+            // SAFETY: as in `sum`.
+            let (slot, cells) = unsafe { inner.header.sum_word_at(fold.stride(), fold.ncpu(), 0) };
             if slot != 0 || !moved(h) {
                 return cells;
             }
-            // No cells behind a moved header: read them behind the one that took its place
-            // (the count, read before, stays the count).
-            h = crate::forward::fix_up(self.words.state_word(), h);
-        })
+        }
     }
 
     /// [`sum`](Self::sum), never below zero.
