@@ -622,3 +622,42 @@ fn header_move_against_take_and_add() {
         assert_eq!(live.state(), State::Attached, "per-CPU operation back on");
     });
 }
+
+/// A header move, then a relocation of the slot through the new header (the compactor's own
+/// code, as the next compaction finds it through the owner lane), against an add that may
+/// have loaded the old header's address before either: the add counts exactly once, and
+/// nothing reaches the old cells after they were given back (scribbled on at once).
+#[test]
+fn header_move_then_relocation_against_add() {
+    loom::model(|| {
+        let m = MovedWorld::new([3, 4]);
+        let adder = {
+            let m = Arc::clone(&m);
+            loom::thread::spawn(move || m.add())
+        };
+        assert!(m.do_move(), "an attached header can be moved");
+        m.new.model_relocate_cells(&m.world.old, &m.world.new, true);
+        adder.join().unwrap();
+        assert_eq!(m.read(), 8, "the add counts exactly once");
+        assert_eq!(m.new.cells(), m.world.new.as_ptr() as usize);
+    });
+}
+
+/// The same against a read that may hold the old header's address: it reads 7 whichever
+/// header and slot it meets, never the old cells after they were given back.
+#[test]
+fn header_move_then_relocation_against_read() {
+    loom::model(|| {
+        let m = MovedWorld::new([3, 4]);
+        let reader = {
+            let m = Arc::clone(&m);
+            loom::thread::spawn(move || m.read())
+        };
+        assert!(m.do_move(), "an attached header can be moved");
+        // No adder runs: no grace period (see `relocate_with`).
+        m.new
+            .model_relocate_cells(&m.world.old, &m.world.new, false);
+        assert_eq!(reader.join().unwrap(), 7, "a quiescent read is exact");
+        assert_eq!(m.read(), 7);
+    });
+}
