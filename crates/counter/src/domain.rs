@@ -438,7 +438,7 @@ impl Domain {
     /// Moves single counters' headers out of sparse header pages and gives those back
     /// ([`HeaderStore::compact`]).
     fn compact_headers(&self) -> Result<(), CounterError> {
-        use crate::counter::header_moves;
+        use crate::flags::header_moves;
         let moves = self.headers.compact(
             &self.space,
             self.policy.occupancy_below,

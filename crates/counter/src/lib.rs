@@ -81,6 +81,8 @@ mod domain;
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
+mod flags;
+#[cfg(not(loom))]
 mod forward;
 #[cfg(not(loom))]
 mod group;
