@@ -415,8 +415,9 @@ impl Domain {
 
     /// Moves live counters out of sparse pagesets and gives the emptied memory back: per-CPU
     /// memory, and header storage. A single counter's header moves too, out of a sparse page
-    /// of headers (its state word is fixed up the next time the counter looks at it:
-    /// [`crate::forward`]); a group's header stays where it is.
+    /// of headers (its state word is fixed up the next time the counter looks at it, from a
+    /// record of the move: `docs/PROTOCOLS.md`, "Moving a header"); a group's header stays
+    /// where it is.
     ///
     /// # Errors
     /// A grace period or the pool failed; no update is lost either way.
