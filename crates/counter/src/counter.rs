@@ -12,9 +12,9 @@ use pcpu_rseq::sync::{yield_now, Ordering};
 use std::cmp::Ordering as Cmp;
 
 /// The header block of a counter that has left the inline form ([`crate::word`]): 16 bytes
-/// of the domain's header storage ([`crate::headers`]), at a fixed address for the counter's
-/// life, holding the relocatable [`Header`] alone. The counter's state word holds its
-/// address.
+/// of the domain's header storage ([`crate::headers`]), holding the relocatable [`Header`]
+/// alone. The counter's state word holds its address; a compaction may move it to another
+/// block, leaving a tombstone that leads there ([`crate::forward`]).
 ///
 /// An add reads the slot word and the level's key (the header's tag), both here, and then
 /// its level's fold parameters, which the domain keeps for all its counters in pcpu-rseq's
@@ -228,7 +228,8 @@ impl PercpuCounter {
     #[inline]
     fn current(&self) -> usize {
         let mut w = self.load();
-        while !word::is_inline(w) && moved(w) {
+        // SAFETY: a header address from the state word.
+        while !word::is_inline(w) && unsafe { moved(w) } {
             let now = crate::forward::fix_up(self.words.state_word(), w);
             debug_assert!(now != w, "a moved header {w:#x} has no forward record");
             if now == w {
@@ -250,7 +251,8 @@ impl PercpuCounter {
             // SAFETY: a header address from the state word: the counter's block, or a
             // tombstone's, which stays mapped.
             let r = f(unsafe { Self::inner_of(w) });
-            if !moved(w) {
+            // SAFETY: a header address from the state word.
+            if !unsafe { moved(w) } {
                 return Some(r);
             }
         }
@@ -399,11 +401,13 @@ impl PercpuCounter {
     #[cold]
     #[inline(never)]
     unsafe fn add_slow(&self, h: usize, delta: i64) {
-        if moved(h) {
+        // SAFETY: forwarded from the caller.
+        if unsafe { moved(h) } {
             if pcpu_rseq::in_slow_path() {
                 // A signal handler, or pcpu's own slow path: no lock (the fix-up takes the
                 // forward table's), the central count. A later add fixes the word up.
-                return self.add_central_at(h, delta);
+                // SAFETY: forwarded from the caller.
+                return unsafe { self.add_central_at(h, delta) };
             }
             // The header moved ([`crate::forward`]): fix the state word up and add through the
             // header that took its place.
@@ -426,31 +430,29 @@ impl PercpuCounter {
                 Err(_) => {}
             }
         }
-        self.add_central_at(h, delta);
+        // SAFETY: forwarded from the caller.
+        unsafe { self.add_central_at(h, delta) };
     }
 
-    /// The slow path of a header counter (its slot is disabled: none yet, or being moved;
-    /// or this thread cannot run per-CPU operations): the counter's own count.
-    #[cold]
-    #[inline(never)]
-    fn add_central(&self, delta: i64) {
-        self.words.count().fetch_add(delta, Ordering::Relaxed);
-        self.domain().totals.slow_path_add();
-    }
-
-    /// [`add_central`](Self::add_central) for an add that went through the header at `h`,
-    /// with no lock and no fix-up on the way (async-signal-safe): the domain, for its count
+    /// The slow path of a header counter (its slot is disabled: none yet, being relocated, or
+    /// the header moved; or this thread cannot run per-CPU operations): the counter's own
+    /// count. For an add that went through the header at `h`, with no lock and no fix-up on
+    /// the way (async-signal-safe): the domain, for its count
     /// of slow-path adds, comes from the header's tag, which a moved header keeps; a header
     /// whose page went back (tag 0) goes uncounted there (the add itself is counted).
+    ///
+    /// # Safety
+    /// `h` is a header address this counter's state word held.
     #[cold]
     #[inline(never)]
-    fn add_central_at(&self, h: usize, delta: i64) {
+    unsafe fn add_central_at(&self, h: usize, delta: i64) {
         self.words.count().fetch_add(delta, Ordering::Relaxed);
-        // SAFETY: a header address from the state word: the counter's block, or a tombstone's,
-        // which stays mapped.
+        // SAFETY: the counter's block, or a tombstone's, which stays mapped (caller).
         let inner = unsafe { Self::inner_of(h) };
-        if inner.header.tag().load(Ordering::Relaxed) != 0 {
-            inner.domain().totals.slow_path_add();
+        // Read once: a page given back between two reads would name the global domain.
+        let tag = inner.header.tag().load(Ordering::Relaxed);
+        if tag != 0 {
+            Domain::by_index(Level(tag).domain()).totals.slow_path_add();
         }
     }
 
@@ -522,9 +524,21 @@ impl PercpuCounter {
     /// ```
     #[inline]
     pub fn add_batch(&self, delta: i64, batch: i64) {
-        let w = self.current();
+        // No fix-up (its lock) inside a slow path or a signal handler scope.
+        let w = if pcpu_rseq::in_slow_path() {
+            self.load()
+        } else {
+            self.current()
+        };
         if word::is_inline(w) {
             return self.add(delta);
+        }
+        // SAFETY: a header address from the state word.
+        if unsafe { moved(w) } {
+            // Moved just now, or not fixed up here: the central count, writing nothing into
+            // the tombstone.
+            // SAFETY: as above.
+            return unsafe { self.add_central_at(w, delta) };
         }
         // SAFETY: a header address, live while `self` is.
         let inner = unsafe { Self::inner_of(w) };
@@ -553,7 +567,8 @@ impl PercpuCounter {
                 Err(_) => break,
             }
         }
-        self.add_central(delta);
+        // SAFETY: a header address from the state word.
+        unsafe { self.add_central_at(w, delta) };
     }
 
     /// Moves what an `add` took out of this CPU's cell into the central count, and widens the
@@ -566,7 +581,8 @@ impl PercpuCounter {
         // Release: a `sum` that sees this count (loading it first, `Acquire`) sees the cell
         // emptied, so it never counts `moved` twice.
         self.central().fetch_add(moved, Ordering::Release);
-        if self::moved(w) {
+        // SAFETY: forwarded from the caller.
+        if unsafe { self::moved(w) } {
             // A fold through a header that has moved since: no widening through it.
             return;
         }
@@ -592,12 +608,14 @@ impl PercpuCounter {
             return;
         };
         // Relaxed: the levels were written before the domain was shared. Should another
-        // fold have widened the counter meanwhile, it stays where that one put it.
-        if inner
-            .header
-            .tag()
-            .compare_exchange(level.0, wider.0, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
+        // fold have widened the counter meanwhile, it stays where that one put it. Loaded
+        // first: the compare-and-swap writes even when it fails, and a header that moved
+        // since the fold (its page given back, reading 0) is not to be written.
+        let tag = inner.header.tag();
+        if tag.load(Ordering::Relaxed) != level.0
+            || tag
+                .compare_exchange(level.0, wider.0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
         {
             return;
         }
@@ -686,7 +704,8 @@ impl PercpuCounter {
             let fold = inner.level().fold();
             // SAFETY: as in `sum`.
             let (slot, cells) = unsafe { inner.header.sum_word_at(fold.stride(), fold.ncpu(), 0) };
-            if slot != 0 || !moved(h) {
+            // SAFETY: a header address from the state word.
+            if slot != 0 || !unsafe { moved(h) } {
                 return cells;
             }
         }
@@ -858,12 +877,19 @@ impl PercpuCounter {
             // tombstone's, which stays mapped.
             let header = unsafe { &Self::inner_of(w).header };
             let flags = header.spare();
+            // Look first: a header moved just now is not written (its page may have gone
+            // back to the OS).
+            // SAFETY: a header address from the state word.
+            if unsafe { moved(w) } {
+                continue;
+            }
             if flags.fetch_or(Flags::LOCK, Ordering::SeqCst) & Flags::LOCK != 0 {
                 yield_now();
                 continue;
             }
             pcpu_rseq::sync::fence(Ordering::SeqCst);
-            if moved(w) || header.state() == pcpu_migrate::State::Moving {
+            // SAFETY: a header address from the state word.
+            if unsafe { moved(w) } || header.state() == pcpu_migrate::State::Moving {
                 flags.fetch_and(!Flags::LOCK, Ordering::Release);
                 yield_now();
                 continue;
@@ -999,11 +1025,13 @@ impl Drop for PercpuCounter {
 /// True if the header at `h` was moved to another address ([`crate::forward`]): a tombstone
 /// ([`Header::is_moved`]), or zeros once its page went back to the OS (a counter header's tag,
 /// its level's fold-table key, is never 0).
+///
+/// # Safety
+/// `h` is a header address a counter's state word held: a block of header storage, which
+/// stays mapped for the process (a pageset holding a moved-out block is never unmapped).
 #[inline]
-fn moved(h: usize) -> bool {
-    // SAFETY: `h` is a header address from a counter's state word: a block of header storage,
-    // which stays mapped for the process (a pageset holding a moved-out block is never
-    // unmapped).
+unsafe fn moved(h: usize) -> bool {
+    // SAFETY: the caller's.
     let header = unsafe { &*(h as *const Header) };
     header.tag().load(Ordering::Relaxed) == 0 || header.is_moved()
 }
@@ -1169,6 +1197,41 @@ mod tests {
             "the adds waited for the forward table's lock"
         );
         for c in &kept {
+            assert_eq!(c.sum(), 3);
+        }
+    }
+
+    /// A signal handler that opened no scope, interrupting this thread while it holds the
+    /// forward table's lock (a `sum` fixing a counter up), and adding to another moved
+    /// counter, must not wait for that lock (its own thread holds it): the holder is marked in
+    /// a slow path, so the add goes to the central count. Emulated without a signal: the adds
+    /// run on the thread that holds the lock; without the mark they would wait forever (the
+    /// waiter gives up after 30 s and the test fails).
+    #[test]
+    #[cfg_attr(miri, ignore)] // compaction maps and releases real memory
+    fn an_add_under_the_forward_lock_on_its_own_thread_does_not_wait_for_it() {
+        use std::sync::mpsc;
+        let domain = per_cpu_domain();
+        let all = PercpuCounter::new_many_in(domain, 50_000, 1).unwrap();
+        let kept: Vec<PercpuCounter> = all.into_iter().step_by(10).collect();
+        domain.compact().unwrap();
+        assert!(domain.stats().totals.headers_moved > 0, "nothing moved");
+        let kept = std::sync::Arc::new(kept);
+        let (done_tx, done_rx) = mpsc::channel();
+        let adder = {
+            let kept = std::sync::Arc::clone(&kept);
+            std::thread::spawn(move || {
+                let _table = crate::forward::lock_for_test();
+                for c in kept.iter() {
+                    c.add(2);
+                }
+                done_tx.send(()).unwrap();
+            })
+        };
+        let finished = done_rx.recv_timeout(std::time::Duration::from_secs(30));
+        assert!(finished.is_ok(), "an add waited for its own thread's lock");
+        adder.join().unwrap();
+        for c in kept.iter() {
             assert_eq!(c.sum(), 3);
         }
     }

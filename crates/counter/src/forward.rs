@@ -21,14 +21,41 @@
 use crate::CounterError;
 use pcpu_rseq::sync::{AtomicUsize, Ordering};
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// Old header address → the header that took its place.
 static TABLE: Mutex<Option<HashMap<usize, usize>>> = Mutex::new(None);
 
-fn table() -> MutexGuard<'static, Option<HashMap<usize, usize>>> {
-    // A panic under the lock leaves the map whole (each step is one map operation).
-    TABLE.lock().unwrap_or_else(PoisonError::into_inner)
+/// The table, locked, with this thread marked in a slow path for as long: a signal handler
+/// that interrupts the holder and adds to a moved counter then goes to the central count
+/// (`pcpu_rseq::in_slow_path`) instead of waiting for this lock, on its own thread, forever.
+struct Table {
+    // Field order: the lock goes before the mark.
+    guard: MutexGuard<'static, Option<HashMap<usize, usize>>>,
+    _slow: pcpu_rseq::SlowPathGuard,
+}
+
+impl Deref for Table {
+    type Target = Option<HashMap<usize, usize>>;
+    fn deref(&self) -> &Self::Target {
+        &self.guard
+    }
+}
+
+impl DerefMut for Table {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.guard
+    }
+}
+
+fn table() -> Table {
+    let slow = pcpu_rseq::enter_slow_path();
+    Table {
+        // A panic under the lock leaves the map whole (each step is one map operation).
+        guard: TABLE.lock().unwrap_or_else(PoisonError::into_inner),
+        _slow: slow,
+    }
 }
 
 /// Makes room for `n` more moves, so that [`record`] does not allocate while a compaction
@@ -85,6 +112,6 @@ pub(crate) fn pending() -> usize {
 
 /// Holds the table's lock, for tests that show a path does not take it.
 #[cfg(test)]
-pub(crate) fn lock_for_test() -> MutexGuard<'static, Option<HashMap<usize, usize>>> {
+pub(crate) fn lock_for_test() -> impl Sized {
     table()
 }

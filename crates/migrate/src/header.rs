@@ -134,6 +134,12 @@ pub struct Header {
     tag: core::sync::atomic::AtomicU16,
 }
 
+/// The `seq` of a new header: even, and not 0, which is what zeroed memory reads. A reader
+/// that began on a header whose page then went back to the OS must see `seq` change, or it
+/// could accept cells it read meanwhile from the header's old slot, freed and reused since
+/// (found by review: a header never relocated nor `set` kept its first `seq` until its move).
+pub(crate) const FIRST_SEQ: u32 = 2;
+
 const _: () = assert!(core::mem::offset_of!(Header, slot) == 0);
 #[cfg(not(loom))]
 const _: () = assert!(Header::TAG_OFFSET == 14);
@@ -158,7 +164,7 @@ impl Header {
     pub fn new() -> Self {
         Header {
             slot: AtomicUsize::new(DISABLED),
-            seq: AtomicU32::new(0),
+            seq: AtomicU32::new(FIRST_SEQ),
             state: AtomicU8::new(State::Unattached as u8),
             spare: AtomicU8::new(0),
             tag: core::sync::atomic::AtomicU16::new(0),
@@ -494,6 +500,8 @@ impl Header {
     ) {
         let word = self.slot.load(Ordering::Acquire);
         new.slot.store(word, Ordering::Relaxed);
+        // Zeroed memory (a new block) reads `seq` 0: make it a new header's.
+        new.seq.store(FIRST_SEQ, Ordering::Relaxed);
         new.set_state(State::Moving);
         if attached {
             retarget_owner(slot_cells(word));
@@ -595,6 +603,25 @@ impl Header {
     pub fn model_attach(&self, addr: usize) {
         assert!(self.begin_attach(), "a model attaches an unattached header");
         self.publish_first(addr);
+    }
+
+    /// What a moved header's tombstone becomes when its owner gives its page back to the OS
+    /// (`MADV_DONTNEED`): every field reads 0. The page changes at once for every later load
+    /// (the kernel flushes every CPU's TLB before the call returns); loom has no such store,
+    /// so `seq`, the first field a reader loads, is zeroed last with `Release`: a reader that
+    /// finds it 0 finds the rest 0 too, one that finds it as it was may find any field either
+    /// way, as on a real machine.
+    pub fn model_release_page(&self) {
+        assert_eq!(
+            self.state(),
+            State::Moved,
+            "only a tombstone's page goes back"
+        );
+        self.slot.store(0, Ordering::Relaxed);
+        self.state.store(0, Ordering::Relaxed);
+        self.spare.store(0, Ordering::Relaxed);
+        self.tag.store(0, core::sync::atomic::Ordering::Relaxed);
+        self.seq.store(0, Ordering::Release);
     }
 }
 

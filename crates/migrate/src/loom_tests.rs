@@ -661,3 +661,26 @@ fn header_move_then_relocation_against_read() {
         assert_eq!(m.read(), 7);
     });
 }
+
+/// A read that began on a header, against the header's move, its tombstone's page going back
+/// to the OS (every field reads 0, `seq` too), and a relocation of the slot through the new
+/// header that gives the old slot back at once (scribbled on): the read must not accept what
+/// it read from the old slot. With a new header's `seq` at 0, the value zeros have, the
+/// reader's closing check matches the released page and it returns 2,000,000 (found by
+/// review; `FIRST_SEQ` is 2 since).
+#[test]
+fn header_move_release_and_relocation_against_read() {
+    loom::model(|| {
+        let m = MovedWorld::new([3, 4]);
+        let reader = {
+            let m = Arc::clone(&m);
+            loom::thread::spawn(move || m.read())
+        };
+        assert!(m.do_move(), "an attached header can be moved");
+        m.world.header.model_release_page();
+        // No adder runs: no grace period (see `relocate_with`).
+        m.new
+            .model_relocate_cells(&m.world.old, &m.world.new, false);
+        assert_eq!(reader.join().unwrap(), 7, "a quiescent read is exact");
+    });
+}

@@ -65,9 +65,11 @@ impl Space {
             // SAFETY: `cells` is the slot `old` was attached to through this space (caller),
             // still assigned to it: `old` is claimed, so nobody detaches or moves it.
             let lane = unsafe { self.owner_word(cells) };
-            let home = owner::home_of(lane.load(Ordering::Acquire));
-            // Release: a compactor that reads `new` from the lane sees it initialised.
-            lane.store(owner::word(new_addr, home), Ordering::Release);
+            // No home: `new` came from elsewhere than the slot's magazine, so when its owner
+            // drops it, neither goes back to a magazine (where the block could share a line
+            // with another lane's working set). Release: a compactor that reads `new` from the
+            // lane sees it initialised.
+            lane.store(owner::word(new_addr, owner::NO_HOME), Ordering::Release);
         };
         Ok(old.move_identity(new, retarget, forward))
     }
@@ -182,9 +184,9 @@ impl Space {
                         new,
                         |cells| {
                             debug_assert_eq!(cells, slot);
-                            let home = owner::home_of(lane.load(Ordering::Acquire));
-                            // Release: a compactor that reads `new` from the lane sees it.
-                            lane.store(owner::word(new_addr, home), Ordering::Release);
+                            // No home, as in `move_header`. Release: a compactor that reads
+                            // `new` from the lane sees it.
+                            lane.store(owner::word(new_addr, owner::NO_HOME), Ordering::Release);
                         },
                         || forward(old, new),
                     );

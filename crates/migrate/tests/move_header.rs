@@ -236,6 +236,9 @@ fn move_headers_moves_the_wanted_attached_headers() {
                 // SAFETY: leaked above, alive for the rest of the test.
                 let new = unsafe { &*(to as *const Header) };
                 assert_eq!((new.state(), slot_of(new)), (State::Attached, slots[&a]));
+                // SAFETY: attached through `space`.
+                let home = unsafe { space.attach_lane(new) };
+                assert_eq!(home, None, "a moved header's block came from no magazine");
                 // SAFETY: attached through `space`; nobody uses it any more.
                 let _ = unsafe { space.detach(new) }.unwrap();
             }
