@@ -98,11 +98,19 @@ pub(crate) fn fix_up(word: &AtomicUsize, seen: usize) -> usize {
     }
     // Only fix-ups change a header counter's state word, and they hold this lock.
     word.store(to, Ordering::Release);
-    if map.is_empty() {
-        // Give the table's memory back once no move is pending.
-        map.shrink_to(0);
-    }
+    // No shrinking here: a counter's drop fixes up, and dropping a counter never frees
+    // memory ([`shrink_if_empty`] does it, at compaction).
     to
+}
+
+/// Gives the table's memory back if no move is pending (a compaction's, before it records
+/// more).
+pub(crate) fn shrink_if_empty() {
+    if let Some(map) = table().as_mut() {
+        if map.is_empty() {
+            map.shrink_to(0);
+        }
+    }
 }
 
 /// Moves recorded and not yet fixed up.

@@ -346,6 +346,7 @@ impl HeaderStore {
             }
         }
         let wanted_count: usize = chosen.iter().map(|&(_, _, live)| live).sum();
+        crate::forward::shrink_if_empty();
         let mut moved: Vec<(usize, usize)> = Vec::new();
         if result.is_ok() && wanted_count > 0 {
             result = moved
