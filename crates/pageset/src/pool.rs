@@ -56,6 +56,12 @@ pub struct Pool {
     /// their pages were given back. Capacity for every mapped pageset is reserved when it is
     /// mapped, so keeping one never allocates (and never has to fall back to unmapping).
     kept: Vec<Pageset>,
+    /// [`unassign_batch`](Self::unassign_batch)'s working space, kept between calls: a slot
+    /// cache spills through it every `batch` frees of a full magazine, and a free (a counter's
+    /// drop) must not call the allocator (it did, twice per spill, before).
+    batch_located: Vec<(u32, usize)>,
+    /// The same for the batch's pagemap mask (one flag per CPU).
+    batch_mask: Vec<bool>,
 }
 
 impl Pool {
@@ -86,6 +92,8 @@ impl Pool {
             probe: PageProbe::new(true),
             probe_min_ncpu: Pool::PROBE_MIN_NCPU,
             kept: Vec::new(),
+            batch_located: Vec::new(),
+            batch_mask: Vec::new(),
         })
     }
 
@@ -306,10 +314,26 @@ impl Pool {
     /// All or nothing: if any slot is foreign, not assigned, or listed twice, the error
     /// names it and no slot is unassigned.
     pub fn unassign_batch(&mut self, slots: &[Slot]) -> Result<(), PagesetError> {
+        // Working space kept in the pool: only a batch larger than every one before allocates.
+        let mut located = core::mem::take(&mut self.batch_located);
+        let mut mask = core::mem::take(&mut self.batch_mask);
+        located.clear();
+        let result = self.unassign_batch_in(slots, &mut located, &mut mask);
+        self.batch_located = located;
+        self.batch_mask = mask;
+        result
+    }
+
+    /// [`unassign_batch`](Self::unassign_batch) with its working space (`located` empty).
+    fn unassign_batch_in(
+        &mut self,
+        slots: &[Slot],
+        located: &mut Vec<(u32, usize)>,
+        mask: &mut Vec<bool>,
+    ) -> Result<(), PagesetError> {
         let oom = PagesetError::OutOfMemory {
             bytes: slots.len() * 16,
         };
-        let mut located: Vec<(u32, usize)> = Vec::new();
         located.try_reserve_exact(slots.len()).map_err(|_| oom)?;
         for &slot in slots {
             located.push(self.locate_live(slot)?);
@@ -325,12 +349,13 @@ impl Pool {
             return Err(PagesetError::NotAssigned(Slot::from_nonzero(addr)));
         }
         let geom = self.geom;
-        let mut mask: Vec<bool> = Vec::new();
-        let use_probe =
-            geom.ncpu >= self.probe_min_ncpu && mask.try_reserve_exact(geom.ncpu).is_ok();
+        let use_probe = geom.ncpu >= self.probe_min_ncpu
+            && mask
+                .try_reserve_exact(geom.ncpu.saturating_sub(mask.len()))
+                .is_ok();
         let mut probed_page: Option<(u32, usize)> = None;
         let mut have_mask = false;
-        for (index, s) in located {
+        for &(index, s) in located.iter() {
             let ps = self.entries[index as usize]
                 .pageset
                 .as_mut()
@@ -338,7 +363,7 @@ impl Pool {
             if use_probe {
                 let page = (index, s / geom.slots_per_page);
                 if probed_page != Some(page) {
-                    have_mask = ps.probe_page(&geom, s, &mut self.probe, &mut mask);
+                    have_mask = ps.probe_page(&geom, s, &mut self.probe, mask);
                     probed_page = Some(page);
                 }
             }
